@@ -90,7 +90,9 @@ def load() -> Settings:
     return Settings(
         data_dir=data_dir,
         kafka=KafkaSettings(
-            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{DEFAULT_BROKER_PORT}"),
+            # Unset: the embedded broker, on VIGIE_BROKER_PORT.
+            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS",
+                                   f"127.0.0.1:{_env('VIGIE_BROKER_PORT', str(DEFAULT_BROKER_PORT))}"),
             security_protocol=_env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
             sasl_mechanism=_env("KAFKA_SASL_MECHANISM"),
             sasl_username=_env("KAFKA_SASL_USERNAME"),

@@ -10,7 +10,8 @@ import msgspec
 
 from pipelines import schemas as s
 
-MAX_EVENT_BYTES = 16 * 1024  # an event is metadata only; anything larger is refused
+MAX_EVENT_BYTES = 16 * 1024  # an input event is metadata only; anything larger is refused
+MAX_RECORD_BYTES = 1024 * 1024  # stream outputs (a dead letter carries the refused bytes)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ def decode(topic: str, raw: bytes | None):
     """Validate one record's bytes against its topic's schema, or raise InvalidEvent."""
     if raw is None:
         raise InvalidEvent("empty record (no value)")
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"oversized: {len(raw)} bytes > {MAX_EVENT_BYTES}")
+    limit = MAX_EVENT_BYTES if TOPICS[topic].input else MAX_RECORD_BYTES
+    if len(raw) > limit:
+        raise InvalidEvent(f"oversized: {len(raw)} bytes > {limit}")
     try:
         return _DECODERS[topic].decode(raw)
     except msgspec.DecodeError as exc:  # covers bad JSON and ValidationError

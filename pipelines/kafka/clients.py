@@ -1,0 +1,77 @@
+"""Producers, consumers and topic creation, all configured from ``pipelines.settings``.
+
+Nothing here knows whether it talks to the embedded broker or to a production cluster.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Optional
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pipelines import settings as settings_mod
+from pipelines.schemas import encode
+from pipelines.topics import TOPICS, key_of
+
+log = logging.getLogger(__name__)
+SINGLE_PARTITION = {"model-updates"}  # ordered control streams every worker reads whole
+
+
+def topic_partitions(name: str, conf: settings_mod.Settings) -> int:
+    return 1 if name in SINGLE_PARTITION else conf.partitions
+
+
+async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
+                        names: Iterable[str] = TOPICS) -> None:
+    """Create Vigie's topics if they do not exist (idempotent; safe from every process)."""
+    conf = conf or settings_mod.load()
+    admin = AIOKafkaAdminClient(**conf.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, topic_partitions(n, conf), 1) for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+    finally:
+        await admin.close()
+
+
+class Publisher:
+    """Publishes events to their topic, keyed by the topic's key field.
+
+    ``acks=all`` with idempotence: a request answered 2xx is durably in the log."""
+
+    def __init__(self, conf: Optional[settings_mod.Settings] = None, **producer_kwargs):
+        conf = conf or settings_mod.load()
+        kwargs = dict(acks="all", enable_idempotence=True, linger_ms=1)
+        kwargs.update(producer_kwargs)
+        self.producer = AIOKafkaProducer(**conf.kafka.aiokafka_kwargs(), **kwargs)
+
+    async def start(self) -> "Publisher":
+        await self.producer.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def publish(self, topic: str, event: msgspec.Struct, wait: bool = True):
+        """Send one event; with ``wait`` return only once the broker has it."""
+        future = await self.producer.send(topic, encode(event), key=key_of(topic, event))
+        return await future if wait else future
+
+    async def publish_raw(self, topic: str, value: bytes, key: Optional[bytes] = None):
+        return await self.producer.send_and_wait(topic, value, key=key)
+
+
+def consumer(*topics: str, group_id: Optional[str] = None,
+             conf: Optional[settings_mod.Settings] = None, **kwargs) -> AIOKafkaConsumer:
+    """A consumer of Vigie topics (call ``await c.start()``); no group = read without committing."""
+    conf = conf or settings_mod.load()
+    kwargs.setdefault("auto_offset_reset", "earliest")
+    return AIOKafkaConsumer(*topics, group_id=group_id, **conf.kafka.aiokafka_kwargs(), **kwargs)
