@@ -148,6 +148,21 @@ def lake(sql: str | None, lake: Path | None) -> None:
 
 
 @main.command()
+@click.option("--only", type=click.Choice(["foundation", "stream"]), default=None,
+              help="Run one group of benchmarks.")
+def bench(only: str | None) -> None:
+    """Measure throughput, latency and start times; write bench/results.json and
+    append to docs/benchmarks.md."""
+    from pipelines.bench import foundation, report
+
+    results = {}
+    if only in (None, "foundation"):
+        results.update(foundation.run())
+    merged = report.write(results)
+    click.echo(json.dumps(merged, indent=2, default=str))
+
+
+@main.command()
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Simulated events/s.")
 @click.option("--no-simulator", is_flag=True, help="Start everything but the simulator.")
 def run(rate: float, no_simulator: bool) -> None:

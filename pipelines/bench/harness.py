@@ -1,0 +1,68 @@
+"""What every benchmark needs: a fresh broker and data dir, child processes, timers."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipelines.settings import REPO_ROOT
+
+
+@contextmanager
+def fresh_environment(partitions: int = 4):
+    """A new broker on a free port and a new data dir, exported to child processes."""
+    from pipelines.kafka.broker import EmbeddedKafka, free_port
+
+    root = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
+    started = time.monotonic()
+    broker = EmbeddedKafka(free_port(), root / "broker").start()
+    broker.cold_start_s = time.monotonic() - started
+    saved = {k: os.environ.get(k) for k in ("KAFKA_BOOTSTRAP_SERVERS", "VIGIE_DATA_DIR",
+                                            "VIGIE_PARTITIONS")}
+    os.environ.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, VIGIE_DATA_DIR=str(root / "data"),
+                      VIGIE_PARTITIONS=str(partitions))
+    from pipelines.kafka.clients import ensure_topics
+
+    asyncio.run(ensure_topics())
+    try:
+        yield broker, root
+    finally:
+        broker.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def spawn(root: Path, name: str, *args: str) -> subprocess.Popen:
+    log = open(root / f"{name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", *args],
+                            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=os.environ.copy())
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values, q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))])
