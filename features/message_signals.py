@@ -16,7 +16,7 @@ _MONEY = re.compile(
     re.IGNORECASE,
 )
 _REQUEST = re.compile(
-    r"(peux[- ]tu\s+(?:me\s+)?(?:envoyer|prêter|virer|avancer)|tu\s+peux\s+(?:me\s+)?(?:envoyer|prêter|virer|avancer)|"
+    r"(peux[- ]tu\s+(?:me\s+|m')?(?:envoyer|prêter|virer|avancer)|tu\s+peux\s+(?:me\s+|m')?(?:envoyer|prêter|virer|avancer)|"
     r"can\s+you\s+(?:send|lend|transfer|wire)|could\s+you\s+(?:send|lend|transfer|wire)|"
     r"j'ai\s+besoin\s+d[e']\s*(?:argent|\d)|i\s+need\s+(?:some\s+)?(?:money|cash|\d|€|\$)|"
     r"envoie[- ]moi|send\s+me|prête[- ]moi|lend\s+me)",

@@ -116,13 +116,13 @@ class TransferStatus(Event, kw_only=True):
     recipient: AccountId
     amount_cents: Cents
     status: TransferStatusKind
-    reason: ShortText = ""  # e.g. "decision:hold", "fallback:no decision by deadline"
+    reason: ShortText = ""  # e.g. "decision:hold", "fallback: no decision by deadline"
 
 
 # --- stream outputs ------------------------------------------------------------------------
 class ReasonCode(Struct, forbid_unknown_fields=True, frozen=True):
     feature: str
-    value: float
+    value: Optional[float]  # None: the feature was missing (NaN does not exist in JSON)
     contribution: float
 
 
@@ -141,7 +141,7 @@ class Decision(Event, kw_only=True):
     rule_hits: list[str] = []
     list_hits: list[str] = []
     reasons: list[ReasonCode] = []
-    features: dict[str, float] = {}
+    features: dict[str, Optional[float]] = {}  # None: missing (NaN does not exist in JSON)
     latency_ms: float = 0.0  # transfer request's event time to this decision
 
 

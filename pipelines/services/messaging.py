@@ -1,0 +1,73 @@
+"""The messaging service (port 8081): chat metadata in, user notifications out.
+
+``POST /v1/messages`` turns a message into its metadata and derived signals
+(``requests.message_event``) and drops the text: it is never logged, stored or echoed back.
+``POST /v1/account-events`` and ``POST /v1/reports`` publish account events and user scam
+reports. ``GET /v1/notifications/{account}`` delivers what the stream told this user
+(transfer and contact warnings, step-up challenges): the service follows the
+``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
+"""
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from aiohttp import web
+
+from pipelines import requests as rq
+from pipelines import schemas as s
+from pipelines.privacy import pseudonymize
+from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
+
+KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
+
+
+class AccountPath(msgspec.Struct, forbid_unknown_fields=True):
+    account: rq.RawId
+
+
+class Messaging(Service):
+    name = "messaging"
+    # what POST route publishes what: path -> (request struct, event builder, topic)
+    INTAKE = {
+        "/v1/messages": (rq.MessageRequest, rq.message_event, "messages"),
+        "/v1/account-events": (rq.AccountEventRequest, rq.account_event, "account-events"),
+        "/v1/reports": (rq.ScamReportRequest, rq.scam_report_label, "labels"),
+    }
+
+    def __init__(self, conf=None):
+        super().__init__(conf)
+        self.notifications = Recent(per_key=50, max_age_ms=KEEP_NOTIFICATIONS_MS)
+
+    def routes(self):
+        posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
+        return posts + [web.get("/v1/notifications/{account}", self.get_notifications)]
+
+    def _intake(self, kind, build, topic):
+        async def handler(request: web.Request) -> web.Response:
+            event = build(await read_json(request, kind), uuid.uuid4().hex, now_ms())
+            await self.publish(topic, event)
+            return web.json_response({"id": event.id}, status=202)
+        return handler
+
+    async def get_notifications(self, request: web.Request) -> web.Response:
+        raw = validate(dict(request.match_info), AccountPath).account
+        found = self.notifications.get(pseudonymize("account", raw), now_ms())
+        return web.json_response({"notifications": [msgspec.to_builtins(n) for n in found]})
+
+    async def on_notification(self, n: s.Notification) -> None:
+        self.notifications.add(n.account, n.ts, n)
+
+    async def start(self) -> None:
+        reader = await self.start_reader(LogReader(self.conf, "notifications",
+                                           since_ms=now_ms() - KEEP_NOTIFICATIONS_MS))
+        await reader.catch_up(self.on_notification)
+        self.background(reader.follow(self.on_notification), "notifications reader")
+
+
+def build_app(conf=None) -> web.Application:
+    return Messaging(conf).app()
+
+
+def run(port: int | None = None) -> None:
+    serve(build_app(), Messaging.name, port)

@@ -1,0 +1,235 @@
+"""The payment service (port 8082): takes transfers, applies the stream's decisions, pays out.
+
+A transfer waits out the availability delay (``VIGIE_AVAILABILITY_DELAY_S``, 30 s) before its
+payout: that is the window in which Vigie decides. The service never pays out without a
+decision:
+
+    pending --approve--> approved --(payout_due_ts)--> paid_out
+            --warn-----> warned   --(max(due, decided + VIGIE_WARN_COOLING_OFF_S))--> paid_out
+            --hold-----> held --analyst approve--> released --(max(due, now))--> paid_out
+                              --analyst block----> blocked --> returned
+            --block----> blocked --> returned
+            --no decision by payout_due_ts--> VIGIE_NO_DECISION_FALLBACK: held (or blocked)
+
+Automated decisions act only on pending transfers, so the first one wins and a redelivered
+or late one changes nothing; analyst decisions (``model_version`` "analyst:…") act only on
+held transfers; shadow decisions are never applied. A recovery case that contains an account
+locks it (new transfers get 423) and holds its transfers not yet paid out; "restored" and
+"closed_legitimate" unlock it; "closed_fraudulent" bans it for good.
+
+State lives in memory and the log is its source of truth: on start, before serving, the
+service reads ``transfer-requests``, ``transfer-status`` and ``recovery`` from the beginning,
+then reads ``decisions`` as group "vigie-payment" from its committed offsets. Every change is
+published as a ``TransferStatus`` (event id ``<transfer>.<n>``, so a replayed change has the
+id it had). Transfers are kept for the log's lifetime (GET and chargebacks need them).
+
+Scaling: one instance serves every partition for now. All these topics are keyed by the
+sender, so the way out is one instance per group of sender partitions: each reads the
+partitions of its senders on the three state topics, joins "vigie-payment" for the same
+partitions of ``decisions``, and a router (or the client) sends a transfer to the instance
+owning its sender's partition; GET/chargeback by transfer id would look the sender up first.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+from aiohttp import web
+
+from pipelines import requests as rq
+from pipelines import schemas as s
+from pipelines.privacy import pseudonymize
+from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, env_seconds,
+                                       now_ms, read_json, serve)
+
+log = logging.getLogger(__name__)
+TICK_S = 0.2  # how often due payouts and missed deadlines are looked at
+OPEN = ("pending", "approved", "warned", "released")  # not paid out yet: a lock holds them
+RETURNED = "declined: money back to the sender"
+# What a decision does: an automated one to a pending transfer, an analyst's to a held one.
+EFFECTS = {
+    "pending": {"approve": ["approved"], "warn": ["warned"], "hold": ["held"],
+                "block": ["blocked", "returned"]},
+    "held": {"approve": ["released"], "block": ["blocked", "returned"]},
+}
+FALLBACK = "fallback: no decision by deadline"
+FALLBACKS = {"hold": [("held", FALLBACK)], "block": [("blocked", FALLBACK), ("returned", RETURNED)]}
+
+
+@dataclass
+class Transfer:
+    request: s.TransferRequested
+    status: str = "pending"
+    pay_at: Optional[int] = None  # set while approved, warned or released
+    history: list = field(default_factory=list)
+
+    def view(self) -> dict:
+        r = self.request
+        return {"transfer_id": r.transfer_id, "sender": r.sender, "recipient": r.recipient,
+                "amount_cents": r.amount_cents, "status": self.status,
+                "payout_due_ts": r.payout_due_ts, "history": self.history}
+
+
+class Payment(Service):
+    name = "payment"
+
+    def __init__(self, conf=None):
+        super().__init__(conf)
+        self.delay_ms = int(env_seconds("VIGIE_AVAILABILITY_DELAY_S", 30) * 1000)
+        self.cooling_ms = int(env_seconds("VIGIE_WARN_COOLING_OFF_S", 10) * 1000)
+        self.fallback = os.environ.get("VIGIE_NO_DECISION_FALLBACK") or "hold"
+        if self.fallback not in FALLBACKS:
+            raise ValueError("VIGIE_NO_DECISION_FALLBACK must be 'hold' or 'block'")
+        self.transfers: dict[str, Transfer] = {}
+        self.open: dict[str, Transfer] = {}  # not yet paid, returned or held: the timer's work
+        self.locks: dict[str, str] = {}  # account hash -> why it is locked
+        self.banned: set[str] = set()
+
+    def routes(self):
+        return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
+                web.post("/v1/chargebacks", self.chargeback)]
+
+    # --- state changes: one place, used live and when replaying the log -------------------
+    def _record(self, t: Transfer, status: str, reason: str, ts: int) -> s.TransferStatus:
+        r = t.request
+        t.status = status
+        t.history.append({"status": status, "ts": ts, "reason": reason})
+        t.pay_at = {"approved": r.payout_due_ts,
+                    "warned": max(r.payout_due_ts, ts + self.cooling_ms),
+                    "released": max(r.payout_due_ts, ts)}.get(status)
+        if status in OPEN:
+            self.open[r.transfer_id] = t
+        else:
+            self.open.pop(r.transfer_id, None)
+        return s.TransferStatus(id=f"{r.transfer_id}.{len(t.history)}", ts=ts,
+                                transfer_id=r.transfer_id, sender=r.sender, recipient=r.recipient,
+                                amount_cents=r.amount_cents, status=status, reason=reason)
+
+    async def _change(self, t: Transfer, *steps: tuple[str, str]) -> None:
+        """Apply the steps in memory at once (no other coroutine sees a half-done change),
+        then publish them in order. Should publishing fail, memory is ahead of the log until a
+        restart, when the log wins: a transfer back to pending gets the fallback, never a payout."""
+        ts = now_ms()
+        events = [self._record(t, status, reason, ts) for status, reason in steps]
+        for event in events:
+            await self.publish("transfer-status", event)
+
+    # --- HTTP ----------------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.Response:
+        req = await read_json(request, rq.TransferRequest)
+        sender = pseudonymize("account", req.sender)
+        if sender in self.locks:
+            raise ApiError(423, f"account locked: {self.locks[sender]}")
+        transfer_id = uuid.uuid4().hex
+        event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", now_ms(), self.delay_ms)
+        # Known before it is published: its decision may come back before the ack does.
+        t = self.transfers[transfer_id] = Transfer(event)
+        try:
+            await self.publish("transfer-requests", event)
+        except BaseException:
+            del self.transfers[transfer_id]
+            raise
+        await self._change(t, ("pending", ""))
+        return web.json_response({"transfer_id": transfer_id, "status": t.status,
+                                  "payout_due_ts": event.payout_due_ts}, status=201)
+
+    def _find(self, transfer_id: str) -> Transfer:
+        if transfer_id not in self.transfers:
+            raise ApiError(404, "unknown transfer")
+        return self.transfers[transfer_id]
+
+    async def get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._find(request.match_info["id"]).view())
+
+    async def chargeback(self, request: web.Request) -> web.Response:
+        req = await read_json(request, rq.ChargebackRequest)
+        t = self._find(req.transfer_id)
+        # One chargeback label per transfer, whatever the retries: the id says so.
+        label = rq.chargeback_label(req, t.request, f"{req.transfer_id}.cb", now_ms())
+        await self.publish("labels", label)
+        return web.json_response({"id": label.id}, status=202)
+
+    # --- decisions, deadlines, locks -----------------------------------------------------
+    async def on_decision(self, d: s.Decision) -> None:
+        t = self.transfers.get(d.transfer_id)
+        if d.shadow or t is None:
+            return
+        acts_on = "held" if d.model_version.startswith("analyst:") else "pending"
+        statuses = EFFECTS[acts_on].get(d.action) if t.status == acts_on else None
+        if statuses:  # anything else (a repeat, a late or a redundant decision) changes nothing
+            why = f"decision:{d.action} model={d.model_version}"
+            await self._change(t, *[(st, RETURNED if st == "returned" else why) for st in statuses])
+
+    async def on_tick(self) -> None:
+        now = now_ms()
+        for t in list(self.open.values()):
+            if t.status == "pending" and now >= t.request.payout_due_ts:
+                await self._change(t, *FALLBACKS[self.fallback])
+            elif t.pay_at is not None and now >= t.pay_at:
+                await self._change(t, ("paid_out", "availability delay over"))
+
+    async def _timer(self) -> None:
+        while True:
+            try:
+                await self.on_tick()
+            except Exception:  # the broker may be briefly away: try again next tick
+                log.exception("payout timer")
+            await asyncio.sleep(TICK_S)
+
+    def _set_lock(self, ev: s.RecoveryEvent) -> None:
+        if ev.state == "closed_fraudulent":
+            self.banned.add(ev.account)
+            self.locks[ev.account] = f"closed for fraud{': ' + ev.reason if ev.reason else ''}"
+        elif ev.state == "contained" and ev.account not in self.banned:
+            self.locks[ev.account] = ev.reason or "account recovery in progress"
+        elif ev.state in ("restored", "closed_legitimate") and ev.account not in self.banned:
+            self.locks.pop(ev.account, None)
+
+    async def _hold_open(self, account: str) -> None:
+        for t in [t for t in self.open.values() if t.request.sender == account]:
+            await self._change(t, ("held", "account locked"))
+
+    async def on_recovery(self, ev: s.RecoveryEvent) -> None:
+        self._set_lock(ev)
+        if ev.account in self.locks:
+            await self._hold_open(ev.account)
+
+    # --- start: rebuild from the log, then follow it -------------------------------------
+    async def _replay_request(self, ev: s.TransferRequested) -> None:
+        self.open[ev.transfer_id] = self.transfers[ev.transfer_id] = Transfer(ev)
+
+    async def _replay_status(self, ev: s.TransferStatus) -> None:
+        if ev.transfer_id in self.transfers:
+            self._record(self.transfers[ev.transfer_id], ev.status, ev.reason, ev.ts)
+
+    async def _replay_recovery(self, ev: s.RecoveryEvent) -> None:
+        self._set_lock(ev)
+
+    async def start(self) -> None:
+        requests, statuses, recovery, decisions = await asyncio.gather(
+            *(self.start_reader(LogReader(self.conf, topic))
+              for topic in ("transfer-requests", "transfer-status", "recovery")),
+            self.start_reader(GroupReader(self.conf, "decisions", "vigie-payment")))
+        await requests.catch_up(self._replay_request)  # first: a status needs its transfer
+        await statuses.catch_up(self._replay_status)
+        await recovery.catch_up(self._replay_recovery)
+        await asyncio.gather(requests.stop(), statuses.stop())  # our own writes from now on
+        for account in list(self.locks):  # a lock may have come in while we were down
+            await self._hold_open(account)
+        log.info("payment state rebuilt: %d transfers (%d open), %d locked accounts",
+                 len(self.transfers), len(self.open), len(self.locks))
+        self.background(recovery.follow(self.on_recovery), "recovery reader")
+        self.background(decisions.follow(self.on_decision), "decisions consumer")
+        self.background(self._timer(), "payout timer")
+
+
+def build_app(conf=None) -> web.Application:
+    return Payment(conf).app()
+
+
+def run(port: int | None = None) -> None:
+    serve(build_app(), Payment.name, port)
