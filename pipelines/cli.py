@@ -133,6 +133,87 @@ def simulate(mode, out, seed, users, days, rate, duration) -> None:
 
 
 @main.command()
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Lake to replay (default: the live lake).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Feature table (Parquet).")
+def replay(lake: Path | None, out: Path) -> None:
+    """Replay the event log through the stream's feature code: the feature table."""
+    from pipelines.training import feature_table
+
+    table, stats = feature_table(lake or settings_mod.load().lake_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    click.echo(json.dumps(stats, indent=2))
+
+
+@main.command()
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Lake to train on (default: the live lake).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--bootstrap", is_flag=True,
+              help="Only if no model exists: simulate a history offline and train on it.")
+def train(lake: Path | None, seed: int, bootstrap: bool) -> None:
+    """Replay, label (labels as known), train LightGBM, register the model."""
+    from models import registry
+    from pipelines.training import train_from_lake
+
+    if bootstrap:
+        if registry.latest() is not None:
+            click.echo(f"model {registry.latest()} exists; nothing to bootstrap")
+            return
+        from pipelines.simulator.offline import run_offline
+
+        lake = settings_mod.load().data_dir / "bootstrap-history"
+        if not lake.exists():
+            run_offline(lake, seed=seed)
+    stats = train_from_lake(lake or settings_mod.load().lake_dir, seed=seed)
+    click.echo(json.dumps(stats, indent=2, default=str))
+
+
+@main.command()
+@click.argument("version")
+def promote(version: str) -> None:
+    """Make VERSION the acting model in every running worker (no restart)."""
+    _model_update("promote", version)
+
+
+@main.command()
+@click.argument("version")
+def shadow(version: str) -> None:
+    """Score every transfer with VERSION too, recording its would-be decisions only."""
+    _model_update("shadow", version)
+
+
+@main.command()
+def rollback() -> None:
+    """Go back to the model that acted before the last promotion."""
+    _model_update("rollback", "previous")
+
+
+def _model_update(action: str, version: str) -> None:
+    import uuid
+
+    from models import registry
+    from pipelines.kafka.clients import Publisher
+    from pipelines.schemas import ModelUpdate
+
+    if action in ("promote", "shadow") and version not in registry.list_versions():
+        raise click.BadParameter(f"no model {version} in the registry")
+
+    async def send():
+        pub = await Publisher().start()
+        try:
+            await pub.publish("model-updates", ModelUpdate(
+                id=uuid.uuid4().hex, ts=int(time.time() * 1000), action=action, version=version,
+                actor="cli"))
+        finally:
+            await pub.stop()
+
+    asyncio.run(send())
+    click.echo(f"{action} {version}: sent")
+
+
+@main.command()
 @click.argument("sql", required=False)
 @click.option("--lake", type=click.Path(path_type=Path), default=None)
 def lake(sql: str | None, lake: Path | None) -> None:

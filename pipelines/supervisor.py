@@ -65,6 +65,13 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     from pipelines.kafka.clients import ensure_topics
 
     asyncio.run(ensure_topics(conf))
+    from models import registry
+
+    if registry.latest() is None:
+        click.echo("no model yet: simulating a history offline and training a first one…")
+        subprocess.run([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", "train",
+                        "--bootstrap"], cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+        click.echo(f"model {registry.latest()} trained")
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
     children += [Child(s, ["serve", s], log_dir) for s in ("messaging", "payment", "assistant")]
     if simulator:

@@ -38,10 +38,12 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("decisions", s.Decision, "sender", "stream"),
     TopicSpec("notifications", s.Notification, "account", "stream"),
     TopicSpec("recovery", s.RecoveryEvent, "account", "stream"),
-    TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback"),
+    TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback", input=True),
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
+# The stream's own hops (see pipelines/agents/envelopes.py): keyed by entity, and by sender.
+INTERNAL_TOPICS = ["entity-events", "transfer-parts"]
 _DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
 
 

@@ -1,22 +1,105 @@
 """The Faust apps, assembled: ``worker_app`` (validation, features, decisions) and
-``sink_app`` (the lake). ``vigie worker`` and ``vigie sink`` run them."""
+``sink_app`` (the lake). ``vigie worker`` and ``vigie sink`` run them.
+
+The event -> decision path, one file per step:
+1. ``agents/ingest.py``    validate every input event; dead-letter the bad ones;
+2. here (``Router``)       route each valid event to the entities it touches;
+3. ``agents/entities.py``  update each entity's feature state; report a transfer's features;
+4. ``agents/decide.py``    join a transfer's parts; score, rules, lists; decide; explain;
+   ``agents/control.py``   rules, lists and models, changed live by events.
+"""
 from __future__ import annotations
 
 import logging
+import time
 
-from pipelines.agents import ingest, lake_sink
+from pipelines import schemas
+from pipelines.agents import control as control_mod, decide, entities, ingest, lake_sink
+from pipelines.agents.envelopes import source_id
 from pipelines.app import make_app
 
 log = logging.getLogger(__name__)
+FEATURE_TOPICS = {"messages", "account-events", "transfer-requests", "assistant-events", "labels"}
 
 
-async def handle_valid(topic, event, message) -> None:
-    """Where a valid input event goes next (the feature and decision stages)."""
+class Router:
+    """What happens to a valid input event after validation."""
+
+    def __init__(self, entity_topic, control: control_mod.Control, dead_letters):
+        self.entity_topic = entity_topic
+        self.control = control
+        self.dead_letters = dead_letters
+
+    async def __call__(self, topic: str, event, message) -> None:
+        if topic in FEATURE_TOPICS:
+            source = source_id(topic, message.partition)
+            for key, value in entities.routed_for(event, topic, message.value, source, message.offset):
+                await self.entity_topic.send(key=key, value=value)
+        elif topic == "analyst-actions":
+            await self.analyst_action(event, message)
+        elif topic == "model-updates":
+            self.model_update(event)
+
+    async def refuse(self, reason: str, message) -> None:
+        letter = ingest.dead_letter(reason, message.topic, message.partition, message.offset,
+                                    message.value)
+        await self.dead_letters.send(value=schemas.encode(letter))
+        log.warning("refused %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
+
+    async def analyst_action(self, action: schemas.AnalystAction, message) -> None:
+        params = dict(action.params)
+        try:
+            if action.action == "rule_change":
+                self.control.change_rules({**params, "ts": action.ts, "author": action.actor})
+            elif action.action in ("add_to_list", "remove_from_list"):
+                op = "add" if action.action == "add_to_list" else "remove"
+                self.control.change_lists({**params, "op": op, "kind": action.target_kind,
+                                           "value": action.target, "ts": action.ts,
+                                           "author": action.actor, "reason": action.reason})
+            elif action.action in ("release", "block") and action.target_kind == "transfer":
+                await self.analyst_decision(action, params)
+        except (control_mod.RuleError, control_mod.ListError, KeyError, ValueError) as exc:
+            await self.refuse(f"{action.action} refused: {exc}", message)
+
+    async def analyst_decision(self, action: schemas.AnalystAction, params: dict) -> None:
+        """Release or block a held transfer: a decision the payment service applies."""
+        decision = schemas.Decision(
+            id=f"{action.target}.a{action.ts}", ts=int(time.time() * 1000),
+            transfer_id=action.target, sender=params["sender"], recipient=params["recipient"],
+            amount_cents=int(params["amount_cents"]),
+            action="approve" if action.action == "release" else "block",
+            score=0.0, model_version=f"analyst:{action.actor}", reasons=[],
+        )
+        await self.entity_topic.app.topic("decisions", key_serializer="raw",
+                                          value_serializer="raw").send(
+            key=decision.sender.encode(), value=schemas.encode(decision))
+
+    def model_update(self, update: schemas.ModelUpdate) -> None:
+        control = self.control
+        if update.action == "promote":
+            acting = control.model("acting")
+            if acting and acting != update.version:
+                control.set_model("previous", acting)
+            control.set_model("acting", update.version)
+        elif update.action == "rollback":
+            previous = control.model("previous")
+            if previous:
+                control.set_model("previous", control.model("acting") or "")
+                control.set_model("acting", previous)
+        elif update.action == "shadow":
+            control.set_model("shadow", update.version)
+        elif update.action == "unshadow":
+            control.set_model("shadow", "")
 
 
 def build_worker_app():
     app = make_app("vigie")
-    ingest.register(app, handle_valid)
+    control = control_mod.Control(control_mod.control_table(app))
+    entity_topic = entities.register(app)
+    parts_topic = entities.raw_topic(app, "transfer-parts")
+    decide.register(app, control, parts_topic)
+    dead_letters = entities.raw_topic(app, "dead-letters")
+    ingest.register(app, Router(entity_topic, control, dead_letters))
     return app
 
 

@@ -42,6 +42,9 @@ def valid_event(topic: str, rnd: random.Random):
         return schemas.AnalystAction(id=f"f-x{i}", ts=ts, actor="alice", role="analyst",
                                      action="release", target_kind="transfer", target=f"t{i}",
                                      reason="customer called")
+    if topic == "model-updates":
+        return schemas.ModelUpdate(id=f"f-u{i}", ts=ts, action="shadow", version=f"m-test-{i}",
+                                   actor="dana")
     raise ValueError(topic)
 
 

@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from pipelines import settings as settings_mod
 from pipelines.schemas import encode
-from pipelines.topics import TOPICS, key_of
+from pipelines.topics import INTERNAL_TOPICS, TOPICS, key_of
 
 log = logging.getLogger(__name__)
 SINGLE_PARTITION = {"model-updates"}  # ordered control streams every worker reads whole
@@ -25,7 +25,7 @@ def topic_partitions(name: str, conf: settings_mod.Settings) -> int:
 
 
 async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
-                        names: Iterable[str] = TOPICS) -> None:
+                        names: Iterable[str] = (*TOPICS, *INTERNAL_TOPICS)) -> None:
     """Create Vigie's topics if they do not exist (idempotent; safe from every process)."""
     conf = conf or settings_mod.load()
     admin = AIOKafkaAdminClient(**conf.kafka.aiokafka_kwargs())

@@ -1,0 +1,170 @@
+"""Graph signals: accounts per device / card / IP, the recipient's fan-in and in->out speed, and
+the 1-hop link to accounts with a confirmed fraud label.
+
+Which labels confirm fraud (``Label.account`` is the account the label judges):
+- ``chargeback`` and ``analyst_verdict`` with ``is_fraud``: the account is confirmed fraudulent,
+  and its live counterparties (messages or transfers in the last 30 days, most recent first, at
+  most FANOUT) are told through a derived ``NeighbourFlagged`` event. Later, each *new*
+  counterparty of a confirmed account is told as well. ``analyst_verdict`` without ``is_fraud``
+  clears the account's own flag (links already told stay until they expire after 30 days).
+- ``user_scam_report``: unverified (anyone can report anyone), so it only counts in
+  ``*_scam_reports_30d`` and is not propagated.
+- ``ato_confirmed`` / ``not_ato``: the owner is a victim and its contacts are the attacker's
+  targets, not accomplices: left to the recovery workflow, not used here.
+A label takes effect at ``known_at``, when Vigie learnt it, never at ``ts`` (when the fraud
+happened): a feature must not know what nobody knew yet.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from functools import lru_cache
+from typing import Optional
+
+from msgspec import Struct
+
+from features.velocity import NO_CONVERSATION, Flow
+from features.windows import DAY, HOUR, MINUTE, MONTH, NAN, WEEK, count_in, drop_head, insert, span
+
+CONFIRMING = ("chargeback", "analyst_verdict")
+FANOUT = 64  # counterparties told about one confirmed account
+MAX_LINKS = 32
+MAX_ACCOUNTS = 512  # accounts remembered per device / card / IP (counts saturate there)
+FORWARD_WITHIN = 30 * MINUTE
+
+
+class NeighbourFlagged(Struct, kw_only=True, frozen=True, gc=False):
+    """Derived event: ``neighbour`` was confirmed fraudulent; ``account`` has been its counterparty.
+    Routed to ("account", account, "neighbour_flagged") right after the event that caused it."""
+    id: str
+    ts: int  # when the link became known (the label's known_at, or the new contact's time)
+    account: str
+    neighbour: str
+
+
+def flag_neighbours(neighbour: str, accounts: list[str], ts: int, cause_id: str) -> list:
+    """One derived event per account to tell; ids are unique and stable across replays."""
+    return [NeighbourFlagged(id=f"{cause_id}:nf.{neighbour[2:10]}.{i}", ts=ts, account=a,
+                             neighbour=neighbour)
+            for i, a in enumerate(accounts) if a != neighbour]
+
+
+class Fraud(Struct, array_like=True, gc=False):
+    flagged: Optional[int] = None  # when this account was confirmed fraudulent (relative ms)
+    links: dict[int, int] = {}  # tag of a confirmed neighbour -> when the link became known
+    report_ts: list[int] = []  # user scam reports against this account, 30 days
+
+    def on_label(self, label, t: int) -> bool:
+        """Learn a label; True when it newly confirms this account (time to tell its contacts)."""
+        if label.kind == "user_scam_report" and label.is_fraud:
+            drop_head((self.report_ts,), span(self.report_ts, t, MONTH)[0])
+            insert((self.report_ts,), (t,))
+        elif label.kind in CONFIRMING and label.is_fraud:
+            if self.flagged is None:
+                self.flagged = t
+                return True
+            self.flagged = min(t, self.flagged)
+        elif label.kind == "analyst_verdict":  # an analyst cleared the account
+            self.flagged = None
+        return False
+
+    def link(self, neighbour: int, t: int) -> None:
+        if neighbour not in self.links and len(self.links) >= MAX_LINKS:
+            del self.links[min(self.links, key=self.links.__getitem__)]
+        self.links[neighbour] = max(t, self.links.get(neighbour, t))
+
+    def sweep(self, t: int) -> None:
+        drop_head((self.report_ts,), span(self.report_ts, t, MONTH)[0])
+        for k in [k for k, v in self.links.items() if v < t - MONTH]:
+            del self.links[k]
+
+    def shift(self, d: int) -> None:
+        self.report_ts[:] = [x - d for x in self.report_ts]
+        self.links = {k: v - d for k, v in self.links.items()}
+        if self.flagged is not None:
+            self.flagged -= d
+
+    def empty(self) -> bool:
+        return self.flagged is None and not self.links and not self.report_ts
+
+    def features(self, t: int) -> list[float]:
+        return [float(self.flagged is not None and self.flagged < t),
+                float(sum(1 for v in self.links.values() if t - MONTH <= v < t)),
+                float(count_in(self.report_ts, t, MONTH))]
+
+
+class Linked(Struct, array_like=True, gc=False):
+    """Accounts seen on one device / card / IP, and failed logins from it."""
+    accounts: dict[int, int] = {}  # account tag -> last seen (relative ms)
+    fail_ts: list[int] = []
+
+    def see(self, account: int, t: int) -> None:
+        accounts = self.accounts
+        last = accounts.get(account)
+        if last is None:
+            if len(accounts) >= MAX_ACCOUNTS:
+                del accounts[min(accounts, key=accounts.__getitem__)]
+            accounts[account] = t
+        elif t > last:
+            accounts[account] = t
+
+    def failed(self, t: int) -> None:
+        drop_head((self.fail_ts,), span(self.fail_ts, t, HOUR)[0])
+        insert((self.fail_ts,), (t,))
+
+    def sweep(self, t: int) -> None:
+        drop_head((self.fail_ts,), span(self.fail_ts, t, HOUR)[0])
+        for k in [k for k, v in self.accounts.items() if v < t - WEEK]:
+            del self.accounts[k]
+
+    def shift(self, d: int) -> None:
+        self.fail_ts[:] = [x - d for x in self.fail_ts]
+        self.accounts = {k: v - d for k, v in self.accounts.items()}
+
+    def empty(self) -> bool:
+        return not self.accounts and not self.fail_ts
+
+    def accounts_7d(self, t: int) -> float:
+        return float(sum(1 for v in self.accounts.values() if t - WEEK <= v < t))
+
+    def failed_1h(self, t: int) -> float:
+        return float(count_in(self.fail_ts, t, HOUR))
+
+
+def fan_in(received: Flow, t: int) -> list[float]:
+    """Share of the distinct senders of the last 24 h who had never written to the recipient
+    before paying it (NaN without senders): the mule / fake-seller shape."""
+    senders = received.cps_since(t, DAY)
+    if not senders:
+        return [NAN]
+    return [len(received.cps_since(t, DAY, NO_CONVERSATION)) / len(senders)]
+
+
+def forwarding(received: Flow, sent: Flow, t: int) -> list[float]:
+    """In->out speed over the last 7 d: share of the inbound amount followed by an outbound transfer
+    within 30 min, and the shortest gap (minutes) from an inbound to the next outbound."""
+    lo, hi = span(received.ts, t, WEEK)
+    out_ts, out_hi = sent.ts, bisect_left(sent.ts, t)
+    total = forwarded = 0
+    gap = None
+    for ts, amount in zip(received.ts[lo:hi], received.amount[lo:hi]):
+        total += amount
+        j = bisect_left(out_ts, ts, 0, out_hi)
+        if j < out_hi:
+            g = out_ts[j] - ts
+            if g <= FORWARD_WITHIN:
+                forwarded += amount
+            gap = g if gap is None else min(gap, g)
+    return [forwarded / total if total else NAN, NAN if gap is None else gap / MINUTE]
+
+
+def since_last_inbound(received: Flow, t: int) -> float:
+    """Minutes since the account last received money (7 d): a mule pays out right after."""
+    i = bisect_left(received.ts, t)
+    if i == 0 or received.ts[i - 1] < t - WEEK:
+        return NAN
+    return (t - received.ts[i - 1]) / MINUTE
+
+
+@lru_cache(maxsize=None)
+def fraud_names(prefix: str) -> tuple[str, ...]:
+    return (f"{prefix}_confirmed_fraud", f"{prefix}_fraud_links_30d", f"{prefix}_scam_reports_30d")

@@ -1,0 +1,193 @@
+"""The decide stage: join a transfer's parts, score, apply rules and lists, decide, explain.
+
+Parts arrive on ``transfer-parts`` keyed by the sender. They wait in memory, *unacknowledged*,
+until every part of their transfer is in: a crash re-reads them from Kafka, so the join needs no
+table writes. Complete transfers are decided in micro-batches (one model call, one rules call,
+reason codes only for what is not approved). A decision's id is derived from its transfer, so a
+redelivered transfer yields the same decision, which the payment service applies once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.vector import FEATURE_NAMES, combine, transfer_part
+from models import policy
+from models.scorer import Scorer
+from pipelines import schemas
+from pipelines.agents.control import Control
+from pipelines.agents.envelopes import PART_DECODER, Part
+from pipelines.topics import decode
+
+log = logging.getLogger(__name__)
+PART_TIMEOUT_S = 10.0  # decide with what we have rather than let a payout deadline pass
+NO_MODEL = "none"
+
+# The warning shown in the chat, chosen from the strongest reason (first match wins).
+WARNING_CODES = (
+    ("no_conversation", "first_contact_payee"), ("first_transfer", "first_contact_payee"),
+    ("novel", "first_contact_payee"), ("urgen", "urgency"), ("link", "link_shared"),
+    ("new_device", "new_device"), ("device_first", "new_device"), ("card", "new_card"),
+    ("amount", "unusual_amount"), ("median", "unusual_amount"),
+)
+
+
+def warning_code(reasons: list[schemas.ReasonCode]) -> str:
+    for reason in reasons:
+        for fragment, code in WARNING_CODES:
+            if fragment in reason.feature:
+                return code
+    return "unusual_transfer"
+
+
+@dataclass
+class Pending:
+    parts: list[Part] = field(default_factory=list)
+    events: list = field(default_factory=list)  # Faust events to acknowledge once decided
+    first_seen: float = field(default_factory=time.monotonic)
+
+
+def _clean(value: float):
+    return None if value != value else float(value)  # NaN -> None (JSON has no NaN)
+
+
+class DecideStage:
+    """Framework-free: ``add`` parts, ``ready`` transfers come out, ``decide`` a batch."""
+
+    def __init__(self, control: Control, models_root=None):
+        self.control = control
+        self.models_root = models_root
+        self.pending: dict[str, Pending] = {}
+        self._scorers: dict[str, Scorer] = {}
+
+    def scorer(self, which: str):
+        version = self.control.model(which)
+        if which == "acting" and version is None:
+            from models import registry
+
+            version = registry.latest(self.models_root)
+        if version is None:
+            return None
+        if version not in self._scorers:
+            try:
+                self._scorers[version] = Scorer.load(version, self.models_root)
+            except (FileNotFoundError, ValueError) as exc:  # a bad update must not stop decisions
+                log.error("cannot load %s model %s: %s", which, version, exc)
+                self._scorers[version] = None
+        return self._scorers[version]
+
+    def add(self, part: Part, event) -> list[Pending]:
+        """Add one part; returns the transfers it completed, plus any that timed out."""
+        transfer_id = decode("transfer-requests", part.transfer).transfer_id
+        pending = self.pending.setdefault(transfer_id, Pending())
+        if all(p.kind != part.kind or p.role != part.role for p in pending.parts):
+            pending.parts.append(part)  # a redelivered part replaces nothing
+        pending.events.append(event)
+        if len(pending.parts) >= part.parts:
+            return [self.pending.pop(transfer_id)]
+        return []
+
+    def overdue(self) -> list[Pending]:
+        now = time.monotonic()
+        late = [tid for tid, p in self.pending.items() if now - p.first_seen > PART_TIMEOUT_S]
+        if late:
+            log.warning("deciding %d transfers with missing parts", len(late))
+        return [self.pending.pop(tid) for tid in late]
+
+    def decide(self, batch: list[Pending]) -> list[schemas.Decision]:
+        transfers = [decode("transfer-requests", p.parts[0].transfer) for p in batch]
+        vectors = [combine([transfer_part(tr)] + [part.features for part in p.parts])
+                   for tr, p in zip(transfers, batch)]
+        decisions = self._decide(transfers, vectors, "acting", shadow=False)
+        shadow = self.scorer("shadow")
+        if shadow is not None:
+            decisions += self._decide(transfers, vectors, "shadow", shadow=True)
+        return decisions
+
+    def _decide(self, transfers, vectors, which: str, shadow: bool) -> list[schemas.Decision]:
+        scorer = self.scorer(which)
+        table = pd.DataFrame(vectors, columns=list(FEATURE_NAMES))
+        rules = self.control.rules
+        rule_hits = rules.evaluate(table) if rules.rules else [[] for _ in transfers]
+        lists = self.control.lists
+        if scorer is not None:
+            matrix = scorer.matrix(vectors)
+            scores = scorer.score(matrix)
+            model_actions = scorer.actions(scores)
+        else:  # no model yet: never approve blind, hold for an analyst
+            matrix, scores, model_actions = None, np.full(len(transfers), np.nan), ["hold"] * len(transfers)
+        actions, whys = [], []
+        for i, tr in enumerate(transfers):
+            hits = lists.hits(tr.sender, tr.recipient, tr.device, tr.card, tr.ts)
+            action, why = policy.decide(float(scores[i]), model_actions[i],
+                                        rules.with_actions(rule_hits[i]), hits)
+            actions.append((action, hits))
+            whys.append(why)
+        explain = [i for i, (action, _) in enumerate(actions) if action != "approve"]
+        reasons = dict(zip(explain, scorer.reasons(matrix, explain))) if scorer and explain else {}
+        now = int(time.time() * 1000)
+        out = []
+        for i, tr in enumerate(transfers):
+            action, hits = actions[i]
+            out.append(schemas.Decision(
+                id=f"{tr.transfer_id}.{'s' if shadow else 'd'}", ts=now,
+                transfer_id=tr.transfer_id, sender=tr.sender, recipient=tr.recipient,
+                amount_cents=tr.amount_cents, action=action, score=_clean(scores[i]) or 0.0,
+                model_version=scorer.version if scorer else NO_MODEL, shadow=shadow,
+                rule_hits=list(rule_hits[i]), list_hits=hits,
+                reasons=reasons.get(i, []),
+                features={k: _clean(v) for k, v in vectors[i].items()},
+                latency_ms=float(now - tr.ts),
+            ))
+        return out
+
+
+def notification_for(decision: schemas.Decision):
+    """The in-chat warning for a warned transfer, tailored to its strongest reason."""
+    if decision.action != "warn" or decision.shadow:
+        return None
+    return schemas.Notification(id=f"{decision.transfer_id}.w", ts=decision.ts,
+                                account=decision.sender, kind="transfer_warning",
+                                code=warning_code(decision.reasons),
+                                transfer_id=decision.transfer_id)
+
+
+def register(app, control: Control, parts_topic) -> None:
+    from pipelines.agents.entities import raw_topic
+
+    decisions = raw_topic(app, "decisions")
+    notifications = raw_topic(app, "notifications")
+    stage = DecideStage(control)
+
+    @app.agent(parts_topic, name="decide")
+    async def decide(stream):
+        async for batch in stream.noack_take(500, within=0.002):
+            ready = []
+            for event in batch:
+                try:
+                    ready += stage.add(PART_DECODER.decode(event.value), event)
+                except Exception:
+                    log.exception("unreadable part at offset %d", event.message.offset)
+                    event.ack()
+            await publish(ready)
+
+    @app.timer(1.0)
+    async def decide_overdue():
+        """Transfers whose parts stopped coming are decided on what arrived (missing = NaN)."""
+        await publish(stage.overdue())
+
+    async def publish(ready: list[Pending]) -> None:
+        if not ready:
+            return
+        for decision in stage.decide(ready):
+            await decisions.send(key=decision.sender.encode(), value=schemas.encode(decision))
+            note = notification_for(decision)
+            if note is not None:
+                await notifications.send(key=note.account.encode(), value=schemas.encode(note))
+        for pending in ready:
+            for event in pending.events:
+                event.ack()  # only now may the consumer commit past these parts

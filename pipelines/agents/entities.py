@@ -1,0 +1,117 @@
+"""The entity stage: every validated event updates the feature state of each entity it touches
+(the sender's and recipient's accounts, the device, the card, the IP), in that entity's own
+partition; for a transfer, each entity first reports its features (a *part*) to the decide stage.
+
+One table (``entity-states``) holds one value per entity: its whole feature state plus the
+delivery marks that make redelivery harmless (see ``envelopes.Stored``). One read and at most one
+write per event: each Faust table write is a changelog send, the dominant cost.
+"""
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from features.graph import NeighbourFlagged
+from features.routing import STATE_CLASSES, event_time, new_state, routes
+from pipelines.agents.envelopes import (DERIVED, ENTITY_EVENTS, ROUTED_DECODER, TRANSFER_PARTS, Part,
+                                        Routed, Stored, decode_stored, encode, source_id)
+from pipelines.schemas import TransferRequested
+from pipelines.topics import decode
+
+log = logging.getLogger(__name__)
+MARK_TTL_MS = 24 * 3600 * 1000
+_DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
+
+
+def raw_topic(app, name: str):
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
+
+
+def raw_table(app, name: str, **kwargs):
+    """A table of bytes to bytes: we serialise values ourselves (msgpack), once."""
+    table = app.Table(name, key_type=bytes, value_type=bytes, **kwargs)
+    table.key_serializer = table.value_serializer = "raw"
+    return table
+
+
+def entity_key(kind: str, key: str) -> bytes:
+    return f"{kind}:{key}".encode()
+
+
+def routed_for(event, topic: str, raw: bytes, source: int, offset: int) -> list[tuple[bytes, bytes]]:
+    """(entity key, envelope) for every entity ``event`` updates."""
+    targets = routes(event)
+    parts = len(targets) if type(event) is TransferRequested else 0
+    return [(entity_key(kind, key), encode(Routed(kind, key, role, topic, raw, source, offset, parts)))
+            for kind, key, role in targets]
+
+
+class EntityStage:
+    """Applies routed events to entity states. Framework-free apart from the table, so the
+    kill/restart tests and the benchmarks exercise the same code the agent runs."""
+
+    def __init__(self, table, send_entity, send_part):
+        self.table = table
+        self.send_entity = send_entity  # async (key, value) -> None, to entity-events
+        self.send_part = send_part  # async (key, value) -> None, to transfer-parts
+
+    async def apply(self, table_key: bytes, routed: Routed, partition: int, offset: int) -> None:
+        stored = decode_stored(self.table.get(table_key))
+        marks = stored.marks if stored else {}
+        mark = marks.get(routed.source)
+        if mark is not None and routed.offset <= mark[0]:
+            return  # redelivered: already applied
+        state = (STATE_CLASSES[routed.kind].from_bytes(stored.state) if stored
+                 else new_state(routed.kind))
+        if routed.topic == DERIVED:
+            event = _DERIVED_DECODER.decode(routed.event)
+        else:
+            event = decode(routed.topic, routed.event)
+        if type(event) is TransferRequested:
+            part = Part(routed.event, routed.role, routed.kind,
+                        state.features_for(event, routed.role), routed.parts)
+            await self.send_part(event.sender.encode(), encode(part))
+        derived = state.learn_one(event, routed.role)
+        source = source_id(ENTITY_EVENTS, partition)
+        for i, child in enumerate(derived):
+            raw = msgspec.msgpack.encode(child)
+            for key, value in routed_for(child, DERIVED, raw, source, offset * 64 + i):
+                await self.send_entity(key, value)
+        now = event_time(event)
+        marks[routed.source] = (routed.offset, now)
+        if len(marks) > 4:
+            marks = {s: m for s, m in marks.items() if now - m[1] < MARK_TTL_MS}
+        state.expire(now)
+        if state.is_empty():
+            self.table.pop(table_key, None)
+        else:
+            self.table[table_key] = encode(Stored(state.to_bytes(), marks))
+
+
+def register(app):
+    entity_topic = raw_topic(app, ENTITY_EVENTS)
+    parts_topic = raw_topic(app, TRANSFER_PARTS)
+    table = raw_table(app, "entity-states")
+
+    async def send_entity(key, value):
+        await entity_topic.send(key=key, value=value)
+
+    async def send_part(key, value):
+        await parts_topic.send(key=key, value=value)
+
+    stage = EntityStage(table, send_entity, send_part)
+
+    @app.agent(entity_topic, name="entities")
+    async def entities(stream):
+        async for event in stream.events():
+            message = event.message
+            try:
+                routed = ROUTED_DECODER.decode(event.value)
+                await stage.apply(event.key, routed, message.partition, message.offset)
+            except Exception:  # a bug must not stop every entity behind this one
+                log.exception("entity stage failed on %s[%d]@%d", message.topic,
+                              message.partition, message.offset)
+
+    return entity_topic

@@ -1,0 +1,68 @@
+"""What travels on the stream's internal topics (msgpack, compact).
+
+``entity-events`` (keyed by entity): one validated event routed to one entity's state.
+``transfer-parts`` (keyed by the transfer's sender): what one entity says about a transfer;
+the decide stage joins a transfer's parts and scores it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import msgspec
+from msgspec import Struct
+
+ENTITY_EVENTS = "entity-events"
+TRANSFER_PARTS = "transfer-parts"
+DERIVED = "derived"  # the topic name carried by events an entity state produced itself
+
+
+class Routed(Struct, array_like=True, frozen=True):
+    kind: str  # account | device | card | ip
+    key: str
+    role: str
+    topic: str  # the event's topic (its schema), or DERIVED
+    event: bytes  # the event as validated (JSON), or a derived event (msgpack)
+    source: int  # where it was read: a stable id of (topic, partition)...
+    offset: int  # ...and its offset there: the pair makes redelivery detectable
+    parts: int = 0  # for a transfer: how many entities report on it
+
+
+class Part(Struct, array_like=True, frozen=True):
+    transfer: bytes  # the TransferRequested event (JSON), so any part can open the join
+    role: str
+    kind: str
+    features: dict[str, float]
+    parts: int  # how many parts make the whole
+
+
+class Stored(Struct, array_like=True):
+    """An entity's table value: its feature state plus the delivery watermarks.
+
+    ``marks`` maps each source (topic, partition) that fed this entity to the last offset
+    applied from it, with the event time it was applied at; redelivered events (offset at or
+    below the mark) change nothing. Marks older than a day are dropped: redelivery happens
+    within seconds of the original, never days later."""
+    state: bytes
+    marks: dict[int, tuple[int, int]] = {}
+
+
+ROUTED_ENCODER = msgspec.msgpack.Encoder()
+ROUTED_DECODER = msgspec.msgpack.Decoder(Routed)
+PART_DECODER = msgspec.msgpack.Decoder(Part)
+STORED_DECODER = msgspec.msgpack.Decoder(Stored)
+
+
+def source_id(topic: str, partition: int) -> int:
+    """A small stable integer for (topic, partition)."""
+    from pipelines.topics import TOPICS
+
+    names = list(TOPICS) + [ENTITY_EVENTS]
+    return names.index(topic) * 4096 + partition
+
+
+def encode(obj: Struct) -> bytes:
+    return ROUTED_ENCODER.encode(obj)
+
+
+def decode_stored(raw: Optional[bytes]) -> Optional[Stored]:
+    return STORED_DECODER.decode(raw) if raw else None

@@ -1,0 +1,270 @@
+"""``vigie simulate --live``: the same agent scripts, in real time, against the three HTTP
+services (request bodies are the msgspec structs of ``pipelines.requests``, JSON-encoded).
+
+Parameters of ``run_live``:
+
+- ``rate``: target requests per second. New everyday episodes are started whenever the
+  simulation falls behind the target, and a pacer never lets requests go out faster.
+- ``duration_s``: stop after that many seconds (``None``: until Ctrl-C or SIGTERM).
+- ``urls``: ``{"messaging": ..., "payment": ..., "assistant": ...}`` base URLs (defaults:
+  the ports of ``pipelines.settings``, 8081-8083 on 127.0.0.1).
+- ``users``: the population; ``seed`` and ``mix`` as offline (the mix is used as relative
+  weights). ``fraud_every_s`` (default 20): a fraud case starts every ~that many seconds,
+  the first within 4-15 s by default, each scenario once before any repeats. Delays are
+  the compressed ``timing.LIVE`` ones: scam reports 10-30 s after the transfer,
+  chargebacks 1-2 min after.
+
+Live, the population's registrations are taken to predate the demo: a member's assistant
+switch is sent the first time the simulation uses them; accounts created by fraud sign up.
+Errors (4xx/5xx, refused connections) are counted and logged, never fatal. Takeover ground
+truth (``AtoConfirmed``) has no endpoint and is only counted.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Optional
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from pipelines import requests as rq
+from pipelines import settings
+from pipelines.simulator import fraud, legit
+from pipelines.simulator.timing import LIVE
+from pipelines.simulator.world import (AssistantSwitch, AtoConfirmed, Script, Suggestion,
+                                       SuggestionResponse, World)
+
+log = logging.getLogger(__name__)
+DEFAULT_USERS = 300
+FIRST_FRAUD = (0.2, 0.75)  # the first fraud case starts after this share of fraud_every_s
+_encode = msgspec.json.Encoder().encode
+_JSON = {"Content-Type": "application/json"}
+
+
+def default_urls() -> dict[str, str]:
+    ports = settings.load().service_ports
+    return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+
+class Pacer:
+    """Hands out send slots at most ``rate`` a second (a small burst allowed)."""
+
+    def __init__(self, rate: float, burst_s: float = 0.2):
+        self.interval, self.burst_s = 1.0 / rate, burst_s
+        self.next = time.monotonic()
+
+    def backlog(self) -> float:
+        """Requests already waiting for a slot."""
+        return max(0.0, self.next - time.monotonic()) / self.interval
+
+    async def slot(self) -> None:
+        now = time.monotonic()
+        at = max(self.next, now - self.burst_s)
+        self.next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class ServiceClient:
+    """Sends each request or command to its service; returns what the script gets back."""
+
+    def __init__(self, session: aiohttp.ClientSession, urls: dict[str, str], pacer: Pacer):
+        self.session, self.urls, self.pacer = session, urls, pacer
+        self.sent: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.refused = 0  # 423: the sender's account is locked
+        self.not_sent: dict[str, int] = {}
+        m, p, a = urls["messaging"], urls["payment"], urls["assistant"]
+        self._posts = {  # request type -> (endpoint name, url)
+            rq.MessageRequest: ("POST /v1/messages", f"{m}/v1/messages"),
+            rq.AccountEventRequest: ("POST /v1/account-events", f"{m}/v1/account-events"),
+            rq.ScamReportRequest: ("POST /v1/reports", f"{m}/v1/reports"),
+            rq.ChargebackRequest: ("POST /v1/chargebacks", f"{p}/v1/chargebacks"),
+        }
+
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+    async def _call(self, endpoint: str, method: str, url: str, ok: tuple[int, ...],
+                    read: bool = False, **kwargs):
+        """(status, JSON body if ``read``); errors are counted, and give (None, None)."""
+        await self.pacer.slot()
+        self.sent[endpoint] = self.sent.get(endpoint, 0) + 1
+        try:
+            async with self.session.request(method, url, **kwargs) as resp:
+                if resp.status in ok:
+                    return resp.status, (await resp.json(content_type=None) if read else None)
+                problem = f"{endpoint} {resp.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            problem = f"{endpoint} {exc.__class__.__name__}"
+        self.errors[problem] = self.errors.get(problem, 0) + 1
+        return None, None
+
+    async def handle(self, command):
+        kind = command.__class__
+        if kind in self._posts:
+            endpoint, url = self._posts[kind]
+            await self._call(endpoint, "POST", url, (200, 201, 202), data=_encode(command),
+                             headers=_JSON)
+            return None
+        if kind is rq.TransferRequest:
+            return await self._transfer(command)
+        if kind is Suggestion:
+            return await self._suggestion(command)
+        if kind is SuggestionResponse:
+            url = f"{self.urls['assistant']}/v1/suggestions/{quote(command.suggestion_id, safe='')}/response"
+            status, _ = await self._call("POST /v1/suggestions/{id}/response", "POST", url,
+                                         (200, 202), data=_encode(command.request), headers=_JSON)
+            return status is not None
+        if kind is AssistantSwitch:
+            url = f"{self.urls['assistant']}/v1/users/{quote(command.user, safe='')}/assistant"
+            await self._call("PUT /v1/users/{user}/assistant", "PUT", url, (200, 202, 204),
+                             data=_encode({"enabled": command.enabled}), headers=_JSON)
+            return None
+        if kind is AtoConfirmed:
+            self.not_sent["ato_confirmed"] = self.not_sent.get("ato_confirmed", 0) + 1
+            return None
+        raise TypeError(f"no endpoint for {kind.__name__}")
+
+    async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
+        status, body = await self._call("POST /v1/transfers", "POST",
+                                        f"{self.urls['payment']}/v1/transfers", (201, 423),
+                                        read=True, data=_encode(req), headers=_JSON)
+        if status == 423:
+            self.refused += 1
+            return None
+        return body.get("transfer_id") if isinstance(body, dict) else None
+
+    async def _suggestion(self, query: Suggestion):
+        status, body = await self._call(
+            "GET /v1/suggestions", "GET", f"{self.urls['assistant']}/v1/suggestions", (200,),
+            read=True, params={"user": query.user, "conversation": query.conversation})
+        items = body.get("suggestions") if isinstance(body, dict) else None
+        items = [item for item in items or () if isinstance(item, dict) and item.get("suggestion_id")]
+        if not items:
+            return None
+        # the newest by "ts" when the service gives it, else the last listed
+        latest = max(reversed(items), key=lambda item: item.get("ts", 0))
+        return latest["suggestion_id"], latest.get("amount_cents")
+
+
+class LiveRunner:
+    """Runs scripts as asyncio tasks on the wall clock, and keeps the traffic at ``rate``."""
+
+    def __init__(self, client: ServiceClient, seed: int, users: int, rate: float, mix: dict,
+                 fraud_every_s: float):
+        self.client, self.rate, self.mix, self.fraud_every_s = client, rate, mix, fraud_every_s
+        self.tasks: set[asyncio.Task] = set()
+        self.world = World(seed, users, LIVE, lambda: int(time.time() * 1000), self.spawn)
+        self.script_errors = 0
+
+    def spawn(self, script: Script, delay_ms: int = 0) -> None:
+        task = asyncio.get_running_loop().create_task(self._drive(script, delay_ms))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _drive(self, script: Script, delay_ms: int) -> None:
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        result = None
+        try:
+            while True:
+                command = script.send(result)
+                if command.__class__ is int:
+                    await asyncio.sleep(command / 1000)
+                    result = None
+                else:
+                    result = await self.client.handle(command)
+        except StopIteration:
+            pass
+        except Exception:  # a bug in one script must not stop the demo
+            self.script_errors += 1
+            log.exception("simulator script failed")
+        finally:
+            script.close()
+
+    async def keep_up(self) -> None:
+        """Start everyday episodes whenever the traffic falls behind the target rate."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(0.1)
+            behind = self.rate * (time.monotonic() - started) - self.client.total - self.client.pacer.backlog()
+            for _ in range(min(int(behind // 3) + 1, 20) if behind > 0 else 0):
+                self.spawn(legit.episode(self.world, self.world.member()))
+
+    async def frauds(self) -> None:
+        """A fraud case soon after the start, then one every ~``fraud_every_s``; each
+        scenario of the mix shows once (shuffled) before any repeats."""
+        rng = self.world.rng
+        codes = [code for code, weight in self.mix.items() if weight > 0]
+        if not codes:
+            return
+        deck = rng.sample(codes, len(codes))
+        await asyncio.sleep(rng.uniform(*FIRST_FRAUD) * self.fraud_every_s)
+        while True:
+            code = deck.pop() if deck else rng.choices(codes, [self.mix[c] for c in codes])[0]
+            log.info("simulator: fraud scenario %s starts", code)
+            self.spawn(fraud.start(self.world, code))
+            await asyncio.sleep(rng.expovariate(1.0 / self.fraud_every_s))
+
+    async def report(self, every_s: float = 10.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            log.info("simulator: %d requests, %d errors %s, %d refused transfers",
+                     self.client.total, sum(self.client.errors.values()), self.client.errors,
+                     self.client.refused)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def run_live(seed: int = 7, rate: float = 50.0, duration_s: Optional[float] = None,
+                   urls: Optional[dict] = None, users: int = DEFAULT_USERS,
+                   mix: Optional[dict] = None, fraud_every_s: float = 20.0) -> dict:
+    """Drive the services until ``duration_s`` has passed, or Ctrl-C / SIGTERM."""
+    if rate <= 0 or users < 2:
+        raise ValueError("the simulation needs a positive rate and at least 2 users")
+    urls = {**default_urls(), **(urls or {})}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:  # the supervisor stops us with SIGTERM: finish cleanly and print the stats
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        handles_sigterm = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        handles_sigterm = False
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        client = ServiceClient(session, urls, Pacer(rate))
+        runner = LiveRunner(client, seed, users, rate, fraud.check_mix(mix), fraud_every_s)
+        drivers = [loop.create_task(c) for c in (runner.keep_up(), runner.frauds(), runner.report())]
+        try:
+            await asyncio.wait_for(stop.wait(), duration_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            for task in drivers:
+                task.cancel()
+            await asyncio.gather(*drivers, return_exceptions=True)
+            await runner.stop()
+            if handles_sigterm:
+                loop.remove_signal_handler(signal.SIGTERM)
+            stats = _stats(client, runner, time.monotonic() - started)
+            log.info("simulator stopped: %s", stats)
+    return stats
+
+
+def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
+    return {"requests": client.total, "seconds": round(seconds, 3),
+            "requests_per_s": round(client.total / seconds, 1) if seconds else None,
+            "by_endpoint": client.sent, "errors": client.errors,
+            "refused_transfers": client.refused, "not_sent": client.not_sent,
+            "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
+            "users": len(runner.world.pop)}

@@ -1,0 +1,172 @@
+"""Offline stand-in for the three services: each request a script sends becomes the events
+the messaging, payment and assistant services would publish, built by the same functions
+(``pipelines.requests``) and with the same rules (the assistant's opt-in switch, one open
+suggestion per user and conversation, expiring after the assistant's TTL), and is buffered
+into a Parquet lake.
+
+Ids are deterministic, and derived as the services derive them where they do: ``sim-<n>``
+events, ``sim-t<n>`` transfers (event ``<transfer>.r``, chargeback ``<transfer>.cb``),
+``sim-s<n>`` suggestions (response ``<suggestion>.r``). No wall clock is read, so a seed
+gives the same bytes every time.
+"""
+from __future__ import annotations
+
+from operator import attrgetter
+from pathlib import Path
+from typing import Callable, Optional
+
+from msgspec.structs import replace
+
+from pipelines import lake
+from pipelines import requests as rq
+from pipelines import schemas as s
+from pipelines.privacy import pseudonymize
+from pipelines.services.assistant import SUGGESTION_TTL_MS
+from pipelines.simulator.world import (AssistantSwitch, AtoConfirmed, Suggestion,
+                                       SuggestionResponse)
+
+TOPICS = ("messages", "account-events", "transfer-requests", "assistant-events", "labels")
+FLUSH_ROWS = 200_000  # per topic: bounds memory, keeps files large
+_BY_TS = attrgetter("ts")
+
+
+class LakeWriter:
+    """Buffers each topic's events and writes them as the lake's hourly Parquet files."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.tables = {t: lake.TopicTable(t, with_kafka_columns=False) for t in TOPICS}
+        self.buffers: dict[str, list] = {t: [] for t in TOPICS}
+        self.counts = dict.fromkeys(TOPICS, 0)
+        self.files: list[Path] = []
+        self._seq = 0
+
+    def flush(self, topic: str) -> None:
+        events = self.buffers[topic]
+        if not events:
+            return
+        events.sort(key=_BY_TS)  # stable: labels arrive late, everything else is in order
+        self.files += lake.write_batch(self.out_dir, topic, self.tables[topic], events,
+                                       name=f"sim-{self._seq:06d}")
+        self._seq += 1
+        self.counts[topic] += len(events)
+        self.buffers[topic] = []
+
+    def close(self) -> None:
+        for topic in TOPICS:
+            self.flush(topic)
+
+
+class EventLog:
+    """``handlers`` maps each request or command type to what the services would do with it."""
+
+    def __init__(self, writer: LakeWriter, clock: Callable[[], int], availability_ms: int):
+        self.writer = writer
+        self.now = clock
+        self.availability_ms = availability_ms
+        self._n = 0
+        self._by_text: dict[str, s.MessageSent] = {}
+        self.assistant_on: dict[str, bool] = {}  # raw user id -> switch
+        self.open_suggestions: dict[tuple[str, str], s.AssistantEvent] = {}  # (user, conversation)
+        self._suggestion_keys: dict[str, tuple[str, str]] = {}  # suggestion id -> its key
+        self.card_transfers: dict[str, s.TransferRequested] = {}  # what chargebacks refer to
+        self.labels_by_scenario: dict[str, int] = {}
+        self.handlers = {
+            rq.MessageRequest: self.message, rq.AccountEventRequest: self.account_event,
+            rq.TransferRequest: self.transfer, rq.ScamReportRequest: self.scam_report,
+            rq.ChargebackRequest: self.chargeback, Suggestion: self.suggestion,
+            SuggestionResponse: self.suggestion_response, AssistantSwitch: self.assistant_switch,
+            AtoConfirmed: self.ato_confirmed,
+        }
+
+    def _id(self, prefix: str = "") -> str:
+        self._n += 1
+        return f"sim-{prefix}{self._n}"
+
+    def _append(self, topic: str, event) -> None:
+        buffer = self.writer.buffers[topic]
+        buffer.append(event)
+        if len(buffer) >= FLUSH_ROWS:
+            self.writer.flush(topic)
+
+    # --- messaging service -----------------------------------------------------------------
+    def message_event(self, req: rq.MessageRequest, event_id: str, now: int) -> s.MessageSent:
+        """``requests.message_event``, with the text's signals derived once per distinct text
+        (they depend on the text only; the identifiers are hashed as it hashes them)."""
+        known = self._by_text.get(req.text)
+        if known is None:
+            known = self._by_text[req.text] = rq.message_event(req, event_id, now)
+            return known
+        return replace(known, id=event_id, ts=now, sender=pseudonymize("account", req.sender),
+                       recipient=pseudonymize("account", req.recipient),
+                       conversation=pseudonymize("conversation", req.conversation))
+
+    def message(self, req: rq.MessageRequest) -> None:
+        now = self.now()
+        event = self.message_event(req, self._id(), now)
+        self._append("messages", event)
+        if event.money_talk and self.assistant_on.get(req.recipient):
+            # the assistant service's rule, through the same function it uses; a newer
+            # suggestion in a conversation replaces the one left unanswered
+            suggested = rq.suggestion_event(event, self._id("s"), now)
+            key = (req.recipient, req.conversation)
+            replaced = self.open_suggestions.get(key)
+            if replaced is not None:
+                del self._suggestion_keys[replaced.suggestion_id]
+            self.open_suggestions[key] = suggested
+            self._suggestion_keys[suggested.suggestion_id] = key
+            self._append("assistant-events", suggested)
+
+    def account_event(self, req: rq.AccountEventRequest) -> None:
+        self._append("account-events", rq.account_event(req, self._id(), self.now()))
+
+    def scam_report(self, req: rq.ScamReportRequest) -> None:
+        self._label(rq.scam_report_label(req, self._id(), self.now()))
+
+    # --- payment service ----------------------------------------------------------------------
+    def transfer(self, req: rq.TransferRequest) -> str:
+        transfer_id = self._id("t")
+        event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", self.now(), self.availability_ms)
+        if event.card is not None:
+            self.card_transfers[transfer_id] = event
+        self._append("transfer-requests", event)
+        return transfer_id
+
+    def chargeback(self, req: rq.ChargebackRequest) -> None:
+        transfer = self.card_transfers.pop(req.transfer_id)
+        self._label(rq.chargeback_label(req, transfer, f"{req.transfer_id}.cb", self.now()))
+
+    # --- assistant service ----------------------------------------------------------------------
+    def suggestion(self, query: Suggestion) -> Optional[tuple[str, Optional[int]]]:
+        suggested = self.open_suggestions.get((query.user, query.conversation))
+        if suggested is None or self.now() - suggested.ts > SUGGESTION_TTL_MS:
+            return None
+        return suggested.suggestion_id, suggested.amount_cents
+
+    def suggestion_response(self, cmd: SuggestionResponse) -> bool:
+        key = self._suggestion_keys.get(cmd.suggestion_id)
+        suggested = self.open_suggestions.get(key)
+        if suggested is None or self.now() - suggested.ts > SUGGESTION_TTL_MS:
+            return False  # the assistant answers 404: replaced, expired or already answered
+        del self.open_suggestions[key], self._suggestion_keys[cmd.suggestion_id]
+        self._append("assistant-events", rq.suggestion_response_event(
+            suggested, cmd.request, f"{cmd.suggestion_id}.r", self.now()))
+        return True
+
+    def assistant_switch(self, cmd: AssistantSwitch) -> None:
+        self.assistant_on[cmd.user] = cmd.enabled
+        kind = "assistant_enabled" if cmd.enabled else "assistant_disabled"
+        self.account_event(rq.AccountEventRequest(account=cmd.user, kind=kind))
+
+    # --- ground truth -----------------------------------------------------------------------------
+    def ato_confirmed(self, cmd: AtoConfirmed) -> None:
+        self._label(s.Label(
+            id=self._id(), ts=cmd.occurred_ts, kind="ato_confirmed",
+            account=pseudonymize("account", cmd.account), transfer_id=cmd.transfer_id,
+            is_fraud=True, known_at=self.now(), scenario="ato",
+            compromise_from_ts=cmd.compromise_from_ts, compromise_to_ts=cmd.compromise_to_ts))
+
+    def _label(self, label: s.Label) -> None:
+        scenario = label.scenario or "unknown"
+        self.labels_by_scenario[scenario] = self.labels_by_scenario.get(scenario, 0) + 1
+        self._append("labels", label)

@@ -1,0 +1,58 @@
+"""How long people (and fraudsters, and card networks) take, in milliseconds.
+
+Each delay is a (low, high) range drawn log-uniformly: most replies are quick, a few are
+slow. ``OFFLINE`` is realistic (a chargeback weeks later, a scam report hours later);
+``LIVE`` compresses the same story so that a demo shows a scam, its transfer and its
+label within a couple of minutes.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, fields
+
+SECOND, MINUTE, HOUR, DAY = 1000, 60_000, 3_600_000, 86_400_000
+
+
+@dataclass(frozen=True)
+class Timing:
+    reply: tuple[int, int]  # between two messages of a conversation
+    read: tuple[int, int]  # a suggestion or a request read, and acted upon
+    step: tuple[int, int]  # consecutive actions of one actor (an attacker's account changes)
+    burst: tuple[int, int]  # between two card tests, two farm signups
+    cashout: tuple[int, int]  # a mule receives money and sends it on
+    session: tuple[int, int]  # between two sessions of a long scam (romance)
+    scam_report: tuple[int, int]  # a victim realises and reports
+    chargeback: tuple[int, int]  # the card holder disputes
+    ato_noticed: tuple[int, int]  # the owner of a taken-over account finds out
+    ato_duration: tuple[int, int]  # how long an attacker keeps using an account
+    availability_ms: int  # offline only: the payment service's payout delay (live: the service's own)
+
+    def __post_init__(self):
+        # (low, log of high/low) per delay kind, so that a draw is one multiplication.
+        table = {}
+        for f in fields(self):
+            if f.name != "availability_ms":
+                low, high = getattr(self, f.name)
+                table[f.name] = (low, math.log(high / low))
+        object.__setattr__(self, "_table", table)
+
+    def draw(self, rng: random.Random, kind: str) -> int:
+        low, log_ratio = self._table[kind]
+        return int(low * math.exp(rng.random() * log_ratio))
+
+
+OFFLINE = Timing(
+    reply=(10 * SECOND, 40 * MINUTE), read=(20 * SECOND, 2 * HOUR), step=(5 * SECOND, 3 * MINUTE),
+    burst=(2 * SECOND, 40 * SECOND), cashout=(2 * MINUTE, 25 * MINUTE), session=(2 * HOUR, 20 * HOUR),
+    scam_report=(2 * HOUR, 3 * DAY), chargeback=(3 * DAY, 30 * DAY), ato_noticed=(2 * HOUR, 2 * DAY),
+    ato_duration=(20 * MINUTE, 3 * HOUR),
+    availability_ms=30 * SECOND,  # the payment service's default (VIGIE_AVAILABILITY_DELAY_S)
+)
+LIVE = Timing(
+    reply=(700, 6 * SECOND), read=(1 * SECOND, 4 * SECOND), step=(500, 3 * SECOND),
+    burst=(300, 1500), cashout=(5 * SECOND, 40 * SECOND), session=(5 * SECOND, 15 * SECOND),
+    scam_report=(10 * SECOND, 30 * SECOND), chargeback=(60 * SECOND, 120 * SECOND),
+    ato_noticed=(20 * SECOND, 60 * SECOND), ato_duration=(20 * SECOND, 60 * SECOND),
+    availability_ms=30 * SECOND,
+)

@@ -1,0 +1,215 @@
+"""What every agent script sees, and what it can ask for.
+
+A script is a generator. It yields one of:
+
+- an ``int``: wait that many milliseconds (simulated offline, real live);
+- a request struct from ``pipelines.requests`` (``MessageRequest``, ``AccountEventRequest``,
+  ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``): the driver sends it; a
+  ``TransferRequest`` gets back its transfer id, or ``None`` if the payment was refused
+  (e.g. a locked sender); the others get ``None``;
+- a command below (the assistant's endpoints, and the ATO ground truth).
+
+Scripts keep no state of their own beyond their locals and the ``User`` objects, which is
+what lets another agent (e.g. the account owner in the recovery workflow) join later: it
+is one more script reading and writing the same users.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable, Generator, NamedTuple, Optional
+
+from pipelines.requests import (AccountEventRequest, ChargebackRequest, MessageRequest,
+                                ScamReportRequest, SuggestionResponseRequest, TransferRequest)
+from pipelines.simulator import texts
+from pipelines.simulator.population import Population, User, new_device
+from pipelines.simulator.timing import Timing
+
+Script = Generator  # yields int | request | command, receives the result
+
+
+class Suggestion(NamedTuple):
+    """The assistant's open suggestion for ``user`` in ``conversation``: the result is
+    ``(suggestion_id, amount_cents or None)``, or ``None`` if there is none."""
+    user: str
+    conversation: str
+
+
+class SuggestionResponse(NamedTuple):
+    """What the user did with a suggestion; the result says whether the assistant took it
+    (it refuses a suggestion that expired or was replaced meanwhile)."""
+    suggestion_id: str
+    request: SuggestionResponseRequest
+
+
+class AssistantSwitch(NamedTuple):
+    user: str
+    enabled: bool
+
+
+class AtoConfirmed(NamedTuple):
+    """Ground truth of an account takeover, on the account (``transfer_id`` None) or on one
+    of the attacker's transfers. Offline only: no service takes it live (the recovery
+    workflow's owner agent will confirm takeovers there)."""
+    account: str
+    transfer_id: Optional[str]
+    occurred_ts: int  # the label's ``ts``: the takeover's start, or the transfer's time
+    compromise_from_ts: int
+    compromise_to_ts: int
+
+
+LABEL_COMMANDS = (ScamReportRequest, ChargebackRequest, AtoConfirmed)
+
+
+class World:
+    def __init__(self, seed: int, users: int, timing: Timing, clock: Callable[[], int],
+                 spawn: Callable[[Script, int], None]):
+        self.rng = random.Random(seed)
+        self.pop = Population(self.rng, users)
+        self.members = self.pop.members()  # the initial population: victims are drawn here
+        self.timing = timing
+        self.now = clock  # event time in ms
+        self._spawn = spawn
+        self.crooks: list[User] = []  # accounts where stolen money lands
+        self.by_scenario: dict[str, dict[str, int]] = {}
+
+    # --- scheduling ----------------------------------------------------------------------
+    def spawn(self, script: Script, delay_ms: int = 0) -> None:
+        """Run another script beside this one (a friend answering, a victim reporting)."""
+        self._spawn(script, delay_ms)
+
+    def wait(self, kind: str) -> int:
+        return self.timing.draw(self.rng, kind)
+
+    def later(self, kind: str, command) -> None:
+        """Send ``command`` after a delay of ``kind`` (a report, a chargeback)."""
+        self.spawn(_just(command), self.wait(kind))
+
+    def count(self, scenario: str, what: str, n: int = 1) -> None:
+        counts = self.by_scenario.setdefault(scenario, {})
+        counts[what] = counts.get(what, 0) + n
+
+    # --- choosing people -----------------------------------------------------------------
+    def member(self, min_friends: int = 0) -> User:
+        """A random member of the initial population, with enough friends if one is found."""
+        for _ in range(100):
+            user = self.members[self.rng.randrange(len(self.members))]
+            if len(user.friends) >= min_friends:
+                break
+        return user
+
+    def friend_of(self, user: User) -> User:
+        return self.pop[self.rng.choice(user.friends)] if user.friends else self.member(1)
+
+    # --- building requests ---------------------------------------------------------------
+    def say(self, sender: User, recipient: User, intent: str, amount: Optional[int] = None) -> MessageRequest:
+        return MessageRequest(sender=sender.id, recipient=recipient.id,
+                              conversation=Population.conversation(sender, recipient),
+                              text=texts.render(self.rng, intent, sender.lang, amount, recipient.name))
+
+    @staticmethod
+    def account(user: User, kind: str, device: Optional[str] = None, ip: Optional[str] = None,
+                country: Optional[str] = None, **extra) -> AccountEventRequest:
+        """An account event from ``user``'s own device, IP and country unless told otherwise."""
+        return AccountEventRequest(account=user.id, kind=kind, device=device or user.device,
+                                   ip=ip or user.ip, country=country or user.country, **extra)
+
+    @staticmethod
+    def transfer(sender: User, recipient: User, amount: int, *, device: Optional[str] = None,
+                 ip: Optional[str] = None, card: Optional[str] = None, **extra) -> TransferRequest:
+        return TransferRequest(sender=sender.id, recipient=recipient.id, amount_cents=amount,
+                               conversation=Population.conversation(sender, recipient),
+                               device=device or sender.device, ip=ip or sender.ip,
+                               card_number=card, **extra)
+
+
+def _just(command) -> Script:
+    yield command
+
+
+# --- sub-scripts shared by legitimate and fraudulent agents -----------------------------------
+def onboard(w: World, user: User) -> Script:
+    """A new account: signup, its device, its card and bank account, its assistant switch."""
+    user.onboarded = True
+    yield w.account(user, "signup")
+    yield w.wait("burst")
+    yield w.account(user, "device_added")
+    yield w.account(user, "login")
+    if user.card:
+        yield w.wait("burst")
+        yield w.account(user, "card_registered", card_number=user.card)
+    if user.iban:
+        yield w.wait("burst")
+        yield w.account(user, "bank_account_registered", bank_account=user.iban)
+    if user.assistant:
+        yield AssistantSwitch(user.id, True)
+
+
+def open_app(w: World, user: User, p_login: float = 0.6) -> Script:
+    """``user`` opens the app: usually a login. Live, a member the simulation has not used
+    yet also gets its assistant switch sent (its registrations predate the demo)."""
+    if not user.onboarded:
+        user.onboarded = True
+        if user.assistant:
+            yield AssistantSwitch(user.id, True)
+    if w.rng.random() < p_login:
+        if w.rng.random() < 0.04:  # a typo first
+            yield w.account(user, "login_failed")
+        yield w.account(user, "login")
+
+
+def crook(w: World) -> Script:
+    """An account controlled by a fraud ring, where stolen money lands (returned by
+    ``yield from``): mostly one already in use, sometimes a fresh one."""
+    if w.crooks and w.rng.random() < 0.7:
+        return w.crooks[w.rng.randrange(len(w.crooks))]
+    user = w.pop.add("mule")
+    w.crooks.append(user)
+    yield from onboard(w, user)
+    return user
+
+
+def _respond(rng: random.Random, amount: int, suggested: Optional[int]) -> tuple[Optional[str], int]:
+    """What a payer does with a suggestion (None: ignores it), and the amount they keep."""
+    draw = rng.random()
+    if draw < 0.62:
+        return "accepted", suggested or amount
+    if draw < 0.77:
+        return "edited", max(100, amount + rng.choice((-1, 1)) * rng.randint(1, 4) * 500)
+    return ("declined" if draw < 0.9 else None), amount
+
+
+def pay_after_talk(w: World, payer: User, payee: User, amount: int, *, must_pay: bool = False,
+                   card: Optional[str] = None, p_skip: float = 0.1) -> Script:
+    """``payer`` was asked for (or told about) ``amount``: they answer the assistant's
+    suggestion if there is one, and pay (the transfer id is returned by ``yield from``)."""
+    rng = w.rng
+    yield w.wait("read")
+    suggestion = (yield Suggestion(payer.id, Population.conversation(payer, payee))) if payer.assistant else None
+    suggestion_id, edited = None, False
+    if suggestion is not None:
+        sid, suggested = suggestion
+        response, amount = _respond(rng, amount, suggested)
+        if response is not None:
+            recorded = yield SuggestionResponse(sid, SuggestionResponseRequest(
+                user=payer.id, response=response, amount_cents=None if response == "declined" else amount))
+            if recorded and response != "declined":
+                suggestion_id, edited = sid, response == "edited" and amount != suggested
+        if response in ("accepted", "edited"):
+            if not must_pay and rng.random() < 0.04:
+                return None  # accepted, then changed their mind
+        elif not must_pay and rng.random() < 0.5:
+            return None  # declined or ignored, and did not pay by hand either
+        yield w.wait("step")
+    elif not must_pay and rng.random() < p_skip:
+        return None  # talked about it, never paid
+    use_card = card or (payer.card if payer.card and rng.random() < 0.3 else None)
+    return (yield w.transfer(payer, payee, amount, card=use_card, suggestion_id=suggestion_id,
+                             amount_edited=edited))
+
+
+def new_phone(w: World, user: User) -> Script:
+    """A legitimate new device: the same signals as a takeover's, from the user's own IP."""
+    device = new_device(w.rng)
+    user.devices.insert(0, device)
+    yield w.account(user, "device_added")
+    yield w.account(user, "login")
