@@ -73,8 +73,10 @@ class EntityState(Struct, array_like=True, gc=False):
         return ts - (self.base if self.base is not None else ts - BASE_LAG)
 
     def expire(self, ts: int) -> None:
-        """Drop what is too old to matter at ``ts`` (the stream calls it on quiet keys)."""
-        if self.base is not None:
+        """Drop what is too old to matter at ``ts``, then ``is_empty`` says if the key is dead.
+        Free right after ``learn_one`` (the clock sweeps once a week of event time); a real sweep
+        when ``ts`` is in a later week than the last event learnt (a quiet key)."""
+        if self.base is not None and ts // SWEEP_EVERY != (self.base + self.last) // SWEEP_EVERY:
             self._sweep(ts - self.base, ts // DAY)
 
     def is_empty(self) -> bool:

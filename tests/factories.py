@@ -40,8 +40,8 @@ def valid_event(topic: str, rnd: random.Random):
                                     f"f-l{i}", ts)
     if topic == "analyst-actions":
         return schemas.AnalystAction(id=f"f-x{i}", ts=ts, actor="alice", role="analyst",
-                                     action="release", target_kind="transfer", target=f"t{i}",
-                                     reason="customer called")
+                                     action="claim", target_kind="transfer", target=f"t{i}",
+                                     reason="looking into it")
     if topic == "model-updates":
         return schemas.ModelUpdate(id=f"f-u{i}", ts=ts, action="shadow", version=f"m-test-{i}",
                                    actor="dana")

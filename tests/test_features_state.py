@@ -143,19 +143,20 @@ def test_a_typical_active_account_fits_in_1_kb():
 def test_expiry_empties_dead_keys_but_keeps_what_must_last():
     log = Log()
     device, account = DeviceState(), AccountState()
-    for i, ev in enumerate([log.account_event("ann", T0, "signup", device="ph"),
-                            log.transfer("ann", "bob", T0 + HOUR, device="ph")]):
+    start = T0 - 3 * DAY  # T0 starts a week of event time: the expiries below cross into it
+    for i, ev in enumerate([log.account_event("ann", start, "signup", device="ph"),
+                            log.transfer("ann", "bob", start + HOUR, device="ph")]):
         device.learn_one(ev, "seen" if i == 0 else "transfer")
         account.learn_one(ev, "security" if i == 0 else "sender")
     for st in (device, account):
-        st.expire(T0 + 6 * DAY)
+        st.expire(start + 6 * DAY)
         assert not st.is_empty()
-    device.expire(T0 + 8 * DAY)  # a device remembers 7 days
+    device.expire(start + 8 * DAY)  # a device remembers 7 days
     assert device.is_empty()
-    account.expire(T0 + 20 * DAY)
+    account.expire(start + 20 * DAY)
     assert account.chat.pairs and account.sent.ts  # an account, 30 days
-    account.expire(T0 + 40 * DAY)
-    assert not account.is_empty() and account.sec.created == T0  # the signup keeps the age
+    account.expire(start + 40 * DAY)
+    assert not account.is_empty() and account.sec.created == start  # the signup keeps the age
     assert not account.chat.pairs and not account.sent.ts
 
 

@@ -39,7 +39,7 @@ async def _lag(group: str, topics) -> int:
     await reader.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        parts = [TopicPartition(t, p) for t in topics for p in range(conf.partitions)]
+        parts = [TopicPartition(t, p) for t in topics for p in reader.partitions_for_topic(t)]
         ends = await reader.end_offsets(parts)
         assert sum(ends.values()) > 0
         return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
