@@ -98,8 +98,7 @@ def test_no_text_or_raw_identifier_leaves_the_services(kafka, processes, tmp_pat
         return await original(self, command)
 
     monkeypatch.setattr(live.ServiceClient, "handle", recording)
-    stats = asyncio.run(live.run_live(seed=11, rate=80, duration_s=25, urls=urls, users=120))
-    assert sum(stats.get("sent", {}).values()) if isinstance(stats.get("sent"), dict) else True
+    asyncio.run(live.run_live(seed=11, rate=80, duration_s=25, urls=urls, users=120))
     texts = {s for s in secrets if " " in s}
     assert len(texts) > 20 and len(secrets) > 100, "the simulator sent too little to prove anything"
 

@@ -37,12 +37,22 @@ def _lake_counts(lake_dir: Path) -> dict:
     return {t: con.execute(f"SELECT count(*) FROM {lake.view_name(t)}").fetchone()[0] for t in topics}
 
 
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(VIGIE_DATA_DIR=str(data_dir), VIGIE_BROKER_PORT=str(free_port()),
                VIGIE_MESSAGING_PORT=str(free_port()), VIGIE_PAYMENT_PORT=str(free_port()),
-               VIGIE_ASSISTANT_PORT=str(free_port()))
+               VIGIE_ASSISTANT_PORT=str(free_port()), VIGIE_CONSOLE_PORT=str(free_port()))
     log = open(tmp_path / "run.log", "wb")
     started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--rate", "100"], cwd=ROOT,
@@ -54,6 +64,8 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
         print(f"lake filled from all services {took:.1f}s after `vigie run` started: {counts}")
         assert took <= 60 + 30  # 60 s is the promise; the margin is for a loaded CI machine
         assert run.poll() is None
+        console = f"http://127.0.0.1:{env['VIGIE_CONSOLE_PORT']}/_stcore/health"
+        wait_for(lambda: _answers(console), timeout=30, interval=0.5, what="the console")
     finally:
         run.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
