@@ -1,7 +1,8 @@
 """Training: point-in-time labels, a split by event time, LightGBM, thresholds from a budget.
 
-Minimal on purpose: data validation, model cards and champion/challenger come later. What is
-here must already be right: no future leaks into training (labels known before the cut-off only;
+Data validation, model cards, evaluation and drift live beside this (``models.lifecycle``,
+``models.expectations``, ``models.card``, ``models.evaluate``, ``models.drift``). What is here
+must be right: no future leaks into training (labels known before the cut-off only;
 validation and test come after training in time), and the same data and seed give the same model
 text, thresholds and version hash.
 """
@@ -19,11 +20,16 @@ from models.metrics import average_precision, flagged_stats, roc_auc
 from models.thresholds import Budget, derive
 
 SPLIT = (0.70, 0.85)  # train | validation | test, cut at these quantiles of event time
-MAX_ROUNDS, EARLY_STOP = 2000, 100
+MAX_ROUNDS, EARLY_STOP = 2000, 50
+# Stop when validation PR-AUC has not improved by 1e-4 in EARLY_STOP rounds: on easy traffic the
+# curve creeps up by 1e-6 a round for hundreds of rounds (measured: 880 rounds, 15 min at 140k
+# transfers on a loaded 2-core machine) for nothing a threshold can see.
+MIN_DELTA = 1e-4
 PARAMS = {
     "objective": "binary",
     "metric": "average_precision",  # early stopping on PR-AUC: the base rate is far below 1 %
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
+    "max_bin": 63,  # 4x fewer histogram bins than the default: faster, no loss measured here
     "num_leaves": 31,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
@@ -99,11 +105,32 @@ def _evaluate(y: np.ndarray, scores: np.ndarray, thresholds: dict) -> dict:
             **{action: flagged_stats(y, scores, t) for action, t in thresholds.items()}}
 
 
-def train(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: str = "ts",
-          seed: int = 7, budget: Budget = Budget(), params: dict | None = None,
-          root=None) -> str:
-    """Train on ``table`` (one row per transfer: features, label, event time); store the model
-    in the registry (``root``: its directory, default ``<data_dir>/models``); return its version."""
+def _progress_callback(total: int, every: int = 50):
+    """A LightGBM callback that shows a tqdm bar (rounds done, validation PR-AUC)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="lightgbm", unit="round", leave=False, mininterval=0.5)
+
+    def callback(env) -> None:
+        bar.update(1)
+        if env.iteration % every == 0 and env.evaluation_result_list:
+            _, metric, value, _ = env.evaluation_result_list[0][:4]
+            bar.set_postfix({metric: f"{value:.4f}"}, refresh=False)
+        if env.iteration + 1 >= env.end_iteration:
+            bar.close()
+
+    callback.order = 5  # before early stopping, which may raise to end training
+    callback.bar = bar
+    return callback
+
+
+def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: str = "ts",
+        seed: int = 7, budget: Budget = Budget(), params: dict | None = None,
+        progress: bool = False, extra_meta: dict | None = None) -> tuple[str, dict, dict]:
+    """Train without storing: (model text, metadata, details). ``details`` holds the three time
+    slices and the stored model's validation and test scores, for model cards and reports."""
+    from models.drift import feature_bins
+
     feature_names = list(feature_names)
     missing = [c for c in [*feature_names, label_col, time_col] if c not in table.columns]
     if missing:
@@ -120,18 +147,25 @@ def train(table: pd.DataFrame, feature_names, label_col: str = "label", time_col
                              f"({int(labels.sum())} frauds in {labels.size} rows)")
 
     frauds = int(y[0].sum())
+    # class imbalance: weight the frauds up to the legitimate mass (scores are then not
+    # probabilities; thresholds come from budgets on validation, not from 0.5)
     params = {**PARAMS, "seed": seed, "scale_pos_weight": (y[0].size - frauds) / frauds,
               **(params or {})}
     train_set = lgb.Dataset(X[0], y[0], feature_name=feature_names)
     valid_set = lgb.Dataset(X[1], y[1], reference=train_set)
+    callbacks = [lgb.early_stopping(EARLY_STOP, verbose=False, min_delta=MIN_DELTA)]
+    if progress:
+        callbacks.append(_progress_callback(MAX_ROUNDS))
     booster = lgb.train(params, train_set, num_boost_round=MAX_ROUNDS, valid_sets=[valid_set],
-                        valid_names=["validation"],
-                        callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
+                        valid_names=["validation"], callbacks=callbacks)
+    if progress:
+        callbacks[-1].bar.close()
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
     # thresholds and metrics come from the very text that is stored, not from the live booster
     stored = lgb.Booster(model_str=model_text)
     s_valid, s_test = (stored.predict(x, num_threads=params["num_threads"]) for x in X[1:])
     thresholds = derive(y[1], s_valid, budget)
+    importance = stored.feature_importance(importance_type="gain")
     meta = {
         "feature_names": feature_names,
         "thresholds": thresholds,
@@ -148,5 +182,21 @@ def train(table: pd.DataFrame, feature_names, label_col: str = "label", time_col
         "data_hash": data_hash(table, [*feature_names, label_col, time_col]),
         "git_commit": registry.git_commit(),
         "lightgbm_version": lgb.__version__,
+        # the training slice's distribution of every feature: the reference for drift (PSI)
+        "feature_bins": feature_bins(parts[0], feature_names),
+        "feature_importance_gain": {n: float(v) for n, v in zip(feature_names, importance)},
+        **(extra_meta or {}),
     }
+    details = {"parts": parts, "y": y, "scores": {"validation": s_valid, "test": s_test},
+               "booster": stored}
+    return model_text, meta, details
+
+
+def train(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: str = "ts",
+          seed: int = 7, budget: Budget = Budget(), params: dict | None = None,
+          root=None, progress: bool = False, extra_meta: dict | None = None) -> str:
+    """Train on ``table`` (one row per transfer: features, label, event time); store the model
+    in the registry (``root``: its directory, default ``<data_dir>/models``); return its version."""
+    model_text, meta, _ = fit(table, feature_names, label_col, time_col, seed, budget, params,
+                              progress, extra_meta)
     return registry.save(model_text, meta, root)

@@ -63,10 +63,27 @@ def topics() -> None:
 
 
 def _run_faust(app) -> None:
+    """Run a Faust app until SIGTERM/Ctrl-C. With VIGIE_PROFILE=FILE, under cProfile: the
+    benchmarks use it to show where a worker's CPU goes."""
+    import os
+
     from faust.worker import Worker
 
-    Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
-           quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
+                    quiet=True)
+    profile_to = os.environ.get("VIGIE_PROFILE")
+    if not profile_to:
+        worker.execute_from_commandline()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 @main.command()
@@ -152,10 +169,20 @@ def replay(lake: Path | None, out: Path) -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--bootstrap", is_flag=True,
               help="Only if no model exists: simulate a history offline and train on it.")
-def train(lake: Path | None, seed: int, bootstrap: bool) -> None:
-    """Replay, label (labels as known), train LightGBM, register the model."""
+@click.option("--cutoff", default=None,
+              help="Point in time (ISO date/time UTC or epoch ms): features and labels as known "
+                   "then (default: the lake's latest event or label).")
+@click.option("--maturity-days", type=float, default=None,
+              help="Leave out transfers younger than this at the cut-off (default 14).")
+@click.option("--no-card", is_flag=True, help="Skip the model card and its plots.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
+          maturity_days: float | None, no_card: bool, progress: bool) -> None:
+    """Point-in-time training set, Great Expectations suite (refuses to train on a failure),
+    LightGBM with a time split and early stopping, registry, model card."""
     from models import registry
-    from pipelines.training import train_from_lake
+    from models.datasets import DEFAULT_MATURITY_DAYS
+    from models.lifecycle import DataValidationError, train_lake
 
     if bootstrap:
         if registry.latest() is not None:
@@ -166,8 +193,122 @@ def train(lake: Path | None, seed: int, bootstrap: bool) -> None:
         lake = settings_mod.load().data_dir / "bootstrap-history"
         if not lake.exists():
             run_offline(lake, seed=seed)
-    stats = train_from_lake(lake or settings_mod.load().lake_dir, seed=seed)
+    try:
+        stats = train_lake(lake or settings_mod.load().lake_dir, seed=seed,
+                           cutoff_ms=_parse_ms(cutoff),
+                           maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
+                           progress=progress, card=not no_card)
+    except DataValidationError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2)
     click.echo(json.dumps(stats, indent=2, default=str))
+
+
+def _parse_ms(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    from datetime import datetime, timezone
+
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+@main.command()
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Lake to validate (default: the live lake).")
+@click.option("--training/--no-training", default=False, show_default=True,
+              help="Also build the point-in-time training table and validate it.")
+def validate(lake: Path | None, training: bool) -> None:
+    """Run the Great Expectations suites (data/expectations/) on the lake; print failures."""
+    from models.expectations import format_failures, validate_lake, validate_training_table
+
+    lake = lake or settings_mod.load().lake_dir
+    results = validate_lake(lake)
+    if training:
+        from models.datasets import training_set
+
+        table, stats = training_set(lake)
+        results.append(validate_training_table(table, stats["cutoff_ms"]))
+    click.echo(format_failures(results))
+    if not all(r["success"] for r in results):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--events", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Any lake in Vigie's schema: replayed, labelled, scored.")
+@click.option("--model", "version", default=None, help="Model version (default: the latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def evaluate(events: Path, version: str | None, as_json: bool) -> None:
+    """Evaluate a model the fraud-team way on a lake (PR-AUC, budgets, scenarios, calibration)."""
+    from models.evaluate import evaluate_lake, summary
+
+    report = evaluate_lake(events, version)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else summary(report))
+
+
+@main.command()
+@click.argument("versions", nargs=-1)
+@click.option("--events", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Offline: score this lake with both models A and B.")
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Online: the lake whose decisions to compare (default: the live lake).")
+@click.option("--json", "as_json", is_flag=True)
+def compare(versions: tuple[str, ...], events: Path | None, lake: Path | None, as_json: bool) -> None:
+    """Champion vs challenger: the acting and shadow decisions on the same transfers, or
+    `--events DIR A B` offline."""
+    from models.compare import compare_decisions, compare_models, format_comparison
+
+    if events is not None:
+        if len(versions) != 2:
+            raise click.UsageError("--events DIR needs two model versions: A B")
+        result = compare_models(events, *versions)
+    else:
+        if len(versions) > 1:
+            raise click.UsageError("online comparison takes at most the challenger's version")
+        result = compare_decisions(lake or settings_mod.load().lake_dir,
+                                   versions[0] if versions else None)
+    if as_json:
+        result.pop("reports", None)
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        click.echo(format_comparison(result))
+
+
+@main.command()
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Lake whose decisions to read (default: the live lake).")
+@click.option("--model", "version", default=None,
+              help="Model whose training distribution is the reference (default: the latest).")
+@click.option("--window", type=click.Choice(["hour", "day"]), default="day", show_default=True)
+@click.option("--threshold", type=float, default=None, help="PSI alert level (default 0.25).")
+def drift(lake: Path | None, version: str | None, window: str, threshold: float | None) -> None:
+    """PSI of every feature: the decisions' features over the last hour/day vs training."""
+    from models import registry
+    from models.drift import ALERT_PSI, decision_features, drift_report
+
+    version = version or registry.latest()
+    if version is None:
+        raise click.ClickException("no model in the registry")
+    meta = registry.load_meta(version)
+    if "feature_bins" not in meta:
+        raise click.ClickException(f"model {version} predates drift bins; retrain it")
+    live = decision_features(lake or settings_mod.load().lake_dir,
+                             3_600_000 if window == "hour" else 86_400_000)
+    if live.empty:
+        raise click.ClickException("no decisions in that window")
+    report = drift_report(meta["feature_bins"], live, threshold or ALERT_PSI)
+    click.echo(f"{len(live)} decisions over the last {window} vs {version}'s training window")
+    click.echo(report.head(20).to_string(index=False))
+    alerts = report[report["alert"]]
+    if len(alerts):
+        click.echo(f"ALERT: {len(alerts)} feature(s) drifted (PSI > {threshold or ALERT_PSI}): "
+                   + ", ".join(alerts["feature"]), err=True)
+        raise SystemExit(3)
 
 
 @main.command()
@@ -229,18 +370,55 @@ def lake(sql: str | None, lake: Path | None) -> None:
 
 
 @main.command()
-@click.option("--only", type=click.Choice(["foundation", "stream"]), default=None,
+@click.option("--only", type=click.Choice(["foundation", "stream", "train"]), default=None,
               help="Run one group of benchmarks.")
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
     append to docs/benchmarks.md."""
-    from pipelines.bench import foundation, report
+    from pipelines.bench import foundation, report, stream
 
     results = {}
     if only in (None, "foundation"):
         results.update(foundation.run())
+    if only in (None, "stream"):
+        results.update(stream.run())
+    if only == "train":  # minutes, not seconds: only on request
+        from pipelines.bench import training as training_bench
+
+        results.update(training_bench.run())
     merged = report.write(results)
     click.echo(json.dumps(merged, indent=2, default=str))
+
+
+@main.command("console-users")
+@click.option("--add", "username", default=None, help="Add or replace this user (asks a password).")
+@click.option("--role", type=click.Choice(["analyst", "lead", "data_scientist", "admin"]),
+              default="analyst", show_default=True)
+def console_users(username: str | None, role: str) -> None:
+    """Set the console's demo users (one per role) to a fresh password, printed, in
+    <data dir>/console/users.yaml (bcrypt hashes); with --add, add one user."""
+    from dashboards import users
+
+    path = users.users_path()
+    if username:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        users.write_users(path, {username: (role, password)})
+        click.echo(f"{username} ({role}) written to {path}")
+        return
+    click.echo(users.describe(path, users.ensure_demo_users(path)))
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Default: VIGIE_CONSOLE_PORT or 8501.")
+def console(port: int | None) -> None:
+    """Run the analyst console (Streamlit) on 127.0.0.1 until Ctrl-C."""
+    import subprocess
+
+    from dashboards import users
+
+    args = users.streamlit_args(port)
+    click.echo(f"console: http://127.0.0.1:{args[-1]}")
+    sys.exit(subprocess.call([sys.executable, *args]))
 
 
 @main.command()

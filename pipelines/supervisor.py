@@ -67,19 +67,28 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     asyncio.run(ensure_topics(conf))
     from models import registry
 
+    one_shots = []
     if registry.latest() is None:
-        click.echo("no model yet: simulating a history offline and training a first one…")
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", "train",
-                        "--bootstrap"], cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
-        click.echo(f"model {registry.latest()} trained")
+        # Trained beside the running system: until the model lands in the registry the worker
+        # holds every transfer for review (never approves blind), then picks the model up.
+        click.echo("no model yet: training a first one on a simulated history (the worker holds "
+                   "every transfer until it is ready)…")
+        one_shots.append(Child("bootstrap-model", ["--log-level", "warning", "train", "--bootstrap"],
+                               log_dir))
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
     children += [Child(s, ["serve", s], log_dir) for s in ("messaging", "payment", "assistant")]
+    from dashboards import users as console_users
+
+    click.echo(console_users.describe(console_users.users_path(),
+                                      console_users.ensure_demo_users(console_users.users_path())))
+    children.append(Child("console", ["console"], log_dir))
     if simulator:
         time.sleep(3)  # let the services bind their ports first
         children.append(Child("simulator", ["simulate", "--live", "--rate", str(rate)], log_dir))
     ports = conf.service_ports
     click.echo(f"services: messaging http://127.0.0.1:{ports['messaging']}  payment "
                f"http://127.0.0.1:{ports['payment']}  assistant http://127.0.0.1:{ports['assistant']}")
+    click.echo(f"console: http://127.0.0.1:{console_users.console_port()}  (sign in as above)")
     click.echo(f"logs: {log_dir}   lake: {conf.lake_dir}   Ctrl-C stops everything")
 
     stopping = False
@@ -94,6 +103,11 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         last_report = time.monotonic()
         while not stopping:
             time.sleep(0.5)
+            for job in list(one_shots):
+                if not job.alive():
+                    one_shots.remove(job)
+                    click.echo(f"{job.name}: " + ("done" if job.proc.returncode == 0 else
+                               f"failed with code {job.proc.returncode}; see {job.log_path}"))
             for child in children:
                 if not child.alive() and not stopping:
                     click.echo(f"{child.name} exited with code {child.proc.returncode}; "
@@ -107,7 +121,7 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
                     click.echo(f"lake: not readable yet ({exc.__class__.__name__})")
     finally:
         click.echo("stopping…")
-        for child in reversed(children):
+        for child in reversed(children + one_shots):
             child.stop()
         if kafka is not None:
             kafka.stop()

@@ -42,8 +42,9 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
-# The stream's own hops (see pipelines/agents/envelopes.py): keyed by entity, and by sender.
-INTERNAL_TOPICS = ["entity-events", "transfer-parts"]
+# The stream's own hops (see pipelines/agents/envelopes.py): keyed by entity, and by sender;
+# recovery-signals (pipelines/agents/recovery.py): keyed by account, like ``recovery``.
+INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]
 _DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
 
 

@@ -6,7 +6,8 @@ The event -> decision path, one file per step:
 2. here (``Router``)       route each valid event to the entities it touches;
 3. ``agents/entities.py``  update each entity's feature state; report a transfer's features;
 4. ``agents/decide.py``    join a transfer's parts; score, rules, lists; decide; explain;
-   ``agents/control.py``   rules, lists and models, changed live by events.
+   ``agents/control.py``   rules, lists and models, changed live by events;
+   ``agents/recovery.py``  account takeover: suspicions (an entity-stage hook), recovery cases.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 
 from pipelines import schemas
 from pipelines.agents import control as control_mod, decide, entities, ingest, lake_sink
+from pipelines.agents import recovery
 from pipelines.agents.envelopes import source_id
 from pipelines.app import make_app
 
@@ -38,7 +40,7 @@ class Router:
         elif topic == "analyst-actions":
             await self.analyst_action(event, message)
         elif topic == "model-updates":
-            self.model_update(event)
+            await self.model_update(event)
 
     async def refuse(self, reason: str, message) -> None:
         letter = ingest.dead_letter(reason, message.topic, message.partition, message.offset,
@@ -50,14 +52,17 @@ class Router:
         params = dict(action.params)
         try:
             if action.action == "rule_change":
-                self.control.change_rules({**params, "ts": action.ts, "author": action.actor})
+                await self.control.change_rules({**params, "ts": action.ts, "author": action.actor})
             elif action.action in ("add_to_list", "remove_from_list"):
                 op = "add" if action.action == "add_to_list" else "remove"
-                self.control.change_lists({**params, "op": op, "kind": action.target_kind,
+                await self.control.change_lists({**params, "op": op, "kind": action.target_kind,
                                            "value": action.target, "ts": action.ts,
                                            "author": action.actor, "reason": action.reason})
             elif action.action in ("release", "block") and action.target_kind == "transfer":
                 await self.analyst_decision(action, params)
+            elif action.action in ("open_case", "case_transition"):  # account recovery
+                topic, key, value = recovery.from_analyst(action)
+                await entities.raw_topic(self.entity_topic.app, topic).send(key=key, value=value)
         except (control_mod.RuleError, control_mod.ListError, KeyError, ValueError) as exc:
             await self.refuse(f"{action.action} refused: {exc}", message)
 
@@ -74,30 +79,31 @@ class Router:
                                           value_serializer="raw").send(
             key=decision.sender.encode(), value=schemas.encode(decision))
 
-    def model_update(self, update: schemas.ModelUpdate) -> None:
+    async def model_update(self, update: schemas.ModelUpdate) -> None:
         control = self.control
         if update.action == "promote":
             acting = control.model("acting")
             if acting and acting != update.version:
-                control.set_model("previous", acting)
-            control.set_model("acting", update.version)
+                await control.set_model("previous", acting)
+            await control.set_model("acting", update.version)
         elif update.action == "rollback":
             previous = control.model("previous")
             if previous:
-                control.set_model("previous", control.model("acting") or "")
-                control.set_model("acting", previous)
+                await control.set_model("previous", control.model("acting") or "")
+                await control.set_model("acting", previous)
         elif update.action == "shadow":
-            control.set_model("shadow", update.version)
+            await control.set_model("shadow", update.version)
         elif update.action == "unshadow":
-            control.set_model("shadow", "")
+            await control.set_model("shadow", "")
 
 
 def build_worker_app():
     app = make_app("vigie")
     control = control_mod.Control(control_mod.control_table(app))
-    entity_topic = entities.register(app)
+    cases = recovery.register(app)
+    entity_topic = entities.register(app, watch=cases.watch)
     parts_topic = entities.raw_topic(app, "transfer-parts")
-    decide.register(app, control, parts_topic)
+    decide.register(app, control, parts_topic, adjust=cases.adjust)
     dead_letters = entities.raw_topic(app, "dead-letters")
     ingest.register(app, Router(entity_topic, control, dead_letters))
     return app

@@ -4,11 +4,20 @@ reads one applies it to a Faust GlobalTable, whose changelog every worker follow
 takes effect everywhere without a restart.
 
 Keys: ``model:acting``, ``model:shadow`` (a version or ""), ``rules`` and ``lists`` (JSON).
+
+Writes go to the table's changelog only, and every worker (the writer too) applies them from
+there, in changelog order. Writing the table in place (``table[key] = value``) stores the value
+in the local RocksDB of the *current event's* partition (an analyst-actions or model-updates
+partition) and points Faust's key index there, while changes from other workers land in the
+changelog partition's RocksDB: a worker that had made a change itself then kept reading its own
+copy and never saw a later change made by another worker. Until its own write comes back
+through the changelog, the writer reads it from ``_written`` (read-your-writes).
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Optional
 
 from features.vector import FEATURE_NAMES
@@ -16,6 +25,7 @@ from models.lists import ListError, ListStore
 from models.rules import RuleError, RuleSet
 
 log = logging.getLogger(__name__)
+OWN_WRITE_S = 3.0  # how long a worker trusts its own write over the table (changelog round trip)
 
 
 def control_table(app):
@@ -32,9 +42,23 @@ class Control:
     def __init__(self, table):
         self.table = table
         self._cache: dict[bytes, tuple[Optional[bytes], object]] = {}
+        # own writes in flight: key -> (the table's value before them, values written in order,
+        # when the last was written)
+        self._written: dict[bytes, tuple[Optional[bytes], list[bytes], float]] = {}
+
+    def _raw(self, key: bytes) -> Optional[bytes]:
+        raw = self.table.get(key)
+        mine = self._written.get(key)
+        if mine is not None:
+            before, values, at = mine
+            if (raw == before or raw in values[:-1]) and time.monotonic() - at <= OWN_WRITE_S:
+                return values[-1]  # our last write has not come back yet
+            # it has, or another worker's newer change has (changelog order wins), or too late
+            del self._written[key]
+        return raw
 
     def _get(self, key: bytes, build):
-        raw = self.table.get(key)
+        raw = self._raw(key)
         cached = self._cache.get(key)
         if cached is None or cached[0] != raw:
             cached = (raw, build(raw))
@@ -54,23 +78,29 @@ class Control:
         return self._get(b"lists", lambda raw: ListStore.from_json(raw.decode()) if raw else ListStore())
 
     def model(self, which: str) -> Optional[str]:
-        raw = self.table.get(f"model:{which}".encode())
+        raw = self._raw(f"model:{which}".encode())
         return raw.decode() or None if raw else None
 
-    # --- writes (from inside an agent: the table needs the current event) ---------------------
-    def change_rules(self, change: dict) -> None:
+    # --- writes: through the changelog, which every worker follows ---------------------------
+    async def _write(self, key: bytes, value: bytes) -> None:
+        before, values, _ = self._written.get(key) or (self.table.get(key), [], 0.0)
+        self._written[key] = (before, values + [value], time.monotonic())
+        await self.table.changelog_topic.send(key=key, value=value, key_serializer="raw",
+                                              value_serializer="raw")
+
+    async def change_rules(self, change: dict) -> None:
         ruleset = RuleSet.from_json(FEATURE_NAMES, self.rules.to_json())
         ruleset.apply_change(change)  # raises RuleError: nothing changes
-        self.table[b"rules"] = json.dumps(ruleset.to_json()).encode()
+        await self._write(b"rules", json.dumps(ruleset.to_json()).encode())
 
-    def change_lists(self, change: dict) -> None:
+    async def change_lists(self, change: dict) -> None:
         lists = ListStore.from_json(self.lists.to_json())
         lists.apply_change(change)  # raises ListError: nothing changes
         lists.purge(int(change["ts"]))
-        self.table[b"lists"] = json.dumps(lists.to_json()).encode()
+        await self._write(b"lists", json.dumps(lists.to_json()).encode())
 
-    def set_model(self, which: str, version: str) -> None:
-        self.table[f"model:{which}".encode()] = version.encode()
+    async def set_model(self, which: str, version: str) -> None:
+        await self._write(f"model:{which}".encode(), version.encode())
 
 
 __all__ = ["Control", "control_table", "RuleError", "ListError"]

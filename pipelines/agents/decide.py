@@ -27,20 +27,32 @@ log = logging.getLogger(__name__)
 PART_TIMEOUT_S = 10.0  # decide with what we have rather than let a payout deadline pass
 NO_MODEL = "none"
 
-# The warning shown in the chat, chosen from the strongest reason (first match wins).
-WARNING_CODES = (
-    ("no_conversation", "first_contact_payee"), ("first_transfer", "first_contact_payee"),
-    ("novel", "first_contact_payee"), ("urgen", "urgency"), ("link", "link_shared"),
-    ("new_device", "new_device"), ("device_first", "new_device"), ("card", "new_card"),
-    ("amount", "unusual_amount"), ("median", "unusual_amount"),
-)
+# The in-chat warning, chosen from the strongest reason that has one (exact feature names).
+WARNING_CODES = {
+    "sender_no_prior_conversation": "first_contact_payee",
+    "sender_first_transfer_to_recipient": "first_contact_payee",
+    "sender_pair_age_hours": "first_contact_payee",
+    "sender_pair_urgent_msgs_1h": "urgency",
+    "sender_pair_money_requests_in_1h": "money_request",
+    "sender_pair_link_msgs_1h": "link_shared",
+    "sender_hours_since_new_device": "new_device",
+    "sender_device_first_seen": "new_device",
+    "sender_hours_since_new_card": "new_card",
+    "sender_hours_since_password_reset": "credentials_changed",
+    "sender_hours_since_email_change": "credentials_changed",
+    "sender_hours_since_phone_change": "credentials_changed",
+    "sender_amount_to_median_30d": "unusual_amount",
+    "sender_amount_zscore_30d": "unusual_amount",
+    "recipient_fraud_links_30d": "payee_reported",
+    "recipient_scam_reports_30d": "payee_reported",
+    "recipient_confirmed_fraud": "payee_reported",
+}
 
 
 def warning_code(reasons: list[schemas.ReasonCode]) -> str:
     for reason in reasons:
-        for fragment, code in WARNING_CODES:
-            if fragment in reason.feature:
-                return code
+        if reason.feature in WARNING_CODES:
+            return WARNING_CODES[reason.feature]
     return "unusual_transfer"
 
 
@@ -63,6 +75,7 @@ class DecideStage:
         self.models_root = models_root
         self.pending: dict[str, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
+        self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
 
     def scorer(self, which: str):
         version = self.control.model(which)
@@ -125,6 +138,8 @@ class DecideStage:
             hits = lists.hits(tr.sender, tr.recipient, tr.device, tr.card, tr.ts)
             action, why = policy.decide(float(scores[i]), model_actions[i],
                                         rules.with_actions(rule_hits[i]), hits)
+            if self.adjust is not None and not shadow:
+                action = self.adjust(tr, action, rule_hits[i])
             actions.append((action, hits))
             whys.append(why)
         explain = [i for i, (action, _) in enumerate(actions) if action != "approve"]
@@ -156,12 +171,13 @@ def notification_for(decision: schemas.Decision):
                                 transfer_id=decision.transfer_id)
 
 
-def register(app, control: Control, parts_topic) -> None:
+def register(app, control: Control, parts_topic, adjust=None) -> None:
     from pipelines.agents.entities import raw_topic
 
     decisions = raw_topic(app, "decisions")
     notifications = raw_topic(app, "notifications")
     stage = DecideStage(control)
+    stage.adjust = adjust
 
     @app.agent(parts_topic, name="decide")
     async def decide(stream):

@@ -56,6 +56,7 @@ class EntityStage:
         self.table = table
         self.send_entity = send_entity  # async (key, value) -> None, to entity-events
         self.send_part = send_part  # async (key, value) -> None, to transfer-parts
+        self.watch = None  # async (role, event, account state) -> None, after an account learns
 
     async def apply(self, table_key: bytes, routed: Routed, partition: int, offset: int) -> None:
         stored = decode_stored(self.table.get(table_key))
@@ -74,6 +75,8 @@ class EntityStage:
                         state.features_for(event, routed.role), routed.parts)
             await self.send_part(event.sender.encode(), encode(part))
         derived = state.learn_one(event, routed.role)
+        if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
+            await self.watch(routed.role, event, state)
         source = source_id(ENTITY_EVENTS, partition)
         for i, child in enumerate(derived):
             raw = msgspec.msgpack.encode(child)
@@ -90,7 +93,7 @@ class EntityStage:
             self.table[table_key] = encode(Stored(state.to_bytes(), marks))
 
 
-def register(app):
+def register(app, watch=None):
     entity_topic = raw_topic(app, ENTITY_EVENTS)
     parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
@@ -102,6 +105,7 @@ def register(app):
         await parts_topic.send(key=key, value=value)
 
     stage = EntityStage(table, send_entity, send_part)
+    stage.watch = watch
 
     @app.agent(entity_topic, name="entities")
     async def entities(stream):

@@ -66,3 +66,10 @@ def median(values) -> float:
 def percentile(values, q: float) -> float:
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used: a per-event cost that, unlike wall time,
+    barely moves when other work shares the machine."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -17,7 +17,9 @@ from pipelines.schemas import encode
 from pipelines.topics import INTERNAL_TOPICS, TOPICS, key_of
 
 log = logging.getLogger(__name__)
-SINGLE_PARTITION = {"model-updates"}  # ordered control streams every worker reads whole
+# Control streams: one partition, so one worker applies them in one order (rules and lists are
+# read-modify-write documents; two workers applying changes side by side could lose one).
+SINGLE_PARTITION = {"model-updates", "analyst-actions"}
 
 
 def topic_partitions(name: str, conf: settings_mod.Settings) -> int:

@@ -6,12 +6,17 @@
 reports. ``GET /v1/notifications/{account}`` delivers what the stream told this user
 (transfer and contact warnings, step-up challenges): the service follows the
 ``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
+``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
+and publishes it on ``recovery`` (the stream checks it against the case; see
+``pipelines.recovery_cases``).
 """
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 from aiohttp import web
 
 from pipelines import requests as rq
@@ -24,6 +29,18 @@ KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
 
 class AccountPath(msgspec.Struct, forbid_unknown_fields=True):
     account: rq.RawId
+
+
+class CasePath(msgspec.Struct, forbid_unknown_fields=True):
+    case_id: s.EventId
+
+
+class RecoveryAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    """The owner's answer to a step-up challenge: "confirm_compromise", "it_was_me", or
+    anything else (e.g. "failed"), which the stream treats as a failed verification."""
+    account: rq.RawId
+    answer: Annotated[str, Meta(pattern=r"^[a-z_]{1,40}$")]
+    actor: Literal["owner", "simulator-owner"] = "owner"
 
 
 class Messaging(Service):
@@ -41,7 +58,8 @@ class Messaging(Service):
 
     def routes(self):
         posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
-        return posts + [web.get("/v1/notifications/{account}", self.get_notifications)]
+        return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
+                        web.post("/v1/recovery/{case_id}/answer", self.recovery_answer)]
 
     def _intake(self, kind, build, topic):
         async def handler(request: web.Request) -> web.Response:
@@ -49,6 +67,18 @@ class Messaging(Service):
             await self.publish(topic, event)
             return web.json_response({"id": event.id}, status=202)
         return handler
+
+    async def recovery_answer(self, request: web.Request) -> web.Response:
+        """Publishes the answer as a RecoveryEvent by the owner; the stream checks it against
+        the case (a wrong account or a closed case changes nothing) and moves the case on."""
+        case_id = validate(dict(request.match_info), CasePath).case_id
+        body = await read_json(request, RecoveryAnswer)
+        event = s.RecoveryEvent(id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id,
+                                account=pseudonymize("account", body.account),
+                                state="owner_verification", actor=body.actor,
+                                reason=f"answer:{body.answer}")
+        await self.publish("recovery", event)
+        return web.json_response({"id": event.id}, status=202)
 
     async def get_notifications(self, request: web.Request) -> web.Response:
         raw = validate(dict(request.match_info), AccountPath).account

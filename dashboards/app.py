@@ -1,0 +1,59 @@
+"""Vigie analyst console: ``streamlit run dashboards/app.py`` (``vigie console`` does it).
+
+Sign in here; the pages you may open are listed in the sidebar. Each page checks your role again
+on the server, and so does each action.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` from anywhere
+
+import streamlit as st  # noqa: E402
+
+from dashboards import common  # noqa: E402
+
+PAGES = [  # file, title, roles
+    ("pages/overview.py", "Overview", common.ALL),
+    ("pages/review_queue.py", "Review queue", ("analyst", "lead", "admin")),
+    ("pages/accounts.py", "Accounts", common.ALL),
+    ("pages/rules_lists.py", "Rules and lists", common.ALL),
+    ("pages/recovery_cases.py", "Recovery cases", ("analyst", "lead", "admin")),
+    ("pages/models_quality.py", "Models & data quality", common.ALL),
+    ("pages/sql_box.py", "SQL", ("lead", "data_scientist", "admin")),
+    ("pages/audit_log.py", "Audit", ("lead", "admin")),
+]
+
+st.set_page_config(page_title="Vigie console", layout="wide")
+
+
+def login() -> None:
+    st.title("Vigie console")
+    with st.form("login"):
+        username = st.text_input("Username")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        role = common.check_password(username.strip(), password)
+        if role:
+            st.session_state["auth"] = {"username": username.strip(), "role": role}
+            st.rerun()
+        else:
+            st.error("Wrong username or password.")
+    if not common.users_path().exists():
+        st.info("No console users yet: run `vigie console-users`.")
+
+
+user = common.current_user()
+if not user:
+    st.navigation([st.Page(login, title="Sign in")]).run()
+else:
+    here = Path(__file__).resolve().parent
+    pages = [st.Page(str(here / f), title=t) for f, t, roles in PAGES if user["role"] in roles]
+    with st.sidebar:
+        st.text(f"{user['username']} ({user['role']})")
+        if st.button("Sign out"):
+            st.session_state.pop("auth", None)
+            st.rerun()
+    st.navigation(pages).run()

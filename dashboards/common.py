@@ -1,0 +1,271 @@
+"""What every console page shares: logins and roles, lake queries, and publishing actions.
+
+The console reads the lake only through ``pipelines.lake.connect`` and changes nothing itself:
+every action is an event (``AnalystAction``; a ``Label`` for a verdict; a ``ModelUpdate`` for a
+promotion) published to Kafka, which the stream applies and the lake sink records. Roles are
+checked here, on the server, for every page (``require``) and again for every action
+(``publish_action``): hiding a button is never the only check.
+
+Text that comes from events is shown with ``st.text`` / ``st.dataframe`` only, never as
+markdown or HTML.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+import streamlit as st
+
+from pipelines import settings as settings_mod
+
+ROLES = ("analyst", "lead", "data_scientist", "admin")
+ALL = ROLES
+REFRESH_S = 5  # cached lake queries are re-run at most this often
+
+# Who may do what; checked server-side by publish_action whatever the page shows.
+ACTION_ROLES = {
+    "release": ("analyst", "lead", "admin"),
+    "block": ("analyst", "lead", "admin"),
+    "confirm_fraud": ("analyst", "lead", "admin"),
+    "mark_legitimate": ("analyst", "lead", "admin"),
+    "open_case": ("analyst", "lead", "admin"),
+    "case_transition": ("analyst", "lead", "admin"),
+    "add_to_list": ("analyst", "lead", "admin"),
+    "remove_from_list": ("lead", "admin"),
+    "claim": ("analyst", "lead", "admin"),
+    "assign": ("lead", "admin"),
+    "rule_change": ("lead", "admin"),
+    "promote": ("data_scientist", "admin"),
+    "rollback": ("data_scientist", "admin"),
+}
+REASON_REQUIRED = {"block", "confirm_fraud", "mark_legitimate", "add_to_list", "remove_from_list",
+                   "rule_change", "promote", "rollback", "assign", "open_case"}
+
+
+class Refused(Exception):
+    """An action the signed-in user may not take, or one that is incomplete."""
+
+
+# --- settings and users ---------------------------------------------------------------------
+def conf() -> settings_mod.Settings:
+    return settings_mod.load()
+
+
+def lake_dir() -> Path:
+    return conf().lake_dir
+
+
+def users_path() -> Path:
+    from dashboards.users import users_path
+
+    return users_path()
+
+
+def load_users(path: Optional[Path] = None) -> dict:
+    import yaml
+
+    path = path or users_path()
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return data.get("users", {})
+
+
+def check_password(username: str, password: str, path: Optional[Path] = None) -> Optional[str]:
+    """The user's role if the password is right, else None (same answer for an unknown user)."""
+    import bcrypt
+
+    user = load_users(path).get(username)
+    if not user or not password:
+        return None
+    if bcrypt.checkpw(password.encode(), user["password_hash"].encode()) and user["role"] in ROLES:
+        return user["role"]
+    return None
+
+
+def is_username(name: str) -> bool:
+    return name in load_users()
+
+
+def current_user() -> Optional[dict]:
+    return st.session_state.get("auth")
+
+
+def require(*roles: str) -> dict:
+    """Stop the page unless someone with one of ``roles`` is signed in. Call it first."""
+    user = current_user()
+    if not user:
+        st.error("Sign in first (open the console's home page).")
+        st.stop()
+    if user["role"] not in roles:
+        st.error(f"Access refused: this page is for {', '.join(roles)}; you are {user['role']}.")
+        st.stop()
+    return user
+
+
+# --- the lake ---------------------------------------------------------------------------------
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
+    from pipelines import lake as lake_mod
+
+    con = lake_mod.connect(lake)
+    try:
+        return con.execute(sql, list(params)).df()
+    finally:
+        con.close()
+
+
+def q(sql: str, *params) -> pd.DataFrame:
+    """A cached (REFRESH_S seconds) read-only query over the lake's views."""
+    return _query(str(lake_dir()), sql, tuple(params))
+
+
+def now_ms() -> int:
+    """The console's clock: wall time, or the lake's last event when the lake is a replayed
+    history (so ages and deadlines stay meaningful on simulated data)."""
+    wall = int(time.time() * 1000)
+    last = q("SELECT max(ts) FROM transfer_requests").iloc[0, 0]
+    if last is None or pd.isna(last):
+        return wall
+    return wall if wall - int(last) < 3_600_000 else int(last)
+
+
+HELD_SQL = """
+WITH d AS (
+    SELECT *, row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC) AS rn
+    FROM decisions WHERE NOT coalesce(shadow, false)),
+s AS (SELECT transfer_id, arg_max(status, ts) AS status FROM transfer_status GROUP BY 1),
+c AS (SELECT target AS transfer_id,
+             arg_max(CASE WHEN action = 'assign' THEN json_extract_string(params, '$.assignee')
+                          ELSE actor END, ts) AS owner
+      FROM analyst_actions WHERE action IN ('claim', 'assign') AND target_kind = 'transfer'
+      GROUP BY 1)
+SELECT d.transfer_id, d.ts AS decided_ts, t.ts AS requested_ts, d.sender, d.recipient,
+       d.amount_cents, d.score, d.score * d.amount_cents AS risk_amount, d.model_version,
+       d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts, t.device, t.card, t.ip,
+       t.conversation, coalesce(s.status, 'held') AS status, c.owner
+FROM d JOIN transfer_requests t USING (transfer_id)
+LEFT JOIN s USING (transfer_id) LEFT JOIN c USING (transfer_id)
+WHERE d.rn = 1 AND d.action = 'hold' AND coalesce(s.status, 'held') IN ('pending', 'held')
+"""
+
+
+def held_transfers() -> pd.DataFrame:
+    df = q(HELD_SQL + " ORDER BY risk_amount DESC")
+    now = now_ms()
+    df["age_min"] = (now - df["requested_ts"]) / 60_000
+    df["minutes_left"] = (df["payout_due_ts"] - now) / 60_000
+    df["amount_eur"] = df["amount_cents"] / 100
+    df["rules"] = [", ".join(parse_json(v, [])) for v in df["rule_hits"]]
+    return df
+
+
+def parse_json(value, default):
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return default
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# --- publishing -------------------------------------------------------------------------------
+def _publish(events: list[tuple[str, object]]) -> None:
+    """Publish to Kafka, acks=all: once this returns the broker has every event."""
+    from pipelines.kafka.clients import Publisher
+
+    async def send():
+        pub = await Publisher(conf(), request_timeout_ms=10_000).start()
+        try:
+            for topic, event in events:
+                await pub.publish(topic, event)
+        finally:
+            await pub.stop()
+
+    asyncio.run(send())
+
+
+def publish_action(action: str, target_kind: str, target: str, reason: str = "",
+                   params: Optional[dict] = None, extra: Iterable[tuple[str, object]] = ()) -> str:
+    """Check the signed-in user's role, then publish one audited AnalystAction (and the
+    ``extra`` events that go with it, e.g. a Label). Returns the action's event id."""
+    user = current_user()
+    if not user:
+        raise Refused("not signed in")
+    if user["role"] not in ACTION_ROLES.get(action, ()):
+        raise Refused(f"{action} is not allowed for the role {user['role']}")
+    reason = (reason or "").strip()
+    if action in REASON_REQUIRED and not reason:
+        raise Refused(f"a reason is required to {action.replace('_', ' ')}")
+    event = _action_event(user, action, target_kind, target, reason, params)
+    _publish([("analyst-actions", event), *extra])
+    return event.id
+
+
+def _action_event(user: dict, action: str, target_kind: str, target: str, reason: str,
+                  params: Optional[dict]):
+    from pipelines.schemas import AnalystAction
+
+    return AnalystAction(id=f"ca-{uuid.uuid4().hex}", ts=int(time.time() * 1000),
+                         actor=user["username"], role=user["role"], action=action,
+                         target_kind=target_kind, target=target, reason=reason.strip()[:500],
+                         params={k: str(v) for k, v in (params or {}).items()})
+
+
+def transfer_action(action: str, row: dict, reason: str) -> str:
+    """release / block / confirm_fraud / mark_legitimate on one held transfer (a queue row).
+
+    A verdict is a Label (training learns from it) and, since the transfer is still held, the
+    decision that follows from it: confirm fraud also blocks it, mark legitimate also releases
+    it (a second audited action, with the same reason)."""
+    from pipelines.schemas import Label
+
+    params = {"sender": row["sender"], "recipient": row["recipient"],
+              "amount_cents": int(row["amount_cents"])}
+    extra = []
+    if action in ("confirm_fraud", "mark_legitimate"):
+        ts = int(time.time() * 1000)
+        extra.append(("labels", Label(id=f"cl-{uuid.uuid4().hex}", ts=int(row.get("requested_ts") or ts),
+                                      kind="analyst_verdict", account=row["sender"],
+                                      transfer_id=row["transfer_id"],
+                                      is_fraud=action == "confirm_fraud", known_at=ts)))
+        follow = "block" if action == "confirm_fraud" else "release"
+        if current_user() and (reason or "").strip():
+            extra.append(("analyst-actions", _action_event(current_user(), follow, "transfer",
+                                                           row["transfer_id"], reason, params)))
+    return publish_action(action, "transfer", row["transfer_id"], reason, params, extra)
+
+
+def model_update(action: str, version: str, reason: str) -> str:
+    from pipelines.schemas import ModelUpdate
+
+    user = current_user() or {}
+    update = ModelUpdate(id=f"cm-{uuid.uuid4().hex}", ts=int(time.time() * 1000), action=action,
+                         version=version, actor=user.get("username", "?"))
+    return publish_action(action, "model", version, reason, {"version": version},
+                          extra=[("model-updates", update)])
+
+
+def act(label: str, fn, *args, **kwargs) -> Optional[str]:
+    """Run an action, showing success or the refusal; returns the event id or None."""
+    try:
+        event_id = fn(*args, **kwargs)
+    except Refused as exc:
+        st.error(f"Refused: {exc}")
+        return None
+    except Exception as exc:  # the broker is down, a validation failed: say so, keep the page
+        st.error(f"{label} failed ({exc.__class__.__name__}):")
+        st.text(str(exc))  # may quote what was typed: text, never markdown
+        return None
+    st.success(f"{label}: sent (event {event_id}); the stream applies it in a moment.")
+    st.session_state.setdefault("sent_events", []).append(event_id)
+    return event_id
+
+
+def eur(cents) -> str:
+    return f"{(cents or 0) / 100:,.2f} €"

@@ -1,0 +1,84 @@
+"""Overview: traffic, decisions, money held and blocked, decision latency, alerts."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import common
+
+user = common.require(*common.ALL)
+st.title("Overview")
+
+live = st.toggle("Auto-refresh", value=True, key="live",
+                 help=f"Re-read the lake every {common.REFRESH_S}s")
+
+
+@st.fragment(run_every=common.REFRESH_S if live else None)
+def body():
+    bucket_min = st.selectbox("Bucket", [1, 5, 15, 60], index=1, format_func=lambda m: f"{m} min")
+    bucket_ms = bucket_min * 60_000
+    now = common.now_ms()
+
+    totals = common.q("""
+        SELECT (SELECT count(*) FROM transfer_requests) AS transfers,
+               (SELECT count(*) FROM decisions WHERE NOT coalesce(shadow, false)) AS decisions,
+               (SELECT count(*) FROM dead_letters) AS dead_letters,
+               (SELECT max(ts) FROM decisions) AS last_decision_ts""").iloc[0]
+    held = common.held_transfers()
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Transfers", int(totals["transfers"]))
+    c2.metric("Held now", len(held), help="Held transfers waiting for an analyst")
+    c3.metric("Money held now", common.eur(held["amount_cents"].sum() if len(held) else 0))
+    c4.metric("Dead letters", int(totals["dead_letters"]))
+
+    if int(totals["dead_letters"]):
+        st.warning(f"{int(totals['dead_letters'])} events were dead-lettered: see Models & data quality.")
+    if totals["last_decision_ts"] is not None and not pd.isna(totals["last_decision_ts"]):
+        lag_s = (now - int(totals["last_decision_ts"])) / 1000
+        if lag_s > 60:
+            st.warning(f"No decision for {lag_s:.0f}s: is the worker (or the lake sink) behind?")
+
+    series = common.q(f"""
+        WITH t AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b, count(*) AS transfers
+                   FROM transfer_requests GROUP BY 1),
+             d AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b,
+                          count(*) FILTER (WHERE action = 'approve') AS approve,
+                          count(*) FILTER (WHERE action = 'warn') AS warn,
+                          count(*) FILTER (WHERE action = 'hold') AS hold,
+                          count(*) FILTER (WHERE action = 'block') AS block,
+                          sum(amount_cents) FILTER (WHERE action = 'hold') / 100.0 AS held_eur,
+                          sum(amount_cents) FILTER (WHERE action = 'block') / 100.0 AS blocked_eur,
+                          quantile_cont(latency_ms, 0.99) AS p99_latency_ms
+                   FROM decisions WHERE NOT coalesce(shadow, false) GROUP BY 1)
+        SELECT * FROM t FULL JOIN d USING (b) ORDER BY b""")
+    if series.empty:
+        st.info("No transfers in the lake yet.")
+    else:
+        series["time"] = pd.to_datetime(series["b"], unit="ms", utc=True)
+        series["transfers_per_s"] = series["transfers"].fillna(0) / (bucket_ms / 1000)
+        left, right = st.columns(2)
+        with left:
+            st.subheader("Transfers per second")
+            st.line_chart(series, x="time", y="transfers_per_s")
+            st.subheader("Money held / blocked (€ per bucket)")
+            st.area_chart(series.fillna(0), x="time", y=["held_eur", "blocked_eur"])
+        with right:
+            st.subheader("Decision mix")
+            mix = series.melt(id_vars="time", value_vars=["approve", "warn", "hold", "block"],
+                              var_name="action", value_name="count").fillna(0)
+            st.altair_chart(alt.Chart(mix).mark_bar().encode(x="time:T", y="count:Q", color="action:N"),
+                            width="stretch")
+            st.subheader("p99 decision latency (ms)")
+            st.line_chart(series, x="time", y="p99_latency_ms")
+
+    st.subheader("Held transfers by age")
+    if held.empty:
+        st.info("Nothing is held.")
+    else:
+        bins = [-1, 5, 15, 60, 240, 1e12]
+        labels = ["<5 min", "5-15 min", "15-60 min", "1-4 h", ">4 h"]
+        ages = pd.cut(held["age_min"], bins=bins, labels=labels).value_counts().reindex(labels)
+        st.bar_chart(ages.rename("held").to_frame())
+    st.caption(f"As of {pd.to_datetime(now, unit='ms', utc=True)}; refreshed every {common.REFRESH_S}s.")
+
+
+body()

@@ -1,0 +1,57 @@
+"""Recovery cases: the account-recovery workflow's cases, from the ``recovery`` topic.
+
+A case's transitions are the RecoveryEvents the stream wrote (id ``<case_id>.<n>``). An analyst's
+move is the audited AnalystAction ``case_transition`` (target the case, params ``state`` and
+``account``): the worker turns it into a request that the recovery agent checks against the
+case's state before writing the real transition."""
+import pandas as pd
+import streamlit as st
+
+from dashboards import common
+
+try:  # the workflow's own table of the moves an analyst may ask for, by state
+    from pipelines.recovery_cases import ANALYST_MOVES
+except ImportError:  # pragma: no cover - the workflow is not there: requests are recorded only
+    ANALYST_MOVES = None
+
+user = common.require("analyst", "lead", "admin")
+st.title("Recovery cases")
+if ANALYST_MOVES is None:
+    st.warning("The recovery workflow is not in this build: a transition request is recorded "
+               "(audited) but nothing applies it.")
+
+TRANSITIONS = "starts_with(id, case_id || '.') AND regexp_full_match(id, '.*\\.[0-9]+')"
+SEQ = "TRY_CAST(regexp_extract(id, '\\.([0-9]+)$', 1) AS INTEGER)"  # order within one ms
+cases = common.q(f"""
+    SELECT case_id, account, arg_max(state, (ts, {SEQ})) AS state, min(ts) AS opened_ts,
+           max(ts) AS updated_ts, count(*) AS transitions
+    FROM recovery WHERE {TRANSITIONS} GROUP BY 1, 2 ORDER BY updated_ts DESC""")
+if cases.empty:
+    st.info("No recovery case in the lake.")
+    st.stop()
+states = st.multiselect("State", sorted(cases["state"].unique()), key="states")
+view = cases[cases["state"].isin(states)] if states else cases
+for col in ("opened_ts", "updated_ts"):
+    view = view.assign(**{col.replace("_ts", ""): pd.to_datetime(view[col], unit="ms", utc=True)})
+st.dataframe(view.drop(columns=["opened_ts", "updated_ts"]), hide_index=True, width="stretch")
+
+case_id = st.selectbox("Case", list(view["case_id"]), key="case")
+case = view.set_index("case_id").loc[case_id]
+history = common.q(f"""SELECT ts, state, actor, reason, compromise_from_ts,
+                         CASE WHEN {TRANSITIONS} THEN 'transition' ELSE 'request' END AS kind
+                       FROM recovery WHERE case_id = ? ORDER BY ts, {SEQ}""", case_id)
+history.insert(0, "time", pd.to_datetime(history["ts"], unit="ms", utc=True))
+st.subheader(f"Case {case_id} ({case['state']})")
+st.dataframe(history.drop(columns="ts"), hide_index=True, width="stretch")
+
+moves = (list(ANALYST_MOVES.get(case["state"], ())) if ANALYST_MOVES is not None else
+         ["owner_verification", "secured", "transfers_review", "restored", "closed_fraudulent",
+          "closed_legitimate", "escalated"])
+if not moves:
+    st.info(f"No analyst move from {case['state']}: the workflow drives this state.")
+    st.stop()
+target_state = st.selectbox("Request transition to", moves, key="target_state")
+reason = st.text_input("Reason", key="case_reason")
+if st.button("Request transition", key="case_transition"):
+    common.act("case transition", common.publish_action, "case_transition", "case", case_id,
+               reason, {"state": target_state, "account": case["account"]})

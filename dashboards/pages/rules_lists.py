@@ -1,0 +1,156 @@
+"""Rules and lists: the live rule set and lists (folded from the audited change events, as the
+stream folds them), versioned edits, and a backtest of a draft over the replayed features."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import common
+from features.vector import FEATURE_NAMES
+from models.lists import ListError, ListStore
+from models.rules import ACTIONS, Rule, RuleError, RuleSet
+
+user = common.require(*common.ALL)
+can_edit = user["role"] in common.ACTION_ROLES["rule_change"]
+st.title("Rules and lists")
+
+changes = common.q("SELECT ts, actor, action, target_kind, target, reason, params FROM analyst_actions "
+                   "WHERE action IN ('rule_change', 'add_to_list', 'remove_from_list') ORDER BY ts")
+
+
+def current_rules() -> tuple[RuleSet, list]:
+    ruleset, refused = RuleSet(FEATURE_NAMES), []
+    for ch in changes[changes["action"] == "rule_change"].itertuples():
+        params = common.parse_json(ch.params, {})
+        try:
+            ruleset.apply_change({**params, "ts": int(ch.ts), "author": ch.actor})
+        except RuleError as exc:
+            refused.append({"ts": ch.ts, "actor": ch.actor, "rule": ch.target, "refused": str(exc)})
+    return ruleset, refused
+
+
+def current_lists() -> ListStore:
+    store = ListStore()
+    for ch in changes[changes["action"] != "rule_change"].itertuples():
+        params = common.parse_json(ch.params, {})
+        try:
+            store.apply_change({**params, "op": "add" if ch.action == "add_to_list" else "remove",
+                                "kind": ch.target_kind, "value": ch.target, "ts": int(ch.ts),
+                                "author": ch.actor, "reason": ch.reason})
+        except ListError:
+            pass  # the stream refused it too (dead-lettered)
+    return store
+
+
+ruleset, refused = current_rules()
+rules_tab, edit_tab, backtest_tab, lists_tab = st.tabs(["Rules", "Edit", "Backtest", "Lists"])
+
+with rules_tab:
+    table = pd.DataFrame([r.to_dict() for r in ruleset.rules])
+    if table.empty:
+        st.info("No rule yet.")
+    else:
+        for col in ("created_ts", "updated_ts"):
+            table[col] = pd.to_datetime(table[col], unit="ms", utc=True)
+        st.dataframe(table, hide_index=True, width="stretch")
+    history = changes[changes["action"] == "rule_change"]
+    st.subheader("Versions (every change, newest first)")
+    st.dataframe(history.iloc[::-1].assign(time=pd.to_datetime(history["ts"], unit="ms", utc=True))
+                 [["time", "actor", "target", "reason", "params"]], hide_index=True, width="stretch")
+    if refused:
+        st.subheader("Changes the stream refused")
+        st.dataframe(pd.DataFrame(refused), hide_index=True)
+
+with edit_tab:
+    if not can_edit:
+        st.info(f"Only {', '.join(common.ACTION_ROLES['rule_change'])} may change rules; "
+                "you can still backtest a draft.")
+    op = st.selectbox("Change", ["upsert", "enable", "disable", "delete"], key="rule_op")
+    names = [r.name for r in ruleset.rules]
+    name = st.text_input("Rule name (a-z, 0-9, _)", key="rule_name")
+    existing = ruleset.get(name.strip()) if name.strip() else None
+    expression = st.text_area("Expression (SQL over feature columns)",
+                              existing.expression if existing else "", key="rule_expr")
+    action = st.selectbox("Action", ACTIONS, key="rule_action")
+    priority = st.number_input("Priority", value=existing.priority if existing else 0, key="rule_prio")
+    enabled = st.checkbox("Enabled", value=False, key="rule_enabled",
+                          help="Deploy a new rule disabled, backtest it, then enable it.")
+    reason = st.text_input("Reason", key="rule_reason")
+    if st.button("Publish change", key="rule_publish", disabled=not can_edit):
+        params = {"op": op, "name": name.strip()}
+        if op == "upsert":
+            try:
+                ruleset.validate(expression)
+            except RuleError as exc:
+                st.error("Invalid expression:")
+                st.text(str(exc))
+                st.stop()
+            params.update(expression=expression.strip(), action=action, priority=int(priority),
+                          enabled=str(enabled).lower())
+        common.act(f"rule {op} {name}", common.publish_action, "rule_change", "rule", name.strip(),
+                   reason, params)
+    with st.expander("Feature columns"):
+        st.text(", ".join(FEATURE_NAMES))
+
+
+@st.cache_data(ttl=120, show_spinner="Replaying the lake's features…")
+def replayed(lake: str):
+    from models.train import label_transfers
+    from pipelines.training import feature_table, labels_table
+
+    table, stats = feature_table(lake)
+    labels = label_transfers(table, labels_table(lake)).to_numpy()
+    return table, labels, stats
+
+
+with backtest_tab:
+    st.caption("Replays the lake's events through the stream's own feature code, then runs the "
+               "draft beside the enabled rules through the live rule engine.")
+    b_name = st.text_input("Draft name", "draft_rule", key="bt_name")
+    b_expr = st.text_area("Draft expression", key="bt_expr")
+    b_action = st.selectbox("Draft action", ACTIONS, index=1, key="bt_action")
+    if st.button("Backtest", key="bt_run"):
+        from models.backtest import backtest
+
+        try:
+            table, labels, stats = replayed(str(common.lake_dir()))
+            draft = Rule(name=b_name.strip(), expression=b_expr.strip(), action=b_action)
+            report = backtest(draft, table, labels, others=ruleset)
+        except (RuleError, ValueError) as exc:
+            st.error("Backtest refused:")
+            st.text(str(exc))
+        else:
+            mine = report["rules"][draft.name]
+            c = st.columns(5)
+            c[0].metric("Hits", mine["hits"])
+            c[1].metric("Precision", "n/a" if mine["precision"] is None else f"{mine['precision']:.1%}")
+            c[2].metric("Recall", "n/a" if mine["recall"] is None else f"{mine['recall']:.1%}")
+            c[3].metric("Money affected", common.eur(mine["amount_cents"]))
+            c[4].metric("Hits no other rule has", mine["unique_hits"])
+            per_day = pd.DataFrame({"day": list(mine["hits_per_day"]),
+                                    "hits": list(mine["hits_per_day"].values())})
+            st.subheader("Hits per day")
+            st.bar_chart(per_day, x="day", y="hits")
+            st.subheader("Overlap with the other rules")
+            st.dataframe(pd.DataFrame({"rule": list(mine["overlap"]),
+                                       "shared hits": list(mine["overlap"].values())}),
+                         hide_index=True)
+            st.subheader("All rules")
+            st.dataframe(pd.DataFrame(report["rules"]).T.drop(columns=["hits_per_day", "overlap"]),
+                         width="stretch")
+            st.caption(f"{report['rows']} transfers, {report['frauds']} labelled fraud; replay of "
+                       f"{stats['events']} events.")
+
+with lists_tab:
+    entries = pd.DataFrame(current_lists().to_json())
+    if entries.empty:
+        st.info("The allow and block lists are empty.")
+    else:
+        st.dataframe(entries, hide_index=True, width="stretch")
+        can_remove = user["role"] in common.ACTION_ROLES["remove_from_list"]
+        pick = st.selectbox("Entry", [f"{e['list']}:{e['kind']}:{e['value']}"
+                                      for e in entries.to_dict("records")], key="list_entry")
+        l_reason = st.text_input("Reason", key="list_reason")
+        if st.button("Remove from list", key="remove_from_list", disabled=not can_remove):
+            name_, kind, value = pick.split(":", 2)
+            common.act("remove from list", common.publish_action, "remove_from_list", kind, value,
+                       l_reason, {"list": name_})

@@ -1,0 +1,94 @@
+"""Point-in-time training sets from the lake.
+
+A training set "as of" a cut-off T with a maturity period M:
+
+- features come from the replay of the events before T only (``read_log(until_ts=T)``), by the
+  stream's own feature code, so a transfer's features are what the stream saw when it arrived;
+- labels are the ones known at T (``known_at <= T``): a chargeback that arrives after T does not
+  exist for this training set;
+- transfers younger than M at T (``ts > T - M``) are left out: their labels are not mature yet
+  (most chargebacks and scam reports arrive within days; a recent fraud without its label would
+  teach the model that it is legitimate).
+
+The default cut-off is the lake's horizon: the latest thing it knows (an event time or a label's
+``known_at``), so a finished simulation is used whole, and a live lake is cut at "now".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+DAY_MS = 86_400_000
+DEFAULT_MATURITY_DAYS = 14.0
+
+
+def lake_horizon(lake_dir: Path) -> Optional[int]:
+    """The latest event time or label ``known_at`` in the lake (None for an empty lake)."""
+    from pipelines import lake
+    from pipelines.event_log import FEATURE_TOPICS
+
+    con = lake.connect(lake_dir, topics=FEATURE_TOPICS)
+    parts = [f"SELECT max(ts) AS t FROM {lake.view_name(t)}" for t in FEATURE_TOPICS]
+    parts.append("SELECT max(known_at) AS t FROM labels")
+    return con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
+
+
+def scenario_of(transfers: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
+    """The fraud scenario behind each transfer (None: legitimate or unknown), from the labels:
+    an account takeover's window names every transfer its account sent inside it; a label naming
+    a transfer names it (the last known wins, as in ``label_transfers``)."""
+    out = pd.Series([None] * len(transfers), index=transfers.index, dtype=object)
+    if labels is None or not len(labels):
+        return out
+    fraud = labels[labels["is_fraud"].astype(bool)]
+    ato = fraud[fraud["kind"] == "ato_confirmed"]
+    if len(ato):
+        windows = pd.DataFrame({"sender": ato["account"].to_numpy(),
+                                "start": ato["compromise_from_ts"].fillna(ato["ts"]).to_numpy(),
+                                "end": ato["compromise_to_ts"].fillna(ato["known_at"]).to_numpy(),
+                                "scenario": ato["scenario"].fillna("ato").to_numpy()})
+        sent = pd.DataFrame({"sender": transfers["sender"].to_numpy(),
+                             "ts": transfers["ts"].to_numpy(), "row": np.arange(len(transfers))})
+        pairs = sent.merge(windows, on="sender")
+        inside = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
+        out.iloc[inside["row"].to_numpy()] = inside["scenario"].to_numpy()
+    named = labels[labels["transfer_id"].notna()]
+    if len(named):
+        last = (named.sort_values(["known_at", "ts"], kind="stable")
+                .drop_duplicates("transfer_id", keep="last").set_index("transfer_id"))
+        verdict = transfers["transfer_id"].map(last["is_fraud"])
+        scen = transfers["transfer_id"].map(last["scenario"].fillna("unknown"))
+        has = verdict.notna().to_numpy()
+        is_fraud = verdict.fillna(False).astype(bool).to_numpy()
+        out[has & is_fraud] = scen[has & is_fraud]
+        out[has & ~is_fraud] = None
+    return out
+
+
+def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
+                 maturity_ms: int = int(DEFAULT_MATURITY_DAYS * DAY_MS)) -> tuple[pd.DataFrame, dict]:
+    """The point-in-time training table as of ``cutoff_ms`` (default: the lake's horizon):
+    ids, event time, features, ``label`` (as known at the cut-off) and ``scenario``."""
+    from models.train import label_transfers
+    from pipelines.training import feature_table, labels_table
+
+    lake_dir = Path(lake_dir)
+    horizon = lake_horizon(lake_dir)
+    if horizon is None:
+        raise ValueError(f"the lake {lake_dir} holds no events")
+    cutoff = horizon if cutoff_ms is None else int(cutoff_ms)
+    table, stats = feature_table(lake_dir, until_ts=cutoff + 1)  # events at or before the cut-off
+    labels = labels_table(lake_dir)
+    known = labels[labels["known_at"] <= cutoff]
+    mature_before = cutoff - maturity_ms
+    immature = int((table["ts"] > mature_before).sum())
+    table = table[table["ts"] <= mature_before].reset_index(drop=True)
+    table["label"] = label_transfers(table, known).to_numpy()
+    table["scenario"] = scenario_of(table, known).to_numpy()
+    stats.update(cutoff_ms=cutoff, maturity_ms=maturity_ms, left_out_immature=immature,
+                 rows=len(table), frauds=int(table["label"].sum()),
+                 labels_known=len(known), labels_after_cutoff=len(labels) - len(known))
+    return table, stats

@@ -1,0 +1,297 @@
+"""Streaming benchmarks (issue: streaming decisions): the ceilings of this broker and machine,
+then Vigie's worker on the simulator's mixed traffic.
+
+- ceiling_aiokafka: a plain aiokafka consume -> produce loop;
+- ceiling_faust_passthrough: a bare Faust agent that forwards each event;
+- pipeline: every input event of a simulated log pre-loaded, one worker started; events/s from
+  its first to its last decision, and transfers decided per second;
+- latency: the same traffic replayed at a fixed rate with event times re-stamped to the wall
+  clock, decision latency (transfer event time -> decision) percentiles;
+- replay: the offline feature replay over the log;
+- RSS: the worker's resident memory growth per 100k active accounts.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from pipelines import schemas, settings
+from pipelines.bench.harness import cpu_seconds, fresh_environment, percentile, spawn, stop
+from pipelines.event_log import read_log
+from pipelines.settings import REPO_ROOT
+from pipelines.topics import key_of
+
+CEILING_EVENTS = 150_000
+TOPIC_OF = {schemas.MessageSent: "messages", schemas.AccountEvent: "account-events",
+            schemas.TransferRequested: "transfer-requests", schemas.AssistantEvent: "assistant-events",
+            schemas.Label: "labels"}
+
+
+def _kafka_kwargs() -> dict:
+    return settings.load().kafka.aiokafka_kwargs()
+
+
+async def _preload(topic: str, n: int, size: int = 300) -> None:
+    producer = AIOKafkaProducer(**_kafka_kwargs(), linger_ms=5)
+    await producer.start()
+    payload = b"x" * size
+    for i in range(n):
+        await producer.send(topic, payload, key=str(i % 10_000).encode())
+    await producer.flush()
+    await producer.stop()
+
+
+async def _create(*names: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**_kafka_kwargs())
+    await admin.start()
+    existing = set(await admin.list_topics())
+    new = [NewTopic(n, settings.load().partitions, 1) for n in names if n not in existing]
+    if new:
+        await admin.create_topics(new)
+    await admin.close()
+
+
+async def _end_total(topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, **_kafka_kwargs())
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return sum((await consumer.end_offsets(parts)).values())
+    finally:
+        await consumer.stop()
+
+
+def _rate_of_growth(topic: str, target: int, timeout: float = 600) -> float:
+    """Events/s at which ``topic`` grows from its first record to ``target`` records."""
+    started = time.monotonic()
+    while (first := asyncio.run(_end_total(topic))) == 0:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"nothing reached {topic}")
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    while (count := asyncio.run(_end_total(topic))) < target:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{topic} stuck at {count}/{target}")
+        time.sleep(0.2)
+    return (count - first) / (time.monotonic() - t0)
+
+
+async def _aiokafka_loop(n: int) -> float:
+    consumer = AIOKafkaConsumer("bench-src", **_kafka_kwargs(), group_id="bench-aiokafka",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    producer = AIOKafkaProducer(**_kafka_kwargs(), linger_ms=1)
+    await consumer.start()
+    await producer.start()
+    seen, t0 = 0, None
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                if t0 is None:
+                    t0 = time.monotonic()
+                for record in records:
+                    await producer.send("bench-dst-aiokafka", record.value, key=record.key)
+                    seen += 1
+        await producer.flush()
+        return seen / (time.monotonic() - t0)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def ceilings() -> dict:
+    with fresh_environment() as (_broker, root):
+        asyncio.run(_create("bench-src", "bench-dst", "bench-dst-aiokafka"))
+        asyncio.run(_preload("bench-src", CEILING_EVENTS))
+        aiokafka_rate = asyncio.run(_aiokafka_loop(CEILING_EVENTS))
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench.passthrough", "worker"],
+                                cwd=REPO_ROOT, stdout=open(root / "passthrough.log", "ab"),
+                                stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
+        try:
+            time.sleep(2)
+            cpu_before = cpu_seconds(proc.pid)
+            faust_rate = _rate_of_growth("bench-dst", CEILING_EVENTS)
+            faust_cpu = cpu_seconds(proc.pid) - cpu_before
+        finally:
+            stop(proc)
+    return {"ceiling_aiokafka_events_per_s": aiokafka_rate,
+            "ceiling_faust_passthrough_events_per_s": faust_rate,
+            "ceiling_faust_passthrough_cpu_us_per_event": faust_cpu / CEILING_EVENTS * 1e6}
+
+
+def _simulated_log(users: int, days: float) -> list:
+    from pipelines.simulator.offline import run_offline
+
+    out = Path(tempfile.mkdtemp(prefix="vigie-bench-sim-"))
+    run_offline(out, seed=13, users=users, days=days)
+    return read_log(out)
+
+
+async def _publish(events, rate: float | None = None, restamp: bool = False) -> None:
+    """Publish input events in order; with ``rate``, paced, and with ``restamp`` their event
+    times moved to the wall clock (so decision latency is measured from the send)."""
+    producer = AIOKafkaProducer(**_kafka_kwargs(), linger_ms=1 if rate else 5)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for i, event in enumerate(events):
+            if rate:
+                ahead = started + i / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if restamp:
+                now = int(time.time() * 1000)
+                changes = {"ts": now}
+                if type(event) is schemas.TransferRequested:
+                    changes["payout_due_ts"] = now + 30_000
+                if type(event) is schemas.Label:
+                    changes["known_at"] = now
+                event = msgspec.structs.replace(event, **changes)
+            topic = TOPIC_OF[type(event)]
+            await producer.send(topic, schemas.encode(event), key=key_of(topic, event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+_MODEL_CACHE: list[Path] = []
+
+
+def _train_model(root: Path) -> None:
+    """The worker needs a model: train one once on a separate simulated history, then copy it
+    into each fresh environment's registry."""
+    import shutil
+
+    target = settings.load().data_dir / "models"
+    if not _MODEL_CACHE:
+        subprocess.run([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", "train",
+                        "--bootstrap"], cwd=REPO_ROOT, env=os.environ.copy(), check=True,
+                       stdout=subprocess.DEVNULL)
+        cache = Path(tempfile.mkdtemp(prefix="vigie-bench-models-")) / "models"
+        shutil.copytree(target, cache)
+        _MODEL_CACHE.append(cache)
+    else:
+        shutil.copytree(_MODEL_CACHE[0], target, dirs_exist_ok=True)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _latencies(transfer_ids: set[str], timeout: float = 300) -> list[float]:
+    consumer = AIOKafkaConsumer("decisions", **_kafka_kwargs(), auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, float] = {}
+    started = time.monotonic()
+    decoder = msgspec.json.Decoder(schemas.Decision)
+    try:
+        while len(found) < len(transfer_ids) and time.monotonic() - started < timeout:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    decision = decoder.decode(record.value)
+                    if decision.transfer_id in transfer_ids and not decision.shadow:
+                        found.setdefault(decision.transfer_id, decision.latency_ms)
+    finally:
+        await consumer.stop()
+    return list(found.values())
+
+
+def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0,)) -> dict:
+    events = [e for e in _simulated_log(users, days) if type(e) in TOPIC_OF]
+    transfers = [e for e in events if type(e) is schemas.TransferRequested]
+    accounts = {a for e in transfers for a in (e.sender, e.recipient)}
+    results = {"pipeline_log_events": len(events), "pipeline_log_transfers": len(transfers)}
+    with fresh_environment() as (_broker, root):
+        _train_model(root)
+        asyncio.run(_publish(events))
+        worker = spawn(root, "worker", "worker")
+        try:
+            time.sleep(3)
+            rss_before = _rss_mb(worker.pid)
+            cpu_before = cpu_seconds(worker.pid)
+            started = time.monotonic()
+            decided_rate = _rate_of_growth("decisions", len(transfers), timeout=1800)
+            elapsed = time.monotonic() - started
+            results["pipeline_cpu_us_per_event"] = (cpu_seconds(worker.pid) - cpu_before) / len(events) * 1e6
+            results.update(
+                transfers_decided_per_s=decided_rate,
+                pipeline_events_per_s=decided_rate * len(events) / len(transfers),
+                pipeline_wall_s=elapsed,
+                rss_mb_per_100k_accounts=(_rss_mb(worker.pid) - rss_before) / len(accounts) * 100_000,
+                pipeline_active_accounts=len(accounts),
+            )
+        finally:
+            stop(worker)
+    for rate in latency_rates:
+        results.update(_latency_at(events, rate))
+    return results
+
+
+def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> dict:
+    """Decision latency with traffic at ``transfers_per_s`` (plus its messages and account
+    events, in the simulator's mix), for ``seconds``."""
+    per_transfer = len(events) / sum(type(e) is schemas.TransferRequested for e in events)
+    rate = transfers_per_s * per_transfer
+    window = events[: int(rate * seconds)]
+    ids = {e.transfer_id for e in window if type(e) is schemas.TransferRequested}
+    tag = f"{int(transfers_per_s)}_tps"
+    with fresh_environment() as (_broker, root):
+        _train_model(root)
+        worker = spawn(root, "worker", "worker")
+        try:
+            time.sleep(8)  # started and assigned before the clock runs
+            sent_at = time.monotonic()
+            asyncio.run(_publish(window, rate=rate, restamp=True))
+            achieved = len(window) / (time.monotonic() - sent_at)
+            latencies = asyncio.run(_latencies(ids))
+        finally:
+            stop(worker)
+    if not latencies:
+        return {f"latency_at_{tag}_error": "no decisions"}
+    return {f"latency_ms_p50_at_{tag}": percentile(latencies, 50),
+            f"latency_ms_p95_at_{tag}": percentile(latencies, 95),
+            f"latency_ms_p99_at_{tag}": percentile(latencies, 99),
+            f"latency_decided_share_at_{tag}": len(latencies) / len(ids),
+            f"latency_offered_events_per_s_at_{tag}": achieved}
+
+
+def replay_rate(users: int = 8000, days: float = 4.0) -> dict:
+    from features.replay import replay
+
+    events = _simulated_log(users, days)
+    started = time.perf_counter()
+    n = sum(1 for _ in replay(events, presorted=True))
+    elapsed = time.perf_counter() - started
+    return {"replay_events_per_s": len(events) / elapsed, "replay_transfers": n}
+
+
+def run() -> dict:
+    results = {}
+    for part in (ceilings, replay_rate, pipeline):
+        print(f"bench: {part.__name__} …", flush=True)
+        results.update(part())
+        print(results, flush=True)
+    if results.get("ceiling_faust_passthrough_events_per_s"):
+        results["ratio_pipeline_to_faust_passthrough"] = (
+            results["pipeline_events_per_s"] / results["ceiling_faust_passthrough_events_per_s"])
+        results["ratio_pipeline_to_aiokafka"] = (
+            results["pipeline_events_per_s"] / results["ceiling_aiokafka_events_per_s"])
+    if "latency_ms_p50_at_1000_tps" in results:
+        results["latency_ms_p50_at_1k_tps"] = results["latency_ms_p50_at_1000_tps"]
+        results["latency_ms_p99_at_1k_tps"] = results["latency_ms_p99_at_1000_tps"]
+    return results
