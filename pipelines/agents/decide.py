@@ -78,17 +78,23 @@ class DecideStage:
         self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
 
     def scorer(self, which: str):
-        version = self.control.model(which)
-        if which == "acting" and version is None:
+        """The acting or shadow model. An acting version this worker cannot load (promoted
+        before its files reached this machine, say) falls back to the newest model in the
+        registry: deciding with the last good model beats holding every transfer."""
+        scorer = self._load(self.control.model(which), which)
+        if scorer is None and which == "acting":
             from models import registry
 
-            version = registry.latest(self.models_root)
+            scorer = self._load(registry.latest(self.models_root), which)
+        return scorer
+
+    def _load(self, version, which: str):
         if version is None:
             return None
         if version not in self._scorers:
             try:
                 self._scorers[version] = Scorer.load(version, self.models_root)
-            except (FileNotFoundError, ValueError) as exc:  # a bad update must not stop decisions
+            except Exception as exc:  # a missing or corrupt model must not stop decisions
                 log.error("cannot load %s model %s: %s", which, version, exc)
                 self._scorers[version] = None
         return self._scorers[version]
