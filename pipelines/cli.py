@@ -86,30 +86,29 @@ def _run_faust(app) -> None:
         profiler.dump_stats(profile_to)
 
 
+def _run_named(builder_name: str, name: str | None) -> None:
+    """Run one of ``pipelines.worker``'s apps as the named worker (its state directory)."""
+    import os
+
+    from pipelines import worker as apps
+
+    if name:
+        os.environ["VIGIE_WORKER_NAME"] = name
+    _run_faust(getattr(apps, builder_name)())
+
+
 @main.command()
 @click.option("--name", default=None, help="Worker name (its state directory); default w1.")
 def worker(name: str | None) -> None:
     """Run a decision worker (validation, features, decisions). Start more to scale out."""
-    import os
-
-    from pipelines.worker import build_worker_app
-
-    if name:
-        os.environ["VIGIE_WORKER_NAME"] = name
-    _run_faust(build_worker_app())
+    _run_named("build_worker_app", name)
 
 
 @main.command()
 @click.option("--name", default=None, help="Sink worker name; default w1.")
 def sink(name: str | None) -> None:
     """Run the lake sink: every topic to Parquet under <data dir>/lake."""
-    import os
-
-    from pipelines.worker import build_sink_app
-
-    if name:
-        os.environ["VIGIE_WORKER_NAME"] = name
-    _run_faust(build_sink_app())
+    _run_named("build_sink_app", name)
 
 
 @main.command()
