@@ -221,7 +221,12 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
 
     async with Tap("recovery", "account-events", "messages", "notifications") as tap, publisher() as pub, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:
-        processes.start("worker", "worker")
+        worker = processes.start("worker", "worker")
+        # The 2 s promise is about a running worker: start the attackers once it is ready.
+        deadline = time.monotonic() + 90
+        while "[^Worker]: Ready" not in processes.log_of(worker):
+            assert time.monotonic() < deadline, "the worker never became ready"
+            await asyncio.sleep(0.2)
         urls = {name: str(c.make_url("")).rstrip("/")
                 for name, c in (("payment", pay), ("messaging", msg), ("assistant", asst))}
         answered: set[str] = set()
