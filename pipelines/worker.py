@@ -31,6 +31,7 @@ class Router:
         self.entity_topic = entity_topic
         self.control = control
         self.dead_letters = dead_letters
+        self.decisions = entities.raw_topic(entity_topic.app, "decisions")
 
     async def __call__(self, topic: str, event, message) -> None:
         if topic in FEATURE_TOPICS:
@@ -75,9 +76,7 @@ class Router:
             action="approve" if action.action == "release" else "block",
             score=0.0, model_version=f"analyst:{action.actor}", reasons=[],
         )
-        await self.entity_topic.app.topic("decisions", key_serializer="raw",
-                                          value_serializer="raw").send(
-            key=decision.sender.encode(), value=schemas.encode(decision))
+        await self.decisions.send(key=decision.sender.encode(), value=schemas.encode(decision))
 
     async def model_update(self, update: schemas.ModelUpdate) -> None:
         control = self.control

@@ -25,6 +25,7 @@ from pipelines.topics import decode
 
 log = logging.getLogger(__name__)
 PART_TIMEOUT_S = 10.0  # decide with what we have rather than let a payout deadline pass
+LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
 NO_MODEL = "none"
 
 # The in-chat warning, chosen from the strongest reason that has one (exact feature names).
@@ -75,6 +76,7 @@ class DecideStage:
         self.models_root = models_root
         self.pending: dict[str, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
+        self._latest_checked, self._latest_version = float("-inf"), None
         self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
 
     def scorer(self, which: str):
@@ -83,10 +85,18 @@ class DecideStage:
         registry: deciding with the last good model beats holding every transfer."""
         scorer = self._load(self.control.model(which), which)
         if scorer is None and which == "acting":
-            from models import registry
-
-            scorer = self._load(registry.latest(self.models_root), which)
+            scorer = self._load(self._latest(), which)
         return scorer
+
+    def _latest(self):
+        """The registry's newest version, listed at most every few seconds: this runs for every
+        micro-batch, and a directory listing per batch is waste on the hot path."""
+        from models import registry
+
+        now = time.monotonic()
+        if now - self._latest_checked > LATEST_RECHECK_S:
+            self._latest_checked, self._latest_version = now, registry.latest(self.models_root)
+        return self._latest_version
 
     def _load(self, version, which: str):
         if version is None:
