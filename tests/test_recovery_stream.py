@@ -219,7 +219,8 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     from pipelines.services import assistant
     from pipelines.simulator.live import run_live
 
-    async with Tap("recovery", "account-events", "messages", "notifications") as tap, publisher() as pub, \
+    async with Tap("recovery", "account-events", "messages", "transfer-requests",
+                   "notifications") as tap, publisher() as pub, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:
         worker = processes.start("worker", "worker")
         # The 2 s promise is about a running worker: start the attackers once it is ready.
@@ -263,6 +264,8 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     assert len(contained) >= stats["by_scenario"]["ato"]["cases"] - 1  # the last may start late
     acts = [(e.account, e.ts) for e in tap.events("account-events")]
     acts += [(e.sender, e.ts) for e in tap.events("messages")]
+    # a transfer to new recipients from a new device is a trigger too
+    acts += [(e.sender, e.ts) for e in tap.events("transfer-requests")]
     lags = []
     for evs in contained:  # the lock comes within 2 s of the event that triggered it
         lock = next(e for e in evs if e.state == "contained")
