@@ -341,3 +341,29 @@ def test_a_closed_case_leaves_the_table_after_a_week(ato_signals):
     (key, expire), = h.stage.overdue(NOW + rc.KEEP_CLOSED_MS)
     h.signal(expire, NOW + rc.KEEP_CLOSED_MS)
     assert ANN.encode() not in h.table
+
+
+def test_an_expired_case_takes_its_flag_along_once_the_strict_period_is_over(ato_signals):
+    h = Harness()
+    through: list[tuple[bytes, object]] = []  # what went to the changelog, in order
+
+    async def set_flag(key, value):
+        through.append((key, value))
+        await h.stage._set_in_place(key, value)
+
+    h.stage.set_flag = set_flag
+    for sig in ato_signals:
+        h.signal(sig)
+    h.request(answer(h.case(), "confirm_compromise"))
+    assert msgspec.msgpack.decode(h.flags[ANN.encode()])[0] == "restored"
+    (key, expire), = h.stage.overdue(NOW + rc.KEEP_CLOSED_MS)
+    h.signal(expire, NOW + rc.KEEP_CLOSED_MS)
+    assert ANN.encode() not in h.table and ANN.encode() not in h.flags
+    assert through[-1] == (ANN.encode(), None)  # a tombstone, the way every flag change goes
+    assert all(value is not None for _, value in through[:-1])
+
+    # a flag that still says something stays: a restore within 72 h, an open case
+    for state, since in (("restored", NOW + rc.KEEP_CLOSED_MS - HOUR), ("contained", NOW)):
+        h.flags[ANN.encode()] = rc.encode((state, since))
+        asyncio.run(h.stage._drop_flag(ANN.encode(), NOW + rc.KEEP_CLOSED_MS))
+        assert ANN.encode() in h.flags, state

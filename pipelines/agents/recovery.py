@@ -22,6 +22,8 @@ in the state the deadline belongs to.
 ``recovery-flags`` (a global table, written through its changelog by the worker owning the
 account, read by every worker) tells the decide stage which accounts are under recovery: transfers from or to an account with an open
 case are held; for 72 h after a restore the account's transfers are decided one step stricter.
+When a closed case leaves the table (a week after its last transition, so past those 72 h) its
+flag goes too: a tombstone, through the changelog like every other flag change.
 """
 from __future__ import annotations
 
@@ -161,11 +163,24 @@ class Recovery:
         self.table = table  # account hash (bytes) -> Case (msgpack)
         self.flags = flags  # account hash (bytes) -> (state, wall ms) (msgpack)
         self.send = send  # async (topic, key: bytes, value: bytes) -> None
-        self.set_flag = set_flag or self._set_in_place  # async (key, value) -> None
+        self.set_flag = set_flag or self._set_in_place  # async (key, value; None: delete) -> None
         self.fired: dict[str, int] = {}  # case id -> seq whose timeout was sent (memory only)
 
-    async def _set_in_place(self, key: bytes, value: bytes) -> None:
-        self.flags[key] = value
+    async def _set_in_place(self, key: bytes, value: Optional[bytes]) -> None:
+        if value is None:
+            self.flags.pop(key, None)
+        else:
+            self.flags[key] = value
+
+    async def _drop_flag(self, key: bytes, now: int) -> None:
+        """The flag of an expired case, unless it still says something: an open case (a
+        newer one than the table knew), or a restore less than 72 h ago."""
+        raw = self.flags.get(key)
+        if not raw:
+            return
+        state, since = _FLAG.decode(raw)
+        if state not in rc.OPEN and now - since >= rc.STRICT_MS:
+            await self.set_flag(key, None)
 
     async def on_record(self, topic: str, key: bytes, value: bytes, now: Optional[int] = None) -> None:
         now = now if now is not None else now_ms()
@@ -189,6 +204,7 @@ class Recovery:
         case = machine.case
         if machine.expired:
             self.table.pop(key, None)
+            await self._drop_flag(key, now)
             return
         for ev in out.transitions:
             await self.send("recovery", ev.account.encode(), schemas.encode(ev))
@@ -260,8 +276,9 @@ def register(app) -> Recovery:
     async def send(topic: str, key: bytes, value: bytes) -> None:
         await outputs[topic].send(key=key, value=value)
 
-    async def set_flag(key: bytes, value: bytes) -> None:
-        # through the changelog, which every worker (this one too) applies to the global table:
+    async def set_flag(key: bytes, value: Optional[bytes]) -> None:
+        # through the changelog (None: a tombstone, which deletes the key in every copy),
+        # which every worker (this one too) applies to the global table:
         # written in place, the value would sit in this worker's copy of the *event's*
         # partition and hide later changes made by another owner after a rebalance (the same
         # reason as pipelines/agents/control.py)
