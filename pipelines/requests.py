@@ -74,6 +74,28 @@ class ChargebackRequest(Request):
     category: Optional[s.Code] = None  # the card network's reason, e.g. "stolen_card"
 
 
+class TakeoverReportRequest(Request):
+    """A confirmed account takeover (account security, once the owner has noticed), on the
+    account (``transfer_id`` None) or on one of the attacker's transfers, with its window."""
+    account: RawId
+    occurred_ts: s.Millis  # the takeover's start, or the transfer's time
+    compromise_from_ts: s.Millis
+    compromise_to_ts: s.Millis
+    transfer_id: Optional[s.TransferId] = None
+
+    def __post_init__(self):  # decoding turns this into a 400 with the reason
+        if self.compromise_to_ts < self.compromise_from_ts:
+            raise ValueError("compromise_to_ts is before compromise_from_ts")
+
+
+class RecoveryAnswerRequest(Request):
+    """The owner's answer to a step-up challenge: "confirm_compromise", "it_was_me", or
+    anything else (e.g. "wrong_code"), which the stream treats as a failed verification."""
+    account: RawId
+    answer: Annotated[str, Meta(pattern=r"^[a-z_]{1,40}$")]
+    actor: Literal["owner", "simulator-owner"] = "owner"
+
+
 def _h(kind: str, raw: Optional[str]) -> Optional[str]:
     return pseudonymize(kind, raw) if raw is not None else None
 
@@ -135,6 +157,15 @@ def chargeback_label(req: ChargebackRequest, transfer: s.TransferRequested, even
     return s.Label(
         id=event_id, ts=transfer.ts, kind="chargeback", account=transfer.sender,
         transfer_id=transfer.transfer_id, is_fraud=True, known_at=now_ms, scenario=req.category,
+    )
+
+
+def takeover_label(req: TakeoverReportRequest, event_id: str, now_ms: int) -> s.Label:
+    return s.Label(
+        id=event_id, ts=req.occurred_ts, kind="ato_confirmed",
+        account=pseudonymize("account", req.account), transfer_id=req.transfer_id,
+        is_fraud=True, known_at=now_ms, scenario="ato",
+        compromise_from_ts=req.compromise_from_ts, compromise_to_ts=req.compromise_to_ts,
     )
 
 

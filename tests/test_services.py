@@ -158,6 +158,15 @@ async def test_account_events_and_scam_reports_are_published_with_hashed_ids(kaf
             "reporter": rid(), "reported": reported, "category": "romance"})
         assert resp.status == 202, await resp.text()
         label = await tap.first("labels", id=(await resp.json())["id"])
+        start = now_ms() - 60_000  # a confirmed takeover, with its window (ground truth)
+        resp = await client.post("/v1/takeover-reports", json={
+            "account": account, "occurred_ts": start, "compromise_from_ts": start,
+            "compromise_to_ts": start + 30_000})
+        assert resp.status == 202, await resp.text()
+        ato = await tap.first("labels", id=(await resp.json())["id"])
+    assert (ato.kind, ato.account, ato.is_fraud, ato.scenario, ato.transfer_id) == (
+        "ato_confirmed", acc(account), True, "ato", None)
+    assert (ato.ts, ato.compromise_from_ts, ato.compromise_to_ts) == (start, start, start + 30_000)
     assert event.account == acc(account) and event.kind == "card_registered"
     assert event.card == pseudonymize("card", card.replace(" ", ""))
     assert event.device.startswith("d_") and event.ip.startswith("i_")
@@ -186,6 +195,9 @@ BAD_REQUESTS = [
     ("POST", "/v1/account-events", b'{"account": "", "kind": "login"}', {}, 400, "length >= 1"),
     ("POST", "/v1/reports", b'{"reporter": "a", "reported": "b", "occurred_ts": 1700000000}', {},
      400, "occurred_ts"),
+    ("POST", "/v1/takeover-reports", b'{"account": "a", "occurred_ts": 1700000000000, '
+     b'"compromise_from_ts": 1700000000000, "compromise_to_ts": 1600000000000}', {}, 400,
+     "compromise_to_ts is before compromise_from_ts"),
     ("POST", "/v1/messages", b'{"sender": "' + b"x" * 70_000 + b'"}', {}, 413, "65536"),
     ("POST", "/v1/messages", b"sender=a", {"Content-Type": "application/x-www-form-urlencoded"},
      415, "expected application/json"),

@@ -179,13 +179,16 @@ class Stub:
     and misbehaves on purpose: some 500s, some locked senders."""
 
     ROUTES = {"/v1/messages": rq.MessageRequest, "/v1/account-events": rq.AccountEventRequest,
-              "/v1/reports": rq.ScamReportRequest, "/v1/chargebacks": rq.ChargebackRequest}
+              "/v1/reports": rq.ScamReportRequest, "/v1/chargebacks": rq.ChargebackRequest,
+              "/v1/takeover-reports": rq.TakeoverReportRequest}
 
     def __init__(self):
         self.received: list[tuple[float, str]] = []
         self.invalid: list[str] = []
         self.transfers = 0
         self.money_talk: dict[tuple[str, str], int] = {}  # (user, conversation) -> amount
+        self.inbox: dict[str, list[dict]] = {}  # raw account -> its notifications
+        self.answers: list[tuple[str, rq.RecoveryAnswerRequest]] = []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -195,6 +198,8 @@ class Stub:
         app.router.add_get("/v1/suggestions", self.suggestions)
         app.router.add_post("/v1/suggestions/{sid}/response", self.response)
         app.router.add_put("/v1/users/{user}/assistant", self.switch)
+        app.router.add_get("/v1/notifications/{account}", self.notifications)
+        app.router.add_post("/v1/recovery/{case_id}/answer", self.answer)
         return app
 
     async def _decode(self, request: web.Request, struct):
@@ -234,6 +239,15 @@ class Stub:
     async def response(self, request):
         await self._decode(request, rq.SuggestionResponseRequest)
         return web.json_response({}, status=202)
+
+    async def notifications(self, request):
+        self.received.append((time.monotonic(), request.path))
+        return web.json_response({"notifications": self.inbox.get(request.match_info["account"], [])})
+
+    async def answer(self, request):
+        self.answers.append((request.match_info["case_id"],
+                             await self._decode(request, rq.RecoveryAnswerRequest)))
+        return web.json_response({"id": "ans-1"}, status=202)
 
     async def switch(self, request):
         self.received.append((time.monotonic(), request.path))
@@ -316,6 +330,43 @@ def test_live_client_speaks_the_assistant_contract():
     assert found[1] == 2300 and recorded is True and transfer_id == "t1" and nothing is None
 
 
+def test_live_client_speaks_the_recovery_contract():
+    """What the owner agent reads and sends, and the takeover ground truth, over HTTP."""
+    import aiohttp
+
+    from pipelines.simulator.live import Pacer, ServiceClient
+    from pipelines.simulator.world import Challenges, RecoveryAnswer
+
+    challenge = {"id": "rc-1.sc3", "ts": EPOCH_MS, "account": "a_x", "kind": "step_up_challenge",
+                 "code": "account_recovery", "case_id": "rc-1", "transfer_id": None}
+    warning = {**challenge, "id": "w1", "kind": "transfer_warning", "case_id": None}
+
+    async def scenario():
+        stub = Stub()
+        stub.inbox["user-000007"] = [warning, challenge]
+        runner, url = await _serve(stub.app())
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = ServiceClient(session, {"messaging": url, "payment": url, "assistant": url},
+                                       Pacer(1000))
+                found = await client.handle(Challenges("user-000007"))
+                none = await client.handle(Challenges("user-000008"))
+                took = await client.handle(RecoveryAnswer("rc-1", rq.RecoveryAnswerRequest(
+                    account="user-000007", answer="it_was_me", actor="simulator-owner")))
+                await client.handle(rq.TakeoverReportRequest(
+                    account="user-000007", occurred_ts=EPOCH_MS, compromise_from_ts=EPOCH_MS,
+                    compromise_to_ts=EPOCH_MS + 60_000))
+                return stub, found, none, took, client
+        finally:
+            await runner.cleanup()
+
+    stub, found, none, took, client = asyncio.run(scenario())
+    assert not stub.invalid and not client.errors
+    assert found == [challenge] and none == [] and took is True
+    assert [(case, a.answer) for case, a in stub.answers] == [("rc-1", "it_was_me")]
+    assert client.sent["POST /v1/takeover-reports"] == 1
+
+
 def test_live_survives_services_that_are_down():
     from pipelines.simulator.live import run_live
 
@@ -326,3 +377,75 @@ def test_live_survives_services_that_are_down():
                                  urls={"messaging": dead, "payment": dead, "assistant": dead}))
     assert stats["requests"] > 0 and sum(stats["errors"].values()) == stats["requests"]
     assert stats["script_errors"] == 0
+
+
+# --- the owners' side of account recovery, live --------------------------------------------------
+def _owner_run(seed: int, monkeypatch):
+    """Drives the owner agent's scripts by hand: a victim of a takeover and an owner who reset
+    their own password are challenged; returns (case -> (user, answer, wait), owners, users)."""
+    from pipelines.simulator.owners import POLL_MS, WATCH_MS, Owners
+    from pipelines.simulator.timing import LIVE
+    from pipelines.simulator.world import Challenges, RecoveryAnswer, World
+
+    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", "10")
+    now = [EPOCH_MS]
+    spawned = []
+    world = World(seed, 40, LIVE, lambda: now[0], lambda script, delay=0: spawned.append(script))
+    owners = Owners(world, seed, {"correct": 1, "wrong": 1, "late": 1})
+    victim, owner = world.members[0], world.members[1]
+    victim.taken_over_ts = now[0]
+    owners.saw(world.account(world.pop.add("fraudster"), "device_added"))  # no owner to answer
+    owners.saw(world.account(owner, "login"))  # at home: nothing to watch
+    assert not spawned
+    owners.saw(world.account(victim, "device_added", device="dev-attacker", country="NG"))
+    owners.saw(world.account(owner, "password_reset"))
+    owners.saw(world.account(owner, "email_changed"))  # extends the watch, no second watcher
+    watchers = spawned[:]
+    assert len(watchers) == 2
+    spawned.clear()
+
+    def note(n, case, ts=None):
+        return {"id": f"n{n}", "ts": ts or now[0], "case_id": case, "kind": "step_up_challenge"}
+
+    inbox = {victim.id: [note(1, "rc-v1"), note(2, "rc-v2"), note(0, "rc-old", ts=EPOCH_MS - 1)],
+             owner.id: [note(3, "rc-o1")]}
+    for watcher, user in zip(watchers, (victim, owner)):
+        assert next(watcher) == POLL_MS
+        assert watcher.send(None) == Challenges(user.id)
+        assert watcher.send(inbox[user.id]) == POLL_MS
+        assert watcher.send(None) == Challenges(user.id)
+        assert watcher.send(inbox[user.id]) == POLL_MS  # the same challenges: answered once
+    assert len(spawned) == 3  # the challenge older than the simulator is not its own
+    sent = {}
+    for script in spawned:
+        wait = next(script)
+        answer = script.send(None)
+        assert isinstance(answer, RecoveryAnswer) and answer.request.actor == "simulator-owner"
+        with pytest.raises(StopIteration):
+            script.send(True)  # the service took it
+        sent[answer.case_id] = (answer.request.account, answer.request.answer, wait)
+    now[0] += WATCH_MS
+    for watcher, user in zip(watchers, (victim, owner)):  # WATCH_MS after the last change
+        assert watcher.send(None) == Challenges(user.id)
+        with pytest.raises(StopIteration):
+            watcher.send([])
+    assert not owners.watching
+    return sent, owners, victim, owner
+
+
+def test_owners_answer_challenges_correctly_wrongly_or_late_as_their_seed_says(monkeypatch):
+    sent, owners, victim, owner = _owner_run(5, monkeypatch)
+    assert sorted(owners.answered.values()) == ["correct", "late", "wrong"]  # each once first
+    for case_id, (account, answer, wait) in sent.items():
+        behaviour = owners.answered[case_id]
+        truth = "confirm_compromise" if account == victim.id else "it_was_me"
+        assert answer == {"wrong": "wrong_code"}.get(behaviour, truth), (behaviour, account)
+        if behaviour == "late":  # past the 10 s SLA that runs from the challenge
+            assert 12_000 <= wait <= 15_000
+        else:
+            assert 1000 <= wait <= 4000
+    again, owners_again, *_ = _owner_run(5, monkeypatch)
+    assert again == sent and owners_again.answered == owners.answered  # the seed's sequence
+    with pytest.raises(ValueError, match="owner behaviours"):
+        from pipelines.simulator.owners import check_owner_mix
+        check_owner_mix({"correct": 1, "forgetful": 1})

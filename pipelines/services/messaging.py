@@ -3,7 +3,9 @@
 ``POST /v1/messages`` turns a message into its metadata and derived signals
 (``requests.message_event``) and drops the text: it is never logged, stored or echoed back.
 ``POST /v1/account-events`` and ``POST /v1/reports`` publish account events and user scam
-reports. ``GET /v1/notifications/{account}`` delivers what the stream told this user
+reports; ``POST /v1/takeover-reports`` a confirmed account takeover with its compromise window
+(an ``ato_confirmed`` label: the simulator sends its ground truth there live, as it writes it
+offline). ``GET /v1/notifications/{account}`` delivers what the stream told this user
 (transfer and contact warnings, step-up challenges): the service follows the
 ``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
 ``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
@@ -13,10 +15,8 @@ and publishes it on ``recovery`` (the stream checks it against the case; see
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta
 from aiohttp import web
 
 from pipelines import requests as rq
@@ -35,14 +35,6 @@ class CasePath(msgspec.Struct, forbid_unknown_fields=True):
     case_id: s.EventId
 
 
-class RecoveryAnswer(msgspec.Struct, forbid_unknown_fields=True):
-    """The owner's answer to a step-up challenge: "confirm_compromise", "it_was_me", or
-    anything else (e.g. "failed"), which the stream treats as a failed verification."""
-    account: rq.RawId
-    answer: Annotated[str, Meta(pattern=r"^[a-z_]{1,40}$")]
-    actor: Literal["owner", "simulator-owner"] = "owner"
-
-
 class Messaging(Service):
     name = "messaging"
     # what POST route publishes what: path -> (request struct, event builder, topic)
@@ -50,6 +42,7 @@ class Messaging(Service):
         "/v1/messages": (rq.MessageRequest, rq.message_event, "messages"),
         "/v1/account-events": (rq.AccountEventRequest, rq.account_event, "account-events"),
         "/v1/reports": (rq.ScamReportRequest, rq.scam_report_label, "labels"),
+        "/v1/takeover-reports": (rq.TakeoverReportRequest, rq.takeover_label, "labels"),
     }
 
     def __init__(self, conf=None):
@@ -72,7 +65,7 @@ class Messaging(Service):
         """Publishes the answer as a RecoveryEvent by the owner; the stream checks it against
         the case (a wrong account or a closed case changes nothing) and moves the case on."""
         case_id = validate(dict(request.match_info), CasePath).case_id
-        body = await read_json(request, RecoveryAnswer)
+        body = await read_json(request, rq.RecoveryAnswerRequest)
         event = s.RecoveryEvent(id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id,
                                 account=pseudonymize("account", body.account),
                                 state="owner_verification", actor=body.actor,

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from pipelines.requests import ChargebackRequest, ScamReportRequest
+from pipelines.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
 from pipelines.simulator.population import FRAUD_COUNTRIES, User, new_card, new_device, new_ip
-from pipelines.simulator.world import (AtoConfirmed, Script, World, crook, onboard, open_app,
-                                       pay_after_talk)
+from pipelines.simulator.world import Script, World, crook, onboard, open_app, pay_after_talk
 
 EURO = 100
 DEFAULT_MIX: dict[str, float] = {
@@ -144,7 +143,7 @@ def ato(w: World) -> Script:
     device, ip = new_device(rng), new_ip(rng, private=False)
     country = victim.country if rng.random() < 0.4 else rng.choice(FRAUD_COUNTRIES)
     there = dict(device=device, ip=ip, country=country)
-    start = victim.compromised_from_ts = w.now()
+    start = victim.compromised_from_ts = victim.taken_over_ts = w.now()
     for _ in range(rng.randint(0, 3)):
         yield w.account(victim, "login_failed", **there)
         yield w.wait("burst")
@@ -175,9 +174,10 @@ def ato(w: World) -> Script:
             transfers.append((transfer_id, w.now()))
     yield w.wait("ato_duration")
     end, victim.compromised_from_ts = w.now(), None
-    w.later("ato_noticed", AtoConfirmed(victim.id, None, start, start, end))
-    for transfer_id, ts in transfers:
-        w.later("ato_noticed", AtoConfirmed(victim.id, transfer_id, ts, start, end))
+    for transfer_id, ts in [(None, start), *transfers]:  # the account, then each transfer
+        w.later("ato_noticed", TakeoverReportRequest(
+            account=victim.id, transfer_id=transfer_id, occurred_ts=ts, compromise_from_ts=start,
+            compromise_to_ts=end))
 
 
 def _friend_in_need_pays(w: World, friend: User, victim: User, amount: int) -> Script:

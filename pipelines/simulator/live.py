@@ -12,12 +12,14 @@ Parameters of ``run_live``:
   weights). ``fraud_every_s`` (default 20): a fraud case starts every ~that many seconds,
   the first within 4-15 s by default, each scenario once before any repeats. Delays are
   the compressed ``timing.LIVE`` ones: scam reports 10-30 s after the transfer,
-  chargebacks 1-2 min after.
+  chargebacks 1-2 min after, takeover reports (the ground truth) 20-60 s after the takeover.
+- ``owner_mix``: how account owners answer step-up challenges (``correct``, ``wrong``,
+  ``late``, relative weights; see ``pipelines.simulator.owners``).
 
 Live, the population's registrations are taken to predate the demo: a member's assistant
 switch is sent the first time the simulation uses them; accounts created by fraud sign up.
-Errors (4xx/5xx, refused connections) are counted and logged, never fatal. Takeover ground
-truth (``AtoConfirmed``) has no endpoint and is only counted.
+Errors (4xx/5xx, refused connections) are counted and logged, never fatal. The stats say
+which recovery cases the owners answered, and how (``owner_answers``: case id -> behaviour).
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ import msgspec
 from pipelines import requests as rq
 from pipelines import settings
 from pipelines.simulator import fraud, legit
+from pipelines.simulator.owners import Owners
 from pipelines.simulator.timing import LIVE
-from pipelines.simulator.world import (AssistantSwitch, AtoConfirmed, Script, Suggestion,
-                                       SuggestionResponse, World)
+from pipelines.simulator.world import (AssistantSwitch, Challenges, Deck, RecoveryAnswer, Script,
+                                       Suggestion, SuggestionResponse, World)
 
 log = logging.getLogger(__name__)
 DEFAULT_USERS = 300
@@ -77,13 +80,13 @@ class ServiceClient:
         self.sent: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
-        self.not_sent: dict[str, int] = {}
         m, p, a = urls["messaging"], urls["payment"], urls["assistant"]
         self._posts = {  # request type -> (endpoint name, url)
             rq.MessageRequest: ("POST /v1/messages", f"{m}/v1/messages"),
             rq.AccountEventRequest: ("POST /v1/account-events", f"{m}/v1/account-events"),
             rq.ScamReportRequest: ("POST /v1/reports", f"{m}/v1/reports"),
             rq.ChargebackRequest: ("POST /v1/chargebacks", f"{p}/v1/chargebacks"),
+            rq.TakeoverReportRequest: ("POST /v1/takeover-reports", f"{m}/v1/takeover-reports"),
         }
 
     @property
@@ -126,9 +129,13 @@ class ServiceClient:
             await self._call("PUT /v1/users/{user}/assistant", "PUT", url, (200, 202, 204),
                              data=_encode({"enabled": command.enabled}), headers=_JSON)
             return None
-        if kind is AtoConfirmed:
-            self.not_sent["ato_confirmed"] = self.not_sent.get("ato_confirmed", 0) + 1
-            return None
+        if kind is Challenges:
+            return await self._challenges(command.user)
+        if kind is RecoveryAnswer:
+            url = f"{self.urls['messaging']}/v1/recovery/{quote(command.case_id, safe='')}/answer"
+            status, _ = await self._call("POST /v1/recovery/{case_id}/answer", "POST", url, (202,),
+                                         data=_encode(command.request), headers=_JSON)
+            return status is not None
         raise TypeError(f"no endpoint for {kind.__name__}")
 
     async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
@@ -139,6 +146,14 @@ class ServiceClient:
             self.refused += 1
             return None
         return body.get("transfer_id") if isinstance(body, dict) else None
+
+    async def _challenges(self, user: str) -> list[dict]:
+        url = f"{self.urls['messaging']}/v1/notifications/{quote(user, safe='')}"
+        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True)
+        items = body.get("notifications") if isinstance(body, dict) else None
+        return [n for n in items or () if isinstance(n, dict)
+                and n.get("kind") == "step_up_challenge" and n.get("case_id")
+                and isinstance(n.get("id"), str) and isinstance(n.get("ts"), int)]
 
     async def _suggestion(self, query: Suggestion):
         status, body = await self._call(
@@ -157,10 +172,11 @@ class LiveRunner:
     """Runs scripts as asyncio tasks on the wall clock, and keeps the traffic at ``rate``."""
 
     def __init__(self, client: ServiceClient, seed: int, users: int, rate: float, mix: dict,
-                 fraud_every_s: float):
+                 fraud_every_s: float, owner_mix: Optional[dict] = None):
         self.client, self.rate, self.mix, self.fraud_every_s = client, rate, mix, fraud_every_s
         self.tasks: set[asyncio.Task] = set()
         self.world = World(seed, users, LIVE, lambda: int(time.time() * 1000), self.spawn)
+        self.owners = Owners(self.world, seed, owner_mix)
         self.script_errors = 0
 
     def spawn(self, script: Script, delay_ms: int = 0) -> None:
@@ -179,6 +195,7 @@ class LiveRunner:
                     await asyncio.sleep(command / 1000)
                     result = None
                 else:
+                    self.owners.saw(command)  # an owner keeps an eye on security changes
                     result = await self.client.handle(command)
         except StopIteration:
             pass
@@ -201,13 +218,12 @@ class LiveRunner:
         """A fraud case soon after the start, then one every ~``fraud_every_s``; each
         scenario of the mix shows once (shuffled) before any repeats."""
         rng = self.world.rng
-        codes = [code for code, weight in self.mix.items() if weight > 0]
-        if not codes:
+        deck = Deck(rng, self.mix)
+        if not deck:
             return
-        deck = rng.sample(codes, len(codes))
         await asyncio.sleep(rng.uniform(*FIRST_FRAUD) * self.fraud_every_s)
         while True:
-            code = deck.pop() if deck else rng.choices(codes, [self.mix[c] for c in codes])[0]
+            code = deck.draw()
             log.info("simulator: fraud scenario %s starts", code)
             self.spawn(fraud.start(self.world, code))
             await asyncio.sleep(rng.expovariate(1.0 / self.fraud_every_s))
@@ -227,7 +243,8 @@ class LiveRunner:
 
 async def run_live(seed: int = 7, rate: float = 50.0, duration_s: Optional[float] = None,
                    urls: Optional[dict] = None, users: int = DEFAULT_USERS,
-                   mix: Optional[dict] = None, fraud_every_s: float = 20.0) -> dict:
+                   mix: Optional[dict] = None, fraud_every_s: float = 20.0,
+                   owner_mix: Optional[dict] = None) -> dict:
     """Drive the services until ``duration_s`` has passed, or Ctrl-C / SIGTERM."""
     if rate <= 0 or users < 2:
         raise ValueError("the simulation needs a positive rate and at least 2 users")
@@ -243,7 +260,8 @@ async def run_live(seed: int = 7, rate: float = 50.0, duration_s: Optional[float
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         client = ServiceClient(session, urls, Pacer(rate))
-        runner = LiveRunner(client, seed, users, rate, fraud.check_mix(mix), fraud_every_s)
+        runner = LiveRunner(client, seed, users, rate, fraud.check_mix(mix), fraud_every_s,
+                            owner_mix)
         drivers = [loop.create_task(c) for c in (runner.keep_up(), runner.frauds(), runner.report())]
         try:
             await asyncio.wait_for(stop.wait(), duration_s)
@@ -265,6 +283,6 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
     return {"requests": client.total, "seconds": round(seconds, 3),
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
-            "refused_transfers": client.refused, "not_sent": client.not_sent,
+            "refused_transfers": client.refused, "owner_answers": runner.owners.answered,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
             "users": len(runner.world.pop)}

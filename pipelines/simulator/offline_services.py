@@ -22,8 +22,7 @@ from pipelines import requests as rq
 from pipelines import schemas as s
 from pipelines.privacy import pseudonymize
 from pipelines.services.assistant import SUGGESTION_TTL_MS
-from pipelines.simulator.world import (AssistantSwitch, AtoConfirmed, Suggestion,
-                                       SuggestionResponse)
+from pipelines.simulator.world import AssistantSwitch, Suggestion, SuggestionResponse
 
 TOPICS = ("messages", "account-events", "transfer-requests", "assistant-events", "labels")
 FLUSH_ROWS = 200_000  # per topic: bounds memory, keeps files large
@@ -76,7 +75,7 @@ class EventLog:
             rq.TransferRequest: self.transfer, rq.ScamReportRequest: self.scam_report,
             rq.ChargebackRequest: self.chargeback, Suggestion: self.suggestion,
             SuggestionResponse: self.suggestion_response, AssistantSwitch: self.assistant_switch,
-            AtoConfirmed: self.ato_confirmed,
+            rq.TakeoverReportRequest: self.takeover_report,
         }
 
     def _id(self, prefix: str = "") -> str:
@@ -159,12 +158,8 @@ class EventLog:
         self.account_event(rq.AccountEventRequest(account=cmd.user, kind=kind))
 
     # --- ground truth -----------------------------------------------------------------------------
-    def ato_confirmed(self, cmd: AtoConfirmed) -> None:
-        self._label(s.Label(
-            id=self._id(), ts=cmd.occurred_ts, kind="ato_confirmed",
-            account=pseudonymize("account", cmd.account), transfer_id=cmd.transfer_id,
-            is_fraud=True, known_at=self.now(), scenario="ato",
-            compromise_from_ts=cmd.compromise_from_ts, compromise_to_ts=cmd.compromise_to_ts))
+    def takeover_report(self, req: rq.TakeoverReportRequest) -> None:
+        self._label(rq.takeover_label(req, self._id(), self.now()))
 
     def _label(self, label: s.Label) -> None:
         scenario = label.scenario or "unknown"

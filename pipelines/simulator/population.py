@@ -46,9 +46,10 @@ class User:
     activity: float  # legitimate episodes started per day, on average
     friends: list[int] = field(default_factory=list)
     role: str = "member"  # member | scammer | mule | fraudster | farm
-    # Mutable state that scripts (and, later, the recovery owner agent) read and write.
+    # Mutable state that scripts (and, live, the owners of simulator/owners.py) read and write.
     onboarded: bool = False  # its registrations and assistant switch have been sent
-    compromised_from_ts: Optional[int] = None  # set by an account takeover
+    compromised_from_ts: Optional[int] = None  # set by an account takeover, while it lasts
+    taken_over_ts: Optional[int] = None  # the last takeover's start: the owner knows it was not them
 
     @property
     def device(self) -> str:
@@ -147,6 +148,11 @@ class Population:
 
     def __getitem__(self, idx: int) -> User:
         return self.users[idx]
+
+    def by_id(self, user_id: str) -> Optional[User]:
+        """The user with raw id ``user_id`` (``user-<idx>``, as ``add`` makes them)."""
+        idx = user_id.removeprefix("user-")
+        return self.users[int(idx)] if idx.isdigit() and int(idx) < len(self.users) else None
 
     def __len__(self) -> int:
         return len(self.users)

@@ -4,10 +4,12 @@ A script is a generator. It yields one of:
 
 - an ``int``: wait that many milliseconds (simulated offline, real live);
 - a request struct from ``pipelines.requests`` (``MessageRequest``, ``AccountEventRequest``,
-  ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``): the driver sends it; a
+  ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``, and the takeover ground
+  truth ``TakeoverReportRequest``): the driver sends it; a
   ``TransferRequest`` gets back its transfer id, or ``None`` if the payment was refused
   (e.g. a locked sender); the others get ``None``;
-- a command below (the assistant's endpoints, and the ATO ground truth).
+- a command below (the assistant's endpoints; live only, the account owner's side of the
+  recovery workflow, see ``pipelines.simulator.owners``).
 
 Scripts keep no state of their own beyond their locals and the ``User`` objects, which is
 what lets another agent (e.g. the account owner in the recovery workflow) join later: it
@@ -19,7 +21,9 @@ import random
 from typing import Callable, Generator, NamedTuple, Optional
 
 from pipelines.requests import (AccountEventRequest, ChargebackRequest, MessageRequest,
-                                ScamReportRequest, SuggestionResponseRequest, TransferRequest)
+                                RecoveryAnswerRequest, ScamReportRequest,
+                                SuggestionResponseRequest, TakeoverReportRequest,
+                                TransferRequest)
 from pipelines.simulator import texts
 from pipelines.simulator.population import Population, User, new_device
 from pipelines.simulator.timing import Timing
@@ -46,18 +50,20 @@ class AssistantSwitch(NamedTuple):
     enabled: bool
 
 
-class AtoConfirmed(NamedTuple):
-    """Ground truth of an account takeover, on the account (``transfer_id`` None) or on one
-    of the attacker's transfers. Offline only: no service takes it live (the recovery
-    workflow's owner agent will confirm takeovers there)."""
-    account: str
-    transfer_id: Optional[str]
-    occurred_ts: int  # the label's ``ts``: the takeover's start, or the transfer's time
-    compromise_from_ts: int
-    compromise_to_ts: int
+class Challenges(NamedTuple):
+    """Live only: the step-up challenges waiting for ``user`` (the messaging service's
+    notifications): the result is a list of ``{"id", "ts", "case_id"}``."""
+    user: str
 
 
-LABEL_COMMANDS = (ScamReportRequest, ChargebackRequest, AtoConfirmed)
+class RecoveryAnswer(NamedTuple):
+    """Live only: an owner's answer to the challenge of recovery case ``case_id``; the result
+    says whether the messaging service took it."""
+    case_id: str
+    request: RecoveryAnswerRequest
+
+
+LABEL_COMMANDS = (ScamReportRequest, ChargebackRequest, TakeoverReportRequest)
 
 
 class World:
@@ -120,6 +126,23 @@ class World:
                                conversation=Population.conversation(sender, recipient),
                                device=device or sender.device, ip=ip or sender.ip,
                                card_number=card, **extra)
+
+
+class Deck:
+    """Weighted draws in which each choice of positive weight comes once (shuffled) before any
+    repeats, so that a short live run shows every fraud scenario, every owner behaviour."""
+
+    def __init__(self, rng: random.Random, weights: dict[str, float]):
+        self.rng = rng
+        self.choices = [choice for choice, weight in weights.items() if weight > 0]
+        self.weights = [weights[choice] for choice in self.choices]
+        self.cards = rng.sample(self.choices, len(self.choices))
+
+    def __bool__(self) -> bool:
+        return bool(self.choices)
+
+    def draw(self) -> str:
+        return self.cards.pop() if self.cards else self.rng.choices(self.choices, self.weights)[0]
 
 
 def _just(command) -> Script:
