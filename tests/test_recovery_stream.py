@@ -212,15 +212,19 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
 
 
 @aio
-async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, processes):
-    """The simulator's own ATO scenario, live over HTTP against the real services and worker;
-    the owners (a stand-in for a simulator owner agent) confirm each takeover 15 s after the
-    challenge, while the attacker, locked out, tries to pay out."""
+async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, processes,
+                                                                        monkeypatch):
+    """The simulator's own ATO scenario, live over HTTP against the real services and worker,
+    with the simulator's own owners: they learn of each step-up challenge from the messaging
+    service and answer it correctly, wrongly or after the SLA (each once first, in the order
+    the seed fixes: correct, late, wrong), while the attacker, locked out, tries to pay out."""
     from pipelines.services import assistant
     from pipelines.simulator.live import run_live
 
+    # the worker (a child: it inherits the environment) and the owners read the same SLA
+    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", "10")
     async with Tap("recovery", "account-events", "messages", "transfer-requests",
-                   "notifications") as tap, publisher() as pub, \
+                   "notifications") as tap, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:
         worker = processes.start("worker", "worker")
         # The 2 s promise is about a running worker: start the attackers once it is ready.
@@ -230,36 +234,19 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
             await asyncio.sleep(0.2)
         urls = {name: str(c.make_url("")).rstrip("/")
                 for name, c in (("payment", pay), ("messaging", msg), ("assistant", asst))}
-        answered: set[str] = set()
-
-        async def owners():
-            while True:
-                await tap._read()
-                for ev in tap.events("recovery"):
-                    if rc.is_transition(ev) and ev.state == "owner_verification" \
-                            and ev.case_id not in answered and now_ms() - ev.ts > 15_000:
-                        answered.add(ev.case_id)
-                        await pub.publish("recovery", s.RecoveryEvent(
-                            id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=ev.case_id,
-                            account=ev.account, state="owner_verification",
-                            actor="simulator-owner", reason="answer:confirm_compromise"))
-
-        owner_task = asyncio.ensure_future(owners())
-        try:
-            stats = await run_live(seed=11, rate=15, duration_s=60, urls=urls, users=80,
-                                   mix={"ato": 1}, fraud_every_s=12)
-            await asyncio.sleep(0.5)
-        finally:
-            owner_task.cancel()
+        stats = await run_live(seed=14, rate=15, duration_s=60, urls=urls, users=80,
+                               mix={"ato": 1}, fraud_every_s=8,
+                               owner_mix={"correct": 2, "wrong": 1, "late": 1})
         await asyncio.sleep(5)
         await tap.drain()
     cases = {}
     for ev in tap.events("recovery"):
         if rc.is_transition(ev):
             cases.setdefault(ev.case_id, []).append(ev)
-    print("live stats", stats["by_scenario"], "refused", stats["refused_transfers"],
+    answered = stats["owner_answers"]  # case id -> how its owner answered (the service took it)
+    print("live stats", stats["by_scenario"], "refused", stats["refused_transfers"], answered,
           {cid: [e.state for e in evs] for cid, evs in cases.items()})
-    assert stats["by_scenario"]["ato"]["cases"] >= 2
+    assert stats["by_scenario"]["ato"]["cases"] >= 3
     contained = [evs for evs in cases.values() if any(e.state == "contained" for e in evs)]
     assert len(contained) >= stats["by_scenario"]["ato"]["cases"] - 1  # the last may start late
     acts = [(e.account, e.ts) for e in tap.events("account-events")]
@@ -273,11 +260,26 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
                                   and ts <= lock.ts))
     print("event -> contained (ms):", sorted(lags))
     assert max(lags) <= 2000
-    restored = [evs for evs in contained if evs[-1].state == "restored"]
-    assert restored, "no case was restored"
     assert stats["refused_transfers"] >= 1  # the attackers' payouts, refused with 423
     warned = [n for n in tap.events("notifications") if n.kind == "contact_warning"]
     assert warned
+
+    # the owners: each behaviour shows, and leads where it should
+    assert set(answered.values()) == {"correct", "wrong", "late"}, answered
+    for case_id, behaviour in answered.items():
+        evs = cases[case_id]
+        by_owner = [e for e in evs if e.actor == "simulator-owner"]
+        if behaviour == "correct":  # a takeover restored (a false alarm would close legitimate)
+            assert [e.state for e in by_owner] in (["secured"], ["closed_legitimate"]), evs
+            assert evs[-1].state in ("restored", "closed_legitimate"), evs
+        elif behaviour == "wrong":
+            assert [(e.state, evs[-1].state) for e in by_owner] == [("escalated", "escalated")]
+            assert "verification failed (wrong_code)" in by_owner[0].reason
+        else:  # late: overdue first; the answer after the deadline changed nothing
+            assert not by_owner and evs[-1].state == "escalated", evs
+            assert evs[-1].actor == "stream" and "owner_verification overdue" in evs[-1].reason
+    restored = [evs for evs in contained if evs[-1].state == "restored"]
+    assert restored, "no case was restored"
 
 
 @aio
