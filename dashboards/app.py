@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 
 import streamlit as st  # noqa: E402
 
-from dashboards import common  # noqa: E402
+from dashboards import common, entity_index  # noqa: E402
 
 PAGES = [  # file, title, roles
     ("pages/overview.py", "Overview", common.ALL),
@@ -26,6 +26,9 @@ PAGES = [  # file, title, roles
 ]
 
 st.set_page_config(page_title="Vigie console", layout="wide")
+# Start building the lake's entity index (graph, profiles) now, in the background, once per
+# console process, so the first transfer an analyst opens does not wait for it.
+entity_index.get()
 
 
 def login() -> None:

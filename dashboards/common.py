@@ -109,11 +109,24 @@ def require(*roles: str) -> dict:
 
 
 # --- the lake ---------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _database(lake: str, topics: tuple[str, ...]):
+    """One DuckDB database (the lake's views) per lake, kept for the console's life: building
+    the views costs about 0.3 s on a 1M-transfer lake, which every query used to pay. The
+    views list the files again at each query, so new batches show up; the key holds the topics
+    that have files, so a topic's first file replaces its empty stand-in with a real view."""
+    from pipelines import lake as lake_mod
+
+    return lake_mod.connect(lake)
+
+
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
     from pipelines import lake as lake_mod
+    from pipelines.topics import TOPICS
 
-    con = lake_mod.connect(lake)
+    with_data = tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
+    con = _database(lake, with_data).cursor()  # a cursor per query: sessions run in threads
     try:
         return con.execute(sql, list(params)).df()
     finally:
@@ -136,10 +149,13 @@ def now_ms() -> int:
 
 
 HELD_SQL = """
-WITH d AS (
+WITH ever AS (  -- the few transfers ever held: every scan below is narrowed to them
+    SELECT DISTINCT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
+d AS (
     SELECT *, row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC) AS rn
-    FROM decisions WHERE NOT coalesce(shadow, false)),
-s AS (SELECT transfer_id, arg_max(status, ts) AS status FROM transfer_status GROUP BY 1),
+    FROM decisions WHERE NOT coalesce(shadow, false) AND transfer_id IN (SELECT transfer_id FROM ever)),
+s AS (SELECT transfer_id, arg_max(status, ts) AS status FROM transfer_status
+      WHERE transfer_id IN (SELECT transfer_id FROM ever) GROUP BY 1),
 c AS (SELECT target AS transfer_id,
              arg_max(CASE WHEN action = 'assign' THEN json_extract_string(params, '$.assignee')
                           ELSE actor END, ts) AS owner

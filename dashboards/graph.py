@@ -3,33 +3,22 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dashboards import common
+from dashboards import entity_index
 
-EDGES_SQL = """
-    SELECT account AS a, device AS b, 'device' AS kind FROM account_events WHERE device IS NOT NULL
-    UNION SELECT account, card, 'card' FROM account_events WHERE card IS NOT NULL
-    UNION SELECT sender, device, 'device' FROM transfer_requests WHERE device IS NOT NULL
-    UNION SELECT sender, card, 'card' FROM transfer_requests WHERE card IS NOT NULL
-    UNION SELECT sender, recipient, 'paid' FROM transfer_requests
-"""
 MAX_NODES = 60
 
 
-def edges() -> pd.DataFrame:
-    return common.q(f"SELECT DISTINCT * FROM ({EDGES_SQL})")
-
-
 def neighbourhood(seeds: list[str], hops: int = 2) -> tuple[set[str], pd.DataFrame]:
-    all_edges = edges()
     nodes, frontier = set(seeds), set(seeds)
     for _ in range(hops):
-        near = all_edges[all_edges["a"].isin(frontier) | all_edges["b"].isin(frontier)]
+        near = entity_index.around(frontier)
         new = (set(near["a"]) | set(near["b"])) - nodes
         if len(nodes) + len(new) > MAX_NODES:
             new = set(sorted(new)[: max(0, MAX_NODES - len(nodes))])
         nodes |= new
         frontier = new
-    inside = all_edges[all_edges["a"].isin(nodes) & all_edges["b"].isin(nodes)]
+    inside = entity_index.around(nodes)
+    inside = inside[inside["a"].isin(nodes) & inside["b"].isin(nodes)]
     return nodes, inside
 
 

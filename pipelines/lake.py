@@ -106,6 +106,11 @@ def view_name(topic: str) -> str:
     return topic.replace("-", "_")
 
 
+def has_data(lake_dir: Union[str, Path], topic: str) -> bool:
+    """Whether the topic has at least one Parquet file (stops at the first one found)."""
+    return any((Path(lake_dir) / topic).glob("hour=*/*.parquet"))
+
+
 def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
     """An in-memory DuckDB connection with one view per topic that has data.
 
@@ -119,12 +124,15 @@ def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
     con = duckdb.connect(":memory:")
     for topic in topics:
         name = view_name(topic)
-        if any((lake_dir / topic).glob("hour=*/*.parquet")):
+        if has_data(lake_dir, topic):
             pattern = str(lake_dir / topic / "hour=*" / "*.parquet")
             con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (hour) FROM read_parquet("
                         f"'{pattern}', hive_partitioning=true, union_by_name=true)")
         else:
             empty = TopicTable(topic, with_kafka_columns=True).schema.empty_table()
-            con.register(f"_{name}_empty", empty)
+            # A table in the database, not a registered Arrow object: cursors see it too.
+            con.register("_empty", empty)
+            con.execute(f"CREATE TABLE _{name}_empty AS SELECT * FROM _empty")
+            con.unregister("_empty")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
     return con

@@ -3,7 +3,7 @@ timeline, velocity and linked accounts."""
 import pandas as pd
 import streamlit as st
 
-from dashboards import common, graph
+from dashboards import common, entity_index, graph
 from pipelines.privacy import is_pseudonym, pseudonymize
 
 user = common.require(*common.ALL)
@@ -50,14 +50,7 @@ else:
     st.bar_chart(velocity, x="hour", y="transfers")
 
 st.subheader("Linked accounts (sharing a device or a card, or paid)")
-linked = common.q(f"""
-    WITH e AS ({graph.EDGES_SQL}),
-    mine AS (SELECT b AS thing, kind FROM e WHERE a = ? AND kind <> 'paid')
-    SELECT DISTINCT e.a AS account, mine.kind AS shared, mine.thing AS via FROM e JOIN mine
-      ON e.b = mine.thing WHERE e.a <> ?
-    UNION SELECT DISTINCT b, 'paid by it', NULL FROM e WHERE a = ? AND kind = 'paid'
-    UNION SELECT DISTINCT a, 'paid it', NULL FROM e WHERE b = ? AND kind = 'paid'
-    ORDER BY 1""", account, account, account, account)
+linked = entity_index.linked(account)
 st.dataframe(linked, hide_index=True, width="stretch")
 flagged = set(common.q("SELECT DISTINCT account FROM labels WHERE is_fraud")["account"])
 dot, n = graph.dot([account], flagged)

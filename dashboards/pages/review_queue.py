@@ -5,7 +5,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import common, graph
+from dashboards import common, entity_index, graph
 
 user = common.require("analyst", "lead", "admin")
 st.title("Review queue")
@@ -98,34 +98,18 @@ with right:
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
 
 st.subheader("Conversation signals")
-signals = common.q("""
-    SELECT count(*) AS messages, count(*) FILTER (WHERE money_talk) AS money_talk,
-           count(*) FILTER (WHERE money_request) AS money_requests,
-           count(*) FILTER (WHERE urgency) AS urgent, count(*) FILTER (WHERE has_link) AS with_link,
-           count(*) FILTER (WHERE has_phone) AS with_phone, min(ts) AS first_message_ts
-    FROM messages WHERE (sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)""",
-                   row["sender"], row["recipient"], row["recipient"], row["sender"])
+signals = entity_index.conversation(row["sender"], row["recipient"])
 st.dataframe(signals, hide_index=True)
 st.caption("Message text never reaches Vigie: these are the messaging service's derived signals.")
 
 st.subheader("Sender and recipient")
-profiles = common.q(f"""
-    WITH acc AS (SELECT unnest([?, ?]) AS account), edges AS ({graph.EDGES_SQL})
-    SELECT acc.account,
-      (SELECT min(ts) FROM account_events e WHERE e.account = acc.account AND kind = 'signup') AS signup_ts,
-      (SELECT count(DISTINCT b) FROM edges WHERE a = acc.account AND kind = 'device') AS devices,
-      (SELECT count(DISTINCT b) FROM edges WHERE a = acc.account AND kind = 'card') AS cards,
-      (SELECT count(*) FROM transfer_requests t WHERE t.sender = acc.account) AS sent,
-      (SELECT coalesce(sum(amount_cents), 0) / 100.0 FROM transfer_requests t WHERE t.sender = acc.account) AS sent_eur,
-      (SELECT count(*) FROM transfer_requests t WHERE t.recipient = acc.account) AS received,
-      (SELECT count(*) FROM labels l WHERE l.account = acc.account AND is_fraud) AS fraud_labels
-    FROM acc""", row["sender"], row["recipient"])
-profiles.insert(0, "role", ["sender", "recipient"])
+fraud_labels = common.q("SELECT account, count(*) AS n FROM labels WHERE is_fraud GROUP BY 1")
+profiles = entity_index.profiles(row["sender"], row["recipient"])
+profiles["fraud_labels"] = profiles["account"].map(fraud_labels.set_index("account")["n"]).fillna(0).astype(int)
 st.dataframe(profiles, hide_index=True, width="stretch")
 
 st.subheader("Network (2 hops: accounts ○, devices □, cards ◇)")
-flagged = set(common.q("SELECT DISTINCT account FROM labels WHERE is_fraud")["account"])
-dot, n = graph.dot([row["sender"], row["recipient"]], flagged)
+dot, n = graph.dot([row["sender"], row["recipient"]], set(fraud_labels["account"]))
 st.graphviz_chart(dot)
 st.caption(f"{n} nodes (at most {graph.MAX_NODES}); red: an account with a fraud label.")
 
