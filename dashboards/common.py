@@ -181,6 +181,22 @@ def held_transfers() -> pd.DataFrame:
     return df
 
 
+LAG_ALERT = 1_000  # events; at the demo's 50 events/s, 20 s behind: most of the decision window
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def consumer_lag(bootstrap: str) -> tuple[pd.DataFrame, Optional[str]]:
+    """The decision worker's consumer lag per topic and partition (``pipelines.kafka.lag``), and
+    why it could not be read (None when it could). ``bootstrap`` keys the cache."""
+    from pipelines.kafka import lag
+
+    try:
+        rows = lag.group_lag_sync()
+    except Exception as exc:  # broker down or unreachable: the page says so and carries on
+        return pd.DataFrame(), f"{exc.__class__.__name__}: {exc}"
+    return pd.DataFrame(rows, columns=["topic", "partition", "committed", "end", "lag"]), None
+
+
 def parse_json(value, default):
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return default

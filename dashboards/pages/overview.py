@@ -24,11 +24,21 @@ def body():
                (SELECT count(*) FROM dead_letters) AS dead_letters,
                (SELECT max(ts) FROM decisions) AS last_decision_ts""").iloc[0]
     held = common.held_transfers()
-    c1, c2, c3, c4 = st.columns(4)
+    lag, lag_error = common.consumer_lag(common.conf().kafka.bootstrap_servers)
+    c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Transfers", int(totals["transfers"]))
     c2.metric("Held now", len(held), help="Held transfers waiting for an analyst")
     c3.metric("Money held now", common.eur(held["amount_cents"].sum() if len(held) else 0))
     c4.metric("Dead letters", int(totals["dead_letters"]))
+    c5.metric("Worker lag", "unknown" if lag_error else f"{int(lag['lag'].sum()):,}",
+              help="Events on the decision worker's input topics it has not committed yet")
+
+    if lag_error:
+        st.warning("Consumer lag unknown: Kafka could not be reached.")
+        st.text(lag_error)  # the client's own words, as text
+    elif int(lag["lag"].sum()) > common.LAG_ALERT:
+        st.warning(f"The decision worker is {int(lag['lag'].sum()):,} events behind "
+                   f"(alert above {common.LAG_ALERT:,}): decisions may miss the payout window.")
 
     if int(totals["dead_letters"]):
         st.warning(f"{int(totals['dead_letters'])} events were dead-lettered: see Models & data quality.")
@@ -69,6 +79,17 @@ def body():
                             width="stretch")
             st.subheader("p99 decision latency (ms)")
             st.line_chart(series, x="time", y="p99_latency_ms")
+
+    st.subheader("Decision worker consumer lag (events)")
+    if not lag_error and len(lag):
+        by_topic = lag.groupby("topic", as_index=False)["lag"].sum()
+        # Kafka keeps no history of lag: this session samples it at each refresh.
+        history = st.session_state.setdefault("lag_history", [])
+        history.append({"time": pd.Timestamp.now(tz="UTC"), **dict(zip(by_topic["topic"], by_topic["lag"]))})
+        del history[:-360]  # the last half hour at one sample per 5 s
+        left, right = st.columns(2)
+        left.bar_chart(by_topic, x="topic", y="lag")
+        right.line_chart(pd.DataFrame(history).set_index("time"))
 
     st.subheader("Held transfers by age")
     if held.empty:
