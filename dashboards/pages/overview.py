@@ -14,9 +14,15 @@ live = st.toggle("Auto-refresh", value=True, key="live",
 
 @st.fragment(run_every=common.REFRESH_S if live else None)
 def body():
-    bucket_min = st.selectbox("Bucket", [1, 5, 15, 60], index=1, format_func=lambda m: f"{m} min")
+    w, b = st.columns(2)
+    window_h = w.selectbox("Window", [1, 6, 24, 24 * 7, 0], index=2,
+                           format_func=lambda h: f"last {h} h" if h else "everything")
+    bucket_min = b.selectbox("Bucket", [1, 5, 15, 60], index=1, format_func=lambda m: f"{m} min")
     bucket_ms = bucket_min * 60_000
     now = common.now_ms()
+    # The charts read only the window's files (each hour's file has its ts range in its footer);
+    # the start is rounded to a bucket so a refresh within the bucket hits the cache.
+    since = max(0, (now - window_h * 3_600_000) // bucket_ms * bucket_ms) if window_h else 0
 
     totals = common.q("""
         SELECT (SELECT count(*) FROM transfer_requests) AS transfers,
@@ -49,7 +55,7 @@ def body():
 
     series = common.q(f"""
         WITH t AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b, count(*) AS transfers
-                   FROM transfer_requests GROUP BY 1),
+                   FROM transfer_requests WHERE ts >= {since} GROUP BY 1),
              d AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b,
                           count(*) FILTER (WHERE action = 'approve') AS approve,
                           count(*) FILTER (WHERE action = 'warn') AS warn,
@@ -58,10 +64,10 @@ def body():
                           sum(amount_cents) FILTER (WHERE action = 'hold') / 100.0 AS held_eur,
                           sum(amount_cents) FILTER (WHERE action = 'block') / 100.0 AS blocked_eur,
                           quantile_cont(latency_ms, 0.99) AS p99_latency_ms
-                   FROM decisions WHERE NOT coalesce(shadow, false) GROUP BY 1)
+                   FROM decisions WHERE ts >= {since} AND NOT coalesce(shadow, false) GROUP BY 1)
         SELECT * FROM t FULL JOIN d USING (b) ORDER BY b""")
     if series.empty:
-        st.info("No transfers in the lake yet.")
+        st.info("No transfers in this window.")
     else:
         series["time"] = pd.to_datetime(series["b"], unit="ms", utc=True)
         series["transfers_per_s"] = series["transfers"].fillna(0) / (bucket_ms / 1000)
