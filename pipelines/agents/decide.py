@@ -19,6 +19,7 @@ from features.vector import FEATURE_NAMES, combine, transfer_part
 from models import policy
 from models.scorer import Scorer
 from pipelines import schemas
+from pipelines.agents.acks import InOrderAcks
 from pipelines.agents.control import Control
 from pipelines.agents.envelopes import PART_DECODER, Part
 from pipelines.topics import decode
@@ -60,7 +61,7 @@ def warning_code(reasons: list[schemas.ReasonCode]) -> str:
 @dataclass
 class Pending:
     parts: list[Part] = field(default_factory=list)
-    events: list = field(default_factory=list)  # Faust events to acknowledge once decided
+    events: list = field(default_factory=list)  # InOrderAcks handles to finish once decided
     first_seen: float = field(default_factory=time.monotonic)
 
 
@@ -194,17 +195,20 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
     notifications = raw_topic(app, "notifications")
     stage = DecideStage(control)
     stage.adjust = adjust
+    acks = InOrderAcks()
+    acks.register(app, parts_topic.get_topic_name())
 
     @app.agent(parts_topic, name="decide")
     async def decide(stream):
         async for batch in stream.noack_take(500, within=0.002):
             ready = []
             for event in batch:
+                handle = acks.track(event)
                 try:
-                    ready += stage.add(PART_DECODER.decode(event.value), event)
+                    ready += stage.add(PART_DECODER.decode(event.value), handle)
                 except Exception:
                     log.exception("unreadable part at offset %d", event.message.offset)
-                    event.ack()
+                    acks.finish(handle)
             await publish(ready)
 
     @app.timer(1.0)
@@ -221,5 +225,5 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
             if note is not None:
                 await notifications.send(key=note.account.encode(), value=schemas.encode(note))
         for pending in ready:
-            for event in pending.events:
-                event.ack()  # only now may the consumer commit past these parts
+            for handle in pending.events:
+                acks.finish(handle)  # only now may the consumer commit past these parts
