@@ -8,8 +8,8 @@ Derived events (``NeighbourFlagged``, returned by ``learn_one``) are routed the 
 applied right after the event that caused them, in the order returned: the replay does exactly
 that; the stream publishes them and applies them when they come back (so it may lag a few ms).
 
-Order (the replay's; the stream should come close): by event time (``known_at`` for a Label,
-``ts`` otherwise), then by topic in ``TOPIC_ORDER``, then by event id. Windows leave out events
+Order (the replay's, and the stream's through ``pipelines/agents/watermarks.py``): by event time
+(``known_at`` for a Label, ``ts`` otherwise), then by topic in ``TOPIC_ORDER``, then by event id. Windows leave out events
 at the very millisecond of a transfer, so the tie-break hardly matters: only counters (prior
 transfers of a pair, a device's last sighting) can see an event sharing the millisecond.
 """

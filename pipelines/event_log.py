@@ -11,10 +11,7 @@ from typing import Iterable, Optional
 import msgspec
 import pyarrow.dataset as ds
 
-from pipelines.topics import TOPICS
-
-# The topics that feed features, in the order that breaks ties between equal timestamps.
-FEATURE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-requests", "labels")
+from pipelines.topics import FEATURE_TOPICS, TOPICS
 
 
 def read_topic(lake_dir: Path, topic: str, until_ts: Optional[int] = None) -> list:

@@ -42,6 +42,8 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
+# The topics that feed features, in the order that breaks ties between equal timestamps.
+FEATURE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-requests", "labels")
 # The stream's own hops (see pipelines/agents/envelopes.py): keyed by entity, and by sender;
 # recovery-signals (pipelines/agents/recovery.py): keyed by account, like ``recovery``.
 INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]

@@ -19,16 +19,18 @@ from pipelines.agents import control as control_mod, decide, entities, ingest, l
 from pipelines.agents import recovery
 from pipelines.agents.envelopes import source_id
 from pipelines.app import make_app
+from pipelines.topics import FEATURE_TOPICS
+from features import routing
 
 log = logging.getLogger(__name__)
-FEATURE_TOPICS = {"messages", "account-events", "transfer-requests", "assistant-events", "labels"}
 
 
 class Router:
     """What happens to a valid input event after validation."""
 
-    def __init__(self, entity_topic, control: control_mod.Control, dead_letters):
+    def __init__(self, entity_topic, control: control_mod.Control, dead_letters, clock):
         self.entity_topic = entity_topic
+        self.clock = clock  # watermarks.SourceClock: each feature source's order_ts
         self.control = control
         self.dead_letters = dead_letters
         self.decisions = entities.raw_topic(entity_topic.app, "decisions")
@@ -36,12 +38,20 @@ class Router:
     async def __call__(self, topic: str, event, message) -> None:
         if topic in FEATURE_TOPICS:
             source = source_id(topic, message.partition)
-            for key, value in entities.routed_for(event, topic, message.value, source, message.offset):
+            order_ts = self.clock.stamp(source, routing.event_time(event))
+            for key, value in entities.routed_for(event, topic, message.value, source,
+                                                  message.offset, order_ts):
                 await self.entity_topic.send(key=key, value=value)
+            self.clock.done(source, message.offset, order_ts)
         elif topic == "analyst-actions":
             await self.analyst_action(event, message)
         elif topic == "model-updates":
             await self.model_update(event)
+
+    def skipped(self, message) -> None:
+        """A dead-lettered input record: handled too, as far as its source's progress goes."""
+        if message.topic in FEATURE_TOPICS:
+            self.clock.done(source_id(message.topic, message.partition), message.offset)
 
     async def refuse(self, reason: str, message) -> None:
         letter = ingest.dead_letter(reason, message.topic, message.partition, message.offset,
@@ -100,11 +110,11 @@ def build_worker_app():
     app = make_app("vigie")
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
-    entity_topic = entities.register(app, watch=cases.watch)
+    entity_topic, clock = entities.register(app, watch=cases.watch)
     parts_topic = entities.raw_topic(app, "transfer-parts")
     decide.register(app, control, parts_topic, adjust=cases.adjust)
     dead_letters = entities.raw_topic(app, "dead-letters")
-    ingest.register(app, Router(entity_topic, control, dead_letters))
+    ingest.register(app, Router(entity_topic, control, dead_letters, clock))
     return app
 
 

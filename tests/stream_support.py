@@ -31,8 +31,15 @@ HASHED = {"sender": "account", "recipient": "account", "account": "account", "us
 IDS = ("id", "transfer_id", "suggestion_id")
 
 
-def namespaced(events: Iterable, tag: str) -> list:
-    """The same log with every identifier rewritten under ``tag`` (same shape, same times)."""
+TIMES = ("ts", "known_at", "payout_due_ts", "compromise_from_ts", "compromise_to_ts")
+DAY_MS = 86_400_000
+_shifts: dict[str, int] = {}  # tag -> how far its log was moved in time
+_next_start = [0]  # where the next log may start: after everything published before
+
+
+def namespaced(events: Iterable, tag: str, shift_ms: int = 0) -> list:
+    """The same log with every identifier rewritten under ``tag`` and every time moved by
+    ``shift_ms`` (same shape)."""
     out = []
     for event in events:
         changes = {}
@@ -44,23 +51,36 @@ def namespaced(events: Iterable, tag: str) -> list:
                 changes[name] = pseudonymize(HASHED[name], f"{tag}/{value}")
             elif name in IDS:
                 changes[name] = f"{tag}{value}"
+            elif name in TIMES and shift_ms:
+                changes[name] = value + shift_ms
         out.append(replace(event, **changes))
     return out
 
 
 def simulated_log(out: Path, seed: int, tag: str, **kwargs) -> list:
-    """Simulate offline into ``out``, read the log back, namespace it; event-time order."""
+    """Simulate offline into ``out``, read the log back, namespace it; event-time order.
+
+    Each log is moved (by whole days) to start after the present and after every log before it
+    in the session: like live traffic, what is published later is not older, which the stream's
+    watermarks rely on (pipelines/agents/watermarks.py). The offline simulator starts every log
+    on the same date, and the session's broker keeps what earlier tests published."""
     from pipelines.event_log import read_log
     from pipelines.simulator.offline import run_offline
 
     run_offline(out, seed=seed, **kwargs)
-    return sorted(namespaced(read_log(out), tag), key=order_key)
+    log = read_log(out)
+    start, end = min(e.ts for e in log), max(max(e.ts, getattr(e, "known_at", 0)) for e in log)
+    begin = max(int(time.time() * 1000), _next_start[0]) + 120_000  # room for a probe before it
+    shift = _shifts[tag] = -(-(begin - start) // DAY_MS) * DAY_MS
+    _next_start[0] = end + shift + 1
+    return sorted(namespaced(log, tag, shift), key=order_key)
 
 
 def read_labels(lake_dir: Path, tag: str) -> list[s.Label]:
+    """The labels of ``simulated_log(lake_dir, ..., tag)``, namespaced and moved like it."""
     from pipelines.event_log import read_topic
 
-    return namespaced(read_topic(lake_dir, "labels"), tag)
+    return namespaced(read_topic(lake_dir, "labels"), tag, _shifts.get(tag, 0))
 
 
 async def _publish(events, live: bool, on_each=None, pace_s: float = 0.0) -> None:

@@ -70,9 +70,12 @@ class Run:
         self.transfers = {e.transfer_id: e for e in events if type(e) is s.TransferRequested}
 
 
-def wait_ready(watcher, timeout: float = 90) -> None:
-    """A worker is up and deciding once a fresh probe transfer gets its decision."""
-    probe = hand_transfer(f"probe-{time.time_ns()}", "probe-payee", 100, "probe")
+def wait_ready(watcher, before=None, timeout: float = 90) -> None:
+    """A worker is up and deciding once a fresh probe transfer gets its decision. ``before``: the
+    simulated log to come, whose (past) times the probe must precede, as live traffic would:
+    a probe stamped now would make the whole log late (see pipelines/agents/watermarks.py)."""
+    ts = before[0].ts - 60_000 if before else None
+    probe = hand_transfer(f"probe-{time.time_ns()}", "probe-payee", 100, "probe", ts=ts)
     publish([probe])
     watcher.wait_all([probe.transfer_id], timeout, "a probe transfer")
 
@@ -105,7 +108,7 @@ def baseline(kafka, model, watcher, module_procs, session_dir):
     events = simulated_log(lake, seed=202, tag="b1-", users=STREAM_USERS, days=STREAM_DAYS,
                            mix=FRAUD_HEAVY)
     worker = module_procs.start("baseline-worker", "worker")
-    wait_ready(watcher)
+    wait_ready(watcher, events)
     decided, seconds = run_live(events, watcher, "baseline (1 worker)")
     Processes.stop(worker)
     assert "Traceback" not in module_procs.log_of(worker)
@@ -135,18 +138,8 @@ def parity_report(decided: dict[str, s.Decision], events, label: str) -> list:
 
 
 # --- 1. replay parity -----------------------------------------------------------------------
-# Known defect, measured by these tests and left visible: the stream applies each entity's
-# events in the order the worker reads them; across topics and partitions that is not event-time
-# order (and a backlog makes it worse), while the replay uses event time. Until the ingest
-# orders by event time (watermarks), feature parity is reported as an expected failure: the
-# hard assertions before it (one decision per transfer, decisions explained) still hold.
-ORDERING = ("known defect: per-entity application follows arrival order, not event time "
-            "(see the streaming-decisions issue note)")
-
-
 def _expect_parity(diffs) -> None:
-    if diffs:
-        pytest.xfail(f"{ORDERING}: {len(diffs)} feature values differ, e.g. {diffs[:3]}")
+    assert not diffs, f"{len(diffs)} feature values differ, e.g. {diffs[:3]}"
 
 
 def test_streamed_features_equal_the_replay_value_for_value(baseline, model):
@@ -176,7 +169,7 @@ def test_kill_9_mid_stream_leaves_one_decision_per_transfer_and_the_same_feature
     events = simulated_log(session_dir / "kill-lake", seed=303, tag="k9-", users=100, days=1)
     transfers = [e.transfer_id for e in events if type(e) is s.TransferRequested]
     worker = processes.start("worker", "worker", "--name", "k9")
-    wait_ready(watcher)
+    wait_ready(watcher, events)
     cut = len(events) // 2
     publish(events[:cut], live=True, pace_s=PACE_S)
     before = watcher.decisions(transfers)
@@ -214,13 +207,13 @@ def test_two_workers_decide_as_one(baseline, model, tmp_path):
         try:
             with DecisionWatcher() as w2:
                 procs.start("w1", "worker", "--name", "w1")
-                wait_ready(w2)
+                wait_ready(w2, baseline.events)
                 procs.start("w2", "worker", "--name", "w2")
                 wait_for(lambda: "Worker ready" in procs.log_of(procs.procs[1])
                          or "Ready" in procs.log_of(procs.procs[1]), timeout=60,
                          what="the second worker to join")
                 time.sleep(3)  # the group has rebalanced: each worker holds some partitions
-                wait_ready(w2)
+                wait_ready(w2, baseline.events)
                 decided, _ = run_live(baseline.events, w2, "2 workers")
                 stale = control_changes_reach_every_worker(w2)
             logs = [procs.log_of(p) for p in procs.procs]

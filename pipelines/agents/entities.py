@@ -13,15 +13,20 @@ import logging
 import msgspec
 
 from features.graph import NeighbourFlagged
-from features.routing import STATE_CLASSES, event_time, new_state, routes
+from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
+from pipelines.agents import watermarks
+from pipelines.agents.acks import InOrderAcks
 from pipelines.agents.envelopes import (DERIVED, ENTITY_EVENTS, ROUTED_DECODER, TRANSFER_PARTS, Part,
                                         Routed, Stored, decode_stored, encode, source_id)
 from pipelines.schemas import TransferRequested
-from pipelines.topics import decode
+from pipelines.topics import TOPICS, decode
 
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
+# the replay's tie-break between events of the same millisecond: by topic, then event id
+_RANK = {name: TOPIC_ORDER.get(spec.schema, 9) for name, spec in TOPICS.items()}
+_RANK[DERIVED] = TOPIC_ORDER[NeighbourFlagged]
 
 
 def raw_topic(app, name: str):
@@ -40,11 +45,13 @@ def entity_key(kind: str, key: str) -> bytes:
     return f"{kind}:{key}".encode()
 
 
-def routed_for(event, topic: str, raw: bytes, source: int, offset: int) -> list[tuple[bytes, bytes]]:
+def routed_for(event, topic: str, raw: bytes, source: int, offset: int,
+               order_ts: int = 0) -> list[tuple[bytes, bytes]]:
     """(entity key, envelope) for every entity ``event`` updates."""
     targets = routes(event)
     parts = len(targets) if type(event) is TransferRequested else 0
-    return [(entity_key(kind, key), encode(Routed(kind, key, role, topic, raw, source, offset, parts)))
+    return [(entity_key(kind, key),
+             encode(Routed(kind, key, role, topic, raw, source, offset, parts, order_ts, event.id)))
             for kind, key, role in targets]
 
 
@@ -80,7 +87,8 @@ class EntityStage:
         source = source_id(ENTITY_EVENTS, partition)
         for i, child in enumerate(derived):
             raw = msgspec.msgpack.encode(child)
-            for key, value in routed_for(child, DERIVED, raw, source, offset * 64 + i):
+            for key, value in routed_for(child, DERIVED, raw, source, offset * 64 + i,
+                                         routed.order_ts):
                 await self.send_entity(key, value)
         now = event_time(event)
         marks[routed.source] = (routed.offset, now)
@@ -94,9 +102,13 @@ class EntityStage:
 
 
 def register(app, watch=None):
+    """The entity agent. Events wait in ``watermarks.Aligner`` until the watermark says every
+    earlier event has arrived, then are applied in event-time order; each is acknowledged only
+    once applied, so a crash re-reads what was waiting."""
     entity_topic = raw_topic(app, ENTITY_EVENTS)
     parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
+    clock, aligner = watermarks.register(app, entity_topic)
 
     async def send_entity(key, value):
         await entity_topic.send(key=key, value=value)
@@ -107,15 +119,34 @@ def register(app, watch=None):
     stage = EntityStage(table, send_entity, send_part)
     stage.watch = watch
 
+    acks = InOrderAcks()
+    acks.register(app, ENTITY_EVENTS)
+
     @app.agent(entity_topic, name="entities")
     async def entities(stream):
-        async for event in stream.events():
-            message = event.message
-            try:
-                routed = ROUTED_DECODER.decode(event.value)
-                await stage.apply(event.key, routed, message.partition, message.offset)
-            except Exception:  # a bug must not stop every entity behind this one
-                log.exception("entity stage failed on %s[%d]@%d", message.topic,
-                              message.partition, message.offset)
+        async for event in stream.noack().events():
+            partition = event.message.partition
+            handle = acks.track(event)
+            if event.key == watermarks.WATERMARK_KEY:
+                aligner.watermark(partition, watermarks.decode_watermarks(event.value))
+                acks.finish(handle)
+            else:
+                try:
+                    routed = ROUTED_DECODER.decode(event.value)
+                except msgspec.DecodeError:
+                    log.exception("unreadable entity event at [%d]@%d", partition,
+                                  event.message.offset)
+                    acks.finish(handle)
+                    continue
+                order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
+                aligner.add(partition, order, routed.source, (handle, routed))
+            for waiting, routed in aligner.ready(partition):
+                message = waiting[0].message
+                try:
+                    await stage.apply(waiting[0].key, routed, message.partition, message.offset)
+                except Exception:  # a bug must not stop every entity behind this one
+                    log.exception("entity stage failed on %s[%d]@%d", message.topic,
+                                  message.partition, message.offset)
+                acks.finish(waiting)
 
-    return entity_topic
+    return entity_topic, clock

@@ -25,6 +25,8 @@ class Routed(Struct, array_like=True, frozen=True):
     source: int  # where it was read: a stable id of (topic, partition)...
     offset: int  # ...and its offset there: the pair makes redelivery detectable
     parts: int = 0  # for a transfer: how many entities report on it
+    order_ts: int = 0  # where it goes in event-time order (see pipelines/agents/watermarks.py)
+    event_id: str = ""  # the tie-break between equal order_ts, with the topic
 
 
 class Part(Struct, array_like=True, frozen=True):

@@ -23,7 +23,9 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
 
 def register(app, handle_valid) -> None:
     """Add the ingest agent to ``app``; ``handle_valid(topic, event, message)`` gets every
-    valid event (an async callable: the feature and decision stages)."""
+    valid event (an async callable: the feature and decision stages), and
+    ``handle_valid.skipped(message)``, if it exists, every dead-lettered one."""
+    skipped = getattr(handle_valid, "skipped", None)
     inputs = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic("dead-letters", key_type=bytes, value_type=bytes,
@@ -41,5 +43,7 @@ def register(app, handle_valid) -> None:
                 await dead_letters.send(value=schemas.encode(letter))
                 log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                          message.offset, letter.reason)
+                if skipped is not None:
+                    skipped(message)
                 continue
             await handle_valid(message.topic, valid, message)
