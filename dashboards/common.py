@@ -142,7 +142,10 @@ def now_ms() -> int:
     """The console's clock: wall time, or the lake's last event when the lake is a replayed
     history (so ages and deadlines stay meaningful on simulated data)."""
     wall = int(time.time() * 1000)
-    last = q("SELECT max(ts) FROM transfer_requests").iloc[0, 0]
+    # The newest event is in the newest hour's folder: read that one, not the whole topic.
+    newest = next((h for h in sorted((lake_dir() / "transfer-requests").glob("hour=*"), reverse=True)
+                   if any(h.glob("*.parquet"))), None)
+    last = q("SELECT max(ts) FROM read_parquet(?)", str(newest / "*.parquet")).iloc[0, 0] if newest else None
     if last is None or pd.isna(last):
         return wall
     return wall if wall - int(last) < 3_600_000 else int(last)
@@ -163,8 +166,8 @@ c AS (SELECT target AS transfer_id,
       GROUP BY 1)
 SELECT d.transfer_id, d.ts AS decided_ts, t.ts AS requested_ts, d.sender, d.recipient,
        d.amount_cents, d.score, d.score * d.amount_cents AS risk_amount, d.model_version,
-       d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts, t.device, t.card, t.ip,
-       t.conversation, coalesce(s.status, 'held') AS status, c.owner
+       d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts, t.device, t.card,
+       coalesce(s.status, 'held') AS status, c.owner
 FROM d JOIN transfer_requests t USING (transfer_id)
 LEFT JOIN s USING (transfer_id) LEFT JOIN c USING (transfer_id)
 WHERE d.rn = 1 AND d.action = 'hold' AND coalesce(s.status, 'held') IN ('pending', 'held')
