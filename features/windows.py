@@ -4,8 +4,8 @@ The window rule, used by every feature: an event at time ``e`` counts for a read
 over a window of width ``W`` iff ``t - W <= e < t``. So an event exactly 10 minutes old is IN
 the 10-minute window, and an event at the very millisecond of the transfer is OUT. The strict
 upper bound makes a feature independent of how events sharing a millisecond are ordered (the
-stream sees them in arrival order, the replay in its tie-break order), and a transfer never
-counts itself even if it was already learnt.
+stream and the replay use the same tie-break, but a late event is ordered where it arrives),
+and a transfer never counts itself even if it was already learnt.
 
 Windowed data is kept in parallel lists of ints sorted by time, so a window is two bisects.
 """
