@@ -197,6 +197,26 @@ class ModelUpdate(Event, kw_only=True):
     actor: Actor
 
 
+class QualityFailure(Struct, forbid_unknown_fields=True, frozen=True):
+    expectation: Code
+    column: Optional[str] = None
+    observed: ShortText = ""  # a summary (a rate, a number, column names), never sample values
+
+
+class DataQuality(Event, kw_only=True):
+    """One Great Expectations check of a sample of one input topic's recent events (the lake
+    sink's periodic check, ``pipelines/agents/quality.py``); ``ts`` is when it ran."""
+    topic: Annotated[str, Meta(min_length=1, max_length=64)]
+    suite: Code
+    success: bool
+    evaluated: int  # expectations run
+    failures: list[QualityFailure] = []
+    sample_rows: int  # events validated
+    seen_rows: int  # events the sampler saw since the previous check
+    from_ts: Optional[Millis] = None  # event-time span of the sample
+    to_ts: Optional[Millis] = None
+
+
 class DeadLetter(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """An event that failed validation, kept whole with the reason it failed."""
     ts: Millis  # when it was dead-lettered

@@ -40,6 +40,7 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("recovery", s.RecoveryEvent, "account", "stream"),
     TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback", input=True),
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
+    TopicSpec("data-quality", s.DataQuality, "topic", "lake sink (sampled GX checks)"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
 # The topics that feed features, in the order that breaks ties between equal timestamps.

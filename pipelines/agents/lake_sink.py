@@ -13,7 +13,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from models.expectations import EVENT_TOPICS
 from pipelines import lake, settings as settings_mod
+from pipelines.agents import quality
 from pipelines.topics import TOPICS, InvalidEvent, decode
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,9 @@ def flushed_offset(lake_dir: Path, topic: str, partition: int) -> int:
 class LakeWriter:
     """Turns a batch of Kafka records into Parquet files, skipping offsets already written."""
 
-    def __init__(self, lake_dir: Path):
+    def __init__(self, lake_dir: Path, observe=None):
         self.lake_dir = lake_dir
+        self.observe = observe  # called with (topic, event) for each event written
         self.tables = {topic: lake.TopicTable(topic, with_kafka_columns=True) for topic in TOPICS}
         self.flushed: dict[tuple[str, int], int] = {}
         self.rows_written = 0
@@ -55,6 +58,8 @@ class LakeWriter:
                 try:
                     events.append(decode(topic, value))
                     offsets.append(offset)
+                    if self.observe is not None:
+                        self.observe(topic, events[-1])
                 except InvalidEvent:
                     pass  # the worker dead-letters it; the dead-letter topic is sunk too
             first, last = rows[0][0], rows[-1][0]
@@ -70,7 +75,9 @@ class LakeWriter:
 
 def register(app) -> None:
     conf = settings_mod.load()
-    writer = LakeWriter(conf.lake_dir)
+    sampler = quality.Sampler(EVENT_TOPICS)  # input topics with a suite
+    writer = LakeWriter(conf.lake_dir, observe=sampler.observe)
+    quality.register(app, sampler)
     flush_s = float(os.environ.get("VIGIE_SINK_FLUSH_S", "2"))
     every_topic = app.topic(*TOPICS, key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
