@@ -105,3 +105,31 @@ def test_the_sink_publishes_a_failing_result_for_a_bad_sample(kafka, processes, 
         "SELECT count(*) FROM data_quality WHERE topic = 'transfer-requests' AND NOT success"
     ).fetchone()[0]
     wait_for(in_lake, timeout=30, what="the data-quality result in the lake")
+
+
+def test_console_shows_the_latest_result_per_topic_as_text(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VIGIE_DATA_DIR", str(tmp_path))
+    now = int(time.time() * 1000)
+    markup = schemas.QualityFailure(expectation="expect_column_values_to_be_unique", column="id",
+                                    observed="**50.0** <b>% of the sample unexpected</b>")
+    results = [schemas.DataQuality(id=f"dq-{i}", ts=now - (2 - i) * 60_000, topic=topic,
+                                   suite=topic.replace("-", "_"), success=ok, evaluated=29,
+                                   failures=[] if ok else [markup], sample_rows=1000, seen_rows=4000)
+               for i, (topic, ok) in enumerate([("transfer-requests", True), ("messages", True),
+                                                ("transfer-requests", False)])]
+    table = lake.TopicTable("data-quality", with_kafka_columns=False)
+    lake.write_batch(tmp_path / "lake", "data-quality", table, results, name="p0-1-3")
+    page = Path(__file__).resolve().parent.parent / "dashboards" / "pages" / "models_quality.py"
+    at = AppTest.from_file(str(page), default_timeout=60)
+    at.session_state["auth"] = {"username": "dana", "role": "data_scientist"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    [shown] = [d.value for d in at.dataframe if "failed expectations" in d.value.columns]
+    latest = dict(zip(shown["topic"], shown["success"]))
+    assert latest == {"messages": True, "transfer-requests": False}  # the newest per topic
+    assert "**50.0** <b>" in " ".join(shown["failed expectations"])  # verbatim text, not markup
+    assert any("1 of 2 topics failing" in e.value for e in at.error)

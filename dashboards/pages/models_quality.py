@@ -59,6 +59,27 @@ if can_change:
 else:
     st.info("Promote and roll back: data_scientist or admin only.")
 
+st.subheader("Live data quality")
+# The lake sink's sampled Great Expectations checks (pipelines/agents/quality.py), latest per topic.
+quality = common.q("""SELECT topic, suite, success, evaluated, sample_rows, seen_rows, failures, ts
+                      FROM data_quality QUALIFY row_number() OVER (PARTITION BY topic ORDER BY ts DESC) = 1
+                      ORDER BY topic""")
+if quality.empty:
+    st.info("No live data-quality check yet (the lake sink checks a sample of each input topic "
+            "every minute).")
+else:
+    def failed(value) -> str:
+        """Failed expectations as plain text (column and a summary; never sample values)."""
+        return "; ".join(f"{f.get('expectation')}[{f.get('column') or ''}] {f.get('observed') or ''}"
+                         for f in common.parse_json(value, []))
+
+    quality["failed expectations"] = [failed(v) for v in quality["failures"]]
+    quality.insert(0, "checked", pd.to_datetime(quality["ts"], unit="ms", utc=True))
+    bad = int((~quality["success"].astype(bool)).sum())
+    (st.error if bad else st.success)(f"{bad} of {len(quality)} topics failing their suite"
+                                      if bad else f"All {len(quality)} checked topics pass their suite")
+    st.dataframe(quality.drop(columns=["ts", "failures"]), hide_index=True, width="stretch")
+
 st.subheader("Dead letters")
 dead = common.q("""SELECT topic, reason, count(*) AS n, max(ts) AS last_ts FROM dead_letters
                    GROUP BY 1, 2 ORDER BY n DESC""")
