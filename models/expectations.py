@@ -189,7 +189,10 @@ def validate_frame(df: pd.DataFrame, suite: dict, reference_ms: Optional[int] = 
         elif pd.api.types.is_extension_array_dtype(frame[col].dtype):
             frame[col] = frame[col].astype("float64")
     try:
-        result = batch_def.get_batch(batch_parameters={"dataframe": frame}).validate(gx_suite)
+        # BASIC: counts, rates, observed values and a few unexpected values, which is all the
+        # failures below read; GX's default (SUMMARY) adds value counts: 35 % slower
+        result = batch_def.get_batch(batch_parameters={"dataframe": frame}).validate(
+            gx_suite, result_format="BASIC")
     finally:
         context.data_sources.delete(source.name)
     failures = []
@@ -214,7 +217,10 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
-TRAINING_SAMPLE_ROWS = 200_000  # GX's pandas checks cost ~0.1 ms a row: sample past this
+# GX's pandas checks cost ~0.04 ms a row (100k rows: ~4 s). A 100k-row uniform sample still
+# sees a corruption of 1 row in 10,000 with probability 1 - e^-10, and estimates a 2 % label or
+# null rate to +-0.05 points, far inside the suite's bounds.
+TRAINING_SAMPLE_ROWS = 100_000
 
 
 def validate_training_table(table: pd.DataFrame, reference_ms: Optional[int] = None,

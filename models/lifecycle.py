@@ -52,12 +52,17 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
         table, FEATURE_NAMES, seed=seed, progress=progress,
         extra_meta={"validation": gx_result or {"skipped": True}, "dataset": dataset})
     stats["train_s"] = time.perf_counter() - started
+    stats.update(details["timings"])
+    started = time.perf_counter()
     test = details["parts"][2]
     report = evaluate(details["y"][2], details["scores"]["test"], test["amount_cents"], test["ts"],
                       test["scenario"] if "scenario" in test else None, meta["thresholds"])
     meta["metrics"]["test_report"] = {k: report[k] for k in ("pr_auc", "roc_auc", "at_budget",
                                                              "legit_block_rate", "review_capacity")}
+    stats["evaluate_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     version = registry.save(model_text, meta, root)
+    stats["save_s"] = time.perf_counter() - started
     if card:
         started = time.perf_counter()
         card_mod.write(registry.models_dir(root) / version, registry.load_meta(version, root),
@@ -71,11 +76,14 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
 
 def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int] = None,
                maturity_days: float = DEFAULT_MATURITY_DAYS, progress: bool = False,
-               card: bool = True, validate: bool = True) -> dict:
+               card: bool = True, validate: bool = True, features: Optional[Path] = None) -> dict:
+    """``features``: the lake's replayed feature table (``vigie replay --out``), to train
+    after replay without replaying again."""
     from models.datasets import training_set
 
     started = time.perf_counter()
-    table, stats = training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS))
+    table, stats = training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
+                                features=features)
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,
                                  card=card, validate=validate))

@@ -9,6 +9,7 @@ text, thresholds and version hash.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict
 
 import lightgbm as lgb
@@ -131,6 +132,7 @@ def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: 
     slices and the stored model's validation and test scores, for model cards and reports."""
     from models.drift import feature_bins
 
+    timings, started = {}, time.perf_counter()
     feature_names = list(feature_names)
     missing = [c for c in [*feature_names, label_col, time_col] if c not in table.columns]
     if missing:
@@ -151,6 +153,8 @@ def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: 
     # probabilities; thresholds come from budgets on validation, not from 0.5)
     params = {**PARAMS, "seed": seed, "scale_pos_weight": (y[0].size - frauds) / frauds,
               **(params or {})}
+    timings["prepare_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     train_set = lgb.Dataset(X[0], y[0], feature_name=feature_names)
     valid_set = lgb.Dataset(X[1], y[1], reference=train_set)
     callbacks = [lgb.early_stopping(EARLY_STOP, verbose=False, min_delta=MIN_DELTA)]
@@ -160,6 +164,8 @@ def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: 
                         valid_names=["validation"], callbacks=callbacks)
     if progress:
         callbacks[-1].bar.close()
+    timings["boost_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
     # thresholds and metrics come from the very text that is stored, not from the live booster
     stored = lgb.Booster(model_str=model_text)
@@ -187,8 +193,9 @@ def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: 
         "feature_importance_gain": {n: float(v) for n, v in zip(feature_names, importance)},
         **(extra_meta or {}),
     }
+    timings["score_metrics_s"] = time.perf_counter() - started
     details = {"parts": parts, "y": y, "scores": {"validation": s_valid, "test": s_test},
-               "booster": stored}
+               "booster": stored, "timings": timings}
     return model_text, meta, details
 
 

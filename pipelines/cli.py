@@ -69,8 +69,15 @@ def _run_faust(app) -> None:
 
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
-                    quiet=True)
+    class _Worker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # At WARNING and above, Faust's progress spinner lowers the root logger to DEBUG:
+            # every debug call on the hot path (one per message sent) then builds a LogRecord.
+            logger.setLevel(level)
+
+    worker = _Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
+                     quiet=True)
     profile_to = os.environ.get("VIGIE_PROFILE")
     if not profile_to:
         worker.execute_from_commandline()
@@ -174,9 +181,12 @@ def replay(lake: Path | None, out: Path) -> None:
 @click.option("--maturity-days", type=float, default=None,
               help="Leave out transfers younger than this at the cut-off (default 14).")
 @click.option("--no-card", is_flag=True, help="Skip the model card and its plots.")
+@click.option("--features", type=click.Path(path_type=Path, exists=True), default=None,
+              help="The lake's feature table from `vigie replay --out` (default: replay now).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
-          maturity_days: float | None, no_card: bool, progress: bool) -> None:
+          maturity_days: float | None, no_card: bool, features: Path | None,
+          progress: bool) -> None:
     """Point-in-time training set, Great Expectations suite (refuses to train on a failure),
     LightGBM with a time split and early stopping, registry, model card."""
     from models import registry
@@ -196,7 +206,7 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
         stats = train_lake(lake or settings_mod.load().lake_dir, seed=seed,
                            cutoff_ms=_parse_ms(cutoff),
                            maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
-                           progress=progress, card=not no_card)
+                           progress=progress, card=not no_card, features=features)
     except DataValidationError as err:
         click.echo(str(err), err=True)
         raise SystemExit(2)

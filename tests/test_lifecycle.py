@@ -116,6 +116,20 @@ def test_training_set_labels_and_scenarios(dataset):
     assert {"card_testing", "ato"} <= set(table["scenario"].dropna())
 
 
+def test_training_after_replay_reads_the_replayed_table(lake, dataset, tmp_path):
+    """``vigie train --features``: a feature table replayed once over the whole lake gives the
+    same training set as a replay stopped at the cut-off, at the horizon and at an earlier one."""
+    table, _ = feature_table(lake)
+    table.to_parquet(tmp_path / "features.parquet", index=False)
+    replayed, stats = training_set(lake, features=tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(replayed, dataset[0])
+    assert stats["labels_known"] == dataset[1]["labels_known"]
+    cutoff = int(dataset[0]["ts"].quantile(0.8)) + 3 * DAY_MS
+    pd.testing.assert_frame_equal(
+        training_set(lake, cutoff, 2 * DAY_MS, features=tmp_path / "features.parquet")[0],
+        training_set(lake, cutoff, 2 * DAY_MS)[0])
+
+
 # --- 2. Great Expectations ---------------------------------------------------------------------
 def test_suites_are_json_files_for_every_topic_and_the_training_table():
     from models.expectations import EVENT_TOPICS, SUITES_DIR

@@ -42,7 +42,7 @@ def write(results: dict) -> dict:
                        "Medians of repeated runs on a shared 2-core machine: compare ratios, not "
                        "absolute numbers.\n")
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in sorted(results.items())
-                     if not isinstance(v, (list, dict)))
+                     if not isinstance(v, (list, dict)) and v is not None)  # None: retired
     with doc.open("a") as fh:
         fh.write(f"\n## {results['date']} (commit {results['commit']})\n\n| figure | value |\n"
                  f"|---|---|\n{rows}\n")
