@@ -115,10 +115,10 @@ def read_features(path: Path, until_ts: Optional[int] = None) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)  # then filter: 1.1 s on 1M rows, where filters= takes 3 s
-    if until_ts is not None:
+    table = pq.read_table(path)  # then filter, only if needed: filters= took 3 s on 1M rows
+    if until_ts is not None and pc.max(table["ts"]).as_py() >= until_ts:
         table = table.filter(pc.less(table["ts"], int(until_ts)))
-    return table.to_pandas()
+    return table.to_pandas(self_destruct=True)  # frees Arrow's buffers as it converts
 
 
 def point_in_time(table: pd.DataFrame, lake_dir: Path, cutoff: int, maturity_ms: int,

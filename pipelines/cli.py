@@ -182,6 +182,9 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
           progress: bool) -> None:
     """Point-in-time training set, Great Expectations suite (refuses to train on a failure),
     LightGBM with a time split and early stopping, registry, model card."""
+    import models
+
+    models.passive_openmp()  # before lightgbm is imported
     from models import registry
     from models.datasets import DEFAULT_MATURITY_DAYS
     from models.lifecycle import DataValidationError, train_lake

@@ -26,6 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import models
+
+models.passive_openmp()  # as `vigie train` does, before lightgbm is imported
+
 PHASES = ("dataset_s", "load_s", "labels_s", "validate_s", "prepare_s", "boost_s",
           "score_metrics_s", "evaluate_s", "save_s", "card_s")
 
