@@ -78,12 +78,11 @@ def figures(transfers: int, events: int | None, replay: dict | None, result: dic
             "train_bench_rows": result["rows"], "train_bench_frauds": result["frauds"],
             "train_after_replay_s": m["total_s"], "train_runs": result["runs"],
             "train_best_iteration": result["best_iteration"],
-            "train_test_pr_auc": round(result["test_pr_auc"], 4),
+            "train_test_pr_auc": round(result["test_pr_auc"], 6),
             "train_test_recall_at_0_5pct": round(result["recall_at_0.5%"], 4),
             **{f"train_{p}": m[p] for p in PHASES},
             "train_after_replay_s_per_1m_transfers": round(m["total_s"] * 1e6 / transfers, 1)}
-    if events:
-        flat["train_bench_events"] = events
+    flat["train_bench_events"] = events  # None when the replay was not measured here
     if replay:
         flat.update(train_replay_s=round(replay["total_s"], 1),
                     replay_s_per_1m_transfers=round(replay["total_s"] * 1e6 / transfers, 1))
@@ -124,9 +123,14 @@ if __name__ == "__main__":
     parser.add_argument("--write", action="store_true",
                         help="record the figures in bench/results.json and docs/benchmarks.md")
     parser.add_argument("--how", default="", help="how the lake was made, for the record")
+    parser.add_argument("--replay-stats", type=Path, default=None,
+                        help="what `vigie replay --out F` printed when it made --features")
     args = parser.parse_args()
     features = args.features or args.lake.parent / f"{args.lake.name}-features.parquet"
     replay = None if features.exists() else replay_to(args.lake, features)
+    if replay is None and args.replay_stats:
+        replay = json.loads(args.replay_stats.read_text())
+        replay["total_s"] = replay["load_s"] + replay["replay_s"]
     result = train_after_replay(args.lake, features, args.runs)
     print(json.dumps({"replay": replay, **result}, indent=2, default=str))
     if args.write:
