@@ -69,8 +69,15 @@ def _run_faust(app) -> None:
 
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
-                    quiet=True)
+    class _Worker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # At WARNING and above, Faust's progress spinner lowers the root logger to DEBUG:
+            # every debug call on the hot path (one per message sent) then builds a LogRecord.
+            logger.setLevel(level)
+
+    worker = _Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
+                     quiet=True)
     profile_to = os.environ.get("VIGIE_PROFILE")
     if not profile_to:
         worker.execute_from_commandline()
