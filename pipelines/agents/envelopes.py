@@ -54,12 +54,15 @@ PART_DECODER = msgspec.msgpack.Decoder(Part)
 STORED_DECODER = msgspec.msgpack.Decoder(Stored)
 
 
-def source_id(topic: str, partition: int) -> int:
-    """A small stable integer for (topic, partition)."""
-    from pipelines.topics import TOPICS
+# Source ids are stored in entity states (redelivery marks) and travel in watermarks: pinned
+# here, so that adding a topic to pipelines.topics.TOPICS never renumbers them.
+_SOURCE_TOPICS = {"messages": 0, "account-events": 1, "transfer-requests": 2,
+                  "assistant-events": 3, "labels": 4, ENTITY_EVENTS: 12}
 
-    names = list(TOPICS) + [ENTITY_EVENTS]
-    return names.index(topic) * 4096 + partition
+
+def source_id(topic: str, partition: int) -> int:
+    """A small stable integer for (topic, partition) of a topic that feeds entity states."""
+    return _SOURCE_TOPICS[topic] * 4096 + partition
 
 
 def encode(obj: Struct) -> bytes:
