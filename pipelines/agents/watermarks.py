@@ -17,6 +17,10 @@ scored before the messages that preceded it. Watermarks, as in Flink or Beam, ke
 - Every ``TICK_S`` the ingest stage sends the watermarks that moved to every entity-events
   partition, after the events they cover (one producer: per-partition order holds); after a
   rebalance, and every ``RESEND_S``, all of them, for partitions that changed hands.
+- On a backlog the entity stage holds what it read ahead of the slowest source (a topic with
+  few records per hour, transfers, is read days ahead of one with many, messages). Pausing
+  the fast sources would bound it, but Faust drops records already fetched for a partition
+  paused mid-batch (``Consumer.getmany``), so reading is not paced: memory is the price.
 - The entity stage keeps each partition's events, *unacknowledged* (a crash loses nothing:
   they are read again), and applies those at or below the partition's low watermark (the
   smallest over all sources) in the replay's order: order_ts, then topic, then event id
@@ -243,22 +247,29 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
 
     aligner = Aligner(sources)
 
+    known_ends: dict[int, int] = {}  # source -> the last end offset the broker gave
+
     async def tick(resend: bool) -> None:
         consumer = app.consumer
-        owned = [tp for tp in consumer.assignment() if tp.topic in FEATURE_TOPICS]
+        owned = {source_id(tp.topic, tp.partition): tp for tp in consumer.assignment()
+                 if tp.topic in FEATURE_TOPICS}
         if resend:
-            clock.resend(source_id(tp.topic, tp.partition) for tp in owned)
+            clock.resend(owned)
         # the stream time is taken *before* the end offsets are asked (see the module doc)
         now = max((t for t in (clock.stream_time, aligner.latest) if t is not None), default=None)
-        behind = [tp for tp in owned
-                  if now is not None and clock.order.get(source_id(tp.topic, tp.partition),
-                                                         now - 1) < now]
-        if behind:  # only sources that could advance cost a request to the broker
-            ends = await consumer.highwaters(*behind)
-            committed = consumer._committed_offset  # Faust's own record of committed offsets
-            for tp in behind:
-                source = source_id(tp.topic, tp.partition)
+        behind = [s for s in owned if now is not None and clock.order.get(s, now - 1) < now]
+        committed = consumer._committed_offset  # Faust's own record of committed offsets
+        # A source still short of the end offset last seen is not caught up: only the others
+        # cost a request to the broker (none on a backlog, none when nothing moves).
+        ask = [s for s in behind
+               if clock.caught_up(s, known_ends.get(s, 0), committed.get(owned[s]))]
+        if ask:
+            ends = await consumer.highwaters(*(owned[s] for s in ask))
+            for source in ask:
+                tp = owned[source]
                 end = ends.get(tp)
+                if end is not None:
+                    known_ends[source] = end
                 if end is not None and clock.caught_up(source, end, committed.get(tp)):
                     clock.advance_idle(source, now)
         moved = clock.moved()
