@@ -72,14 +72,19 @@ async def _end_total(topic: str) -> int:
         await consumer.stop()
 
 
-def _rate_of_growth(topic: str, target: int, timeout: float = 600) -> float:
-    """Events/s at which ``topic`` grows from its first record to ``target`` records."""
+def _rate_of_growth(topic: str, target: int, timeout: float = 600,
+                    start_topic: str | None = None) -> float:
+    """Records/s at which ``topic`` grows to ``target`` records, timed from the first record of
+    ``start_topic`` (default: of ``topic`` itself). The pipeline is timed from its first routed
+    event: the entity stage holds a backlog's transfers until every source has passed them, so
+    decisions start late and timing from the first decision would flatter the rate."""
     started = time.monotonic()
-    while (first := asyncio.run(_end_total(topic))) == 0:
+    while (first := asyncio.run(_end_total(start_topic or topic))) == 0:
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"nothing reached {topic}")
+            raise TimeoutError(f"nothing reached {start_topic or topic}")
         time.sleep(0.05)
     t0 = time.monotonic()
+    first = first if start_topic is None else 0
     while (count := asyncio.run(_end_total(topic))) < target:
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"{topic} stuck at {count}/{target}")
@@ -225,7 +230,8 @@ def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0,)) -> d
             rss_before = _rss_mb(worker.pid)
             cpu_before = cpu_seconds(worker.pid)
             started = time.monotonic()
-            decided_rate = _rate_of_growth("decisions", len(transfers), timeout=1800)
+            decided_rate = _rate_of_growth("decisions", len(transfers), timeout=1800,
+                                           start_topic="entity-events")
             elapsed = time.monotonic() - started
             results["pipeline_cpu_us_per_event"] = (cpu_seconds(worker.pid) - cpu_before) / len(events) * 1e6
             results.update(
