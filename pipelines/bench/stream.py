@@ -216,7 +216,7 @@ async def _latencies(transfer_ids: set[str], timeout: float = 300) -> list[float
     return list(found.values())
 
 
-def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0,)) -> dict:
+def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0, 10.0)) -> dict:
     events = [e for e in _simulated_log(users, days) if type(e) in TOPIC_OF]
     transfers = [e for e in events if type(e) is schemas.TransferRequested]
     accounts = {a for e in transfers for a in (e.sender, e.recipient)}
