@@ -11,7 +11,7 @@ import pytest
 from pipelines import lake, schemas
 from pipelines.agents.quality import Sampler, check
 from pipelines.privacy import pseudonymize as h
-from tests.conftest import wait_for
+from conftest import wait_for
 
 DAY = 86_400_000
 
