@@ -17,15 +17,15 @@ scored before the messages that preceded it. Watermarks, as in Flink or Beam, ke
 - Every ``TICK_S`` the ingest stage sends the watermarks that moved to every entity-events
   partition, after the events they cover (one producer: per-partition order holds); after a
   rebalance, and every ``RESEND_S``, all of them, for partitions that changed hands.
-- On a backlog the entity stage holds what it read ahead of the slowest source (a topic with
-  few records per hour, transfers, is read days ahead of one with many, messages). Pausing
-  the fast sources would bound it, but Faust drops records already fetched for a partition
-  paused mid-batch (``Consumer.getmany``), so reading is not paced: memory is the price.
 - The entity stage keeps each partition's events, *unacknowledged* (a crash loses nothing:
   they are read again), and applies those at or below the partition's low watermark (the
   smallest over all sources) in the replay's order: order_ts, then topic, then event id
   (``features.routing.order_key``), merging the sources' queues, each kept in offset order
   (which the per-entity redelivery marks rely on).
+- On a backlog the entity stage holds what it read ahead of the slowest source (a topic with
+  few records per hour, transfers, is read days ahead of one with many, messages). Pausing
+  the fast sources would bound it, but Faust drops records already fetched for a partition
+  paused mid-batch (``Consumer.getmany``), so reading is not paced: memory is the price.
 
 The cost is latency: a transfer waits until every source has shown progress past it, one tick
 (20 ms) plus one hop when traffic is sparse. Adding a worker changes nothing here: each worker
