@@ -50,10 +50,19 @@ async def _all_topic_bytes() -> bytes:
     reader = consumer(*names, conf=conf)
     await reader.start()
     chunks = []
-    try:
-        while batch := await reader.getmany(timeout_ms=3000, max_records=50_000):
-            for records in batch.values():
-                chunks += [(r.key or b"") + b"\0" + (r.value or b"") for r in records]
+    try:  # up to the end offsets of now: the stream keeps writing (watermarks) while it runs
+        while not reader.assignment():
+            await asyncio.sleep(0.1)
+        ends = await reader.end_offsets(list(reader.assignment()))
+        left = {tp: end for tp, end in ends.items() if end > 0}
+        while left:
+            batch = await reader.getmany(timeout_ms=3000, max_records=50_000)
+            assert batch, f"no records before the end offsets of {sorted(map(str, left))}"
+            for tp, records in batch.items():
+                chunks += [(r.key or b"") + b"\0" + (r.value or b"") for r in records
+                           if r.offset < ends[tp]]
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    left.pop(tp, None)
     finally:
         await reader.stop()
     return b"\n".join(chunks)

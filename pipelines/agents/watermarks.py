@@ -16,7 +16,8 @@ scored before the messages that preceded it. Watermarks, as in Flink or Beam, ke
   than what was appended before (a clock-skewed event is merely late, see above).
 - Every ``TICK_S`` the ingest stage sends the watermarks that moved to every entity-events
   partition, after the events they cover (one producer: per-partition order holds); after a
-  rebalance, and every ``RESEND_S``, all of them, for partitions that changed hands.
+  rebalance, and every ``RESEND_S`` while they move, all of them, for partitions that changed
+  hands.
 - The entity stage keeps each partition's events, *unacknowledged* (a crash loses nothing:
   they are read again), and applies those at or below the partition's low watermark (the
   smallest over all sources) in the replay's order: order_ts, then topic, then event id
@@ -68,6 +69,7 @@ class SourceClock:
         self.processed: dict[int, int] = {}  # source -> last offset fully handled
         self.stream_time: Optional[int] = None  # the largest order_ts this worker knows of
         self._sent: dict[int, int] = {}
+        self._last_move = float("-inf")
 
     def stamp(self, source: int, ts: int) -> int:
         """The ``order_ts`` for an event of ``source`` with event time ``ts``."""
@@ -100,7 +102,12 @@ class SourceClock:
         """The watermarks that changed since the last call."""
         out = {s: ts for s, ts in self.order.items() if self._sent.get(s) != ts}
         self._sent.update(out)
+        if out:
+            self._last_move = time.monotonic()
         return out
+
+    def moved_within(self, seconds: float) -> bool:
+        return time.monotonic() - self._last_move < seconds
 
     def resend(self, sources: Optional[Iterable[int]] = None) -> None:
         """Announce these sources (all when None) again at the next ``moved``: a partition's
@@ -290,7 +297,9 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
             await asyncio.sleep(TICK_S)
             ticks += 1
             try:
-                await tick(resend=ticks % every == 0)
+                # the periodic resend is a safety net while the stream moves; an idle stream
+                # writes nothing (a rebalance resends everything anyway)
+                await tick(resend=ticks % every == 0 and clock.moved_within(RESEND_S))
                 failing = 0
             except Exception as exc:  # a rebalance, the consumer not started yet: next tick
                 failing += 1
