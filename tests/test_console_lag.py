@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipelines.kafka import lag
 
+PROBE = "lag-test-probe"
 OVERVIEW = Path(__file__).resolve().parent.parent / "dashboards" / "pages" / "overview.py"
 
 
@@ -25,13 +26,24 @@ def test_lag_is_end_minus_committed_per_partition(kafka):
     from pipelines.kafka.clients import Publisher, consumer
 
     async def go():
+        # a topic of its own: records on a real input topic would be dead-lettered by every
+        # worker the later tests start, and counted there
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from pipelines import settings
+
+        admin = AIOKafkaAdminClient(**settings.load().kafka.aiokafka_kwargs())
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(PROBE, num_partitions=1, replication_factor=1)])
+        finally:
+            await admin.close()
         pub = await Publisher().start()
         try:
             for i in range(5):
-                await pub.publish_raw("model-updates", b"{}")  # one partition (a control topic)
+                await pub.publish_raw(PROBE, b"{}")
         finally:
             await pub.stop()
-        tp = TopicPartition("model-updates", 0)
+        tp = TopicPartition(PROBE, 0)
         c = consumer(group_id="lag-test", enable_auto_commit=False)
         await c.start()
         try:
@@ -43,10 +55,10 @@ def test_lag_is_end_minus_committed_per_partition(kafka):
         return end
 
     end = asyncio.run(go())
-    rows = lag.group_lag_sync("lag-test", topics=["model-updates", "analyst-actions"])
+    rows = lag.group_lag_sync("lag-test", topics=[PROBE, "analyst-actions"])
     by_topic = {r["topic"]: r for r in rows}
-    assert by_topic["model-updates"]["committed"] == end - 3
-    assert by_topic["model-updates"]["lag"] == by_topic["model-updates"]["end"] - (end - 3) >= 3
+    assert by_topic[PROBE]["committed"] == end - 3
+    assert by_topic[PROBE]["lag"] == by_topic[PROBE]["end"] - (end - 3) >= 3
     # Never committed by this group: everything in the log is still to read.
     assert by_topic["analyst-actions"]["committed"] is None
     assert by_topic["analyst-actions"]["lag"] == by_topic["analyst-actions"]["end"]
