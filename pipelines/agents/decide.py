@@ -25,7 +25,11 @@ from pipelines.agents.envelopes import PART_DECODER, Part
 from pipelines.topics import decode
 
 log = logging.getLogger(__name__)
-PART_TIMEOUT_S = 10.0  # decide with what we have rather than let a payout deadline pass
+# Decide with the parts that came, as a last resort: a part only comes late, never lost (parts
+# are acknowledged in order), but after a restart the entity stage may hold a partition for
+# many seconds until every source's watermark is back. The payment service holds a transfer
+# undecided at its payout deadline, so waiting costs no money.
+PART_TIMEOUT_S = 60.0
 LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
 NO_MODEL = "none"
 

@@ -23,6 +23,7 @@ from pipelines.topics import TOPICS, decode
 
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000
+PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is kept 10 min
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
 # the replay's tie-break between events of the same millisecond: by topic, then event id
 _RANK = {name: TOPIC_ORDER.get(spec.schema, 9) for name, spec in TOPICS.items()}
@@ -68,9 +69,14 @@ class EntityStage:
     async def apply(self, table_key: bytes, routed: Routed, partition: int, offset: int) -> None:
         stored = decode_stored(self.table.get(table_key))
         marks = stored.marks if stored else {}
+        parts = stored.parts if stored else {}
+        sent_as = f"{routed.source}:{routed.offset}"
         mark = marks.get(routed.source)
-        if mark is not None and routed.offset <= mark[0]:
-            return  # redelivered: already applied
+        if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
+            if sent_as in parts:  # ...but its part may be the one a crash lost
+                sender = decode(routed.topic, routed.event).sender
+                await self.send_part(sender.encode(), parts[sent_as][1])
+            return
         state = (STATE_CLASSES[routed.kind].from_bytes(stored.state) if stored
                  else new_state(routed.kind))
         if routed.topic == DERIVED:
@@ -78,9 +84,10 @@ class EntityStage:
         else:
             event = decode(routed.topic, routed.event)
         if type(event) is TransferRequested:
-            part = Part(routed.event, routed.role, routed.kind,
-                        state.features_for(event, routed.role), routed.parts)
-            await self.send_part(event.sender.encode(), encode(part))
+            part = encode(Part(routed.event, routed.role, routed.kind,
+                               state.features_for(event, routed.role), routed.parts))
+            await self.send_part(event.sender.encode(), part)
+            parts[sent_as] = (event.ts, part)
         derived = state.learn_one(event, routed.role)
         if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
             await self.watch(routed.role, event, state)
@@ -94,11 +101,13 @@ class EntityStage:
         marks[routed.source] = (routed.offset, now)
         if len(marks) > 4:
             marks = {s: m for s, m in marks.items() if now - m[1] < MARK_TTL_MS}
+        if parts:
+            parts = {k: p for k, p in parts.items() if now - p[0] < PART_KEEP_MS}
         state.expire(now)
         if state.is_empty():
             self.table.pop(table_key, None)
         else:
-            self.table[table_key] = encode(Stored(state.to_bytes(), marks))
+            self.table[table_key] = encode(Stored(state.to_bytes(), marks, parts))
 
 
 def register(app, watch=None):

@@ -46,6 +46,10 @@ class Stored(Struct, array_like=True):
     within seconds of the original, never days later."""
     state: bytes
     marks: dict[int, tuple[int, int]] = {}
+    # The parts this entity sent for its recent transfers ("source:offset" -> (event time,
+    # part)): a part and the state write go to two topics, so a crash can keep the state and
+    # lose the part; the redelivered transfer then re-sends the very part it lost.
+    parts: dict[str, tuple[int, bytes]] = {}
 
 
 ROUTED_ENCODER = msgspec.msgpack.Encoder()
