@@ -46,6 +46,11 @@ STRICT_MS = 72 * HOUR_MS  # after a restore, stricter decisions for this long
 SUGGESTIONS_PAUSE_MS = DAY_MS
 SEEN_KEEP = 256  # input ids remembered per case (redelivery happens within seconds)
 KEEP_CLOSED_MS = 7 * DAY_MS  # a closed case stays in the table this long (merges, audits)
+# An SLA times out this long after its deadline: an input stamped before the deadline (an
+# owner's answer the messaging service took in time) may still be on its way through Kafka,
+# and the owner must not lose to our lag. An answer stamped after the deadline is late, even
+# if it arrives before the time-out.
+IN_FLIGHT_MS = 3000
 
 OPEN = ("opened", "contained", "owner_verification", "secured", "transfers_review", "escalated")
 CLOSED = ("restored", "closed_fraudulent", "closed_legitimate")
@@ -113,6 +118,11 @@ class Case(Struct, kw_only=True, array_like=True):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN
+
+    def overdue(self, now: int) -> bool:
+        """Open, not yet escalated, and past its deadline by more than what may be in flight."""
+        return self.is_open and self.state != "escalated" and self.deadline_ts is not None \
+            and now >= self.deadline_ts + IN_FLIGHT_MS
 
     def apply(self, ev: s.RecoveryEvent) -> None:
         """Fold one of this case's own transitions (actor "stream") into the state."""
@@ -262,8 +272,7 @@ class Machine:
     def on_signal(self, sig: Signal, now: int) -> Effects:
         c = self.case
         if sig.kind == "timeout":
-            if c is not None and c.is_open and sig.seq == c.seq and c.deadline_ts is not None \
-                    and now >= c.deadline_ts and c.state != "escalated":
+            if c is not None and c.is_open and sig.seq == c.seq and c.overdue(now):
                 self._seen(sig.id)
                 self._go("escalated", now, f"SLA of {c.state} overdue")
             return self.out
@@ -328,7 +337,8 @@ class Machine:
             return self.out
         self._seen(ev.id)
         if ev.actor in OWNER_ACTORS:
-            if c.state != "owner_verification":
+            if c.state != "owner_verification" or (c.deadline_ts is not None
+                                                   and ev.ts > c.deadline_ts):
                 return self.out  # a late or repeated answer changes nothing
             answer = ev.reason.removeprefix("answer:")
             if answer == "confirm_compromise":

@@ -226,19 +226,47 @@ def test_failed_verification_escalates_then_an_analyst_closes_it_fraudulent(ato_
     assert {d.action for d in h.out("decisions")} == {"block"}
 
 
+def test_an_answer_given_in_time_counts_even_if_it_arrives_after_the_deadline(ato_signals):
+    h = Harness()
+    for sig in ato_signals:
+        h.signal(sig)
+    case = h.case()
+    # taken by the service at the deadline, read just after it
+    in_time = msgspec.structs.replace(answer(case, "confirm_compromise"), ts=case.deadline_ts)
+    assert h.stage.overdue(case.deadline_ts + rc.IN_FLIGHT_MS - 1) == []  # no time-out yet
+    h.request(in_time, case.deadline_ts + rc.IN_FLIGHT_MS - 1)
+    assert h.states()[-1] in ("transfers_review", "restored")
+
+
+def test_an_answer_given_after_the_deadline_changes_nothing(ato_signals):
+    h = Harness()
+    for sig in ato_signals:
+        h.signal(sig)
+    case = h.case()
+    # arrives before the time-out fires, but was given too late
+    late = msgspec.structs.replace(answer(case, "confirm_compromise"), ts=case.deadline_ts + 1)
+    h.request(late, case.deadline_ts + 2)
+    assert h.states()[-1] == "owner_verification"
+    (key, timeout), = h.stage.overdue(case.deadline_ts + rc.IN_FLIGHT_MS)
+    h.signal(timeout, case.deadline_ts + rc.IN_FLIGHT_MS)
+    assert h.states()[-1] == "escalated"
+
+
 def test_an_overdue_case_escalates_once_and_stale_timeouts_do_nothing(ato_signals):
     h = Harness()
     for sig in ato_signals:
         h.signal(sig)
     assert h.stage.overdue(NOW + 1000) == []
     deadline = h.case().deadline_ts
-    (key, timeout), = h.stage.overdue(deadline)
-    assert h.stage.overdue(deadline + 1000) == []  # sent once
-    stale = rc.Signal(kind="timeout", id="t:old", account=ANN, ts=deadline, seq=timeout.seq - 1)
-    h.signal(stale, deadline)
+    assert h.stage.overdue(deadline) == []  # an answer given in time may still be in flight
+    fires = deadline + rc.IN_FLIGHT_MS
+    (key, timeout), = h.stage.overdue(fires)
+    assert h.stage.overdue(fires + 1000) == []  # sent once
+    stale = rc.Signal(kind="timeout", id="t:old", account=ANN, ts=fires, seq=timeout.seq - 1)
+    h.signal(stale, fires)
     assert h.states()[-1] == "owner_verification"
-    h.signal(timeout, deadline)
-    h.signal(timeout, deadline + 2000)
+    h.signal(timeout, fires)
+    h.signal(timeout, fires + 2000)
     assert h.states()[-2:] == ["owner_verification", "escalated"]
     assert "overdue" in h.out("recovery")[-1].reason
 

@@ -199,7 +199,8 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         processes.start("worker2", "worker", env=env)
         escalated = await state_is(tap, acc(slow), "escalated", 90)
         assert "overdue" in escalated.reason and escalated.actor == "stream"
-        assert deadline <= escalated.ts < deadline + 20_000, escalated.ts - deadline
+        fires = deadline + rc.IN_FLIGHT_MS  # answers given in time may still be in flight
+        assert fires <= escalated.ts < fires + 20_000, escalated.ts - deadline
         assert [e.state for e in transitions(tap, acc(slow))] == [
             "opened", "contained", "owner_verification", "escalated"]
 
@@ -231,8 +232,10 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     from pipelines.services import assistant
     from pipelines.simulator.live import run_live
 
-    # the worker (a child: it inherits the environment) and the owners read the same SLA
-    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", "10")
+    # the worker (a child: it inherits the environment) and the owners read the same SLA; an
+    # owner in time answers within ~6 s of seeing the challenge (a 2 s poll, 1-4 s to think),
+    # and a loaded CI machine can take seconds to deliver it
+    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", "15")
     async with Tap("recovery", "account-events", "messages", "transfer-requests",
                    "notifications") as tap, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:

@@ -15,7 +15,8 @@ Owners' answers and analysts' moves are RecoveryEvents written by others on ``re
 agent checks them against the case and writes the real transition.
 
 SLA timers: deadlines are stored in the table (so they survive a restart); a 1 s timer reads the
-cases of the partitions this worker owns and, for an overdue one, sends a ``timeout`` signal
+cases of the partitions this worker owns and, for one overdue (``rc.IN_FLIGHT_MS`` past its
+deadline, for answers given in time and still in flight), sends a ``timeout`` signal
 to the agent (tables are written only from the agent), which escalates the case if it is still
 in the state the deadline belongs to.
 
@@ -233,8 +234,7 @@ class Recovery:
                 self.fired[case.case_id] = -1
                 out.append((key, rc.Signal(kind="expire", id=f"x:{case.case_id}",
                                            account=case.account, ts=now)))
-            elif (case.is_open and case.state != "escalated" and case.deadline_ts is not None
-                    and now >= case.deadline_ts and self.fired.get(case.case_id) != case.seq):
+            elif case.overdue(now) and self.fired.get(case.case_id) != case.seq:
                 self.fired[case.case_id] = case.seq
                 out.append((key, rc.Signal(kind="timeout", id=f"t:{case.case_id}:{case.seq}",
                                            account=case.account, ts=now, seq=case.seq)))
