@@ -383,6 +383,22 @@ def lake(sql: str | None, lake: Path | None) -> None:
 
 
 @main.command()
+@click.option("--lake", type=click.Path(path_type=Path), default=None)
+@click.option("--closed-for", "closed_for_h", type=float, default=2.0, show_default=True,
+              help="Merge only the hours that ended at least this many hours ago.")
+def compact(lake: Path | None, closed_for_h: float) -> None:
+    """Merge the lake sink's small files: one file per partition per closed hour (the sink
+    does it every 10 min by itself)."""
+    import time
+
+    from pipelines import lake as lake_mod
+
+    closed_before = int((time.time() - closed_for_h * 3600) * 1000)
+    done = lake_mod.compact(lake or settings_mod.load().lake_dir, closed_before)
+    click.echo(f"merged {done['files_merged']} files into {done['files_written']}")
+
+
+@main.command()
 @click.option("--only", type=click.Choice(["foundation", "stream", "train"]), default=None,
               help="Run one group of benchmarks.")
 def bench(only: str | None) -> None:

@@ -11,11 +11,16 @@ Layout::
 The stream's sink names files after the Kafka offsets they hold
 (``p<partition>-<first>-<last>``), so rewriting a batch after a crash replaces the file
 instead of duplicating it; the offline simulator names them by sequence.
+
+The sink writes a file per partition every few seconds; ``compact`` merges a closed hour's
+files into one per partition (the sink runs it, and ``vigie compact``), so readers open a
+few files an hour instead of thousands.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union, get_args, get_origin
 
@@ -25,6 +30,7 @@ import pyarrow.parquet as pq
 
 from pipelines.topics import TOPICS
 
+SINK_FILE = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")  # partition, first and last offset
 KAFKA_COLUMNS = [pa.field("_partition", pa.int32()), pa.field("_offset", pa.int64())]
 _SIMPLE = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
@@ -99,6 +105,53 @@ def write_batch(lake_dir: Path, topic: str, table: TopicTable, events: Sequence[
         write_atomic(table.to_arrow(subset, parts, offs), path)
         written.append(path)
     return written
+
+
+def _hour_start_ms(folder: Path) -> Optional[int]:
+    try:
+        start = dt.datetime.strptime(folder.name.removeprefix("hour="), "%Y-%m-%dT%H")
+    except ValueError:
+        return None
+    return int(start.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def compact(lake_dir: Path, closed_before_ms: int) -> dict[str, int]:
+    """Merge the sink's files of every hour that ended before ``closed_before_ms`` into one
+    file per partition, named after the offsets it spans, so the sink still skips what the
+    lake holds. The merged file is renamed into place before its inputs are deleted: a reader
+    in between sees some rows twice, never a row missing (the event log's readers drop
+    duplicates by event id). Late events that land in a closed hour later are merged on the
+    next run. Returns counts of files merged and written."""
+    merged = written = 0
+    for folder in sorted(Path(lake_dir).glob("*/hour=*")):
+        start = _hour_start_ms(folder)
+        if start is None or start + 3_600_000 > closed_before_ms:
+            continue
+        by_partition: dict[int, list[tuple[int, int, Path]]] = {}
+        for path in folder.glob("p*.parquet"):
+            match = SINK_FILE.match(path.name)
+            if match:
+                partition, first, last = map(int, match.groups())
+                by_partition.setdefault(partition, []).append((first, last, path))
+        for partition, files in sorted(by_partition.items()):
+            if len(files) < 2:
+                continue
+            try:  # another compaction (a second sink) may have merged them meanwhile
+                table = pa.concat_tables([pq.read_table(path) for _, _, path in files],
+                                         promote_options="default")
+            except (FileNotFoundError, OSError):
+                continue
+            if "_offset" in table.column_names:
+                table = table.sort_by("_offset")
+            first, last = min(f for f, _, _ in files), max(l for _, l, _ in files)
+            target = folder / f"p{partition}-{first:012d}-{last:012d}.parquet"
+            write_atomic(table, target)
+            for _, _, path in files:
+                if path != target:
+                    path.unlink(missing_ok=True)
+            merged += len(files)
+            written += 1
+    return {"files_merged": merged, "files_written": written}
 
 
 # --- reading ---------------------------------------------------------------------------------

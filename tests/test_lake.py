@@ -1,6 +1,8 @@
 """The lake: atomic, idempotent Parquet batches and DuckDB views over them."""
 from __future__ import annotations
 
+import pyarrow.parquet as pq
+
 import pipelines.requests as rq
 from pipelines import lake, schemas
 from pipelines.agents.lake_sink import LakeWriter, flushed_offset
@@ -55,3 +57,40 @@ def test_empty_topics_have_typed_empty_views(tmp_path):
 def test_no_temporary_file_is_left_visible(tmp_path):
     LakeWriter(tmp_path).write(_records(_messages(10)))
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_compaction_merges_a_closed_hours_files_and_loses_nothing(tmp_path):
+    from pipelines.event_log import read_topic
+
+    events = _messages(120)  # two hours of events, one a minute
+    writer = LakeWriter(tmp_path)
+    for start in range(0, 120, 10):  # the sink's small batches, two partitions
+        batch = events[start:start + 10]
+        writer.write(_records(batch[:5], 0, start) + _records(batch[5:], 1, start))
+    before = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+    first_hour = lake.hour_of(T0)
+    end_of_first_hour = lake._hour_start_ms(tmp_path / "messages" / f"hour={first_hour}") \
+        + 3_600_000
+    done = lake.compact(tmp_path, closed_before_ms=end_of_first_hour)
+    folders = {p.name: sorted(f.name for f in p.glob("*.parquet"))
+               for p in (tmp_path / "messages").glob("hour=*")}
+    merged = folders[f"hour={first_hour}"]
+    assert [name[:2] for name in merged] == ["p0", "p1"]  # one file per partition
+    for name in merged:  # named after the batches' offsets it spans, rows in offset order
+        partition, first, last = map(int, lake.SINK_FILE.match(name).groups())
+        offsets = pq.read_table(tmp_path / "messages" / f"hour={first_hour}" / name
+                                ).column("_offset").to_pylist()
+        assert offsets == sorted(offsets) and first <= offsets[0] <= offsets[-1] <= last
+    assert done["files_written"] == 2 and done["files_merged"] > 2
+    later = [name for hour, names in folders.items() if hour != f"hour={first_hour}"
+             for name in names]
+    assert later and set(later) <= set(before)  # an hour still open is left alone
+    # every row is still there, once, in offset order within each merged file
+    assert {e.id for e in read_topic(tmp_path, "messages")} == {e.id for e in events}
+    con = lake.connect(tmp_path)
+    assert con.execute("SELECT count(*), count(DISTINCT (_partition, _offset)) FROM messages"
+                       ).fetchone() == (120, 120)
+    # the sink, restarted, still knows what the lake holds
+    assert flushed_offset(tmp_path, "messages", 0) == 114
+    assert LakeWriter(tmp_path).write(_records(events[:5], 0, 0)) == 0
+    assert lake.compact(tmp_path, closed_before_ms=end_of_first_hour)["files_merged"] == 0

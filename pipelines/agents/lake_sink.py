@@ -6,9 +6,9 @@ skipped on the way back. Nothing is lost and nothing is written twice.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,14 +19,14 @@ from pipelines.agents import quality
 from pipelines.topics import TOPICS, InvalidEvent, decode
 
 log = logging.getLogger(__name__)
-_FILE = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
+COMPACT_AFTER_MS = 2 * 3600 * 1000  # an hour's files are merged once it ended this long ago
 
 
 def flushed_offset(lake_dir: Path, topic: str, partition: int) -> int:
     """The last offset of ``topic[partition]`` already in the lake (-1 if none)."""
     last = -1
     for path in (lake_dir / topic).glob(f"hour=*/p{partition}-*.parquet"):
-        match = _FILE.match(path.name)
+        match = lake.SINK_FILE.match(path.name)
         if match and int(match.group(1)) == partition:
             last = max(last, int(match.group(3)))
     return last
@@ -93,3 +93,11 @@ def register(app) -> None:
             written = writer.write(records)
             log.info("lake: %d rows from %d records in %.0f ms", written, len(records),
                      (time.perf_counter() - started) * 1000)
+
+    @app.timer(float(os.environ.get("VIGIE_SINK_COMPACT_EVERY_S", "600")))
+    async def compact_closed_hours():
+        # in a thread: merging an hour of files must not hold up the next batch
+        closed_before = int(time.time() * 1000) - COMPACT_AFTER_MS
+        done = await asyncio.to_thread(lake.compact, conf.lake_dir, closed_before)
+        if done["files_merged"]:
+            log.info("lake: compacted %(files_merged)d files into %(files_written)d", done)
