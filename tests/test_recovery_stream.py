@@ -5,6 +5,7 @@ need" requests, a friend paying, the attacker trying to pay out)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import signal
 import time
 import uuid
@@ -235,7 +236,8 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     # the worker (a child: it inherits the environment) and the owners read the same SLA; an
     # owner in time answers within ~6 s of seeing the challenge (a 2 s poll, 1-4 s to think),
     # and a loaded CI machine can take seconds to deliver it
-    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", "15")
+    sla_s = 15
+    monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", str(sla_s))
     async with Tap("recovery", "account-events", "messages", "transfer-requests",
                    "notifications") as tap, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:
@@ -277,23 +279,41 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     warned = [n for n in tap.events("notifications") if n.kind == "contact_warning"]
     assert warned
 
-    # the owners: each behaviour shows, and leads where it should
+    # the owners: each behaviour shows, and leads where it should. An answer counts by the
+    # time the messaging service took it (its RecoveryEvent's ts) against the deadline: an
+    # owner meaning to answer in time who was slowed down (the challenge delivered late, a
+    # busy machine) is judged as late, as the stream judges them.
     assert set(answered.values()) == {"correct", "wrong", "late"}, answered
+    requests = {e.case_id: e for e in tap.events("recovery")
+                if not rc.is_transition(e) and e.actor == "simulator-owner"}
+    judged = Counter()
     for case_id, behaviour in answered.items():
         evs = cases[case_id]
         if evs[0].state != "opened":  # a case whose start the tap did not see cannot be judged
             print("not judged (history not seen from its opening):", case_id, evs)
             continue
+        challenged = next(e.ts for e in evs if e.state == "owner_verification")
+        answer_ms = requests[case_id].ts - challenged
+        in_time = answer_ms <= sla_s * 1000
+        print(f"{case_id}: {behaviour}, answered {answer_ms} ms after the challenge",
+              [e.state for e in evs])
         by_owner = [e for e in evs if e.actor == "simulator-owner"]
-        if behaviour == "correct":  # a takeover restored (a false alarm would close legitimate)
+        if not in_time:  # overdue first; the answer after the deadline changed nothing
+            assert not by_owner and evs[-1].state == "escalated", evs
+            assert evs[-1].actor == "stream" and "owner_verification overdue" in evs[-1].reason
+            judged["late" if behaviour == "late" else "slowed"] += 1
+        elif behaviour == "correct":  # a takeover restored (a false alarm closes legitimate)
             assert [e.state for e in by_owner] in (["secured"], ["closed_legitimate"]), evs
             assert evs[-1].state in ("restored", "closed_legitimate"), evs
+            judged["correct"] += 1
         elif behaviour == "wrong":
             assert [(e.state, evs[-1].state) for e in by_owner] == [("escalated", "escalated")]
             assert "verification failed (wrong_code)" in by_owner[0].reason
-        else:  # late: overdue first; the answer after the deadline changed nothing
-            assert not by_owner and evs[-1].state == "escalated", evs
-            assert evs[-1].actor == "stream" and "owner_verification overdue" in evs[-1].reason
+            judged["wrong"] += 1
+        else:
+            raise AssertionError(f"a late owner answered in time: {evs}")
+    print("judged:", dict(judged))
+    assert judged["correct"] and judged["wrong"] and judged["late"], judged
     restored = [evs for evs in contained if evs[-1].state == "restored"]
     assert restored, "no case was restored"
 
