@@ -47,7 +47,10 @@ def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
         # simply re-read by whoever owns the partition next.
         stream_wait_empty=False,
         producer_acks=-1,
-        producer_linger_ms=1,
+        # How long a produce batch waits for more records: each hop of an event (ingest ->
+        # entity-events -> transfer-parts -> decisions) can wait this long, against fewer,
+        # fuller produce requests under load (see docs/benchmarks.md).
+        producer_linger_ms=int(os.environ.get("VIGIE_PRODUCER_LINGER_MS") or 1),
         table_standby_replicas=0 if os.environ.get("VIGIE_STANDBY_REPLICAS") is None
         else int(os.environ["VIGIE_STANDBY_REPLICAS"]),
         web_enabled=False,
