@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Optional
 
 from pipelines import schemas
 from pipelines.agents import control as control_mod, decide, entities, ingest, lake_sink
@@ -28,21 +29,27 @@ log = logging.getLogger(__name__)
 class Router:
     """What happens to a valid input event after validation."""
 
-    def __init__(self, entity_topic, control: control_mod.Control, dead_letters, clock):
+    def __init__(self, entity_topic, control: control_mod.Control, dead_letters, clock,
+                 bundler: entities.Bundler):
         self.entity_topic = entity_topic
         self.clock = clock  # watermarks.SourceClock: each feature source's order_ts
+        self.bundler = bundler  # the micro-batch's routed events, by entity-events partition
         self.control = control
         self.dead_letters = dead_letters
         self.decisions = entities.raw_topic(entity_topic.app, "decisions")
+        self.handled: list[tuple[int, int, Optional[int]]] = []  # (source, offset, order_ts)
+        self.stamped: dict[int, int] = {}  # source -> order_ts, this micro-batch
 
     async def __call__(self, topic: str, event, message) -> None:
         if topic in FEATURE_TOPICS:
             source = source_id(topic, message.partition)
             order_ts = self.clock.stamp(source, routing.event_time(event))
-            for key, value in entities.routed_for(event, topic, message.value, source,
-                                                  message.offset, order_ts):
-                await self.entity_topic.send(key=key, value=value)
-            self.clock.done(source, message.offset, order_ts)
+            order_ts = max(order_ts, self.stamped.get(source, order_ts))
+            self.stamped[source] = order_ts
+            for key, routed in entities.routed_for(event, topic, message.value, source,
+                                                   message.offset, order_ts):
+                self.bundler.add(key, routed)
+            self.handled.append((source, message.offset, order_ts))
         elif topic == "analyst-actions":
             await self.analyst_action(event, message)
         elif topic == "model-updates":
@@ -51,7 +58,17 @@ class Router:
     def skipped(self, message) -> None:
         """A dead-lettered input record: handled too, as far as its source's progress goes."""
         if message.topic in FEATURE_TOPICS:
-            self.clock.done(source_id(message.topic, message.partition), message.offset)
+            self.handled.append((source_id(message.topic, message.partition), message.offset,
+                                 None))
+
+    async def flush(self) -> None:
+        """The end of a micro-batch: its routed events leave, and only then may the clock
+        count them handled (a watermark announced before them would let them arrive late)."""
+        await self.bundler.flush()
+        for source, offset, order_ts in self.handled:
+            self.clock.done(source, offset, order_ts)
+        self.handled.clear()
+        self.stamped.clear()
 
     async def refuse(self, reason: str, message) -> None:
         letter = ingest.dead_letter(reason, message.topic, message.partition, message.offset,
@@ -110,11 +127,12 @@ def build_worker_app():
     app = make_app("vigie")
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
-    entity_topic, clock = entities.register(app, watch=cases.watch)
+    entity_topic, clock, partitions = entities.register(app, watch=cases.watch)
     parts_topic = entities.raw_topic(app, "transfer-parts")
     decide.register(app, control, parts_topic, adjust=cases.adjust)
     dead_letters = entities.raw_topic(app, "dead-letters")
-    ingest.register(app, Router(entity_topic, control, dead_letters, clock))
+    ingest.register(app, Router(entity_topic, control, dead_letters, clock,
+                                entities.Bundler(entity_topic, partitions)))
     return app
 
 

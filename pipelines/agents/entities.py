@@ -3,12 +3,14 @@
 partition; for a transfer, each entity first reports its features (a *part*) to the decide stage.
 
 One table (``entity-states``) holds one value per entity: its whole feature state plus the
-delivery marks that make redelivery harmless (see ``envelopes.Stored``). One read and at most one
-write per event: each Faust table write is a changelog send, the dominant cost.
+delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each Faust table write is
+a changelog record, the dominant cost: states are written once per entity per record consumed
+(``write_states``), however many of the entity's events that record released.
 """
 from __future__ import annotations
 
 import logging
+from typing import Callable, Optional
 
 import msgspec
 
@@ -16,8 +18,10 @@ from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
 from pipelines.agents import watermarks
 from pipelines.agents.acks import InOrderAcks
-from pipelines.agents.envelopes import (DERIVED, ENTITY_EVENTS, ROUTED_DECODER, TRANSFER_PARTS, Part,
-                                        Routed, Stored, decode_stored, encode, source_id)
+from pipelines.agents.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
+                                        MAX_BUNDLE, TRANSFER_PARTS, Part, Routed, Stored,
+                                        decode_stored, encode, encode_bundle, partition_for,
+                                        source_id)
 from pipelines.schemas import TransferRequested
 from pipelines.topics import TOPICS, decode
 
@@ -47,13 +51,34 @@ def entity_key(kind: str, key: str) -> bytes:
 
 
 def routed_for(event, topic: str, raw: bytes, source: int, offset: int,
-               order_ts: int = 0) -> list[tuple[bytes, bytes]]:
+               order_ts: int = 0) -> list[tuple[bytes, Routed]]:
     """(entity key, envelope) for every entity ``event`` updates."""
     targets = routes(event)
     parts = len(targets) if type(event) is TransferRequested else 0
     return [(entity_key(kind, key),
-             encode(Routed(kind, key, role, topic, raw, source, offset, parts, order_ts, event.id)))
+             Routed(kind, key, role, topic, raw, source, offset, parts, order_ts, event.id))
             for kind, key, role in targets]
+
+
+class Bundler:
+    """Collects routed events by the entity-events partition of their entity, then sends one
+    record per partition (see ``envelopes``): the ingest stage flushes once per micro-batch,
+    the entity stage once per record it consumed."""
+
+    def __init__(self, topic, partitions: Callable[[], int]):
+        self.topic = topic
+        self.partitions = partitions  # entity-events' partition count
+        self.waiting: dict[int, list[Routed]] = {}
+
+    def add(self, key: bytes, routed: Routed) -> None:
+        self.waiting.setdefault(partition_for(key, self.partitions()), []).append(routed)
+
+    async def flush(self) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for partition, bundle in waiting.items():
+            for start in range(0, len(bundle), MAX_BUNDLE):
+                await self.topic.send(key=BUNDLE_KEY, value=encode_bundle(
+                    bundle[start:start + MAX_BUNDLE]), partition=partition)
 
 
 class EntityStage:
@@ -62,12 +87,19 @@ class EntityStage:
 
     def __init__(self, table, send_entity, send_part):
         self.table = table
-        self.send_entity = send_entity  # async (key, value) -> None, to entity-events
+        self.unwritten: dict[bytes, Optional[bytes]] = {}  # entity key -> state (None: gone)
+        self.send_entity = send_entity  # async (entity key, Routed) -> None, derived events
         self.send_part = send_part  # async (key, value) -> None, to transfer-parts
         self.watch = None  # async (role, event, account state) -> None, after an account learns
 
-    async def apply(self, table_key: bytes, routed: Routed, partition: int, offset: int) -> None:
-        stored = decode_stored(self.table.get(table_key))
+    async def apply(self, routed: Routed, partition: int, position: int) -> None:
+        """Apply one routed event read from entity-events ``partition``; ``position`` is its
+        place there (record offset * MAX_BUNDLE + index in the bundle), which numbers the
+        events it derives."""
+        table_key = entity_key(routed.kind, routed.key)
+        unwritten = self.unwritten
+        stored = decode_stored(unwritten[table_key] if table_key in unwritten
+                               else self.table.get(table_key))
         marks = stored.marks if stored else {}
         parts = stored.parts if stored else {}
         sent_as = f"{routed.source}:{routed.offset}"
@@ -94,9 +126,9 @@ class EntityStage:
         source = source_id(ENTITY_EVENTS, partition)
         for i, child in enumerate(derived):
             raw = msgspec.msgpack.encode(child)
-            for key, value in routed_for(child, DERIVED, raw, source, offset * 64 + i,
-                                         routed.order_ts):
-                await self.send_entity(key, value)
+            for key, envelope in routed_for(child, DERIVED, raw, source, position * 64 + i,
+                                            routed.order_ts):
+                await self.send_entity(key, envelope)
         now = event_time(event)
         marks[routed.source] = (routed.offset, now)
         if len(marks) > 4:
@@ -105,22 +137,34 @@ class EntityStage:
             parts = {k: p for k, p in parts.items() if now - p[0] < PART_KEEP_MS}
         state.expire(now)
         if state.is_empty():
-            self.table.pop(table_key, None)
+            unwritten[table_key] = None
         else:
-            self.table[table_key] = encode(Stored(state.to_bytes(), marks, parts))
+            unwritten[table_key] = encode(Stored(state.to_bytes(), marks, parts))
+
+    def write_states(self) -> None:
+        """Write the states changed since the last call, one table write per entity however
+        many of its events were applied: each write is a changelog record. Call it before
+        acknowledging what was applied."""
+        for key, value in self.unwritten.items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self.unwritten.clear()
 
 
 def register(app, watch=None):
     """The entity agent. Events wait in ``watermarks.Aligner`` until the watermark says every
-    earlier event has arrived, then are applied in event-time order; each is acknowledged only
-    once applied, so a crash re-reads what was waiting."""
+    earlier event has arrived, then are applied in event-time order; a record is acknowledged
+    only once every event of its bundle is applied, so a crash re-reads what was waiting."""
     entity_topic = raw_topic(app, ENTITY_EVENTS)
     parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
-    clock, aligner = watermarks.register(app, entity_topic)
+    clock, aligner, partitions = watermarks.register(app, entity_topic)
+    derived = Bundler(entity_topic, partitions)
 
-    async def send_entity(key, value):
-        await entity_topic.send(key=key, value=value)
+    async def send_entity(key, routed):
+        derived.add(key, routed)
 
     async def send_part(key, value):
         await parts_topic.send(key=key, value=value)
@@ -141,21 +185,31 @@ def register(app, watch=None):
                 acks.finish(handle)
             else:
                 try:
-                    routed = ROUTED_DECODER.decode(event.value)
+                    bundle = BUNDLE_DECODER.decode(event.value)
                 except msgspec.DecodeError:
-                    log.exception("unreadable entity event at [%d]@%d", partition,
+                    log.exception("unreadable entity events at [%d]@%d", partition,
                                   event.message.offset)
+                    bundle = []
+                if not bundle:
                     acks.finish(handle)
-                    continue
-                order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
-                aligner.add(partition, order, routed.source, (handle, routed))
-            for waiting, routed in aligner.ready(partition):
-                message = waiting[0].message
+                unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
+                base = event.message.offset * MAX_BUNDLE
+                for i, routed in enumerate(bundle):
+                    order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
+                    aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
+            finished = []
+            for unapplied, position, routed in aligner.ready(partition):
                 try:
-                    await stage.apply(waiting[0].key, routed, message.partition, message.offset)
+                    await stage.apply(routed, partition, position)
                 except Exception:  # a bug must not stop every entity behind this one
-                    log.exception("entity stage failed on %s[%d]@%d", message.topic,
-                                  message.partition, message.offset)
-                acks.finish(waiting)
+                    log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
+                                  position // MAX_BUNDLE)
+                unapplied[1] -= 1
+                if not unapplied[1]:
+                    finished.append(unapplied[0])
+            stage.write_states()  # in this record's partition, like the events applied
+            await derived.flush()  # before the acknowledgements: nothing derived is lost
+            for handle in finished:
+                acks.finish(handle)
 
-    return entity_topic, clock
+    return entity_topic, clock, partitions

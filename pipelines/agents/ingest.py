@@ -21,11 +21,16 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
     )
 
 
+BATCH, BATCH_WITHIN_S = 1000, 0.002  # a micro-batch: this many records, or what came by then
+
+
 def register(app, handle_valid) -> None:
     """Add the ingest agent to ``app``; ``handle_valid(topic, event, message)`` gets every
-    valid event (an async callable: the feature and decision stages), and
-    ``handle_valid.skipped(message)``, if it exists, every dead-lettered one."""
+    valid event (an async callable: the feature and decision stages),
+    ``handle_valid.skipped(message)``, if it exists, every dead-lettered one, and
+    ``handle_valid.flush()``, if it exists, is awaited at the end of every micro-batch."""
     skipped = getattr(handle_valid, "skipped", None)
+    flush = getattr(handle_valid, "flush", None)
     inputs = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic("dead-letters", key_type=bytes, value_type=bytes,
@@ -33,17 +38,21 @@ def register(app, handle_valid) -> None:
 
     @app.agent(inputs, name="ingest")
     async def ingest(stream):
-        async for event in stream.events():
-            message = event.message
-            try:
-                valid = decode(message.topic, event.value)
-            except InvalidEvent as exc:
-                letter = dead_letter(str(exc), message.topic, message.partition, message.offset,
-                                     event.value)
-                await dead_letters.send(value=schemas.encode(letter))
-                log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                         message.offset, letter.reason)
-                if skipped is not None:
-                    skipped(message)
-                continue
-            await handle_valid(message.topic, valid, message)
+        # take_events acknowledges a batch once this body is done with it (flushed too)
+        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            for event in batch:
+                message = event.message
+                try:
+                    valid = decode(message.topic, event.value)
+                except InvalidEvent as exc:
+                    letter = dead_letter(str(exc), message.topic, message.partition,
+                                         message.offset, event.value)
+                    await dead_letters.send(value=schemas.encode(letter))
+                    log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
+                             message.offset, letter.reason)
+                    if skipped is not None:
+                        skipped(message)
+                    continue
+                await handle_valid(message.topic, valid, message)
+            if flush is not None:
+                await flush()

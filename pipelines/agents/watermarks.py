@@ -224,9 +224,10 @@ class Aligner:
 
 
 # --- the Faust side ----------------------------------------------------------------------------
-def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
+def register(app, entity_topic) -> tuple[SourceClock, Aligner, Callable[[], int]]:
     """The ingest tick that announces watermarks, and the hook that drops a revoked partition's
-    waiting events. Returns the clock (for the ingest stage) and the aligner (entity stage)."""
+    waiting events. Returns the clock (for the ingest stage), the aligner (entity stage), and
+    entity-events' partition count (from the cluster's metadata, else the configured one)."""
     from pipelines.agents.envelopes import source_id
     from pipelines.topics import FEATURE_TOPICS
 
@@ -253,6 +254,9 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
         return known
 
     aligner = Aligner(sources)
+
+    def entity_partitions() -> int:
+        return partition_count(entity_topic.get_topic_name()) or app.conf.topic_partitions
 
     known_ends: dict[int, int] = {}  # source -> the last end offset the broker gave
 
@@ -282,8 +286,7 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
         moved = clock.moved()
         if moved:
             value = encode_watermarks(moved)
-            for partition in range(partition_count(entity_topic.get_topic_name())
-                                   or app.conf.topic_partitions):
+            for partition in range(entity_partitions()):
                 await entity_topic.send(key=WATERMARK_KEY, value=value, partition=partition)
         for partition, waiting, silent in aligner.stalled():
             log.warning("entity-events[%d]: %d events wait for the watermark of sources %s",
@@ -314,4 +317,4 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner]:
     async def drop_revoked(app, revoked, **kwargs):
         aligner.forget(tp.partition for tp in revoked if tp.topic == entity_topic.get_topic_name())
 
-    return clock, aligner
+    return clock, aligner, entity_partitions
