@@ -144,9 +144,11 @@ class DecideStage:
 
     def _decide(self, transfers, vectors, which: str, shadow: bool) -> list[schemas.Decision]:
         scorer = self.scorer(which)
-        table = pd.DataFrame(vectors, columns=list(FEATURE_NAMES))
         rules = self.control.rules
-        rule_hits = rules.evaluate(table) if rules.rules else [[] for _ in transfers]
+        if rules.rules:  # the table costs ~3 ms a batch: built only when a rule will read it
+            rule_hits = rules.evaluate(pd.DataFrame(vectors, columns=list(FEATURE_NAMES)))
+        else:
+            rule_hits = [[] for _ in transfers]
         lists = self.control.lists
         if scorer is not None:
             matrix = scorer.matrix(vectors)
