@@ -76,8 +76,11 @@ class TopicTable:
         return pa.table(columns, schema=self.schema)
 
 
+HOUR_FORMAT = "%Y-%m-%dT%H"  # the hour=... folders, in UTC
+
+
 def hour_of(ts_ms: int) -> str:
-    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H")
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone.utc).strftime(HOUR_FORMAT)
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
@@ -109,7 +112,7 @@ def write_batch(lake_dir: Path, topic: str, table: TopicTable, events: Sequence[
 
 def _hour_start_ms(folder: Path) -> Optional[int]:
     try:
-        start = dt.datetime.strptime(folder.name.removeprefix("hour="), "%Y-%m-%dT%H")
+        start = dt.datetime.strptime(folder.name.removeprefix("hour="), HOUR_FORMAT)
     except ValueError:
         return None
     return int(start.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)

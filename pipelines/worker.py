@@ -38,14 +38,11 @@ class Router:
         self.dead_letters = dead_letters
         self.decisions = entities.raw_topic(entity_topic.app, "decisions")
         self.handled: list[tuple[int, int, Optional[int]]] = []  # (source, offset, order_ts)
-        self.stamped: dict[int, int] = {}  # source -> order_ts, this micro-batch
 
     async def __call__(self, topic: str, event, message) -> None:
         if topic in FEATURE_TOPICS:
             source = source_id(topic, message.partition)
             order_ts = self.clock.stamp(source, routing.event_time(event))
-            order_ts = max(order_ts, self.stamped.get(source, order_ts))
-            self.stamped[source] = order_ts
             for key, routed in entities.routed_for(event, topic, message.value, source,
                                                    message.offset, order_ts):
                 self.bundler.add(key, routed)
@@ -68,7 +65,6 @@ class Router:
         for source, offset, order_ts in self.handled:
             self.clock.done(source, offset, order_ts)
         self.handled.clear()
-        self.stamped.clear()
 
     async def refuse(self, reason: str, message) -> None:
         letter = ingest.dead_letter(reason, message.topic, message.partition, message.offset,

@@ -20,7 +20,7 @@ from pipelines.agents import watermarks
 from pipelines.agents.acks import InOrderAcks
 from pipelines.agents.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
                                         MAX_BUNDLE, TRANSFER_PARTS, Part, Routed, Stored,
-                                        decode_stored, encode, encode_bundle, partition_for,
+                                        decode_stored, encode, partition_for,
                                         source_id)
 from pipelines.schemas import TransferRequested
 from pipelines.topics import TOPICS, decode
@@ -77,7 +77,7 @@ class Bundler:
         waiting, self.waiting = self.waiting, {}
         for partition, bundle in waiting.items():
             for start in range(0, len(bundle), MAX_BUNDLE):
-                await self.topic.send(key=BUNDLE_KEY, value=encode_bundle(
+                await self.topic.send(key=BUNDLE_KEY, value=encode(
                     bundle[start:start + MAX_BUNDLE]), partition=partition)
 
 

@@ -9,7 +9,7 @@ the decide stage joins a transfer's parts and scores it.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import msgspec
 from aiokafka.partitioner import murmur2
@@ -57,7 +57,6 @@ class Stored(Struct, array_like=True):
 
 
 ROUTED_ENCODER = msgspec.msgpack.Encoder()
-ROUTED_DECODER = msgspec.msgpack.Decoder(Routed)
 BUNDLE_DECODER = msgspec.msgpack.Decoder(list[Routed])
 BUNDLE_KEY = b"~bundle"  # the record key of a bundle (its partition is given explicitly)
 MAX_BUNDLE = 512  # routed events in one record; derived events' offsets count on this bound
@@ -82,12 +81,9 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def encode(obj: Struct) -> bytes:
+def encode(obj: Union[Struct, list]) -> bytes:
+    """msgpack: an envelope, a stored value, or a bundle (a list of them)."""
     return ROUTED_ENCODER.encode(obj)
-
-
-def encode_bundle(bundle: list[Routed]) -> bytes:
-    return ROUTED_ENCODER.encode(bundle)
 
 
 def decode_stored(raw: Optional[bytes]) -> Optional[Stored]:

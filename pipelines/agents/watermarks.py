@@ -68,13 +68,18 @@ class SourceClock:
         self.order: dict[int, int] = {}  # source -> order_ts (= its watermark)
         self.processed: dict[int, int] = {}  # source -> last offset fully handled
         self.stream_time: Optional[int] = None  # the largest order_ts this worker knows of
+        self._stamped: dict[int, int] = {}  # source -> the last order_ts stamped (maybe unsent)
         self._sent: dict[int, int] = {}
         self._last_move = float("-inf")
 
     def stamp(self, source: int, ts: int) -> int:
-        """The ``order_ts`` for an event of ``source`` with event time ``ts``."""
-        current = self.order.get(source)
-        return ts if current is None or ts > current else current
+        """The ``order_ts`` for an event of ``source`` with event time ``ts``: never below one
+        stamped before, even if that event is not ``done`` yet (the ingest stage sends a
+        micro-batch's events at its end), nor below the source's watermark."""
+        current = max(self._stamped.get(source, ts), self.order.get(source, ts))
+        order_ts = ts if ts > current else current
+        self._stamped[source] = order_ts
+        return order_ts
 
     def done(self, source: int, offset: int, order_ts: Optional[int] = None) -> None:
         """A record of ``source`` was handled (its routed events sent, or it was dead-lettered)."""
