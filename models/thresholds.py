@@ -1,9 +1,14 @@
 """Decision thresholds derived from a declared budget on the validation slice, never typed by hand.
 
 - hold: the highest band that holds at most ``hold_rate`` of validation transfers (review capacity);
-- warn: the same for the wider ``warn_rate`` band (in-chat warnings are cheap, but not free);
+- warn: the widest band that warns at most ``warn_rate`` of the *legitimate* validation transfers
+  (a warning is friction for an honest sender; warning a fraud costs nothing, so frauds do not
+  eat the budget: a budget on all transfers would, on traffic with more frauds than it, put the
+  threshold inside the frauds' own scores);
 - block: the lowest score whose band reaches ``block_precision`` on validation, with at least
-  ``block_min_frauds`` frauds in it (one lucky fraud is not evidence), never below hold.
+  ``block_min_frauds`` frauds in it (one lucky fraud is not evidence), never below hold. A
+  confident model ties its top scores; when that tie alone exceeds the review budget, hold is
+  disabled, and block still stands on its precision (blocked transfers need no reviewer).
 A threshold that no score can satisfy is DISABLED (1.01: scores are probabilities).
 """
 from __future__ import annotations
@@ -48,7 +53,10 @@ def precision_threshold(y, scores, precision: float, min_frauds: int) -> float:
 
 def derive(y_valid, scores_valid, budget: Budget = Budget()) -> dict:
     hold = rate_threshold(scores_valid, budget.hold_rate)
-    warn = min(rate_threshold(scores_valid, budget.warn_rate), hold)
-    block = max(precision_threshold(y_valid, scores_valid, budget.block_precision,
-                                    budget.block_min_frauds), hold)
+    block = precision_threshold(y_valid, scores_valid, budget.block_precision,
+                                budget.block_min_frauds)
+    if hold != DISABLED:
+        block = max(block, hold)
+    legit = np.asarray(scores_valid)[~np.asarray(y_valid, dtype=bool)]
+    warn = min(rate_threshold(legit, budget.warn_rate), hold, block)
     return {"warn": warn, "hold": hold, "block": block}

@@ -65,7 +65,8 @@ def test_thresholds_respect_the_budget_on_validation(table, trained, scorer):
     scores = scorer.score(valid[FEATURES].to_numpy())
     y = valid["label"].to_numpy().astype(bool)
     assert 0 < np.mean(scores >= t["hold"]) <= budget["hold_rate"]
-    assert np.mean(scores >= t["hold"]) < np.mean(scores >= t["warn"]) <= budget["warn_rate"]
+    assert np.mean(scores >= t["hold"]) < np.mean(scores >= t["warn"])
+    assert np.mean(scores[~y] >= t["warn"]) <= budget["warn_rate"]  # honest senders warned
     assert t["warn"] <= t["hold"] <= t["block"]
     if t["block"] <= 1:
         assert y[scores >= t["block"]].mean() >= budget["block_precision"]
@@ -90,6 +91,20 @@ def test_block_needs_precision_and_enough_frauds():
     assert thresholds.precision_threshold(y, scores, 0.9, 25) == thresholds.DISABLED
     noisy = np.r_[np.zeros(50)].astype(bool)
     assert thresholds.precision_threshold(noisy, np.linspace(0, 1, 50), 0.9, 1) == thresholds.DISABLED
+
+
+def test_block_stands_when_the_top_tie_overflows_the_review_budget():
+    """Twenty frauds tied at the top are more than a 0.5 % review budget can hold: hold is
+    disabled, and they are blocked on their precision rather than let through."""
+    y = np.r_[np.ones(20), np.zeros(980)].astype(bool)
+    scores = np.r_[np.full(20, 0.99), np.linspace(0, 0.5, 980)]
+    t = thresholds.derive(y, scores, thresholds.Budget(hold_rate=0.005, block_precision=1.0))
+    assert t["hold"] == thresholds.DISABLED
+    assert t["block"] == pytest.approx(0.99) and t["warn"] <= t["block"]
+    assert np.sum(scores >= t["block"]) == 20
+    # with room to review them, the tie is held, and block is never below hold
+    roomy = thresholds.derive(y, scores, thresholds.Budget(hold_rate=0.05, block_precision=1.0))
+    assert roomy["hold"] <= 0.99 and roomy["block"] >= roomy["hold"]
 
 
 def test_metrics_match_brute_force():

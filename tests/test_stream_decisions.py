@@ -336,31 +336,57 @@ def test_rule_and_list_changes_take_effect_live_within_2s(kafka, model, watcher,
 
 
 # --- 5. reason codes fit the scenario -----------------------------------------------------------
-# The feature family that fits each scenario's shape (prefixes of feature names), from the
-# point of view of who does what: in a takeover the *sender* is on a new device with fresh
-# credential changes; card fraud is the card's (or the sender's new card); a mule ring is the
-# recipient's fan-in and in->out speed; a farm is accounts sharing a device, IP or card; an
-# authorised-push-payment scam is a first payment to a new, reported or unknown payee.
+# The signals each scenario's script (pipelines/simulator/fraud.py) leaves, as prefixes of feature
+# names, from the point of view of the transfer's sender and recipient.
+TAKEOVER_SIGNS = ("hours_since_new_device", "device_first_seen", "hours_since_pass",
+                  "hours_since_email", "hours_since_phone", "hours_since_new_country",
+                  "failed_logins")
+# the attacker, on a new device after credential changes, pays recipients the owner never paid
+SENDER_TAKEN_OVER = (*(f"sender_{s}" for s in TAKEOVER_SIGNS), "device_failed_logins",
+                     "ip_failed_logins", "sender_new_recipients", "sender_money_requests_out")
+# a friend pays the taken-over account after its urgent "friend in need" request
+FRIEND_IN_NEED = (*(f"recipient_{s}" for s in TAKEOVER_SIGNS), "sender_pair_money_requests_in",
+                  "sender_pair_urgent")
+# a fraudster's own account, card and device, registered minutes before paying
+NEW_SENDER_ACCOUNT = ("sender_account_age_days", "sender_hours_since_new_device",
+                      "sender_hours_since_new_card", "sender_hours_since_new_bank_account",
+                      "sender_device_first_seen")
+CARD_USE = ("card_", "transfer_has_card")
+# a scammer (or a mule's lure) talking a victim into paying: money, urgency, links
+LURE_TALK = ("sender_pair_money", "sender_pair_urgent", "sender_pair_link",
+             "sender_pair_payee_raised_money_first")
+# the payee is a new account the victim never paid, maybe reported
+NEW_PAYEE = ("recipient_account_age_days", "recipient_hours_since_new_device",
+             "recipient_hours_since_new_bank_account", "sender_no_prior_conversation",
+             "sender_first_transfer", "sender_pair_age_hours", "recipient_scam_reports",
+             "recipient_fraud_links")
+# a mule: many new senders, money forwarded within minutes
+FAN_IN = ("recipient_new_senders_share", "recipient_forwarded_share", "recipient_min_forward",
+          "recipient_distinct_senders", "sender_minutes_since_last_inbound")
+SHARED_KIT = ("device_accounts_7d", "ip_accounts_7d", "card_accounts_7d")
 FAMILIES = {
-    "ato": ("sender_hours_since_new_device", "sender_device_first_seen", "sender_hours_since_pass",
-            "sender_hours_since_email", "sender_hours_since_phone", "sender_hours_since_new_country",
-            "sender_failed_logins", "device_failed_logins", "ip_failed_logins",
-            "sender_new_recipients", "sender_money_requests_out"),
-    "card_testing": ("card_", "sender_hours_since_new_card", "transfer_has_card"),
-    "stolen_card": ("card_", "sender_hours_since_new_card", "transfer_has_card"),
-    "mule": ("recipient_new_senders_share", "recipient_forwarded_share", "recipient_min_forward",
-             "recipient_distinct_senders", "sender_minutes_since_last_inbound"),
-    "fake_account_farm": ("device_accounts_7d", "ip_accounts_7d", "card_accounts_7d",
-                          "sender_account_age_days"),
-    "romance": ("sender_pair_", "sender_no_prior_conversation", "sender_first_transfer",
-                "recipient_account_age_days", "recipient_scam_reports", "recipient_fraud_links"),
-    "marketplace": ("sender_pair_", "sender_no_prior_conversation", "sender_first_transfer",
-                    "recipient_account_age_days", "recipient_scam_reports", "recipient_fraud_links"),
-    "impersonation": ("sender_pair_", "sender_no_prior_conversation", "sender_first_transfer",
-                      "recipient_account_age_days", "recipient_scam_reports",
-                      "recipient_fraud_links"),
+    "ato": SENDER_TAKEN_OVER + FRIEND_IN_NEED,
+    "card_testing": CARD_USE + NEW_SENDER_ACCOUNT,
+    "stolen_card": CARD_USE + NEW_SENDER_ACCOUNT,
+    "mule": FAN_IN + LURE_TALK,
+    "fake_account_farm": SHARED_KIT + NEW_SENDER_ACCOUNT + CARD_USE,
+    "romance": NEW_PAYEE + LURE_TALK,
+    "marketplace": NEW_PAYEE + LURE_TALK,
+    "impersonation": NEW_PAYEE + LURE_TALK,
 }
+TOP_REASONS = 3  # what the console shows first
+MIN_FITTING = 0.5  # share of a scenario's caught transfers with a fitting reason in the top 3
 MIN_CAUGHT = 0.5  # share of a scenario's transfers not approved
+
+
+def test_reason_families_are_narrow():
+    """A family that took in every feature would fit any explanation: each names a few of the
+    model's features, and none the amount or the plain velocities every scenario moves."""
+    for scenario, family in FAMILIES.items():
+        members = [f for f in FEATURE_NAMES if f.startswith(family)]
+        assert 0 < len(members) <= len(FEATURE_NAMES) // 4, (scenario, members)
+        assert not any(f.startswith(("transfer_amount", "sender_count", "recipient_sum"))
+                       for f in members), (scenario, members)
 
 
 def fraud_transfers_by_scenario(run: Run) -> dict[str, set]:
@@ -382,9 +408,13 @@ def fraud_transfers_by_scenario(run: Run) -> dict[str, set]:
 def test_fraud_scenarios_get_decisions_with_fitting_reasons(baseline):
     decided = _first(baseline.decisions)
     by_scenario = fraud_transfers_by_scenario(baseline)
-    legit = set(decided) - set().union(*by_scenario.values())
+    # legitimate: no fraud label, and not sent by an account reported as a fraudster (a mule's
+    # cash-out to its collector is fraud that no one reports or disputes: it has no label)
+    reported = {l.account for l in baseline.labels if l.is_fraud and l.kind == "user_scam_report"}
+    legit = {t for t in set(decided) - set().union(*by_scenario.values())
+             if baseline.transfers[t].sender not in reported}
     approved_legit = sum(decided[t].action == "approve" for t in legit) / len(legit)
-    table, failures, unfitting = [], [], []
+    table, failures = [], []
     for scenario, family in FAMILIES.items():
         ids = by_scenario.get(scenario, set())
         if not ids:
@@ -392,19 +422,19 @@ def test_fraud_scenarios_get_decisions_with_fitting_reasons(baseline):
             continue
         caught = [decided[t] for t in ids if decided[t].action != "approve"]
         recall = len(caught) / len(ids)
-        reasons = Counter(r.feature for d in caught for r in d.reasons[:3])
-        fitting = [f for f in reasons if f.startswith(family)]
+        top = [[r.feature for r in d.reasons[:TOP_REASONS]] for d in caught]
+        fitting = sum(any(f.startswith(family) for f in features) for features in top)
         table.append(f"{scenario}: {len(caught)}/{len(ids)} not approved ({recall:.0%}), "
-                     f"top reasons {reasons.most_common(4)}")
+                     f"{fitting} with a fitting reason, top reasons "
+                     f"{Counter(f for features in top for f in features).most_common(4)}")
         if recall < MIN_CAUGHT:
             failures.append(f"{scenario}: recall {recall:.0%} < {MIN_CAUGHT:.0%}")
-        elif not fitting:
-            unfitting.append(f"{scenario}: no reason from {family} among {dict(reasons)}")
+        elif fitting < MIN_FITTING * len(caught):
+            failures.append(f"{scenario}: {fitting} of {len(caught)} caught transfers have a "
+                            f"reason from {family} in their top {TOP_REASONS}")
     print(f"\nscenarios (legit approved: {approved_legit:.1%}):\n  " + "\n  ".join(table))
     assert approved_legit > 0.9
     assert not failures, failures
-    if unfitting:  # caught, but explained by the recipient side: a model-quality gap, left visible
-        pytest.xfail(f"reason codes do not fit every scenario yet: {unfitting}")
 
 
 # --- 6. end to end with the payment and messaging services ------------------------------------

@@ -13,7 +13,8 @@ Codes (``Label.scenario``):
 - ``stolen_card``: a new account registers a stolen card and spends it on accounts of the
   ring; ``card_testing``: many small transfers funded by newly registered cards. Both end
   in chargebacks weeks later.
-- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in), each mule
+- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; recruited members
+  or new accounts), each mule
   sends the money on to a collector within minutes (fast cash-out). Victims report.
 - ``fake_account_farm``: many signups sharing a couple of device hashes, an IP and cards,
   spam, then card-funded transfers to a collector; chargebacks.
@@ -26,7 +27,8 @@ from typing import Callable, Optional
 
 from pipelines.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
 from pipelines.simulator.population import FRAUD_COUNTRIES, User, new_card, new_device, new_ip
-from pipelines.simulator.world import Script, World, crook, onboard, open_app, pay_after_talk
+from pipelines.simulator.world import (Script, World, crook, mule_account, onboard, open_app,
+                                       pay_after_talk)
 
 EURO = 100
 DEFAULT_MIX: dict[str, float] = {
@@ -227,7 +229,7 @@ def mule(w: World) -> Script:
     rng = w.rng
     ring = []
     for _ in range(rng.randint(2, 4)):
-        ring.append((yield from _new_account(w, "mule")))
+        ring.append((yield from mule_account(w)))
     collector = yield from crook(w)
     delay = 0
     for _ in range(rng.randint(5, 12)):  # fan-in: victims of lures, spread over hours

@@ -1,5 +1,5 @@
 """Legitimate behaviour: friends chatting, splitting bills, paying rent, lending, giving,
-and looking after their accounts.
+inviting friends who are not on the app yet, and looking after their accounts.
 
 ``episode`` picks what a member does next with one of their friends. The weights are set
 so that, on average, a transfer comes with about ten messages and three account events
@@ -10,8 +10,8 @@ to weigh them rather than match them.
 from __future__ import annotations
 
 from pipelines.simulator.population import TRAVEL_COUNTRIES, User, new_ip
-from pipelines.simulator.world import (AssistantSwitch, Script, World, new_phone, open_app,
-                                       pay_after_talk)
+from pipelines.simulator.world import (AssistantSwitch, Script, World, new_phone, onboard,
+                                       open_app, pay_after_talk)
 
 EURO = 100
 
@@ -70,16 +70,36 @@ def lend(w: World, borrower: User, lender: User) -> Script:
 
 
 def give(w: World, payer: User, payee: User, kind: str = "gift", amount: int = 0) -> Script:
-    """``payer`` announces and sends money of their own accord (a gift, a repayment)."""
+    """``payer`` sends money of their own accord (a gift, a repayment), usually with a word
+    first; a third of the time without one (they agreed face to face), so that a transfer
+    with no talk before it is not fraud by itself."""
     rng = w.rng
     amount = amount or rng.choice((10, 15, 20, 25, 30, 40, 50, 100)) * EURO
     yield from open_app(w, payer)
-    yield w.say(payer, payee, kind, amount)
-    yield w.wait("step")
+    if rng.random() < 2 / 3:
+        yield w.say(payer, payee, kind, amount)
+        yield w.wait("step")
     card = payer.card if payer.card and rng.random() < 0.3 else None
     if (yield w.transfer(payer, payee, amount, card=card)) and rng.random() < 0.8:
         yield w.wait("reply")
         yield w.say(payee, payer, "thanks")
+
+
+def invite(w: World, user: User) -> Script:
+    """``user`` owes a friend who is not on the app yet: the friend signs up to be paid (how
+    payment apps grow), then chats and pays like any member. New accounts that receive
+    money right away are thus mostly legitimate, as they are in life."""
+    rng = w.rng
+    newcomer = w.pop.add("member", lang=user.lang, country=user.country)
+    circle = rng.sample(user.friends, min(len(user.friends), rng.randint(0, 3)))
+    newcomer.friends = [user.idx, *circle]
+    for idx in newcomer.friends:
+        w.pop[idx].friends.append(newcomer.idx)
+    w.members.append(newcomer)
+    yield w.wait("session")
+    yield from onboard(w, newcomer)
+    yield w.wait("step")
+    yield from settle_up(w, newcomer, user, "split")
 
 
 def look_after_account(w: World, user: User) -> Script:
@@ -107,8 +127,10 @@ def episode(w: World, user: User) -> Script:
     rng = w.rng
     friend = w.friend_of(user)
     draw = rng.random()
-    if draw < 0.43:
+    if draw < 0.41:
         return chat(w, user, friend)
+    if draw < 0.43:
+        return invite(w, user)
     if draw < 0.70:
         return settle_up(w, user, friend, "split")
     if draw < 0.73:

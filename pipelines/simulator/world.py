@@ -29,6 +29,7 @@ from pipelines.simulator.population import Population, User, new_device
 from pipelines.simulator.timing import Timing
 
 Script = Generator  # yields int | request | command, receives the result
+RECRUITED_SHARE = 0.5  # of the mule accounts: members recruited rather than new signups
 
 
 class Suggestion(NamedTuple):
@@ -185,8 +186,21 @@ def crook(w: World) -> Script:
     ``yield from``): mostly one already in use, sometimes a fresh one."""
     if w.crooks and w.rng.random() < 0.7:
         return w.crooks[w.rng.randrange(len(w.crooks))]
-    user = w.pop.add("mule")
+    user = yield from mule_account(w)
     w.crooks.append(user)
+    return user
+
+
+def mule_account(w: World) -> Script:
+    """An account that passes stolen money on (returned by ``yield from``): half the time a
+    member recruited with their own, aged account (as real mules mostly are), else a new one.
+    Either way the recipient's newness alone does not tell fraud: friends invite new members
+    with a payment too (``legit.invite``)."""
+    if w.rng.random() < RECRUITED_SHARE:
+        user = w.member()
+        user.role = "mule"
+        return user
+    user = w.pop.add("mule")
     yield from onboard(w, user)
     return user
 
