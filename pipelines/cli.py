@@ -5,6 +5,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -65,8 +66,6 @@ def topics() -> None:
 def _run_faust(app) -> None:
     """Run a Faust app until SIGTERM/Ctrl-C. With VIGIE_PROFILE=FILE, under cProfile: the
     benchmarks use it to show where a worker's CPU goes."""
-    import os
-
     import faust.worker
 
     class Worker(faust.worker.Worker):  # same name: its log lines ("[^Worker]: Ready") stay
@@ -96,8 +95,6 @@ def _run_faust(app) -> None:
 
 def _run_named(builder_name: str, name: str | None) -> None:
     """Run one of ``pipelines.worker``'s apps as the named worker (its state directory)."""
-    import os
-
     from pipelines import worker as apps
 
     if name:
@@ -160,11 +157,13 @@ def simulate(mode, out, seed, users, days, rate, duration) -> None:
 @click.option("--lake", type=click.Path(path_type=Path), default=None,
               help="Lake to replay (default: the live lake).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Feature table (Parquet).")
-def replay(lake: Path | None, out: Path) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              show_default="the machine's cores", help="Processes the entities are sharded over.")
+def replay(lake: Path | None, out: Path, workers: int) -> None:
     """Replay the event log through the stream's feature code: the feature table."""
     from pipelines.training import feature_table
 
-    table, stats = feature_table(lake or settings_mod.load().lake_dir)
+    table, stats = feature_table(lake or settings_mod.load().lake_dir, workers=workers)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
     click.echo(json.dumps(stats, indent=2))

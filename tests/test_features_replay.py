@@ -112,3 +112,23 @@ def test_payout_delay_and_self_transfer():
     tr = log.transfer("ann", "ann", T0)
     f = next(replay(log)).features
     assert f["transfer_to_self"] == 1 and f["transfer_payout_delay_hours"] == 2 * HOUR / HOUR
+
+
+def test_vigie_replay_sharded_over_processes_writes_the_same_table(tmp_path):
+    """`vigie replay --workers 2` (its default on this machine) and one process: one table."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from pipelines.simulator.offline import run_offline
+
+    run_offline(tmp_path / "lake", seed=5, users=300, days=1)
+    tables = []
+    for workers in (1, 2):
+        out = tmp_path / f"features-{workers}.parquet"
+        result = CliRunner().invoke(main, ["replay", "--lake", str(tmp_path / "lake"),
+                                           "--out", str(out), "--workers", str(workers)])
+        assert result.exit_code == 0, result.output
+        tables.append(pd.read_parquet(out))
+    assert len(tables[0]) > 50
+    pd.testing.assert_frame_equal(tables[0], tables[1])
