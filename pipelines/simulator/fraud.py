@@ -13,9 +13,9 @@ Codes (``Label.scenario``):
 - ``stolen_card``: a new account registers a stolen card and spends it on accounts of the
   ring; ``card_testing``: many small transfers funded by newly registered cards. Both end
   in chargebacks weeks later.
-- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; recruited members
-  or new accounts), each mule
-  sends the money on to a collector within minutes (fast cash-out). Victims report.
+- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; recruited
+  members or new accounts), each mule sends the money on to a collector within minutes (fast
+  cash-out). Victims report; nobody reports the cash-out, which carries no label.
 - ``fake_account_farm``: many signups sharing a couple of device hashes, an IP and cards,
   spam, then card-funded transfers to a collector; chargebacks.
 

@@ -72,7 +72,7 @@ class World:
                  spawn: Callable[[Script, int], None]):
         self.rng = random.Random(seed)
         self.pop = Population(self.rng, users)
-        self.members = self.pop.members()  # the initial population: victims are drawn here
+        self.members = self.pop.members()  # members (invited ones join): victims are drawn here
         self.timing = timing
         self.now = clock  # event time in ms
         self._spawn = spawn
@@ -97,7 +97,8 @@ class World:
 
     # --- choosing people -----------------------------------------------------------------
     def member(self, min_friends: int = 0) -> User:
-        """A random member of the initial population, with enough friends if one is found."""
+        """A random member (of the initial population, or invited since), with enough friends if
+        one is found."""
         for _ in range(100):
             user = self.members[self.rng.randrange(len(self.members))]
             if len(user.friends) >= min_friends:
