@@ -243,14 +243,15 @@ def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0, 10.0))
                 "decisions", len(transfers), timeout=1800, start_topic="entity-events",
                 checkpoint=(third, lambda: rss_at_third.append(_rss_mb(worker.pid))))
             elapsed = time.monotonic() - started
+            rss_at_end = _rss_mb(worker.pid)
             results["pipeline_cpu_us_per_event"] = (cpu_seconds(worker.pid) - cpu_before) / len(events) * 1e6
             results.update(
                 transfers_decided_per_s=decided_rate,
                 pipeline_events_per_s=decided_rate * len(events) / len(transfers),
                 pipeline_wall_s=elapsed,
-                rss_mb_per_100k_accounts=(_rss_mb(worker.pid) - rss_at_third[0])
+                rss_mb_per_100k_accounts=(rss_at_end - rss_at_third[0])
                 / len(accounts - early) * 100_000,
-                rss_mb_worker_at_end=_rss_mb(worker.pid),
+                rss_mb_worker_at_end=rss_at_end,
                 pipeline_active_accounts=len(accounts),
             )
         finally:
