@@ -41,6 +41,20 @@ def test_replayed_batch_is_not_written_twice(tmp_path):
     assert con.execute("SELECT count(*), count(DISTINCT _offset) FROM messages").fetchone() == (50, 50)
 
 
+def test_a_record_dead_lettered_twice_shows_once(tmp_path):
+    """A bad record read again after a rebalance is dead-lettered again, at another offset of
+    dead-letters: the view shows one row per source record."""
+    letter = schemas.DeadLetter(ts=T0, reason="truncated", topic="messages", partition=2,
+                                offset=7, original_b64="", original_size=0)
+    again = schemas.DeadLetter(ts=T0 + 5, reason="truncated", topic="messages", partition=2,
+                               offset=8, original_b64="", original_size=0)
+    LakeWriter(tmp_path).write([("dead-letters", 0, i, schemas.encode(e))
+                                for i, e in enumerate([letter, letter, again])])
+    rows = lake.connect(tmp_path).execute(
+        'SELECT "offset", _offset FROM dead_letters ORDER BY 1').fetchall()
+    assert rows == [(7, 0), (8, 2)]
+
+
 def test_invalid_records_are_skipped_not_fatal(tmp_path):
     records = _records(_messages(3)) + [("messages", 0, 3, b"{not json")]
     assert LakeWriter(tmp_path).write(records) == 3
