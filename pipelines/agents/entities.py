@@ -67,17 +67,14 @@ class Bundler:
 
     def __init__(self, topic, partitions: Callable[[], int]):
         self.topic = topic
-        self.partitions = partitions  # entity-events' partition count (a metadata lookup)
+        self.partitions = partitions  # entity-events' partition count
         self.waiting: dict[int, list[Routed]] = {}
-        self._count: Optional[int] = None  # the count, looked up once per bundle
 
     def add(self, key: bytes, routed: Routed) -> None:
-        if self._count is None:
-            self._count = self.partitions()
-        self.waiting.setdefault(partition_for(key, self._count), []).append(routed)
+        self.waiting.setdefault(partition_for(key, self.partitions()), []).append(routed)
 
     async def flush(self) -> None:
-        waiting, self.waiting, self._count = self.waiting, {}, None
+        waiting, self.waiting = self.waiting, {}
         for partition, bundle in waiting.items():
             for start in range(0, len(bundle), MAX_BUNDLE):
                 await self.topic.send(key=BUNDLE_KEY, value=encode(
