@@ -155,14 +155,28 @@ class Notification(Event, kw_only=True):
 
 
 # --- knowledge that arrives later ------------------------------------------------------
+LabelParty = Literal["sender", "recipient", "unknown"]
+
+
 class Label(Event, kw_only=True):
     """What we learnt about a transfer or an account. ``ts`` is when the fraud happened;
-    ``known_at`` is when Vigie learnt it (training uses only labels known before its cut-off)."""
+    ``known_at`` is when Vigie learnt it (training uses only labels known before its cut-off).
+
+    ``party`` is who the fraud is attributed to: ``sender`` (the sender is the fraudster, or its
+    account was taken over: ``ato_confirmed``), ``recipient`` (a scammer or a mule), ``unknown``
+    (the label marks the transfer only: no account is flagged). ``None`` (labels written before
+    the field existed): ``account`` is the judged account. With a party, ``account`` is that
+    party's account (the sender's for ``unknown``: the key the topic is partitioned by).
+    ``sender`` / ``recipient``: the labelled transfer's parties, when it names one, so both ends
+    learn that one of their transfers turned out fraudulent (counterparty risk)."""
     kind: Literal["chargeback", "user_scam_report", "analyst_verdict", "ato_confirmed", "not_ato"]
     account: AccountId
     transfer_id: Optional[TransferId] = None
     is_fraud: bool
     known_at: Millis
+    party: Optional[LabelParty] = None
+    sender: Optional[AccountId] = None
+    recipient: Optional[AccountId] = None
     scenario: Optional[Code] = None  # ground truth from the simulator, or the analyst's call
     compromise_from_ts: Optional[Millis] = None
     compromise_to_ts: Optional[Millis] = None
