@@ -229,6 +229,32 @@ def _parse_ms(value: str | None) -> int | None:
     return int(when.timestamp() * 1000)
 
 
+@main.command("import")
+@click.option("--transfers", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="transfer_id, ts, sender, recipient, amount [, currency] (.csv/.parquet).")
+@click.option("--labels", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="transfer_id, kind, known_at [, party].")
+@click.option("--accounts", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="account, signup_ts (default: sign-up at first appearance).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New lake directory.")
+@click.option("--map", "mappings", multiple=True, metavar="SOURCE=TARGET",
+              help="Rename a source column, e.g. --map tx_time=ts (repeatable).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def import_(transfers: Path, labels: Path | None, accounts: Path | None, out: Path,
+            mappings: tuple[str, ...], progress: bool) -> None:
+    """Import your own history (transfers, delayed labels, sign-ups) as a lake: bad rows go to
+    OUT/rejects.csv, the families it holds to OUT/sources.json (pipelines/importer.py)."""
+    from pipelines.importer import ImportFailed, import_history, parse_map, summary
+
+    try:
+        manifest = import_history(transfers, out, labels, accounts, parse_map(mappings), progress)
+    except ImportFailed as err:
+        raise click.ClickException(str(err))
+    click.echo(summary(manifest))
+    if not manifest["families"]["transfers"]:
+        raise SystemExit(1)
+
+
 @main.command()
 @click.option("--lake", type=click.Path(path_type=Path), default=None,
               help="Lake to validate (default: the live lake).")
