@@ -5,7 +5,9 @@
 
 Per account and week, about: 50 messages sent (so ~100 sent or received) in bursts with its ~8
 contacts, 10 transfers sent (so ~20 sent or received), 10 account events, a few assistant
-suggestions; plus a mule ring (fan-in, quick forwarding) with chargeback labels. Prints the
+suggestions; plus a mule ring (fan-in, quick forwarding) with labels: a third of the payments to
+a mule reported by their payer hours to days later (naming the transfer and its parties), a few
+of those cleared by an analyst later still, and chargebacks on the mules after a week. Prints the
 replay's events/s and the serialised size of the states at the end.
 """
 from __future__ import annotations
@@ -69,10 +71,20 @@ class Log(list):
             user=hashed("account", a), counterparty=hashed("account", b),
             conversation=hashed("conversation", "|".join(sorted((a, b)))), **kw))
 
-    def label(self, a: str, ts: int, known_at: int, kind: str = "chargeback",
-              is_fraud: bool = True) -> s.Label:
+    def label(self, a: Optional[str], ts: int, known_at: int, kind: str = "chargeback",
+              is_fraud: bool = True, party: Optional[str] = None, sender: Optional[str] = None,
+              recipient: Optional[str] = None, on: Optional[s.TransferRequested] = None) -> s.Label:
+        """A label judging account ``a`` (raw names, as everywhere here). ``on``: the labelled
+        transfer, whose id and parties it then names (``a`` None: its sender's account)."""
+        party_keys = {"sender": hashed("account", sender), "recipient": hashed("account", recipient)}
+        transfer_id = None
+        if on is not None:
+            transfer_id, party_keys = on.transfer_id, {"sender": on.sender,
+                                                       "recipient": on.recipient}
+        account = hashed("account", a) if a is not None else party_keys["sender"]
         return self._add(s.Label(id=self._id("l"), ts=ts, known_at=known_at, kind=kind,
-                                 account=hashed("account", a), is_fraud=is_fraud))
+                                 account=account, is_fraud=is_fraud, party=party,
+                                 transfer_id=transfer_id, **party_keys))
 
     def _add(self, event):
         self.append(event)
@@ -95,8 +107,9 @@ def synthetic_log(n_accounts: int = 500, days: int = 7, seed: int = 7, t0: int =
     def when() -> int:
         return rnd.randint(t0 + HOUR, end)
 
-    def pay(a: int, b: int, ts: int, amount: int, suggestion: Optional[str] = None) -> None:
-        log.transfer(user[a], user[b], ts, amount, device=f"phone{a}", ip=f"ip{a % 300}",
+    def pay(a: int, b: int, ts: int, amount: int,
+            suggestion: Optional[str] = None) -> s.TransferRequested:
+        return log.transfer(user[a], user[b], ts, amount, device=f"phone{a}", ip=f"ip{a % 300}",
                      card=f"card{a}" if a % 2 else None, suggestion_id=suggestion)
 
     for a in range(n_accounts):
@@ -120,12 +133,19 @@ def synthetic_log(n_accounts: int = 500, days: int = 7, seed: int = 7, t0: int =
                               country="FR")
     # a mule ring: strangers pay 5 mules, who forward to one collector within minutes
     mules, collector = range(n_accounts - 6, n_accounts - 1), n_accounts - 1
+    reports = random.Random(seed + 1)  # its own draws: the rest of the log is as it was
     for day in range(days):
         for m in mules:
             ts = t0 + day * DAY + rnd.randint(0, 20 * HOUR)
             for _ in range(4):
                 ts += rnd.randint(1, 20) * MINUTE
-                pay(rnd.randrange(n_accounts - 6), m, ts, rnd.randint(5_000, 50_000))
+                tr = pay(rnd.randrange(n_accounts - 6), m, ts, rnd.randint(5_000, 50_000))
+                if reports.random() < 0.3:
+                    known = ts + reports.randint(2 * HOUR, 3 * DAY)
+                    log.label(user[m], ts, known, "user_scam_report", party="recipient", on=tr)
+                    if reports.random() < 0.1:
+                        log.label(None, ts, known + DAY, "analyst_verdict", is_fraud=False,
+                                  party="unknown", on=tr)
             pay(m, collector, ts + 5 * MINUTE, 150_000)
     if days > 7:
         for m in mules:

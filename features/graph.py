@@ -12,7 +12,9 @@ Which labels confirm fraud (``Label.account`` is the account the label judges):
 - ``ato_confirmed`` / ``not_ato``: the owner is a victim and its contacts are the attacker's
   targets, not accomplices: left to the recovery workflow, not used here.
 A label takes effect at ``known_at``, when Vigie learnt it, never at ``ts`` (when the fraud
-happened): a feature must not know what nobody knew yet.
+happened): a feature must not know what nobody knew yet. A label whose ``party`` is ``unknown``
+judges no account (it marks its transfer only: ``features.risk``); with any other party (or none,
+for labels older than the field) ``account`` is the judged account, as above.
 """
 from __future__ import annotations
 
@@ -54,7 +56,10 @@ class Fraud(Struct, array_like=True, gc=False):
     report_ts: list[int] = []  # user scam reports against this account, 30 days
 
     def on_label(self, label, t: int) -> bool:
-        """Learn a label; True when it newly confirms this account (time to tell its contacts)."""
+        """Learn a label judging this account; True when it newly confirms it (time to tell its
+        contacts)."""
+        if label.party == "unknown":
+            return False
         if label.kind == "user_scam_report" and label.is_fraud:
             drop_head((self.report_ts,), span(self.report_ts, t, MONTH)[0])
             insert((self.report_ts,), (t,))

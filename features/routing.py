@@ -4,6 +4,12 @@ Every event is routed to the entities it touches, each (kind, key) with kind in 
 card, ip; a worker holds the states of the entities in its partitions. ``routes`` is the only
 place that knows this, for the stream and for the replay.
 
+An entity gets ONE role per event (the idempotence guard, ``seq`` in the replay and the source
+offset in the stream, skips a second route of the same event to the same key). A Label naming its
+transfer's ``sender`` goes to the sender as ``label_sent``, to a different recipient as
+``label_received``, and to ``account`` as ``label`` only if it is neither; without ``sender``,
+to ``account`` as ``label`` (see ``features.account``).
+
 Derived events (``NeighbourFlagged``, returned by ``learn_one``) are routed the same way and
 applied right after the event that caused them, in the order returned: the replay does exactly
 that; the stream publishes them and applies them when they come back (so it may lag a few ms).
@@ -39,6 +45,17 @@ def _account_event(e):
     return out
 
 
+def _label(lb):
+    if lb.sender is None:
+        return [("account", lb.account, "label")]
+    out = [("account", lb.sender, "label_sent")]
+    if lb.recipient is not None and lb.recipient != lb.sender:
+        out.append(("account", lb.recipient, "label_received"))
+    if lb.account != lb.sender and lb.account != lb.recipient:
+        out.append(("account", lb.account, "label"))
+    return out
+
+
 def _transfer(tr):
     out = [("account", tr.sender, "sender"), ("account", tr.recipient, "recipient")]
     for kind, key in (("device", tr.device), ("card", tr.card), ("ip", tr.ip)):
@@ -53,7 +70,7 @@ _ROUTERS = {
     s.TransferRequested: _transfer,
     # the counterparty learns nothing from a suggestion it never sees
     s.AssistantEvent: lambda a: [("account", a.user, "assistant")],
-    s.Label: lambda lb: [("account", lb.account, "label")],
+    s.Label: _label,
     NeighbourFlagged: lambda n: [("account", n.account, "neighbour_flagged")],
 }
 

@@ -6,6 +6,15 @@ of the mean and 1 € so that a flat history gives finite values).
 
 A ``Flow`` is one entity's transfers in one direction, as parallel int lists sorted by event time
 (ms, relative to the state's base, see ``features.state``). Amounts are in cents.
+
+Exact rows last 7 days (plus the amount history), so an account's flows also keep *day buckets*
+(count, sum, max) for 30 days: a bucket opens at a transfer at least 24 h after the previous
+bucket's start (a late transfer joins the bucket whose span holds it), so buckets depend on event
+times only, never on the base or on when a sweep runs. A 30-day read (``month``) takes the buckets
+whose start is in [t - 30 d, t) up to the first one inside the last 7 days, whose transfers, and
+every later one, are read from the exact rows: the recent part is exact and a transfer at the
+very millisecond of the read stays out; the far edge is at a bucket's resolution (< 24 h).
+The spending profile (mean per window, 30-day sum and max) reads the same windows.
 """
 from __future__ import annotations
 
@@ -15,11 +24,12 @@ from operator import mul
 
 from msgspec import Struct
 
-from features.windows import MONTH, NAN, WEEK, WINDOWS, drop_head, insert, span
+from features.windows import DAY, MONTH, NAN, WEEK, WINDOWS, drop_head, insert, span
 
 HISTORY = 20  # the amount baseline: the last 20 transfers of 30 d (and all those of 7 d)
 MAX_ROWS = 2_000  # hard bound per flow: a flood keeps its newest rows, counts saturate here
 STD_FLOOR_CENTS = 100
+MAX_DAYS = 40  # day buckets per flow (30 days need at most 31; late transfers may add a few)
 
 # flag bits stored with a transfer, decided when it is learnt
 NEW_COUNTERPARTY = 1  # no earlier transfer between the two accounts
@@ -35,8 +45,12 @@ class Flow(Struct, array_like=True, gc=False):
     amount: list[int] = []
     cp: list[int] = []  # the counterparty's tag (recipient for outflows, sender for inflows)
     flags: list[int] = []
+    days: list[int] = []  # day buckets, flat: start, count, sum, max (only with ``by_day``)
 
-    def add(self, t: int, amount: int, cp: int, flags: int, history: int = 0) -> None:
+    def add(self, t: int, amount: int, cp: int, flags: int, history: int = 0,
+            by_day: bool = False) -> None:
+        if by_day:
+            self._add_to_day(t, amount)
         ts = self.ts
         if not ts or ts[-1] <= t:  # in order: the usual case, kept cheap
             ts.append(t)
@@ -49,10 +63,32 @@ class Flow(Struct, array_like=True, gc=False):
         if (ts[0] < t - WEEK and (n > history or ts[0] < t - MONTH)) or n > MAX_ROWS:
             self.sweep(t, history)
 
+    def _add_to_day(self, t: int, amount: int) -> None:
+        days = self.days
+        if not days or t >= days[-4] + DAY:  # in order, a day after the last bucket opened
+            days += (t, 1, amount, amount)
+            if len(days) > 4 * MAX_DAYS:
+                del days[:4]
+            return
+        i = len(days) - 4
+        while i >= 0 and days[i] > t:  # a late transfer: the bucket whose span holds it
+            i -= 4
+        if i < 0:  # older than every bucket: one of its own in front
+            days[0:0] = (t, 1, amount, amount)
+        else:
+            days[i + 1] += 1
+            days[i + 2] += amount
+            if amount > days[i + 3]:
+                days[i + 3] = amount
+
     def sweep(self, t: int, history: int = 0) -> None:
-        """Drop the rows no read at t or later can use (see ``kept``); never keep over MAX_ROWS."""
+        """Drop the rows no read at t or later can use (see ``kept``); never keep over MAX_ROWS.
+        Day buckets go once their start is over 30 days old."""
         drop_head((self.ts, self.amount, self.cp, self.flags),
                   max(self.kept(t, history), len(self.ts) - MAX_ROWS))
+        days = self.days
+        if days:
+            del days[:4 * bisect_left(days[0::4], t - MONTH)]
 
     def kept(self, t: int, history: int) -> int:
         """Index of the first row a read at t uses: every row of the last 7 d and, for the amount
@@ -65,6 +101,7 @@ class Flow(Struct, array_like=True, gc=False):
 
     def shift(self, d: int) -> None:
         self.ts[:] = [x - d for x in self.ts]
+        self.days[0::4] = [x - d for x in self.days[0::4]]
 
     def velocity(self, t: int) -> list[float]:
         """count, sum, max, distinct counterparties, for each window (the order of ``names``)."""
@@ -80,6 +117,36 @@ class Flow(Struct, array_like=True, gc=False):
                 out += (float(hi - lo), float(sum(seg)), float(max(seg)),
                         float(len(set(cp[lo:hi]))))
         return out
+
+    def window(self, t: int, width: int) -> tuple[int, int, int]:
+        """count, sum, max of the exact rows in the window (``width`` at most 7 days)."""
+        lo, hi = span(self.ts, t, width)
+        if lo == hi:
+            return 0, 0, 0
+        seg = self.amount[lo:hi]
+        return hi - lo, sum(seg), max(seg)
+
+    def month(self, t: int) -> tuple[int, int, int]:
+        """count, sum, max over 30 days: day buckets, then exact rows (see the module doc)."""
+        days = self.days
+        starts = days[0::4]
+        recent = bisect_left(starts, t - WEEK)
+        first = bisect_left(starts, t - MONTH, 0, recent)
+        ts = self.ts
+        hi = bisect_left(ts, t)
+        lo = bisect_left(ts, starts[recent], 0, hi) if recent < len(starts) else hi
+        seg = self.amount[lo:hi]
+        count, total, top = hi - lo, sum(seg), max(seg, default=0)
+        for i in range(4 * first, 4 * recent, 4):
+            count += days[i + 1]
+            total += days[i + 2]
+            if days[i + 3] > top:
+                top = days[i + 3]
+        return count, total, top
+
+    def windows(self, t: int) -> "Windows":
+        """count, sum, max over 24 h, 7 d (exact) and 30 d (``month``): ``LONG_WINDOWS``."""
+        return self.window(t, DAY), self.window(t, WEEK), self.month(t)
 
     def baseline(self, t: int, amount: int) -> list[float]:
         """This amount against the history: ratio to the 30-day median, z-score, history size."""
@@ -104,7 +171,24 @@ class Flow(Struct, array_like=True, gc=False):
         return {c for c, f in zip(self.cp[lo:hi], self.flags[lo:hi]) if f & flag}
 
     def empty(self) -> bool:
-        return not self.ts
+        return not self.ts and not self.days
+
+
+LONG_WINDOWS = ("24h", "7d", "30d")  # the windows of ``Flow.windows``
+Windows = tuple[tuple[int, int, int], ...]  # (count, sum, max) per LONG_WINDOWS
+
+
+def spending(stats: Windows) -> list[float]:
+    """The spending profile from the sent ``Flow.windows``: mean amount over 24 h, 7 d, 30 d (NaN
+    without transfers), then the 30-day sum and max."""
+    month = stats[-1]
+    return [total / count if count else NAN for count, total, _ in stats] + [
+        float(month[1]), float(month[2])]
+
+
+def spending_names(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}_out_mean_{w}" for w in LONG_WINDOWS) + (
+        f"{prefix}_out_sum_30d", f"{prefix}_out_max_30d")
 
 
 @lru_cache(maxsize=None)

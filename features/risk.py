@@ -1,0 +1,100 @@
+"""Counterparty risk from delayed labels: how much of what an account sent and received lately
+turned out to be fraud, as known now.
+
+A mule or a compromised account keeps receiving fraudulent transfers for days after the first ones
+are reported; the labels say so long before the account itself is judged. Each account keeps, per
+direction, the transfers of the last 30 days (by transfer time) that a label confirms fraudulent:
+(the transfer's time, a 32-bit tag of its id). A label takes effect at ``known_at``, as events
+are applied in that order, so a transfer decided before the label came sees nothing of it.
+
+Which labels count: any label naming a transfer (``transfer_id``) tells both its parties when
+it carries them (``Label.sender`` / ``recipient``, routed in ``features.routing``). ``is_fraud``
+marks the transfer fraudulent, a later label with ``is_fraud`` False (an analyst's "legitimate")
+clears it: the latest known wins, as in ``models.train.label_transfers``. Two labels on one
+transfer count it once. The transfer's time is the label's ``ts`` (when the fraud happened).
+
+Features, for the sender's and the recipient's account (p), inbound and outbound (d), over
+24 h, 7 d and 30 d (w): ``{p}_{d}_count_{w}`` every transfer (``velocity.Flow.windows``),
+``{p}_{d}_fraud_{w}`` those known fraudulent, ``{p}_{d}_fraud_share_{w}`` (NaN without transfers,
+at most 1: the 30-day count's far edge is at a day bucket's resolution), and
+``{p}_{d}_hours_since_fraud`` (the newest known-fraudulent transfer of 30 days; NaN if none).
+"""
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left
+from functools import lru_cache
+
+from msgspec import Struct
+
+from features.velocity import LONG_WINDOWS, Windows
+from features.windows import DAY, HOUR, MONTH, NAN, WEEK, count_in, drop_head, insert, span
+
+MAX_ROWS = 64  # known-fraudulent transfers kept per direction (the newest)
+_WIDTHS = (DAY, WEEK, MONTH)  # LONG_WINDOWS
+DIRECTIONS = ("in", "out")
+
+
+def transfer_tag(transfer_id: str) -> int:
+    """32 bits of a transfer id (ids are not keyed hashes: CRC-32, stable across processes)."""
+    return zlib.crc32(transfer_id.encode())
+
+
+class Risk(Struct, array_like=True, gc=False):
+    in_ts: list[int] = []  # known-fraudulent transfers received: time (relative ms), sorted
+    in_tx: list[int] = []  # ...and the tag of their id
+    out_ts: list[int] = []  # the same for transfers sent
+    out_tx: list[int] = []
+
+    def on_label(self, label, ts: int, now: int, outbound: bool) -> None:
+        """Learn ``label`` (read at relative time ``now``) about a transfer of relative time
+        ``ts`` that this account sent (``outbound``) or received."""
+        if label.transfer_id is None:
+            return
+        cols = (self.out_ts, self.out_tx) if outbound else (self.in_ts, self.in_tx)
+        tx = transfer_tag(label.transfer_id)
+        if tx in cols[1]:  # a second label on the same transfer: the latest known wins
+            i = cols[1].index(tx)
+            for col in cols:
+                del col[i]
+        if label.is_fraud and ts >= now - MONTH:
+            insert(cols, (ts, tx))
+            drop_head(cols, len(cols[0]) - MAX_ROWS)
+
+    def sweep(self, t: int) -> None:
+        for cols in ((self.in_ts, self.in_tx), (self.out_ts, self.out_tx)):
+            drop_head(cols, span(cols[0], t, MONTH)[0])
+
+    def shift(self, d: int) -> None:
+        self.in_ts[:] = [x - d for x in self.in_ts]
+        self.out_ts[:] = [x - d for x in self.out_ts]
+
+    def empty(self) -> bool:
+        return not self.in_ts and not self.out_ts
+
+    def features(self, inbound: Windows, outbound: Windows, t: int) -> list[float]:
+        """In the order of ``names``; ``inbound`` / ``outbound``: the account's received and sent
+        ``Flow.windows(t)``."""
+        out = []
+        for stats, fraud_ts in ((inbound, self.in_ts), (outbound, self.out_ts)):
+            for (count, _, _), width in zip(stats, _WIDTHS):
+                fraud = count_in(fraud_ts, t, width)
+                out += (float(count), float(fraud), min(fraud / count, 1.0) if count else NAN)
+            i = bisect_left(fraud_ts, t)
+            newest = fraud_ts[i - 1] if i else None
+            out.append((t - newest) / HOUR if newest is not None and newest >= t - MONTH else NAN)
+        return out
+
+
+@lru_cache(maxsize=None)
+def names(prefix: str) -> tuple[str, ...]:
+    return tuple(name for d in DIRECTIONS for name in (
+        *(f"{prefix}_{d}_{stat}_{w}" for w in LONG_WINDOWS
+          for stat in ("count", "fraud", "fraud_share")),
+        f"{prefix}_{d}_hours_since_fraud"))
+
+
+@lru_cache(maxsize=None)
+def count_names(prefix: str) -> tuple[str, ...]:
+    """The names that read transfers only (the rest need labels)."""
+    return tuple(n for n in names(prefix) if "_count_" in n)
