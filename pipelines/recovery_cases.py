@@ -208,7 +208,7 @@ class Machine:
         c.labelled = True
         start = c.compromise_from_ts or c.opened_ts
         self.out.labels.append(s.Label(
-            id=f"{c.case_id}.{kind}", ts=start, kind=kind, account=c.account,
+            id=f"{c.case_id}.{kind}", ts=start, kind=kind, account=c.account, party="sender",
             is_fraud=kind == "ato_confirmed", known_at=max(now, start), scenario="ato",
             compromise_from_ts=start if kind == "ato_confirmed" else None,
             compromise_to_ts=max(c.contained_ts or now, start) if kind == "ato_confirmed" else None))

@@ -62,6 +62,8 @@ class SuggestionResponseRequest(Request):
 
 
 class ScamReportRequest(Request):
+    """A user reports a scam: ``reported`` scammed ``reporter``; ``transfer_id``, when given, is
+    the payment the reporter made to the reported account."""
     reporter: RawId
     reported: RawId
     transfer_id: Optional[s.TransferId] = None
@@ -144,28 +146,40 @@ def transfer_event(req: TransferRequest, transfer_id: str, event_id: str, now_ms
 
 
 def scam_report_label(req: ScamReportRequest, event_id: str, now_ms: int) -> s.Label:
+    """The reported account is the party accused (the recipient of the payment); a report naming
+    its transfer names the transfer's parties too (the reporter paid the reported account)."""
+    reported = pseudonymize("account", req.reported)
+    named = req.transfer_id is not None
     return s.Label(
         id=event_id, ts=req.occurred_ts or now_ms, kind="user_scam_report",
-        account=pseudonymize("account", req.reported), transfer_id=req.transfer_id,
-        is_fraud=True, known_at=now_ms, scenario=req.category,
+        account=reported, transfer_id=req.transfer_id, is_fraud=True, known_at=now_ms,
+        scenario=req.category, party="recipient",
+        sender=pseudonymize("account", req.reporter) if named else None,
+        recipient=reported if named else None,
     )
 
 
 def chargeback_label(req: ChargebackRequest, transfer: s.TransferRequested, event_id: str,
                      now_ms: int) -> s.Label:
-    """A chargeback names the transfer; the label is on its sender's account."""
+    """A chargeback names the transfer; the label is on its sender's account (the card was used
+    by whoever sent it), and names both parties."""
     return s.Label(
         id=event_id, ts=transfer.ts, kind="chargeback", account=transfer.sender,
         transfer_id=transfer.transfer_id, is_fraud=True, known_at=now_ms, scenario=req.category,
+        party="sender", sender=transfer.sender, recipient=transfer.recipient,
     )
 
 
 def takeover_label(req: TakeoverReportRequest, event_id: str, now_ms: int) -> s.Label:
+    """The taken-over account is the sender's side (its owner a victim, see features.graph); a
+    report naming one of the attacker's transfers names its sender, that account (its recipient
+    is not in the request)."""
+    account = pseudonymize("account", req.account)
     return s.Label(
-        id=event_id, ts=req.occurred_ts, kind="ato_confirmed",
-        account=pseudonymize("account", req.account), transfer_id=req.transfer_id,
-        is_fraud=True, known_at=now_ms, scenario="ato",
+        id=event_id, ts=req.occurred_ts, kind="ato_confirmed", account=account,
+        transfer_id=req.transfer_id, is_fraud=True, known_at=now_ms, scenario="ato",
         compromise_from_ts=req.compromise_from_ts, compromise_to_ts=req.compromise_to_ts,
+        party="sender", sender=account if req.transfer_id is not None else None,
     )
 
 
