@@ -6,7 +6,7 @@ import math
 import pytest
 
 from features.bench import T0, Log, hashed, synthetic_log
-from features.replay import replay
+from features.replay import replay, shard_of
 from features.routing import STATE_CLASSES, order_key, routes
 from features.vector import FEATURE_NAMES, TRANSFER_NAMES, combine
 from features.windows import DAY, HOUR
@@ -35,6 +35,8 @@ def test_routes_of_every_event_kind():
     suggestion = log.assistant("ann", "bob", T0, "suggested", "sg")
     assert routes(suggestion) == [("account", a, "assistant")]
     assert routes(log.label("ann", T0, T0)) == [("account", a, "label")]
+    assert routes(log.label("bob", T0, T0, party="recipient", on=tr)) == [
+        ("account", a, "label_sent"), ("account", b, "label_received")]
     status = s.TransferStatus(id="x", ts=T0, transfer_id="t", sender=a, recipient=b,
                               amount_cents=1, status="pending")
     assert routes(status) == []
@@ -91,6 +93,14 @@ def test_a_sharded_replay_equals_the_single_one(fortnight):
         assert all(x == y or (math.isnan(x) and math.isnan(y))
                    for x, y in zip(a.features.values(), b.features.values()))
     assert any(r.features["sender_fraud_links_30d"] for r in single)  # the fan-out was exercised
+    # labels naming their transfer's parties reached both ends, on different shards
+    labels = [e for e in fortnight if isinstance(e, s.Label) and e.sender is not None]
+    assert {shard_of(e.sender, 3) != shard_of(e.recipient, 3) for e in labels} == {True, False}
+    assert any(e.party == "unknown" and not e.is_fraud for e in labels)
+    for name in ("recipient_in_fraud_7d", "recipient_in_fraud_share_24h", "sender_out_fraud_30d",
+                 "recipient_in_count_30d", "sender_out_mean_30d", "recipient_amount_zscore_30d"):
+        assert any(not math.isnan(v) and v != 0 for v in (r.features[name] for r in single)), name
+    assert any(r.features["recipient_in_hours_since_fraud"] > 0 for r in single)
 
 
 def test_a_sharded_replay_stopped_early_leaves_no_process():
