@@ -8,7 +8,8 @@ functions in ``pipelines.requests`` hash them.
 
 The social graph is made of communities (a group of friends, a flat share, a family)
 sharing a language and a country, with a few links across communities. Fraudsters,
-mules and fake accounts are users too (``role``), added while the simulation runs.
+mules and fake accounts are users too (``role``), added while the simulation runs, except
+the sleepers: accounts a fraud ring registered weeks ago and keeps for later (``World``).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class User:
     assistant: bool  # wants the payment assistant on
     activity: float  # legitimate episodes started per day, on average
     friends: list[int] = field(default_factory=list)
-    role: str = "member"  # member | scammer | mule | fraudster | farm
+    role: str = "member"  # member | sleeper | scammer | mule | fraudster | farm
     # Mutable state that scripts (and, live, the owners of simulator/owners.py) read and write.
     onboarded: bool = False  # its registrations and assistant switch have been sent
     compromised_from_ts: Optional[int] = None  # set by an account takeover, while it lasts
@@ -125,12 +126,14 @@ class Population:
             user.friends = sorted(friends)  # sorted: no dependence on set order
 
     def add(self, role: str, lang: Optional[str] = None, country: Optional[str] = None,
-            device: Optional[str] = None, ip: Optional[str] = None) -> User:
-        """A new account: a member of the population, or a fraudster's, mule's or farm's."""
+            device: Optional[str] = None, ip: Optional[str] = None, disguised: bool = False) -> User:
+        """A new account: a member of the population, or a fraudster's, mule's or farm's.
+        ``disguised``: a fraud account made up as a member's (a home country, sometimes a
+        second device, a card, the assistant), with no everyday activity of its own."""
         rng = self.rng
         idx = len(self.users)
         lang = lang or ("fr" if rng.random() < 0.7 else "en")
-        member = role == "member"
+        member = role == "member" or disguised
         user = User(
             idx=idx, id=f"user-{idx:06d}", name=rng.choice(FIRST_NAMES[lang]), lang=lang,
             country=country or (_weighted(rng, HOME_COUNTRIES[lang]) if member
@@ -140,7 +143,7 @@ class Population:
             card=new_card(rng) if member and rng.random() < 0.6 else None,
             iban=new_iban(rng) if not member or rng.random() < 0.9 else None,
             assistant=member and rng.random() < 0.55,
-            activity=rng.lognormvariate(0.0, 0.6) if member else 0.0,
+            activity=rng.lognormvariate(0.0, 0.6) if role == "member" else 0.0,
             role=role,
         )
         self.users.append(user)

@@ -71,6 +71,38 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "fr": ("Ok je t'envoie ça", "Ça marche, je te fais le virement", "Pas de souci, c'est parti"),
         "en": ("Ok I'll send it", "Sure, doing the transfer now", "No problem, on its way"),
     },
+    "short_of_cash": {  # a friend in a real hurry: a legitimate urgent money request
+        "fr": ("Tu peux m'envoyer {amount} vite ? j'ai oublié ma carte au resto",
+               "Urgent: peux-tu me virer {amount} maintenant pour le taxi ? je te rends ce soir"),
+        "en": ("Can you send me {amount} right now? I forgot my wallet at the bar",
+               "Please hurry, can you send me {amount} for the taxi? I'll pay you back tonight"),
+    },
+    "sell": {  # an honest seller answering a buyer, often with a link to the listing
+        "fr": ("Oui il est toujours dispo, {amount}. Les photos: www.leboncoin.fr/ad/{code}",
+               "Toujours à vendre, {amount}, je peux le poster demain",
+               "Oui, {amount} et il est à vous. Annonce: www.vinted.fr/items/{code}"),
+        "en": ("Yes it's still available, {amount}. Photos: www.gumtree.com/p/{code}",
+               "Still for sale, {amount}, I can post it tomorrow",
+               "Yes, {amount} and it's yours. Listing: www.vinted.co.uk/items/{code}"),
+    },
+    "seller_pay": {  # the honest seller asks to be paid in the app
+        "fr": ("Envoie-moi {amount} ici et je poste le colis demain matin",
+               "Vous pouvez me payer {amount} par l'appli, je vous envoie le suivi"),
+        "en": ("Send me {amount} here and I'll post it tomorrow morning",
+               "You can pay the {amount} through the app, I'll send you the tracking"),
+    },
+    "deposit": {  # a landlord or a seller of something big: a large first payment, in a hurry
+        "fr": ("Bonjour, pour la caution de l'appartement: {amount}, à régler aujourd'hui même svp",
+               "Bonjour, l'acompte pour la voiture est de {amount}. Mon numéro: 06 45 12 78 90"),
+        "en": ("Hello, the deposit for the flat is {amount}, please pay it before tonight",
+               "Hi, the down payment for the car is {amount}. My number: +33 6 45 12 78 90"),
+    },
+    "kitty": {  # someone collects everyone's share, and pays the total on
+        "fr": ("Pour le cadeau de {name}: {amount} par personne, je m'occupe de commander",
+               "Le gîte pour le week-end: {amount} chacun, je fais le virement au proprio"),
+        "en": ("For {name}'s present: {amount} each, I'll order it",
+               "The cottage for the weekend is {amount} each, I'll pay the owner"),
+    },
     "thanks": {
         "fr": ("Merci, bien reçu !", "Reçu, merci !", "Top, merci"),
         "en": ("Thanks, got it!", "Received, thank you!", "Perfect, thanks"),

@@ -1,7 +1,10 @@
 """How long people (and fraudsters, and card networks) take, in milliseconds.
 
 Each delay is a (low, high) range drawn log-uniformly: most replies are quick, a few are
-slow. ``OFFLINE`` is realistic (a chargeback weeks later, a scam report hours later);
+slow. ``OFFLINE`` is realistic: labels come late and spread (a scam report half a day to
+three weeks after the payment, a chargeback four days to a month after it, about a week on
+average over the mix), and a scam campaign takes its victims over one to three weeks, so that
+the labels of its first victims arrive while it still runs;
 ``LIVE`` compresses the same story so that a demo shows a scam, its transfer and its
 label within a couple of minutes.
 """
@@ -21,11 +24,13 @@ class Timing:
     step: tuple[int, int]  # consecutive actions of one actor (an attacker's account changes)
     burst: tuple[int, int]  # between two card tests, two farm signups
     cashout: tuple[int, int]  # a mule receives money and sends it on
+    campaign: tuple[int, int]  # between two victims of one scam campaign (days to weeks in all)
     session: tuple[int, int]  # between two sessions of a long scam (romance)
     scam_report: tuple[int, int]  # a victim realises and reports
     chargeback: tuple[int, int]  # the card holder disputes
     ato_noticed: tuple[int, int]  # the owner of a taken-over account finds out
     ato_duration: tuple[int, int]  # how long an attacker keeps using an account
+    verdict: tuple[int, int]  # an analyst reviews a dispute, after it arrived
     availability_ms: int  # offline only: the payment service's payout delay (live: the service's own)
 
     def __post_init__(self):
@@ -45,14 +50,17 @@ class Timing:
 OFFLINE = Timing(
     reply=(10 * SECOND, 40 * MINUTE), read=(20 * SECOND, 2 * HOUR), step=(5 * SECOND, 3 * MINUTE),
     burst=(2 * SECOND, 40 * SECOND), cashout=(2 * MINUTE, 25 * MINUTE), session=(2 * HOUR, 20 * HOUR),
-    scam_report=(2 * HOUR, 3 * DAY), chargeback=(3 * DAY, 30 * DAY), ato_noticed=(2 * HOUR, 2 * DAY),
-    ato_duration=(20 * MINUTE, 3 * HOUR),
+    campaign=(3 * HOUR, 4 * DAY),
+    scam_report=(12 * HOUR, 21 * DAY), chargeback=(4 * DAY, 30 * DAY), ato_noticed=(3 * HOUR, 4 * DAY),
+    ato_duration=(20 * MINUTE, 3 * HOUR), verdict=(1 * DAY, 10 * DAY),
     availability_ms=30 * SECOND,  # the payment service's default (VIGIE_AVAILABILITY_DELAY_S)
 )
 LIVE = Timing(
     reply=(700, 6 * SECOND), read=(1 * SECOND, 4 * SECOND), step=(500, 3 * SECOND),
     burst=(300, 1500), cashout=(5 * SECOND, 40 * SECOND), session=(5 * SECOND, 15 * SECOND),
+    campaign=(3 * SECOND, 20 * SECOND),
     scam_report=(10 * SECOND, 30 * SECOND), chargeback=(60 * SECOND, 120 * SECOND),
     ato_noticed=(20 * SECOND, 60 * SECOND), ato_duration=(20 * SECOND, 60 * SECOND),
+    verdict=(20 * SECOND, 60 * SECOND),
     availability_ms=30 * SECOND,
 )
