@@ -2,24 +2,33 @@
 
 Codes (``Label.scenario``):
 
-- ``ato``: account takeover. Failed logins, then a login and a ``device_added`` from a new
-  device and IP (often another country), credential changes, "friend in need" messages
-  (money request + urgency) to many contacts, and transfers out to new recipients. Friends
-  who pay report it hours later; the takeover itself is confirmed (``ato_confirmed`` with the
-  compromise window) once the owner notices.
-- ``romance``, ``marketplace``, ``impersonation``: authorised push-payment scams. A new
-  account contacts the victim, urgency, links or phone numbers, the victim pays the
-  scammer (often through the assistant's own suggestion) and reports it hours later.
-- ``stolen_card``: a new account registers a stolen card and spends it on accounts of the
-  ring; ``card_testing``: many small transfers funded by newly registered cards. Both end
-  in chargebacks weeks later.
-- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; recruited
-  members or new accounts), each mule sends the money on to a collector within minutes (fast
-  cash-out). Victims report; nobody reports the cash-out, which carries no label.
-- ``fake_account_farm``: many signups sharing a couple of device hashes, an IP and cards,
-  spam, then card-funded transfers to a collector; chargebacks.
+- ``ato``: account takeover. Sometimes failed logins, then a login and a ``device_added``
+  from a new device and IP (as often in the owner's own country as abroad), sometimes
+  credential changes, "friend in need" messages (money request + urgency) to contacts, and
+  transfers out to the ring's accounts. Friends who pay report it later; the takeover itself
+  is confirmed (``ato_confirmed`` with the compromise window) once the owner notices.
+- ``romance``, ``marketplace``, ``impersonation``: authorised push-payment scams. A
+  scammer's account (a new one, or an aged one: a sleeper, a recruited member) talks the
+  victim into paying, sometimes after plain small talk, sometimes in an honest seller's
+  words. Marketplace and impersonation scammers run campaigns: victim after victim over one
+  to three weeks, so the reports of the first victims arrive while later ones still pay.
+  Romance takes one victim for weeks, a small gift first.
+- ``stolen_card``: an account registers a stolen card, often a day or more before using it,
+  tries a small amount, then spends it on the ring's accounts; ``card_testing``: a few small
+  transfers funded by newly registered cards. Both end in chargebacks weeks later.
+- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; mostly aged
+  accounts) over one to three weeks, each mule sends the money on to a collector within
+  minutes (fast cash-out). Victims report; nobody reports the cash-out, which carries no label.
+- ``fake_account_farm``: signups over a few days sharing a handful of devices, a few IPs and
+  cards, spam, then card-funded transfers to a collector; chargebacks.
 
-``DEFAULT_MIX`` gives each scenario's rate in cases per 1,000 users per simulated day.
+The ring's collectors (``world.crook``) are reused across cases: a collector keeps receiving
+stolen money for weeks. Not every fraud gets a label: victims who never report
+(``P_REPORTED``), cards never disputed (``P_DISPUTED``), takeovers the owner never gets
+confirmed (``P_CONFIRMED``), and mules' cash-outs.
+
+``DEFAULT_MIX`` gives each scenario's rate in cases per 1,000 users per simulated day: about
+0.3 % of the transfers are fraud.
 """
 from __future__ import annotations
 
@@ -27,15 +36,19 @@ from typing import Callable, Optional
 
 from pipelines.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
 from pipelines.simulator.population import FRAUD_COUNTRIES, User, new_card, new_device, new_ip
-from pipelines.simulator.world import (Script, World, crook, mule_account, onboard, open_app,
-                                       pay_after_talk)
+from pipelines.simulator.world import (Script, World, crook, fraud_account, mule_account,
+                                       onboard, open_app, pay_after_talk)
 
 EURO = 100
 DEFAULT_MIX: dict[str, float] = {
-    "ato": 0.6, "romance": 0.3, "marketplace": 0.6, "impersonation": 0.6,
-    "stolen_card": 0.4, "card_testing": 0.3, "mule": 0.15, "fake_account_farm": 0.1,
+    "ato": 0.25, "romance": 0.07, "marketplace": 0.12, "impersonation": 0.12,
+    "stolen_card": 0.14, "card_testing": 0.05, "mule": 0.035, "fake_account_farm": 0.025,
 }
 CREDENTIAL_CHANGES = ("password_reset", "email_changed", "phone_changed")
+P_REPORTED = 0.65  # scam victims who report (the others never tell: their fraud has no label)
+P_DISPUTED = 0.85  # stolen or tested cards whose holder disputes the payments
+P_CONFIRMED = 0.85  # takeovers the owner notices and gets confirmed
+P_AGED_SCAMMER = 0.55  # scams that collect on an account that does not look new
 
 
 # --- pieces shared by the scenarios ----------------------------------------------------------
@@ -54,37 +67,59 @@ def _exchange(w: World, a: User, b: User, intent: str, turns: int) -> Script:
         yield w.wait("reply")
 
 
+def _small_talk_first(w: World, scammer: User, victim: User) -> Script:
+    """Half the time, a scam opens with a plain conversation, over a session or two."""
+    rng = w.rng
+    if rng.random() < 0.5:
+        yield w.say(scammer, victim, "greet")
+        yield w.wait("reply")
+        yield from _exchange(w, victim, scammer, "chat", rng.randint(1, 3))
+        if rng.random() < 0.5:
+            yield w.wait("session")
+
+
 def _victim_pays(w: World, code: str, victim: User, scammer: User, amount: int,
-                 must_pay: bool = True) -> Script:
-    """The victim pays the scammer, and reports it later."""
+                 must_pay: bool = True, reports: bool = True) -> Script:
+    """The victim pays the scammer, and reports it later if ``reports``."""
     transfer_id = yield from pay_after_talk(w, victim, scammer, amount, must_pay=must_pay)
     if transfer_id:
-        w.count(code, "transfers")
-        w.later("scam_report", ScamReportRequest(reporter=victim.id, reported=scammer.id,
-                                                 transfer_id=transfer_id, category=code,
-                                                 occurred_ts=w.now()))
+        w.fraud(code, transfer_id)
+        if reports:
+            w.later("scam_report", ScamReportRequest(reporter=victim.id, reported=scammer.id,
+                                                     transfer_id=transfer_id, category=code,
+                                                     occurred_ts=w.now()))
     return transfer_id
 
 
+def _reports(w: World) -> bool:
+    return w.rng.random() < P_REPORTED
+
+
 def _fraud_transfer(w: World, code: str, sender: User, recipient: User, amount: int,
-                    card: Optional[str] = None, **where) -> Script:
-    """A transfer made by a fraudster; a card-funded one comes back as a chargeback."""
+                    card: Optional[str] = None, disputed: bool = True, **where) -> Script:
+    """A transfer made by a fraudster; a card-funded one comes back as a chargeback when the
+    card's holder disputes it."""
     transfer_id = yield w.transfer(sender, recipient, amount, card=card, **where)
     if transfer_id:
-        w.count(code, "transfers")
-        if card:
+        w.fraud(code, transfer_id)
+        if card and disputed:
             w.later("chargeback", ChargebackRequest(transfer_id=transfer_id, category=code))
     return transfer_id
 
 
-def _listing_lure(w: World, scammer: User, victim: User, amount: int) -> Script:
+def _scammer(w: World, victim: User) -> Script:
+    return (yield from fraud_account(w, "scammer", P_AGED_SCAMMER))
+
+
+def _listing_lure(w: World, scammer: User, victim: User, amount: int, smooth: bool = False) -> Script:
+    """A fake listing; a ``smooth`` scammer writes as an honest seller does."""
     yield w.say(victim, scammer, "buyer")
     yield w.wait("reply")
-    yield w.say(scammer, victim, "listing", amount)
+    yield w.say(scammer, victim, "sell" if smooth else "listing", amount)
     yield w.wait("reply")
     yield w.say(victim, scammer, "chat")
     yield w.wait("reply")
-    yield w.say(scammer, victim, "listing_pay", amount)
+    yield w.say(scammer, victim, "seller_pay" if smooth else "listing_pay", amount)
 
 
 def _impersonation_lure(w: World, scammer: User, victim: User, amount: int) -> Script:
@@ -95,47 +130,73 @@ def _impersonation_lure(w: World, scammer: User, victim: User, amount: int) -> S
     yield w.say(scammer, victim, "impersonate_ask", amount)
 
 
+def _campaign(w: World, victims: int, script: Callable[[User], Script]) -> None:
+    """One scammer, ``victims`` victims, one after another over days to weeks."""
+    delay = 0
+    for _ in range(victims):
+        w.spawn(script(w.member()), delay)
+        delay += w.wait("campaign")
+
+
 # --- authorised push-payment scams -------------------------------------------------------------
 def romance(w: World) -> Script:
     rng = w.rng
     victim = w.member()
-    scammer = yield from _new_account(w, "scammer", lang=victim.lang)
+    scammer = yield from _scammer(w, victim)
+    reports = _reports(w)
     yield from open_app(w, victim)
-    for _ in range(rng.randint(2, 4)):  # courtship
+    for _ in range(rng.randint(2, 5)):  # courtship, over days
         yield from _exchange(w, scammer, victim, "flirt", rng.randint(1, 3))
-        yield w.wait("session")
-    amounts = (300, 500, 800, 1200, 2000, 3000, 5000)
+        yield w.wait("session") * rng.randint(1, 3)
+    amounts = (50, 100, 300, 500, 800, 1200, 2000, 3000)
     step = rng.randrange(3)
-    for ask in range(rng.randint(1, 3)):  # each ask bigger than the last
+    for ask in range(rng.randint(1, 3)):  # a small gift first, each ask bigger than the last
         amount = amounts[step + 2 * ask] * EURO
         yield w.say(scammer, victim, "romance_ask", amount)
-        if not (yield from _victim_pays(w, "romance", victim, scammer, amount, must_pay=ask == 0)):
+        if not (yield from _victim_pays(w, "romance", victim, scammer, amount,
+                                        must_pay=ask == 0, reports=reports)):
             return
         yield w.wait("reply")
         yield w.say(scammer, victim, "flirt")
-        yield w.wait("session")
+        yield w.wait("session") * rng.randint(1, 4)
 
 
 def marketplace(w: World) -> Script:
-    victim = w.member()
-    scammer = yield from _new_account(w, "scammer", lang=victim.lang)
+    """A fake seller, buyer after buyer, over one to three weeks; half write as honest
+    sellers do, and many items are cheap."""
+    rng = w.rng
+    scammer = yield from _scammer(w, w.member())
+    smooth = rng.random() < 0.5
+    _campaign(w, rng.randint(2, 8), lambda victim: _marketplace_sale(w, scammer, victim, smooth))
+
+
+def _marketplace_sale(w: World, scammer: User, victim: User, smooth: bool) -> Script:
     yield from open_app(w, victim)
-    amount = w.rng.choice((80, 120, 150, 250, 350, 450, 600)) * EURO
-    yield from _listing_lure(w, scammer, victim, amount)
-    yield from _victim_pays(w, "marketplace", victim, scammer, amount)
+    amount = w.rng.choice((30, 45, 60, 80, 120, 150, 250, 350, 450, 600)) * EURO
+    yield from _listing_lure(w, scammer, victim, amount, smooth)
+    yield from _victim_pays(w, "marketplace", victim, scammer, amount, reports=_reports(w))
 
 
 def impersonation(w: World) -> Script:
+    """A scammer posing as a relative, a bank or a courier, victim after victim."""
     rng = w.rng
-    victim = w.member()
-    scammer = yield from _new_account(w, "scammer", lang=victim.lang)
+    scammer = yield from _scammer(w, w.member())
+    _campaign(w, rng.randint(2, 6), lambda victim: _impersonated(w, scammer, victim))
+
+
+def _impersonated(w: World, scammer: User, victim: User) -> Script:
+    rng = w.rng
+    reports = _reports(w)
     yield from open_app(w, victim)
-    amount = rng.choice((200, 350, 500, 900, 1500, 2500)) * EURO
+    yield from _small_talk_first(w, scammer, victim)
+    amount = rng.choice((40, 90, 200, 350, 500, 900, 1500)) * EURO
     yield from _impersonation_lure(w, scammer, victim, amount)
-    if (yield from _victim_pays(w, "impersonation", victim, scammer, amount)) and rng.random() < 0.4:
+    if (yield from _victim_pays(w, "impersonation", victim, scammer, amount, reports=reports)) \
+            and rng.random() < 0.4:
         yield w.wait("reply")
         yield w.say(scammer, victim, "impersonate_ask", amount)
-        yield from _victim_pays(w, "impersonation", victim, scammer, amount, must_pay=False)
+        yield from _victim_pays(w, "impersonation", victim, scammer, amount, must_pay=False,
+                                reports=reports)
 
 
 # --- account takeover ----------------------------------------------------------------------------
@@ -143,85 +204,102 @@ def ato(w: World) -> Script:
     rng = w.rng
     victim = w.member(min_friends=3)
     device, ip = new_device(rng), new_ip(rng, private=False)
-    country = victim.country if rng.random() < 0.4 else rng.choice(FRAUD_COUNTRIES)
+    country = victim.country if rng.random() < 0.5 else rng.choice(FRAUD_COUNTRIES)
     there = dict(device=device, ip=ip, country=country)
     start = victim.compromised_from_ts = victim.taken_over_ts = w.now()
-    for _ in range(rng.randint(0, 3)):
+    for _ in range(rng.choice((0, 0, 1, 2, 3))):
         yield w.account(victim, "login_failed", **there)
         yield w.wait("burst")
     yield w.account(victim, "login", **there)
     yield w.account(victim, "device_added", **there)
-    for kind in rng.sample(CREDENTIAL_CHANGES, rng.randint(1, 3)):
+    for kind in rng.sample(CREDENTIAL_CHANGES, rng.choice((0, 1, 1, 2, 3))):
         yield w.wait("step")
         yield w.account(victim, kind, **there)
-    # "friend in need" to many contacts; some of them pay
-    contacts = rng.sample(victim.friends, min(len(victim.friends), rng.randint(4, 12)))
+    # "friend in need" to some contacts; a few of them pay
+    contacts = rng.sample(victim.friends, min(len(victim.friends), rng.randint(2, 8)))
     for idx in contacts:
         friend = w.pop[idx]
-        amount = rng.choice((150, 200, 250, 300, 400, 500, 800)) * EURO
+        amount = rng.choice((50, 100, 150, 200, 250, 300, 400, 500, 800)) * EURO
         yield w.say(victim, friend, "need", amount)
-        if rng.random() < 0.35:
+        if rng.random() < 0.3:
             w.spawn(_friend_in_need_pays(w, friend, victim, amount), w.wait("read"))
         yield w.wait("burst")
-    # the attacker empties the account to recipients the owner never paid
+    # the attacker empties the account to the ring's accounts
     transfers = []
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(1, 2)):
         yield w.wait("step")
         recipient = yield from crook(w)
         card = victim.card if victim.card and rng.random() < 0.5 else None
-        amount = rng.choice((200, 300, 450, 600, 900, 1500)) * EURO
+        amount = rng.choice((100, 200, 300, 450, 600, 900, 1500)) * EURO
         transfer_id = yield from _fraud_transfer(w, "ato", victim, recipient, amount, card,
                                                  device=device, ip=ip)
         if transfer_id:
             transfers.append((transfer_id, w.now()))
     yield w.wait("ato_duration")
     end, victim.compromised_from_ts = w.now(), None
-    for transfer_id, ts in [(None, start), *transfers]:  # the account, then each transfer
-        w.later("ato_noticed", TakeoverReportRequest(
-            account=victim.id, transfer_id=transfer_id, occurred_ts=ts, compromise_from_ts=start,
-            compromise_to_ts=end))
+    if rng.random() < P_CONFIRMED:
+        for transfer_id, ts in [(None, start), *transfers]:  # the account, then each transfer
+            w.later("ato_noticed", TakeoverReportRequest(
+                account=victim.id, transfer_id=transfer_id, occurred_ts=ts,
+                compromise_from_ts=start, compromise_to_ts=end))
 
 
 def _friend_in_need_pays(w: World, friend: User, victim: User, amount: int) -> Script:
     yield from open_app(w, friend)
     yield w.say(friend, victim, "victim_ok")
-    yield from _victim_pays(w, "ato", friend, victim, amount)
+    yield from _victim_pays(w, "ato", friend, victim, amount, reports=_reports(w))
 
 
 # --- cards -------------------------------------------------------------------------------------------
+def _card_holder(w: World) -> Script:
+    """The account a stolen card is used from (returned by ``yield from``): a sleeper or
+    a new signup, on a device the ring used before a third of the time."""
+    rng = w.rng
+    fraudster = w.sleeper("fraudster") if rng.random() < 0.4 else None
+    if fraudster is None:
+        device = rng.choice(w.ring_devices) if w.ring_devices and rng.random() < 0.35 else None
+        fraudster = w.pop.add("fraudster", device=device)
+        yield from onboard(w, fraudster)
+    w.ring_devices.append(fraudster.device)
+    return fraudster
+
+
 def stolen_card(w: World) -> Script:
     rng = w.rng
-    fraudster = w.pop.add("fraudster")
-    fraudster.card = new_card(rng)  # registered right after signup
-    yield from onboard(w, fraudster)
-    for _ in range(rng.randint(0, 2)):  # does the card work?
-        yield w.wait("burst")
+    fraudster = yield from _card_holder(w)
+    card = new_card(rng)
+    disputed = rng.random() < P_DISPUTED
+    yield w.wait("step")
+    yield w.account(fraudster, "card_registered", card_number=card)
+    if rng.random() < 0.5:  # lets the card age a little
+        yield w.wait("session") * rng.randint(1, 4)
+    if rng.random() < 0.6:  # does the card work?
         recipient = yield from crook(w)
-        yield from _fraud_transfer(w, "stolen_card", fraudster, recipient, rng.randint(100, 300),
-                                   fraudster.card)
-    for _ in range(rng.randint(2, 4)):
+        yield from _fraud_transfer(w, "stolen_card", fraudster, recipient, rng.randint(5, 40) * EURO,
+                                   card, disputed)
+        yield w.wait("session")
+    for _ in range(rng.randint(1, 4)):
         yield w.wait("step")
         recipient = yield from crook(w)
         yield from _fraud_transfer(w, "stolen_card", fraudster, recipient,
-                                   rng.choice((150, 250, 400, 600, 900)) * EURO, fraudster.card)
+                                   rng.choice((60, 100, 150, 250, 400, 600, 900)) * EURO, card,
+                                   disputed)
         yield w.say(fraudster, recipient, "done")
 
 
 def card_testing(w: World) -> Script:
     rng = w.rng
-    tester = w.pop.add("fraudster")
-    tester.card = new_card(rng)
-    yield from onboard(w, tester)
-    cards = [tester.card]
-    for _ in range(rng.randint(0, 2)):  # more cards to test
+    tester = yield from _card_holder(w)
+    cards = [new_card(rng) for _ in range(rng.randint(1, 3))]
+    disputed = rng.random() < P_DISPUTED
+    for card in cards:  # cards to test
         yield w.wait("burst")
-        cards.append(new_card(rng))
-        yield w.account(tester, "card_registered", card_number=cards[-1])
+        yield w.account(tester, "card_registered", card_number=card)
     target = yield from crook(w)
-    for _ in range(rng.randint(8, 25)):
+    for _ in range(rng.randint(3, 10)):
         yield w.wait("burst")
         yield from _fraud_transfer(w, "card_testing", tester, target, rng.randint(50, 500),
-                                   rng.choice(cards))
+                                   rng.choice(cards), disputed)
 
 
 # --- rings ------------------------------------------------------------------------------------------
@@ -231,42 +309,44 @@ def mule(w: World) -> Script:
     for _ in range(rng.randint(2, 4)):
         ring.append((yield from mule_account(w)))
     collector = yield from crook(w)
-    delay = 0
-    for _ in range(rng.randint(5, 12)):  # fan-in: victims of lures, spread over hours
-        w.spawn(_mule_victim(w, w.member(), rng.choice(ring), collector), delay)
-        delay += w.wait("session") // 4
+    # fan-in: victims of lures, over one to three weeks
+    _campaign(w, rng.randint(5, 12), lambda victim: _mule_victim(w, victim, rng.choice(ring), collector))
 
 
 def _mule_victim(w: World, victim: User, mule_account: User, collector: User) -> Script:
     rng = w.rng
     yield from open_app(w, victim)
-    amount = rng.choice((90, 150, 250, 400, 700)) * EURO
+    amount = rng.choice((40, 90, 150, 250, 400, 700)) * EURO
     lure = _listing_lure if rng.random() < 0.5 else _impersonation_lure
     yield from lure(w, mule_account, victim, amount)
-    if (yield from _victim_pays(w, "mule", victim, mule_account, amount)):
+    if (yield from _victim_pays(w, "mule", victim, mule_account, amount, reports=_reports(w))):
         yield w.wait("cashout")  # the mule sends it on within minutes, keeping a cut
         yield from _fraud_transfer(w, "mule", mule_account, collector, amount * rng.randint(88, 97) // 100)
 
 
 def fake_account_farm(w: World) -> Script:
+    """Signups over a few days from a handful of devices and networks, each device and card
+    shared by a few accounts, then card-funded payments to a collector."""
     rng = w.rng
-    devices = [new_device(rng) for _ in range(rng.randint(1, 2))]
-    cards = [new_card(rng) for _ in range(rng.randint(1, 2))]
-    ip, country = new_ip(rng, private=False), rng.choice(FRAUD_COUNTRIES)
+    size = rng.randint(6, 15)
+    devices = [new_device(rng) for _ in range(max(1, size // rng.randint(2, 4)))]
+    cards = [new_card(rng) for _ in range(max(1, size // rng.randint(3, 5)))]
+    ips, country = [new_ip(rng, private=False) for _ in range(rng.randint(1, 3))], rng.choice(FRAUD_COUNTRIES)
+    disputed = rng.random() < P_DISPUTED
     accounts = []
-    for _ in range(rng.randint(6, 20)):
-        account = w.pop.add("farm", device=rng.choice(devices), ip=ip, country=country)
+    for _ in range(size):
+        account = w.pop.add("farm", device=rng.choice(devices), ip=rng.choice(ips), country=country)
         account.card, account.iban = rng.choice(cards), None
         yield from onboard(w, account)
         accounts.append(account)
-        yield w.wait("burst")
+        yield w.wait("session") // 2
     collector = yield from crook(w)
     for account in accounts:
         for _ in range(rng.randint(0, 2)):
             yield w.say(account, w.member(), "spam")
         yield from _fraud_transfer(w, "fake_account_farm", account, collector,
-                                   rng.randint(20, 150) * EURO, account.card)
-        yield w.wait("burst")
+                                   rng.randint(20, 150) * EURO, account.card, disputed)
+        yield w.wait("step")
 
 
 SCENARIOS: dict[str, Callable[[World], Script]] = {

@@ -18,7 +18,9 @@ Parameters of ``run_live``:
 
 Live, the population's registrations are taken to predate the demo: a member's assistant
 switch is sent the first time the simulation uses them; accounts created by fraud sign up.
-Errors (4xx/5xx, refused connections) are counted and logged, never fatal. The stats say
+Errors (4xx/5xx, refused connections) are counted and logged, never fatal. The analyst
+verdicts that clear some disputed honest payments offline are left to the console's analysts
+live (counted, not sent). The stats say
 which recovery cases the owners answered, and how (``owner_answers``: case id -> behaviour).
 """
 from __future__ import annotations
@@ -38,8 +40,9 @@ from pipelines import settings
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.owners import Owners
 from pipelines.simulator.timing import LIVE
-from pipelines.simulator.world import (AssistantSwitch, Challenges, Deck, RecoveryAnswer, Script,
-                                       Suggestion, SuggestionResponse, World)
+from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Challenges, Deck,
+                                       RecoveryAnswer, Script, Suggestion, SuggestionResponse,
+                                       World)
 
 log = logging.getLogger(__name__)
 DEFAULT_USERS = 300
@@ -80,6 +83,7 @@ class ServiceClient:
         self.sent: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
+        self.verdicts_left = 0  # analyst verdicts: live, the analysts give theirs in the console
         m, p, a = urls["messaging"], urls["payment"], urls["assistant"]
         self._posts = {  # request type -> (endpoint name, url)
             rq.MessageRequest: ("POST /v1/messages", f"{m}/v1/messages"),
@@ -117,6 +121,9 @@ class ServiceClient:
             return None
         if kind is rq.TransferRequest:
             return await self._transfer(command)
+        if kind is AnalystVerdict:
+            self.verdicts_left += 1
+            return None
         if kind is Suggestion:
             return await self._suggestion(command)
         if kind is SuggestionResponse:
@@ -284,5 +291,6 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
             "refused_transfers": client.refused, "owner_answers": runner.owners.answered,
+            "verdicts_left_to_analysts": client.verdicts_left,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
             "users": len(runner.world.pop)}

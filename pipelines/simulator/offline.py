@@ -33,8 +33,8 @@ from pipelines.simulator.world import LABEL_COMMANDS, Script, World, onboard
 
 EPOCH_MS = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
 SIGNUP_DAYS = 28  # the population's registrations are spread over the weeks before the epoch
-DEFAULT_USERS = 5_000
-DEFAULT_DAYS = 7.0
+DEFAULT_USERS = 4_000
+DEFAULT_DAYS = 35.0  # five weeks: early victims' labels arrive while their scammers still run
 # Relative activity by hour of the day, Paris time (UTC+1 in November).
 _PARIS_HOURLY = (2, 1, .5, .3, .3, .5, 1.5, 3, 4, 4, 4, 5, 7, 6, 4, 4, 4, 5, 6, 7, 8, 7, 5, 3)
 _UTC_HOURLY = _PARIS_HOURLY[1:] + _PARIS_HOURLY[:1]
@@ -121,7 +121,7 @@ def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: 
     log = EventLog(writer, scheduler.now, OFFLINE.availability_ms)
 
     rng = world.rng
-    for user in world.members:  # registrations, spread over the weeks before the epoch
+    for user in world.members + world.sleepers:  # registrations, in the weeks before the epoch
         world.spawn(onboard(world, user), rng.randrange(SIGNUP_DAYS) * DAY + _daily_offset(rng))
     activity_start = EPOCH_MS - start_ms
     world.spawn(_days(world, days), activity_start)
@@ -134,9 +134,18 @@ def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: 
     writer.close()
     seconds = time.perf_counter() - started
     events = sum(writer.counts.values())
-    by_scenario = {code: {**world.by_scenario.get(code, {}),
+    labelled = dict.fromkeys(mix, 0)
+    for transfer_id, code in world.fraud_transfers.items():
+        labelled[code] += transfer_id in log.labelled_fraud
+    by_scenario = {code: {**world.by_scenario.get(code, {}), "labelled_transfers": labelled[code],
                           "labels": log.labels_by_scenario.get(code, 0)} for code in mix}
+    frauds = len(world.fraud_transfers)
+    transfers = writer.counts["transfer-requests"]
     return {"events": events, "seconds": round(seconds, 3),
             "events_per_s": round(events / seconds) if seconds else None,
             "by_topic": dict(writer.counts), "by_scenario": by_scenario,
+            "fraud": {"transfers": frauds, "share": round(frauds / transfers, 5) if transfers else None,
+                      "labelled": sum(labelled.values()),
+                      "legit_disputes": log.labels_by_scenario.get(legit.LEGIT_DISPUTE, 0) - log.cleared,
+                      "cleared_by_analysts": log.cleared},
             "users": len(world.pop), "files": len(writer.files), "out": str(out_dir)}

@@ -22,7 +22,7 @@ from pipelines import requests as rq
 from pipelines import schemas as s
 from pipelines.privacy import pseudonymize
 from pipelines.services.assistant import SUGGESTION_TTL_MS
-from pipelines.simulator.world import AssistantSwitch, Suggestion, SuggestionResponse
+from pipelines.simulator.world import AnalystVerdict, AssistantSwitch, Suggestion, SuggestionResponse
 
 TOPICS = ("messages", "account-events", "transfer-requests", "assistant-events", "labels")
 FLUSH_ROWS = 200_000  # per topic: bounds memory, keeps files large
@@ -70,12 +70,14 @@ class EventLog:
         self._suggestion_keys: dict[str, tuple[str, str]] = {}  # suggestion id -> its key
         self.card_transfers: dict[str, s.TransferRequested] = {}  # what chargebacks refer to
         self.labels_by_scenario: dict[str, int] = {}
+        self.labelled_fraud: set[str] = set()  # transfer ids a fraud label names
+        self.cleared = 0  # labels that are not fraud (analysts' verdicts on disputes)
         self.handlers = {
             rq.MessageRequest: self.message, rq.AccountEventRequest: self.account_event,
             rq.TransferRequest: self.transfer, rq.ScamReportRequest: self.scam_report,
             rq.ChargebackRequest: self.chargeback, Suggestion: self.suggestion,
             SuggestionResponse: self.suggestion_response, AssistantSwitch: self.assistant_switch,
-            rq.TakeoverReportRequest: self.takeover_report,
+            rq.TakeoverReportRequest: self.takeover_report, AnalystVerdict: self.analyst_verdict,
         }
 
     def _id(self, prefix: str = "") -> str:
@@ -161,7 +163,21 @@ class EventLog:
     def takeover_report(self, req: rq.TakeoverReportRequest) -> None:
         self._label(rq.takeover_label(req, self._id(), self.now()))
 
+    def analyst_verdict(self, cmd: AnalystVerdict) -> None:
+        """The console's verdict label (``dashboards.common``), on the account the dispute
+        accused."""
+        sender, recipient = pseudonymize("account", cmd.sender), pseudonymize("account", cmd.recipient)
+        self._label(s.Label(id=self._id("v"), ts=cmd.occurred_ts, kind="analyst_verdict",
+                            account=sender if cmd.party == "sender" else recipient,
+                            transfer_id=cmd.transfer_id, is_fraud=cmd.is_fraud,
+                            known_at=self.now(), party=cmd.party, sender=sender,
+                            recipient=recipient, scenario=cmd.scenario))
+
     def _label(self, label: s.Label) -> None:
         scenario = label.scenario or "unknown"
         self.labels_by_scenario[scenario] = self.labels_by_scenario.get(scenario, 0) + 1
+        if not label.is_fraud:
+            self.cleared += 1
+        elif label.transfer_id is not None:
+            self.labelled_fraud.add(label.transfer_id)
         self._append("labels", label)

@@ -5,7 +5,7 @@ A script is a generator. It yields one of:
 - an ``int``: wait that many milliseconds (simulated offline, real live);
 - a request struct from ``pipelines.requests`` (``MessageRequest``, ``AccountEventRequest``,
   ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``, and the takeover ground
-  truth ``TakeoverReportRequest``): the driver sends it; a
+  truth ``TakeoverReportRequest``, and ``AnalystVerdict``): the driver sends it; a
   ``TransferRequest`` gets back its transfer id, or ``None`` if the payment was refused
   (e.g. a locked sender); the others get ``None``;
 - a command below (the assistant's endpoints; live only, the account owner's side of the
@@ -29,7 +29,8 @@ from pipelines.simulator.population import Population, User, new_device
 from pipelines.simulator.timing import Timing
 
 Script = Generator  # yields int | request | command, receives the result
-RECRUITED_SHARE = 0.5  # of the mule accounts: members recruited rather than new signups
+RECRUITED_SHARE = 0.6  # of the mule accounts: aged accounts (recruited members, sleepers)
+SLEEPERS_PER_USER = 1 / 200  # accounts fraud rings registered with the population, kept for later
 
 
 class Suggestion(NamedTuple):
@@ -64,7 +65,20 @@ class RecoveryAnswer(NamedTuple):
     request: RecoveryAnswerRequest
 
 
-LABEL_COMMANDS = (ScamReportRequest, ChargebackRequest, TakeoverReportRequest)
+class AnalystVerdict(NamedTuple):
+    """An analyst's verdict on a disputed transfer (raw ids; ``party``: the side the dispute
+    accused, ``sender`` or ``recipient``). Offline it becomes an ``analyst_verdict`` label;
+    live, analysts give theirs in the console and the simulator sends none."""
+    transfer_id: str
+    sender: str
+    recipient: str
+    party: str
+    is_fraud: bool
+    occurred_ts: int
+    scenario: Optional[str] = None
+
+
+LABEL_COMMANDS = (ScamReportRequest, ChargebackRequest, TakeoverReportRequest, AnalystVerdict)
 
 
 class World:
@@ -77,7 +91,13 @@ class World:
         self.now = clock  # event time in ms
         self._spawn = spawn
         self.crooks: list[User] = []  # accounts where stolen money lands
+        # aged fraud accounts: registered among the population, unused until a ring needs one
+        self.sleepers = [self.pop.add("sleeper", disguised=True)
+                         for _ in range(max(2, round(users * SLEEPERS_PER_USER)))]
+        self._unused_sleepers = self.sleepers[::-1]
+        self.ring_devices: list[str] = []  # devices fraudsters used: some come back
         self.by_scenario: dict[str, dict[str, int]] = {}
+        self.fraud_transfers: dict[str, str] = {}  # transfer id -> scenario: the ground truth
 
     # --- scheduling ----------------------------------------------------------------------
     def spawn(self, script: Script, delay_ms: int = 0) -> None:
@@ -95,7 +115,20 @@ class World:
         counts = self.by_scenario.setdefault(scenario, {})
         counts[what] = counts.get(what, 0) + n
 
+    def fraud(self, scenario: str, transfer_id: str) -> None:
+        """A fraudulent transfer, labelled or not (the truth the labels only partly tell)."""
+        self.count(scenario, "transfers")
+        self.fraud_transfers[transfer_id] = scenario
+
     # --- choosing people -----------------------------------------------------------------
+    def sleeper(self, role: str) -> Optional[User]:
+        """An aged fraud account not used yet, from now on in ``role`` (None: all are used)."""
+        if not self._unused_sleepers:
+            return None
+        user = self._unused_sleepers.pop()
+        user.role = role
+        return user
+
     def member(self, min_friends: int = 0) -> User:
         """A random member (of the initial population, or invited since), with enough friends if
         one is found."""
@@ -193,15 +226,26 @@ def crook(w: World) -> Script:
 
 
 def mule_account(w: World) -> Script:
-    """An account that passes stolen money on (returned by ``yield from``): half the time a
-    member recruited with their own, aged account (as real mules mostly are), else a new one.
-    Either way the recipient's newness alone does not tell fraud: friends invite new members
-    with a payment too (``legit.invite``)."""
-    if w.rng.random() < RECRUITED_SHARE:
+    """An account that passes stolen money on (returned by ``yield from``): mostly an aged
+    one, as real mules are (``fraud_account``)."""
+    return (yield from fraud_account(w, "mule", RECRUITED_SHARE))
+
+
+def fraud_account(w: World, role: str, p_aged: float) -> Script:
+    """An account a fraud ring uses (returned by ``yield from``). With probability ``p_aged``
+    one that does not look new: half the time a sleeper registered weeks ago (while one is
+    left), else a member recruited with their own account, history and friends; otherwise a
+    signup made for the purpose. A new account alone does not tell fraud either: friends
+    invite new members with a payment (``legit.invite``), new sellers sell (``legit.buy``)."""
+    rng = w.rng
+    if rng.random() < p_aged:
+        user = w.sleeper(role) if rng.random() < 0.5 else None
+        if user is not None:
+            return user
         user = w.member()
         user.role = "mule"
         return user
-    user = w.pop.add("mule")
+    user = w.pop.add(role)
     yield from onboard(w, user)
     return user
 
@@ -217,9 +261,10 @@ def _respond(rng: random.Random, amount: int, suggested: Optional[int]) -> tuple
 
 
 def pay_after_talk(w: World, payer: User, payee: User, amount: int, *, must_pay: bool = False,
-                   card: Optional[str] = None, p_skip: float = 0.1) -> Script:
+                   card: Optional[str] = None, p_skip: float = 0.1, ip: Optional[str] = None) -> Script:
     """``payer`` was asked for (or told about) ``amount``: they answer the assistant's
-    suggestion if there is one, and pay (the transfer id is returned by ``yield from``)."""
+    suggestion if there is one, and pay (the transfer id is returned by ``yield from``),
+    from ``ip`` if they are away from home."""
     rng = w.rng
     yield w.wait("read")
     suggestion = (yield Suggestion(payer.id, Population.conversation(payer, payee))) if payer.assistant else None
@@ -241,13 +286,14 @@ def pay_after_talk(w: World, payer: User, payee: User, amount: int, *, must_pay:
     elif not must_pay and rng.random() < p_skip:
         return None  # talked about it, never paid
     use_card = card or (payer.card if payer.card and rng.random() < 0.3 else None)
-    return (yield w.transfer(payer, payee, amount, card=use_card, suggestion_id=suggestion_id,
-                             amount_edited=edited))
+    return (yield w.transfer(payer, payee, amount, card=use_card, ip=ip,
+                             suggestion_id=suggestion_id, amount_edited=edited))
 
 
-def new_phone(w: World, user: User) -> Script:
-    """A legitimate new device: the same signals as a takeover's, from the user's own IP."""
+def new_phone(w: World, user: User, **where) -> Script:
+    """A legitimate new device: the same signals as a takeover's, from the user's own IP
+    (or ``where`` they are: ``ip``, ``country``)."""
     device = new_device(w.rng)
     user.devices.insert(0, device)
-    yield w.account(user, "device_added")
-    yield w.account(user, "login")
+    yield w.account(user, "device_added", **where)
+    yield w.account(user, "login", **where)
