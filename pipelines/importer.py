@@ -385,12 +385,13 @@ class Importer:
                     con.execute("INSERT INTO staged SELECT * FROM batch")
                     con.unregister("batch")
                 read += len(lines)
+            # the labels are the join's build side: memory follows them, not the transfers
+            # (a repeated transfer id: its first transfer)
             joined = con.sql(f"""
                 SELECT l.*, t.ts, t.sender, t.recipient
-                FROM staged l LEFT JOIN (
-                    SELECT transfer_id, min(ts) AS ts, arg_min(sender, ts) AS sender,
-                           arg_min(recipient, ts) AS recipient
-                    FROM {_transfers(self.out)} GROUP BY transfer_id) t USING (transfer_id)
+                FROM staged l LEFT JOIN (SELECT transfer_id, ts, sender, recipient
+                                         FROM {_transfers(self.out)}) t USING (transfer_id)
+                QUALIFY row_number() OVER (PARTITION BY l.line ORDER BY t.ts) = 1
                 ORDER BY l.line""")
             for batch in joined.to_arrow_reader(BATCH_ROWS):
                 for row in batch.to_pylist():
@@ -508,7 +509,7 @@ class _duckdb:
         self.tmp = tempfile.mkdtemp(prefix=".import-", dir=self.out)
         self.con = duckdb.connect(str(Path(self.tmp) / "scratch.duckdb"))
         self.con.execute(f"SET temp_directory='{self.tmp}'")
-        self.con.execute("SET memory_limit='512MB'")
+        self.con.execute("SET memory_limit='256MB'")
         self.con.execute("SET threads=2")
         self.con.execute("SET preserve_insertion_order=false")
         return self.con
