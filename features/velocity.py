@@ -7,8 +7,8 @@ of the mean and 1 € so that a flat history gives finite values).
 A ``Flow`` is one entity's transfers in one direction, as parallel int lists sorted by event time
 (ms, relative to the state's base, see ``features.state``). Amounts are in cents.
 
-Exact rows last 7 days (plus the amount history), so an account's flows also keep *day buckets*
-(count, sum, max) for 30 days: a bucket opens at a transfer at least 24 h after the previous
+Exact rows are kept for 7 days (and the amount history), so an account's two flows also keep
+*day buckets* (count, sum, max) for 30 days: a bucket opens at a transfer at least 24 h after the previous
 bucket's start (a late transfer joins the bucket whose span holds it), so buckets depend on event
 times only, never on the base or on when a sweep runs. A 30-day read (``month``) takes the buckets
 whose start is in [t - 30 d, t) up to the first one inside the last 7 days, whose transfers, and
@@ -144,7 +144,7 @@ class Flow(Struct, array_like=True, gc=False):
                 top = days[i + 3]
         return count, total, top
 
-    def windows(self, t: int) -> "Windows":
+    def windows(self, t: int) -> Windows:
         """count, sum, max over 24 h, 7 d (exact) and 30 d (``month``): ``LONG_WINDOWS``."""
         return self.window(t, DAY), self.window(t, WEEK), self.month(t)
 
