@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from features.sources import FAMILIES
 from pipelines import schemas as s
+from pipelines import settings
 from pipelines.privacy import pseudonymize
 from pipelines.services.common import env_seconds
 from pipelines.simulator.offline_services import FLUSH_ROWS, LakeWriter
@@ -454,6 +455,9 @@ class Importer:
             "families": families, "files": self.files,
             "duplicate_transfer_ids": self.duplicate_transfer_ids(),
             "availability_delay_ms": self.delay_ms, "seconds": round(seconds, 2),
+            # which key the ids were hashed with (never the key): the live system's, or not
+            "hash_key": "development key" if settings.load().hash_key_is_dev_default
+                        else "VIGIE_HASH_KEY",
         }
         (self.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
