@@ -121,6 +121,26 @@ def test_honest_payments_are_sometimes_disputed_and_cleared(default_run, monkeyp
     assert cleared == stats["fraud"]["cleared_by_analysts"] >= 1
 
 
+def test_labels_name_the_party_they_accuse(runs):
+    """A chargeback accuses the sender (the card was used from there), a scam report the
+    recipient, a takeover the sender's (taken-over) account; every label naming a transfer
+    names the party's account as its ``account``."""
+    base, _ = runs
+    con = lake.connect(base / "a")
+    rows = con.execute("""
+        SELECT l.kind, l.party, count(*),
+               count(*) FILTER (WHERE l.account = CASE l.party WHEN 'sender' THEN t.sender
+                                                  WHEN 'recipient' THEN t.recipient END)
+        FROM labels l JOIN transfer_requests t USING (transfer_id) GROUP BY ALL""").fetchall()
+    parties = {(kind, party) for kind, party, _, _ in rows}
+    assert {("chargeback", "sender"), ("user_scam_report", "recipient"),
+            ("ato_confirmed", "sender")} <= parties, rows
+    assert all(kind == "analyst_verdict" for kind, party in parties
+               if (kind, party) not in {("chargeback", "sender"), ("user_scam_report", "recipient"),
+                                        ("ato_confirmed", "sender")}), rows
+    assert all(n == fitting for _, _, n, fitting in rows), rows
+
+
 def test_assistant_suggestions_lead_to_transfers(runs):
     base, _ = runs
     con = lake.connect(base / "a")

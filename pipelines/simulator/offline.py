@@ -34,7 +34,7 @@ from pipelines.simulator.world import LABEL_COMMANDS, Script, World, onboard
 EPOCH_MS = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
 SIGNUP_DAYS = 28  # the population's registrations are spread over the weeks before the epoch
 DEFAULT_USERS = 4_000
-DEFAULT_DAYS = 35.0  # five weeks: early victims' labels arrive while their scammers still run
+DEFAULT_DAYS = 28.0  # four weeks: early victims' labels arrive while their scammers still run
 # Relative activity by hour of the day, Paris time (UTC+1 in November).
 _PARIS_HOURLY = (2, 1, .5, .3, .3, .5, 1.5, 3, 4, 4, 4, 5, 7, 6, 4, 4, 4, 5, 6, 7, 8, 7, 5, 3)
 _UTC_HOURLY = _PARIS_HOURLY[1:] + _PARIS_HOURLY[:1]
