@@ -163,14 +163,15 @@ def _transfer_id(value) -> str:
     return text
 
 
-def _choice(value, name: str, default: str) -> str:
+def _choice(value, default: str) -> str:
+    """A name as lower_snake_case ("Scam report" -> "scam_report"), or ``default`` if blank."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     return str(value).strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def _bool(value, name: str) -> bool:
-    text = _choice(value, name, "")
+    text = _choice(value, "")
     if text in _TRUE:
         return True
     if text in _FALSE:
@@ -305,30 +306,35 @@ class Importer:
         if len(buffer) >= FLUSH_ROWS:
             self.writer.flush(topic)
 
+    def _each_row(self, family: str, source: Source, counted: dict) -> Iterator[tuple[int, dict]]:
+        """(line, {column: value}) of every row of ``source``, with a progress bar;
+        ``counted["read"]`` counts them."""
+        from tqdm import tqdm
+
+        with tqdm(desc=f"{family} ({source.path.name})", unit=" rows", mininterval=0.5,
+                  disable=not self.progress) as bar:
+            for lines, columns in source.batches():
+                bar.total = source.rows
+                names = list(columns)
+                for i, line in enumerate(lines):
+                    yield line, {n: columns[n][i] for n in names}
+                counted["read"] += len(lines)
+                bar.update(len(lines))
+
     def _rows(self, family: str, source: Source, convert: Callable[[dict], object],
               topic: str) -> None:
         """Convert every row of ``source`` into an event of ``topic``, or a reject."""
-        from tqdm import tqdm
-
-        read = imported = 0
-        bar = tqdm(desc=f"{family} ({source.path.name})", unit=" rows", disable=not self.progress,
-                   total=None, mininterval=0.5)
-        for lines, columns in source.batches():
-            bar.total = source.rows
-            names = list(columns)
-            for i, line in enumerate(lines):
-                try:
-                    event = convert({n: columns[n][i] for n in names})
-                except Reject as why:
-                    self.rejects.add(source.path, line, str(why))
-                    continue
-                self._append(topic, event)
-                imported += 1
-            read += len(lines)
-            bar.update(len(lines))
-        bar.close()
+        counted, imported = {"read": 0}, 0
+        for line, row in self._each_row(family, source, counted):
+            try:
+                event = convert(row)
+            except Reject as why:
+                self.rejects.add(source.path, line, str(why))
+                continue
+            self._append(topic, event)
+            imported += 1
         self.writer.flush(topic)
-        self._record(family, source, read, imported)
+        self._record(family, source, counted["read"], imported)
 
     def _record(self, family: str, source: Source, read: int, imported: int) -> None:
         rejected = self.rejects.counts.get(str(source.path), Counter())
@@ -347,7 +353,7 @@ class Importer:
         def convert(row: dict) -> s.TransferRequested:
             transfer_id = _transfer_id(row["transfer_id"])
             ts = parse_ms(row["ts"], "ts")
-            currency = _choice(row["currency"], "currency", "eur").upper()
+            currency = _choice(row["currency"], "eur").upper()
             if currency not in currencies:
                 raise Reject("currency: not an ISO 4217 currency code")
             return s.TransferRequested(
@@ -369,23 +375,28 @@ class Importer:
         schema = pa.schema([("line", pa.int64()), ("transfer_id", pa.string()),
                             ("kind", pa.string()), ("is_fraud", pa.bool_()),
                             ("known_at", pa.int64()), ("party", pa.string())])
-        read = imported = 0
+        counted, imported = {"read": 0}, 0
         with _duckdb(self.out) as con:
             con.register("empty_staged", schema.empty_table())
             con.execute("CREATE TABLE staged AS SELECT * FROM empty_staged")
-            for lines, columns in source.batches():
-                staged = []
-                for i, line in enumerate(lines):
-                    try:
-                        staged.append((line, *_label_fields({n: v[i] for n, v in columns.items()})))
-                    except Reject as why:
-                        self.rejects.add(source.path, line, str(why))
-                if staged:
-                    con.register("batch", pa.Table.from_arrays(
-                        [pa.array(col, f.type) for col, f in zip(zip(*staged), schema)], schema=schema))
-                    con.execute("INSERT INTO staged SELECT * FROM batch")
-                    con.unregister("batch")
-                read += len(lines)
+
+            def stage(rows: list[tuple]) -> None:
+                con.register("batch", pa.Table.from_arrays(
+                    [pa.array(col, f.type) for col, f in zip(zip(*rows), schema)], schema=schema))
+                con.execute("INSERT INTO staged SELECT * FROM batch")
+                con.unregister("batch")
+                rows.clear()
+
+            staged: list[tuple] = []
+            for line, row in self._each_row("labels", source, counted):
+                try:
+                    staged.append((line, *_label_fields(row)))
+                except Reject as why:
+                    self.rejects.add(source.path, line, str(why))
+                if len(staged) >= BATCH_ROWS:
+                    stage(staged)
+            if staged:
+                stage(staged)
             # the labels are the join's build side: memory follows them, not the transfers
             # (a repeated transfer id: its first transfer)
             joined = con.sql(f"""
@@ -404,7 +415,7 @@ class Importer:
                     self._append("labels", label)
                     imported += 1
         self.writer.flush("labels")
-        self._record("labels", source, read, imported)
+        self._record("labels", source, counted["read"], imported)
 
     # --- sign-ups ---------------------------------------------------------------------------------
     def accounts(self, path: Path) -> None:
@@ -466,13 +477,13 @@ class Importer:
 def _label_fields(row: dict) -> tuple:
     """(transfer_id, kind, is_fraud, known_at, party) of one label row, or Reject."""
     transfer_id = _transfer_id(row["transfer_id"])
-    name = _choice(_present(row["kind"], "kind"), "kind", "")
+    name = _choice(_present(row["kind"], "kind"), "")
     if name not in LABEL_KINDS:
         raise Reject("kind: unknown label kind")
     kind, is_fraud = LABEL_KINDS[name]
     if is_fraud is None:
         is_fraud = _bool(row["is_fraud"], "is_fraud")
-    party = _choice(row["party"], "party", "unknown")
+    party = _choice(row["party"], "unknown")
     if party not in PARTIES:
         raise Reject("party: not sender, recipient or unknown")
     return transfer_id, kind, is_fraud, parse_ms(row["known_at"], "known_at"), party
