@@ -152,15 +152,40 @@ def test_streamed_features_equal_the_replay_value_for_value(baseline, model):
     _expect_parity(parity_report(decided, baseline.events, "live"))
 
 
+def with_a_reported_mule(events: list, tag: str) -> list:
+    """``events`` plus a mule whose payers report it while it keeps being paid: labels naming
+    their transfers' parties, known between transfers (a one-day simulation has few such), and an
+    analyst clearing one of them, so the counterparty-risk features take non-zero values."""
+    from features.bench import Log
+    from features.routing import order_key
+    from stream_support import namespaced
+
+    log, t = Log(), events[0].ts + 3_600_000
+    hour = 3_600_000
+    paid = [log.transfer(f"victim{k}", "mule", t + 2 * k * hour, 20_000) for k in range(4)]
+    for tr in paid:
+        log.label("mule", tr.ts, tr.ts + hour, "user_scam_report", party="recipient", on=tr)
+    log.transfer("victim0", "friend", t + 9 * hour, 1_000)
+    log.label(None, t, t + 10 * hour, "analyst_verdict", is_fraud=False, party="unknown",
+              on=paid[0])
+    log.transfer("victim9", "mule", t + 11 * hour, 5_000)
+    return sorted(events + namespaced(log, f"{tag}rm-"), key=order_key)
+
+
 def test_parity_when_the_worker_starts_on_a_backlog(kafka, model, watcher, processes, session_dir):
     """The same promise when the worker starts behind: every event already in Kafka (a restart
-    after downtime, a catch-up). Event time, not arrival order, must define the features."""
+    after downtime, a catch-up). Event time, not arrival order, must define the features,
+    labels included (each reaches both parties of the transfer it names)."""
     events = simulated_log(session_dir / "backlog-lake", seed=404, tag="bk-", users=100, days=1)
+    events = with_a_reported_mule(events, "bk-")
     transfers = [e.transfer_id for e in events if type(e) is s.TransferRequested]
     publish(events)
     processes.start("worker", "worker")
     decided = _first(watcher.wait_all(transfers, DECIDE_TIMEOUT, "backlog"))
     _expect_parity(parity_report(decided, events, "backlog"))
+    for name in ("recipient_in_fraud_24h", "sender_out_fraud_24h", "recipient_in_fraud_share_7d",
+                 "recipient_in_hours_since_fraud"):
+        assert any((d.features.get(name) or 0) > 0 for d in decided.values()), name
 
 
 # --- 2. kill -9 mid-stream ----------------------------------------------------------------------
