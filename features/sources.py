@@ -10,14 +10,14 @@ functions; ``features_for_sources`` is what a history holding some families can 
 """
 from __future__ import annotations
 
+from features import conversation, graph, risk, security, velocity
+from features.routing import STATE_CLASSES
+from features.vector import FEATURE_NAMES, TRANSFER_NAMES
+
 # transfers: transfer requests; labels: delayed fraud labels; accounts: sign-ups;
 # devices: logins, devices, cards, IPs (account-security events); messages: chat metadata;
 # assistant: payment suggestions and their outcomes.
 FAMILIES = ("transfers", "labels", "accounts", "devices", "messages", "assistant")
-
-from features import conversation, graph, risk, security, velocity  # noqa: E402
-from features.routing import STATE_CLASSES  # noqa: E402
-from features.vector import FEATURE_NAMES, TRANSFER_NAMES  # noqa: E402
 
 _TRANSFER_PART = {
     "transfer_amount_cents": "transfers", "transfer_payout_delay_hours": "transfers",
