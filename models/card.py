@@ -73,6 +73,52 @@ def _plots(out: Path, y: np.ndarray, scores: np.ndarray, report: dict, meta: dic
     return files
 
 
+def validation_line(gx: dict | None) -> str:
+    """The Great Expectations result in one line: a check that was not run is never FAILED."""
+    if not gx or gx.get("skipped"):
+        return "not run (skipped)"
+    absent = gx.get("absent") or []
+    tail = (f"; absent families: {', '.join(absent)} ({gx.get('not_applicable', 0)} expectations "
+            "not applicable)" if absent else "")
+    if gx.get("success"):
+        return f"passed ({gx.get('evaluated', 0)} expectations){tail}"
+    return f"FAILED ({len(gx.get('failures', []))} of {gx.get('evaluated', 0)} expectations){tail}"
+
+
+def _search_table(search: dict | None) -> str:
+    if not search:
+        return "- No parameter search recorded."
+    keys = list(search.get("space", {}))
+
+    def cell(t, k):
+        v = t.get(k)
+        return "-" if v is None else f"{v:.4f}" if isinstance(v, float) and k.startswith("valid") else str(v)
+
+    head = ["trial", *keys, "rounds", "valid_ap", "valid_logloss", "seconds", "status"]
+    rows = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
+    for t in search["trials"]:
+        mark = " **chosen**" if t["trial"] == search["chosen"] else ""
+        rows.append("| " + " | ".join(cell(t, k) for k in head) + mark + " |")
+    return (f"- Search: {len(search['trials'])} trial(s) in {search['elapsed_s']:.1f} s "
+            f"(budget {search['budget_s']:.0f} s, at most {search['max_trials']} trials, ended "
+            f"by {search['ended_by']}); criterion: {search['criterion']}\n\n" + "\n".join(rows))
+
+
+def _warnings(report: dict) -> list[str]:
+    from models.evaluate import baseline_warnings
+
+    return baseline_warnings(report, report["baseline"]) if report.get("baseline") else []
+
+
+def _versus(report: dict) -> str:
+    base = report.get("baseline")
+    if not base:
+        return "No baseline was fitted with this model."
+    from models.evaluate import versus_line
+
+    return versus_line(report, base) + " (test slice)."
+
+
 def write(model_dir: Path, meta: dict, report: dict, y, scores) -> Path:
     """Write MODEL_CARD.md, report.json and the plots into ``model_dir``; returns the card."""
     from models.evaluate import summary
@@ -96,10 +142,20 @@ def write(model_dir: Path, meta: dict, report: dict, y, scores) -> Path:
     thr = ", ".join(f"{k} >= {v:.4f}" if v <= 1 else f"{k}: disabled"
                     for k, v in meta["thresholds"].items())
     rc = report.get("review_capacity", {})
+    fam = (meta.get("sources") or {}).get("families")
+    families = "all (not declared)" if not fam else ", ".join(
+        f"{f} {'present' if v else 'ABSENT (its features left out)'}" for f, v in fam.items())
+    rec = meta.get("recipe", {})
+    recipe = (f"stopping on the {rec['stopping']} (patience {rec['patience']}, at least "
+              f"{rec['min_rounds']} trees; best round {rec['best_round']}), frauds weighted "
+              f"{rec['pos_weight']:.1f} ({rec['pos_weight_rule']})" if rec else
+              "early stopping on validation PR-AUC")
+    warnings = "".join(f"**{w}**\n\n" for w in _warnings(report))
     card = f"""# Model card: {meta['version']}
 
 Fraud score for transfers sent in the messenger (LightGBM, binary), trained by `vigie train`.
 
+{warnings}
 ## Data
 - Lake snapshot hash: `{meta['data_hash']}`; git commit `{meta.get('git_commit')}`
 - Point in time: cut-off {_dt(dataset['cutoff_ms']) if dataset.get('cutoff_ms') else '-'} UTC,
@@ -108,13 +164,19 @@ Fraud score for transfers sent in the messenger (LightGBM, binary), trained by `
 - Train {_dt(win['train']['from_ts'])} - {_dt(win['train']['to_ts'])}: {win['train']['rows']} transfers, {win['train']['frauds']} frauds
 - Validation {_dt(win['validation']['from_ts'])} - {_dt(win['validation']['to_ts'])}: {win['validation']['rows']} transfers, {win['validation']['frauds']} frauds (early stopping, thresholds)
 - Test {_dt(win['test']['from_ts'])} - {_dt(win['test']['to_ts'])}: {win['test']['rows']} transfers, {win['test']['frauds']} frauds (held out: every number below)
-- Great Expectations suite `{gx.get('suite', '-')}`: {'passed' if gx.get('success') else 'NOT RUN' if not gx else 'FAILED'} ({gx.get('evaluated', 0)} expectations)
+- Great Expectations suite `{gx.get('suite', '-')}`: {validation_line(gx)}
+- Source families: {families}
 - {len(meta['feature_names'])} features, in the order the model reads them (meta.json `feature_names`)
 
 ## Model
-- Best iteration {meta['best_iteration']} (early stopping on validation PR-AUC), seed {meta['seed']},
-  `scale_pos_weight` {meta['params'].get('scale_pos_weight', 1):.1f} (class imbalance)
+- {meta['best_iteration']} trees, seed {meta['seed']}; {recipe}
 - Thresholds (from the budget {meta['budget']} on validation): {thr}
+{_search_table(meta.get('search'))}
+
+## Against the baseline
+{warnings}{_versus(report)}
+The baseline is a logistic regression on a few generic window features (models/baseline.py),
+fitted on the same training slice; a model that loses to it is not ready to act.
 
 ## Results on the held-out test slice
 PR-AUC **{report['pr_auc']:.3f}**, ROC-AUC **{report['roc_auc']:.3f}**, base rate {pct(report['base_rate'])},

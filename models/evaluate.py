@@ -17,7 +17,11 @@ with budgets, so the report is mostly "if we hold the top x % of transfers":
   by how much.
 
 ``evaluate_lake`` takes any lake in Vigie's schema, replays it through the stream's feature
-code, labels it with every label it holds (ground truth for a simulation) and reports.
+code (with a window [from, to): every event before ``to``, so features see all the history
+before the window; only the transfers inside it are scored), labels it with every label it
+holds (ground truth as eventually known) and reports the model and, beside it, the baseline
+stored with the model (``models.baseline``) on the same transfers: ``headline`` (average
+precision, ROC-AUC, top-k daily precision) for both, and a warning when the model loses.
 """
 from __future__ import annotations
 
@@ -28,11 +32,36 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from models.metrics import average_precision, roc_auc
+from models.metrics import average_precision, roc_auc, topk_daily_precision
 
 BUDGETS = (0.001, 0.005, 0.01)
 DAY_MS = 86_400_000
-DEFAULT_REVIEW_PER_DAY = 25
+DEFAULT_REVIEW_PER_DAY = 100  # k: what the review team can look at in a day
+HEADLINE = ("average_precision", "roc_auc", "topk_daily_precision")
+
+
+def headline(y, scores, ts=None, sender=None, k: int = DEFAULT_REVIEW_PER_DAY) -> dict:
+    """The three numbers the model and the baseline are compared on (None when undefined:
+    no fraud, no legitimate transfer, or no sender/time to rank senders by day)."""
+    y = np.asarray(y, dtype=bool)
+    both = bool(y.any() and (~y).any())
+    topk = (topk_daily_precision(ts, sender, y, scores, k)
+            if ts is not None and sender is not None and y.size else None)
+    return {"average_precision": average_precision(y, scores) if y.any() else None,
+            "roc_auc": roc_auc(y, scores) if both else None,
+            "topk_daily_precision": topk, "k": k}
+
+
+def baseline_warnings(model: dict, baseline: dict, who: str = "the model") -> list[str]:
+    """One line for each headline number where ``model`` is below ``baseline``."""
+    out = []
+    for key, name in (("average_precision", "average precision"),
+                      ("topk_daily_precision", f"top-{model.get('k', '')} daily precision")):
+        a, b = model.get(key), baseline.get(key)
+        if a is not None and b is not None and a < b:
+            out.append(f"WARNING: {who} loses to the logistic-regression baseline on {name}: "
+                       f"{a:.3f} < {b:.3f}")
+    return out
 
 
 def _top_weights(scores: np.ndarray, budget: float) -> np.ndarray:
@@ -127,37 +156,72 @@ def score_table(table: pd.DataFrame, booster, feature_names) -> np.ndarray:
     return booster.predict(table[list(feature_names)].to_numpy(np.float64), num_threads=2)
 
 
-def labelled_lake(lake_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """A lake's replayed features with every label it holds, and each transfer's scenario."""
+def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None,
+                  to_ms: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
+    """A lake's replayed features (every event before ``to_ms``; the transfers with ts in
+    [from_ms, to_ms) kept) with every label it holds, and each transfer's scenario."""
     from models.datasets import scenario_of
     from models.train import label_transfers
     from pipelines.training import feature_table, labels_table
 
-    table, stats = feature_table(Path(lake_dir))
+    table, stats = feature_table(Path(lake_dir), until_ts=to_ms)
+    if from_ms is not None:
+        table = table[table["ts"] >= from_ms].reset_index(drop=True)
     labels = labels_table(Path(lake_dir))
     table["label"] = label_transfers(table, labels).to_numpy()
     table["scenario"] = scenario_of(table, labels).to_numpy()
+    stats.update(window={"from_ms": from_ms, "to_ms": to_ms}, scored=len(table))
     return table, stats
 
 
+def baseline_scores(table: pd.DataFrame, meta: dict) -> Optional[np.ndarray]:
+    """The scores of the baseline stored with a model (None: a model from before baselines)."""
+    from models.baseline import Baseline
+
+    return Baseline.from_dict(meta["baseline"]).score(table) if meta.get("baseline") else None
+
+
+def full_report(table: pd.DataFrame, scores, base_scores=None, thresholds: dict | None = None,
+                review_per_day: int = DEFAULT_REVIEW_PER_DAY, who: str = "the model",
+                **kwargs) -> dict:
+    """``evaluate`` on a labelled table (label, ts, amount_cents; scenario and sender if any),
+    with the headline at the top level, the baseline's (``base_scores``) under ``baseline`` and
+    ``warnings`` when the model loses to it."""
+    y = table["label"].to_numpy()
+    sender = table["sender"] if "sender" in table.columns else None
+    report = evaluate(y, scores, table["amount_cents"], table["ts"],
+                      table["scenario"] if "scenario" in table.columns else None, thresholds,
+                      review_per_day=review_per_day, **kwargs)
+    report.update(headline(y, scores, table["ts"], sender, review_per_day))
+    base = (None if base_scores is None
+            else headline(y, base_scores, table["ts"], sender, review_per_day))
+    report["baseline"] = base
+    report["warnings"] = [] if base is None else baseline_warnings(report, base, who)
+    return report
+
+
 def evaluate_table(table: pd.DataFrame, version: str, root=None, **kwargs) -> dict:
+    """The full report of ``version`` and of its baseline on a labelled table."""
     from models import registry
 
     booster, meta = registry.load(version, root)
     scores = score_table(table, booster, meta["feature_names"])
-    report = evaluate(table["label"], scores, table["amount_cents"], table["ts"],
-                      table["scenario"], meta["thresholds"], **kwargs)
-    return {"model": version, **report}
+    return {"model": version, **full_report(table, scores, baseline_scores(table, meta),
+                                            meta["thresholds"], who=f"model {version}", **kwargs)}
 
 
-def evaluate_lake(lake_dir: Path, version: Optional[str] = None, root=None, **kwargs) -> dict:
+def evaluate_lake(lake_dir: Path, version: Optional[str] = None, root=None,
+                  from_ms: Optional[int] = None, to_ms: Optional[int] = None, **kwargs) -> dict:
     from models import registry
 
     version = version or registry.latest(root)
     if version is None:
         raise ValueError("no model in the registry")
-    table, stats = labelled_lake(lake_dir)
-    return {"lake": str(lake_dir), "replay": stats, **evaluate_table(table, version, root, **kwargs)}
+    table, stats = labelled_lake(lake_dir, from_ms, to_ms)
+    if table.empty:
+        raise ValueError(f"no transfer in the window [{from_ms}, {to_ms}) of {lake_dir}")
+    return {"lake": str(lake_dir), "replay": stats, "window": stats["window"],
+            **evaluate_table(table, version, root, **kwargs)}
 
 
 def summary(report: dict) -> str:
@@ -181,4 +245,17 @@ def summary(report: dict) -> str:
     if by:
         lines.append("recall by scenario at 0.5 %: " + ", ".join(
             f"{s} {pct(v['recall'])} of {v['frauds']}" for s, v in by.items()))
+    if report.get("baseline"):
+        lines.append(versus_line(report, report["baseline"]))
+    lines.extend(report.get("warnings", []))
     return "\n".join(lines)
+
+
+def versus_line(model: dict, baseline: dict) -> str:
+    def num(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    return (f"model vs baseline: AP {num(model.get('average_precision'))} vs "
+            f"{num(baseline.get('average_precision'))}, ROC-AUC {num(model.get('roc_auc'))} vs "
+            f"{num(baseline.get('roc_auc'))}, top-{model.get('k', '')} daily precision "
+            f"{num(model.get('topk_daily_precision'))} vs {num(baseline.get('topk_daily_precision'))}")

@@ -2,12 +2,18 @@
 
 1. ``models.datasets.training_set``: features by replay of the events before the cut-off,
    labels as known at the cut-off, too-recent transfers left out (maturity).
-2. ``models.expectations``: the training table's Great Expectations suite. A failing suite
-   stops here with ``DataValidationError`` naming the failing expectations; nothing is trained.
-3. ``models.train.fit``: time split train / validation / test, class weights, early stopping on
-   validation PR-AUC, fixed seed and thread count (deterministic), a progress bar.
-4. ``models.registry.save`` with the metadata (feature order, windows, data hash, GX result,
-   metrics, thresholds, drift bins, git commit), then ``models.card.write`` next to it.
+   The lake's source families (``pipelines.sources.lake_families``) choose the features: only
+   those its families can feed (``features.sources.features_for_sources``).
+2. ``models.expectations``: the training table's Great Expectations suite, on the present
+   families (an absent family's expectations are reported as absent, never failed). A failing
+   suite stops here with ``DataValidationError`` naming the failing expectations.
+3. ``models.train.fit``: time split train / validation / test, modest class weights, stopping
+   on the validation log loss (at least ``MIN_ROUNDS`` trees), a seeded parameter search within
+   ``search_budget_s``, the logistic-regression baseline on the same slice, fixed seed and
+   thread count (deterministic for a seed and a finished search), a progress bar.
+4. ``models.registry.save`` with the metadata (feature order, families, windows, data hash, GX
+   result, recipe and search trials, baseline, metrics, thresholds, drift bins, git commit),
+   then ``models.card.write`` next to it.
 """
 from __future__ import annotations
 
@@ -27,38 +33,60 @@ class DataValidationError(RuntimeError):
                          + format_failures([result]))
 
 
+def model_features(families: Optional[dict[str, bool]]) -> list[str]:
+    """The features a history with these families feeds, in FEATURE_NAMES order (None: all)."""
+    from features.sources import features_for_sources
+    from features.vector import FEATURE_NAMES
+
+    if families is None:
+        return list(FEATURE_NAMES)
+    fed = set(features_for_sources({f for f, present in families.items() if present}))
+    return [n for n in FEATURE_NAMES if n in fed]
+
+
 def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progress: bool = False,
-                    card: bool = True, validate: bool = True) -> dict:
-    """Validate ``table`` (a ``training_set``), train, register, write the card."""
+                    card: bool = True, validate: bool = True,
+                    families: Optional[dict[str, bool]] = None,
+                    search_budget_s: Optional[float] = None) -> dict:
+    """Validate ``table`` (a ``training_set``), train, register, write the card.
+    ``families``: the lake's source families (None: all present); ``search_budget_s``: the
+    parameter search's budget (None: ``models.train.SEARCH_BUDGET_S``; 0: no search)."""
     from features.vector import FEATURE_NAMES
     from models import card as card_mod
     from models import registry
-    from models.evaluate import evaluate
+    from models.evaluate import full_report
     from models.expectations import validate_training_table
-    from models.train import fit
+    from models.train import SEARCH_BUDGET_S, fit
 
+    if search_budget_s is None:
+        search_budget_s = SEARCH_BUDGET_S
     stats = {}
     started = time.perf_counter()
     gx_result = None
     if validate:
-        gx_result = validate_training_table(table, reference_ms=dataset_stats.get("cutoff_ms"))
+        gx_result = validate_training_table(table, reference_ms=dataset_stats.get("cutoff_ms"),
+                                            families=families)
         stats["validate_s"] = time.perf_counter() - started
         if not gx_result["success"]:
             raise DataValidationError(gx_result)
     started = time.perf_counter()
     dataset = {k: dataset_stats.get(k) for k in ("cutoff_ms", "maturity_ms", "left_out_immature",
                                                  "labels_known", "labels_after_cutoff")}
+    features = model_features(families)
+    sources = {"families": families, "features": len(features),
+               "features_left_out": len(FEATURE_NAMES) - len(features)}
     model_text, meta, details = fit(
-        table, FEATURE_NAMES, seed=seed, progress=progress,
-        extra_meta={"validation": gx_result or {"skipped": True}, "dataset": dataset})
+        table, features, seed=seed, progress=progress, search_budget_s=search_budget_s,
+        extra_meta={"validation": gx_result or {"skipped": True}, "dataset": dataset,
+                    "sources": sources})
     stats["train_s"] = time.perf_counter() - started
     stats.update(details["timings"])
     started = time.perf_counter()
-    test = details["parts"][2]
-    report = evaluate(details["y"][2], details["scores"]["test"], test["amount_cents"], test["ts"],
-                      test["scenario"] if "scenario" in test else None, meta["thresholds"])
-    meta["metrics"]["test_report"] = {k: report[k] for k in ("pr_auc", "roc_auc", "at_budget",
-                                                             "legit_block_rate", "review_capacity")}
+    test, y_test, s_test = details["parts"][2], details["y"][2], details["scores"]["test"]
+    report = full_report(test, s_test, details["baseline_scores"]["test"], meta["thresholds"])
+    meta["metrics"]["test_report"] = {k: report[k] for k in (
+        "pr_auc", "roc_auc", "at_budget", "legit_block_rate", "review_capacity",
+        "average_precision", "topk_daily_precision", "k", "baseline", "warnings")}
     stats["evaluate_s"] = time.perf_counter() - started
     started = time.perf_counter()
     version = registry.save(model_text, meta, root)
@@ -66,25 +94,36 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
     if card:
         started = time.perf_counter()
         card_mod.write(registry.models_dir(root) / version, registry.load_meta(version, root),
-                       report, details["y"][2], details["scores"]["test"])
+                       report, y_test, s_test)
         stats["card_s"] = time.perf_counter() - started
+    search = meta["search"]
     stats.update(version=version, rows=len(table), frauds=int(table["label"].sum()),
-                 best_iteration=meta["best_iteration"], test_pr_auc=report["pr_auc"],
-                 test_roc_auc=report["roc_auc"])
+                 features=len(features), best_iteration=meta["best_iteration"],
+                 search_trials=len(search["trials"]), search_s=search["elapsed_s"],
+                 chosen_trial=search["chosen"], test_pr_auc=report["pr_auc"],
+                 test_roc_auc=report["roc_auc"],
+                 test_topk_daily_precision=report["topk_daily_precision"],
+                 baseline_test_pr_auc=report["baseline"]["average_precision"],
+                 baseline_test_topk_daily_precision=report["baseline"]["topk_daily_precision"],
+                 warnings=report["warnings"])
     return stats
 
 
 def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int] = None,
                maturity_days: float = DEFAULT_MATURITY_DAYS, progress: bool = False,
-               card: bool = True, validate: bool = True, features: Optional[Path] = None) -> dict:
+               card: bool = True, validate: bool = True, features: Optional[Path] = None,
+               search_budget_s: Optional[float] = None) -> dict:
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
     after replay without replaying again."""
     from models.datasets import training_set
+    from pipelines.sources import lake_families
 
     started = time.perf_counter()
+    families = lake_families(Path(lake_dir))
     table, stats = training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
                                 features=features)
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,
-                                 card=card, validate=validate))
+                                 card=card, validate=validate, families=families,
+                                 search_budget_s=search_budget_s))
     return stats

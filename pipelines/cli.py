@@ -184,11 +184,14 @@ def replay(lake: Path | None, out: Path, workers: int) -> None:
 @click.option("--features", type=click.Path(path_type=Path, exists=True), default=None,
               help="The lake's feature table from `vigie replay --out` (default: replay now).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--search-budget-s", type=click.FloatRange(min=0), default=None,
+              help="Seconds for the LightGBM parameter search on validation (default 60; 0: none).")
 def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
           maturity_days: float | None, no_card: bool, features: Path | None,
-          progress: bool) -> None:
-    """Point-in-time training set, Great Expectations suite (refuses to train on a failure),
-    LightGBM with a time split and early stopping, registry, model card."""
+          progress: bool, search_budget_s: float | None) -> None:
+    """Point-in-time training set on the lake's source families, Great Expectations suite
+    (refuses to train on a failure), LightGBM (time split, stopping on validation log loss,
+    a budgeted parameter search), a logistic-regression baseline, registry, model card."""
     import models
 
     models.passive_openmp()  # before lightgbm is imported
@@ -209,7 +212,8 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
         stats = train_lake(lake or settings_mod.load().lake_dir, seed=seed,
                            cutoff_ms=_parse_ms(cutoff),
                            maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
-                           progress=progress, card=not no_card, features=features)
+                           progress=progress, card=not no_card, features=features,
+                           search_budget_s=search_budget_s)
     except DataValidationError as err:
         click.echo(str(err), err=True)
         raise SystemExit(2)
@@ -279,13 +283,22 @@ def validate(lake: Path | None, training: bool) -> None:
 @main.command()
 @click.option("--events", type=click.Path(path_type=Path, exists=True), required=True,
               help="Any lake in Vigie's schema: replayed, labelled, scored.")
+@click.option("--from", "from_ts", default=None,
+              help="Score the transfers from this time on (ISO 8601 UTC or epoch ms).")
+@click.option("--to", "to_ts", default=None,
+              help="...until before this time; features use every event before it.")
 @click.option("--model", "version", default=None, help="Model version (default: the latest).")
+@click.option("--k", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Senders the team reviews a day (top-k daily precision).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def evaluate(events: Path, version: str | None, as_json: bool) -> None:
-    """Evaluate a model the fraud-team way on a lake (PR-AUC, budgets, scenarios, calibration)."""
+def evaluate(events: Path, from_ts: str | None, to_ts: str | None, version: str | None, k: int,
+             as_json: bool) -> None:
+    """Evaluate a model and its baseline the fraud-team way on a lake, in a time window
+    (AP, ROC-AUC, top-k daily precision, budgets, scenarios, calibration)."""
     from models.evaluate import evaluate_lake, summary
 
-    report = evaluate_lake(events, version)
+    report = evaluate_lake(events, version, from_ms=_parse_ms(from_ts), to_ms=_parse_ms(to_ts),
+                           review_per_day=k)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else summary(report))
 
 

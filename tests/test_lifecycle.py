@@ -41,7 +41,7 @@ def trained(lake, tmp_path_factory):
     from models.lifecycle import train_lake
 
     root = tmp_path_factory.mktemp("models")
-    stats = train_lake(lake, seed=7, root=root)
+    stats = train_lake(lake, seed=7, root=root, search_budget_s=0)  # the search: its own tests
     return root, stats["version"], stats
 
 
@@ -218,7 +218,9 @@ def test_trained_model_has_metadata_and_card(trained):
     assert meta["validation"]["success"] and meta["validation"]["suite"] == "training_table"
     win = meta["training_window"]
     assert win["train"]["to_ts"] < win["validation"]["from_ts"] <= win["validation"]["to_ts"] < win["test"]["from_ts"]
-    assert meta["metrics"]["test"]["pr_auc"] > 0.5
+    # this week's test slice holds a single fraud: AP is 1/its rank; ROC-AUC is the steadier read
+    assert meta["metrics"]["test"]["roc_auc"] > 0.9
+    assert meta["best_iteration"] >= 100 and meta["baseline"]["kind"] == "logistic_regression"
     folder = registry.models_dir(root) / version
     card = (folder / "MODEL_CARD.md").read_text()
     for png in ("pr_curve.png", "score_distribution.png", "recall_by_scenario.png",
@@ -232,7 +234,8 @@ def test_training_is_deterministic(dataset, trained, tmp_path):
 
     root, version, _ = trained
     table, stats = dataset
-    again = train_validated(table, stats, seed=7, root=tmp_path, card=False, validate=False)
+    again = train_validated(table, stats, seed=7, root=tmp_path, card=False, validate=False,
+                            search_budget_s=0)
     assert again["version"].rsplit("-", 1)[1] == version.rsplit("-", 1)[1]
     assert ((registry.models_dir(tmp_path) / again["version"] / "model.txt").read_text()
             == (registry.models_dir(root) / version / "model.txt").read_text())
@@ -287,7 +290,7 @@ def test_compare_offline_two_models(trained, dataset, lake):
 
     root, champion, _ = trained
     table, stats = dataset
-    challenger = train_validated(table, stats, seed=8, root=root, card=False,
+    challenger = train_validated(table, stats, seed=8, root=root, card=False, search_budget_s=0,
                                  validate=False)["version"]
     result = compare_models(lake, champion, challenger, root)
     assert result["champion"]["model"] == champion and result["challenger"]["model"] == challenger
