@@ -13,6 +13,11 @@ Parameters of ``run_offline``:
 - ``mix``: scenario code -> cases per 1,000 users per simulated day (``fraud.DEFAULT_MIX``);
   every scenario with a positive rate gets at least one case, 0 turns it off.
 
+Beside the counts, the stats give the ground truth that the labels only partly tell:
+``fraud`` holds the fraudulent transfers, their share of all transfers, how many of them a
+fraud label names, and the honest payments disputed (fraud labels on them) and cleared
+(an analyst's verdict) by the end.
+
 Each member starts a number of episodes a day (Poisson around their activity), at times
 drawn from a daily rhythm (quiet nights, peaks at lunch and in the evening, Paris time).
 """
