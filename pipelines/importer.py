@@ -12,7 +12,8 @@ Contract:
   and the rest imports. Lines are physical CSV lines (the header is line 1; a quoted value that
   spans lines shifts the count), or 1-based row numbers in a Parquet file.
 - Labels are joined to their transfers, and sign-ups derived from first appearance, by DuckDB
-  over the Parquet just written (out of core), never in a Python dict of transfers.
+  over the Parquet just written (out of core), never in a Python dict of transfers. A transfer
+  id is imported once: a first pass finds the lines that repeat an earlier line's id (DuckDB).
 - ``<out>/sources.json`` declares the source families the lake holds (``pipelines.sources``).
 
 Formats (column names after ``--map SOURCE=TARGET`` renames):
@@ -34,7 +35,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -187,8 +188,9 @@ class Source:
     renames: dict[str, str]
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-    rejects: Optional["Rejects"] = None
+    rejects: Optional["Rejects"] = None  # where malformed CSV rows go (None: not reported)
     rows: Optional[int] = None  # known up front for Parquet
+    only: tuple[str, ...] = ()  # read these columns alone (the required ones are still checked)
 
     def batches(self) -> Iterator[tuple[list[int], dict[str, list]]]:
         """(line numbers, {column: values}) per batch; absent optional columns are all None."""
@@ -207,11 +209,11 @@ class Source:
         if missing:
             raise ImportFailed(f"{self.path.name}: no column {', '.join(missing)} "
                                f"(columns: {', '.join(names)}; rename with --map SOURCE=TARGET)")
-        return {t: targets[t] for t in self.required + self.optional if t in targets}
+        return {t: targets[t] for t in self.only or self.required + self.optional if t in targets}
 
     def _shape(self, batch: pa.RecordBatch, columns: dict[str, str]) -> dict[str, list]:
         out = {t: batch.column(src).to_pylist() for t, src in columns.items()}
-        for name in self.optional:
+        for name in () if self.only else self.optional:
             out.setdefault(name, [None] * batch.num_rows)
         return out
 
@@ -228,6 +230,7 @@ class Source:
         def invalid(row) -> str:
             if row.number is not None:
                 bad_lines.add(row.number)
+            if row.number is not None and self.rejects is not None:
                 self.rejects.add(self.path, row.number,
                                  f"row: {row.actual_columns} columns, expected {row.expected_columns}")
             return "skip"
@@ -322,11 +325,14 @@ class Importer:
                 bar.update(len(lines))
 
     def _rows(self, family: str, source: Source, convert: Callable[[dict], object],
-              topic: str) -> None:
-        """Convert every row of ``source`` into an event of ``topic``, or a reject."""
+              topic: str, repeated: frozenset[int] | set[int] = frozenset()) -> None:
+        """Convert every row of ``source`` into an event of ``topic``, or a reject (the
+        ``repeated`` lines: a repeat of an earlier line's transfer id)."""
         counted, imported = {"read": 0}, 0
         for line, row in self._each_row(family, source, counted):
             try:
+                if line in repeated:
+                    raise Reject("transfer_id: repeated (an earlier line has it)")
                 event = convert(row)
             except Reject as why:
                 self.rejects.add(source.path, line, str(why))
@@ -365,7 +371,24 @@ class Importer:
 
         source = self._source(path, ("transfer_id", "ts", "sender", "recipient", "amount"),
                               ("currency",))
-        self._rows("transfers", source, convert, "transfer-requests")
+        repeated = self._repeated_lines(replace(source, rejects=None, only=("transfer_id",)))
+        self._rows("transfers", source, convert, "transfer-requests", repeated)
+
+    def _repeated_lines(self, ids: Source) -> set[int]:
+        """The lines whose transfer id an earlier line already has: a first pass over the
+        transfer id column alone, grouped by DuckDB (out of core); memory follows the repeats."""
+        with _duckdb(self.out) as con:
+            con.execute("CREATE TABLE ids (line BIGINT, transfer_id VARCHAR)")
+            for lines, columns in ids.batches():
+                con.register("batch", pa.table({
+                    "line": pa.array(lines, pa.int64()),
+                    "transfer_id": pa.array([None if v is None else str(v).strip()
+                                             for v in columns["transfer_id"]], pa.string())}))
+                con.execute("INSERT INTO ids SELECT * FROM batch")
+                con.unregister("batch")
+            return {line for (line,) in con.execute(
+                "SELECT line FROM ids WHERE transfer_id <> '' QUALIFY row_number() OVER "
+                "(PARTITION BY transfer_id ORDER BY line) > 1").fetchall()}
 
     # --- labels --------------------------------------------------------------------------------
     def labels(self, path: Path) -> None:
@@ -398,12 +421,10 @@ class Importer:
             if staged:
                 stage(staged)
             # the labels are the join's build side: memory follows them, not the transfers
-            # (a repeated transfer id: its first transfer)
             joined = con.sql(f"""
                 SELECT l.*, t.ts, t.sender, t.recipient
                 FROM staged l LEFT JOIN (SELECT transfer_id, ts, sender, recipient
                                          FROM {_transfers(self.out)}) t USING (transfer_id)
-                QUALIFY row_number() OVER (PARTITION BY l.line ORDER BY t.ts) = 1
                 ORDER BY l.line""")
             for batch in joined.to_arrow_reader(BATCH_ROWS):
                 for row in batch.to_pylist():
@@ -446,11 +467,6 @@ class Importer:
         self.files["accounts"] = {"derived": "first_appearance", "imported": imported}
 
     # --- the end -------------------------------------------------------------------------------------
-    def duplicate_transfer_ids(self) -> int:
-        with _duckdb(self.out) as con:
-            return con.execute(f"SELECT count(*) - count(DISTINCT transfer_id) "
-                               f"FROM {_transfers(self.out)}").fetchone()[0]
-
     def finish(self, accounts_declared: bool, seconds: float) -> dict:
         """Write the manifest (after the writer and the rejects are closed)."""
         families = dict.fromkeys(FAMILIES, False)
@@ -464,7 +480,6 @@ class Importer:
             "format": 1, "origin": "vigie import",
             "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "families": families, "files": self.files,
-            "duplicate_transfer_ids": self.duplicate_transfer_ids(),
             "availability_delay_ms": self.delay_ms, "seconds": round(seconds, 2),
             # which key the ids were hashed with (never the key): the live system's, or not
             "hash_key": "development key" if settings.load().hash_key_is_dev_default
@@ -578,9 +593,6 @@ def summary(manifest: dict) -> str:
                      f"{info['imported']:,}, rejected {rejected:,}")
         for reason, n in sorted(info["rejected"].items(), key=lambda kv: -kv[1]):
             lines.append(f"    {n:>9,}  {reason}")
-    if manifest["duplicate_transfer_ids"]:
-        lines.append(f"warning: {manifest['duplicate_transfer_ids']:,} repeated transfer ids "
-                     "(one event id each: the event log keeps the first)")
     families = manifest["families"]
     present = ", ".join(f"{f}={v}" for f, v in families.items() if v) or "none"
     lines.append(f"families: {present} ({manifest['seconds']:.1f}s)")

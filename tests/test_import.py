@@ -54,6 +54,8 @@ BAD = [
     (["", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
      "transfer_id: missing"),
     (["bad-13", "2026-01-10T10:00:00Z", "zq-acct-00001"], "row: 3 columns, expected 6"),
+    (["T000001", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
+     "transfer_id: repeated (an earlier line has it)"),
 ]
 
 
