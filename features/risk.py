@@ -77,6 +77,11 @@ class Risk(Struct, array_like=True, gc=False):
         ``Flow.windows(t)``."""
         out = []
         for stats, fraud_ts in ((inbound, self.in_ts), (outbound, self.out_ts)):
+            if not fraud_ts:  # the usual case
+                for count, _, _ in stats:
+                    out += (float(count), 0.0, 0.0 if count else NAN)
+                out.append(NAN)
+                continue
             for (count, _, _), width in zip(stats, _WIDTHS):
                 fraud = count_in(fraud_ts, t, width)
                 out += (float(count), float(fraud), min(fraud / count, 1.0) if count else NAN)

@@ -10,7 +10,7 @@ A ``Flow`` is one entity's transfers in one direction, as parallel int lists sor
 Exact rows are kept for 7 days (and the amount history), so an account's two flows also keep
 *day buckets* (count, sum, max) for 30 days: a bucket opens at a transfer at least 24 h after the previous
 bucket's start (a late transfer joins the bucket whose span holds it), so buckets depend on event
-times only, never on the base or on when a sweep runs. A 30-day read (``month``) takes the buckets
+times only, never on the base or on when a sweep runs. A 30-day read (``windows``) takes the buckets
 whose start is in [t - 30 d, t) up to the first one inside the last 7 days, whose transfers, and
 every later one, are read from the exact rows: the recent part is exact and a transfer at the
 very millisecond of the read stays out; the far edge is at a bucket's resolution (< 24 h).
@@ -118,35 +118,33 @@ class Flow(Struct, array_like=True, gc=False):
                         float(len(set(cp[lo:hi]))))
         return out
 
-    def window(self, t: int, width: int) -> tuple[int, int, int]:
-        """count, sum, max of the exact rows in the window (``width`` at most 7 days)."""
-        lo, hi = span(self.ts, t, width)
-        if lo == hi:
-            return 0, 0, 0
-        seg = self.amount[lo:hi]
-        return hi - lo, sum(seg), max(seg)
-
-    def month(self, t: int) -> tuple[int, int, int]:
-        """count, sum, max over 30 days: day buckets, then exact rows (see the module doc)."""
+    def windows(self, t: int) -> Windows:
+        """count, sum, max over 24 h and 7 d (exact rows) and 30 d (day buckets, then exact rows:
+        see the module doc), the ``LONG_WINDOWS``."""
+        ts, amount = self.ts, self.amount
+        hi = bisect_left(ts, t)
+        out = []
+        for width in (DAY, WEEK):
+            lo = bisect_left(ts, t - width, 0, hi)
+            seg = amount[lo:hi]
+            out.append((hi - lo, sum(seg), max(seg, default=0)))
         days = self.days
+        if not days:
+            out.append((0, 0, 0))
+            return tuple(out)
         starts = days[0::4]
         recent = bisect_left(starts, t - WEEK)
         first = bisect_left(starts, t - MONTH, 0, recent)
-        ts = self.ts
-        hi = bisect_left(ts, t)
         lo = bisect_left(ts, starts[recent], 0, hi) if recent < len(starts) else hi
-        seg = self.amount[lo:hi]
+        seg = amount[lo:hi]
         count, total, top = hi - lo, sum(seg), max(seg, default=0)
         for i in range(4 * first, 4 * recent, 4):
             count += days[i + 1]
             total += days[i + 2]
             if days[i + 3] > top:
                 top = days[i + 3]
-        return count, total, top
-
-    def windows(self, t: int) -> Windows:
-        """count, sum, max over 24 h, 7 d (exact) and 30 d (``month``): ``LONG_WINDOWS``."""
-        return self.window(t, DAY), self.window(t, WEEK), self.month(t)
+        out.append((count, total, top))
+        return tuple(out)
 
     def baseline(self, t: int, amount: int) -> list[float]:
         """This amount against the history: ratio to the 30-day median, z-score, history size."""

@@ -272,10 +272,10 @@ def test_a_late_transfer_joins_the_bucket_whose_span_holds_it():
     flow.add(9 * DAY, 70, 1, 0, 0, by_day=True)  # older than every bucket: its own, in front
     assert flow.days[0::4] == [9 * DAY, 10 * DAY, 11 * DAY + HOUR, 12 * DAY + 2 * HOUR]
     assert flow.days[1::4] == [1, 2, 1, 1] and flow.days[2::4] == [70, 150, 200, 300]
-    assert flow.month(40 * DAY) == (4, 650, 300)  # buckets opened at 10, 11, 12 d: in
-    assert flow.month(39 * DAY) == (5, 720, 300)  # the bucket opened at 9 d: exactly 30 d old
-    assert flow.month(39 * DAY + 1) == (4, 650, 300)
-    assert flow.month(12 * DAY + 2 * HOUR) == (4, 420, 200)  # exact rows: the read's ms is out
+    assert flow.windows(40 * DAY)[2] == (4, 650, 300)  # buckets opened at 10, 11, 12 d: in
+    assert flow.windows(39 * DAY)[2] == (5, 720, 300)  # the bucket opened at 9 d: exactly 30 d old
+    assert flow.windows(39 * DAY + 1)[2] == (4, 650, 300)
+    assert flow.windows(12 * DAY + 2 * HOUR)[2] == (4, 420, 200)  # exact rows: the read's ms is out
 
 
 # --- spending and the recipient's amount baseline ----------------------------------------------
