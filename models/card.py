@@ -94,7 +94,8 @@ def _search_table(search: dict | None) -> str:
         v = t.get(k)
         return "-" if v is None else f"{v:.4f}" if isinstance(v, float) and k.startswith("valid") else str(v)
 
-    head = ["trial", *keys, "rounds", "valid_ap", "valid_logloss", "seconds", "status"]
+    head = ["trial", *keys, "best_round", "rounds", "valid_ap", "valid_logloss", "seconds",
+            "status"]
     rows = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
     for t in search["trials"]:
         mark = " **chosen**" if t["trial"] == search["chosen"] else ""

@@ -47,19 +47,18 @@ def model_features(families: Optional[dict[str, bool]]) -> list[str]:
 def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progress: bool = False,
                     card: bool = True, validate: bool = True,
                     families: Optional[dict[str, bool]] = None,
-                    search_budget_s: Optional[float] = None) -> dict:
+                    search_budget_s: float = 0.0) -> dict:
     """Validate ``table`` (a ``training_set``), train, register, write the card.
     ``families``: the lake's source families (None: all present); ``search_budget_s``: the
-    parameter search's budget (None: ``models.train.SEARCH_BUDGET_S``; 0: no search)."""
+    parameter search's budget (0: the defaults only; ``vigie train`` gives it
+    ``models.train.SEARCH_BUDGET_S``)."""
     from features.vector import FEATURE_NAMES
     from models import card as card_mod
     from models import registry
     from models.evaluate import full_report
     from models.expectations import validate_training_table
-    from models.train import SEARCH_BUDGET_S, fit
+    from models.train import fit
 
-    if search_budget_s is None:
-        search_budget_s = SEARCH_BUDGET_S
     stats = {}
     started = time.perf_counter()
     gx_result = None
@@ -112,7 +111,7 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
 def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int] = None,
                maturity_days: float = DEFAULT_MATURITY_DAYS, progress: bool = False,
                card: bool = True, validate: bool = True, features: Optional[Path] = None,
-               search_budget_s: Optional[float] = None) -> dict:
+               search_budget_s: float = 0.0) -> dict:
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
     after replay without replaying again."""
     from models.datasets import training_set

@@ -61,7 +61,7 @@ SEARCH_SPACE = {
     "feature_fraction": [0.5, 0.7, 0.8, 1.0],
     "lambda_l2": [0.0, 1.0, 10.0, 100.0],
 }
-SEARCH_BUDGET_S = 60.0  # `vigie train` default; the library's ``fit`` searches only when asked
+SEARCH_BUDGET_S = 60.0  # `vigie train`'s default; the library functions search only when asked
 SEARCH_TRIALS = 16
 CRITERION = ("validation average precision (higher is better; within 1e-4, the lower weighted "
              "validation log loss wins, then the earlier trial)")

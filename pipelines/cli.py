@@ -198,6 +198,7 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
     from models import registry
     from models.datasets import DEFAULT_MATURITY_DAYS
     from models.lifecycle import DataValidationError, train_lake
+    from models.train import SEARCH_BUDGET_S
 
     if bootstrap:
         if registry.latest() is not None:
@@ -213,7 +214,8 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
                            cutoff_ms=_parse_ms(cutoff),
                            maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
                            progress=progress, card=not no_card, features=features,
-                           search_budget_s=search_budget_s)
+                           search_budget_s=SEARCH_BUDGET_S if search_budget_s is None
+                           else search_budget_s)
     except DataValidationError as err:
         click.echo(str(err), err=True)
         raise SystemExit(2)
