@@ -50,7 +50,7 @@ class Timing:
 OFFLINE = Timing(
     reply=(10 * SECOND, 40 * MINUTE), read=(20 * SECOND, 2 * HOUR), step=(5 * SECOND, 3 * MINUTE),
     burst=(2 * SECOND, 40 * SECOND), cashout=(2 * MINUTE, 25 * MINUTE), session=(2 * HOUR, 20 * HOUR),
-    campaign=(3 * HOUR, 4 * DAY),
+    campaign=(6 * HOUR, 5 * DAY),
     scam_report=(12 * HOUR, 21 * DAY), chargeback=(4 * DAY, 30 * DAY), ato_noticed=(3 * HOUR, 4 * DAY),
     ato_duration=(20 * MINUTE, 3 * HOUR), verdict=(1 * DAY, 10 * DAY),
     availability_ms=30 * SECOND,  # the payment service's default (VIGIE_AVAILABILITY_DELAY_S)
