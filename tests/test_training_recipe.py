@@ -126,7 +126,7 @@ def transfers_only_lake(tmp_path_factory):
     from pipelines.simulator.offline import run_offline
 
     full = tmp_path_factory.mktemp("full") / "lake"
-    run_offline(full, seed=3, users=1000, days=7)
+    run_offline(full, seed=3, users=1500, days=7)
     out = tmp_path_factory.mktemp("outside") / "lake"
     for topic in ("transfer-requests", "labels"):
         table = lake_mod.TopicTable(topic, with_kafka_columns=False)
