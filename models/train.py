@@ -257,12 +257,10 @@ def search(params: dict, train_set, valid_set, X_valid, y_valid, seed: int, budg
                      deadline if i else None, clock, progress, desc=f"trial {i}")
         boosters[i] = rec.pop("booster")
         trials.append({"trial": i, **{k: trial_params[k] for k in SEARCH_SPACE}, **rec})
+        best = _chosen(trials)
+        boosters = {best: boosters[best]}  # only the best so far stays in memory
         if rec["status"] == "over budget":
             break
-    best = _chosen(trials)
-    for i in list(boosters):  # keep only the chosen booster alive
-        if i != best:
-            boosters.pop(i)
     record = {"criterion": CRITERION, "budget_s": budget_s, "max_trials": max_trials,
               "elapsed_s": round(clock() - started, 3), "space": SEARCH_SPACE,
               "chosen": best, "trials": trials,

@@ -274,9 +274,11 @@ def validate(lake: Path | None, training: bool) -> None:
     results = validate_lake(lake)
     if training:
         from models.datasets import training_set
+        from pipelines.sources import lake_families
 
         table, stats = training_set(lake)
-        results.append(validate_training_table(table, stats["cutoff_ms"]))
+        results.append(validate_training_table(table, stats["cutoff_ms"],
+                                               families=lake_families(lake)))
     click.echo(format_failures(results))
     if not all(r["success"] for r in results):
         raise SystemExit(1)
