@@ -301,8 +301,11 @@ def evaluate(events: Path, from_ts: str | None, to_ts: str | None, version: str 
     (AP, ROC-AUC, top-k daily precision, budgets, scenarios, calibration)."""
     from models.evaluate import evaluate_lake, summary
 
-    report = evaluate_lake(events, version, from_ms=_parse_ms(from_ts), to_ms=_parse_ms(to_ts),
-                           review_per_day=k)
+    try:
+        report = evaluate_lake(events, version, from_ms=_parse_ms(from_ts),
+                               to_ms=_parse_ms(to_ts), review_per_day=k)
+    except ValueError as err:  # no model, an empty window
+        raise click.ClickException(str(err))
     click.echo(json.dumps(report, indent=2, default=str) if as_json else summary(report))
 
 
