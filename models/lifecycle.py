@@ -47,11 +47,13 @@ def model_features(families: Optional[dict[str, bool]]) -> list[str]:
 def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progress: bool = False,
                     card: bool = True, validate: bool = True,
                     families: Optional[dict[str, bool]] = None,
-                    search_budget_s: float = 0.0) -> dict:
+                    search_budget_s: float = 0.0, search_trials: Optional[int] = None) -> dict:
     """Validate ``table`` (a ``training_set``), train, register, write the card.
     ``families``: the lake's source families (None: all present); ``search_budget_s``: the
     parameter search's budget (0: the defaults only; ``vigie train`` gives it
-    ``models.train.SEARCH_BUDGET_S``)."""
+    ``models.train.SEARCH_BUDGET_S``); ``search_trials``: at most this many trials (default
+    ``models.train.SEARCH_TRIALS``). A search that ends on its trials, not its budget, gives the
+    same model for the same seed on any machine."""
     from features.vector import FEATURE_NAMES
     from models import card as card_mod
     from models import registry
@@ -76,6 +78,7 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
                "features_left_out": len(FEATURE_NAMES) - len(features)}
     model_text, meta, details = fit(
         table, features, seed=seed, progress=progress, search_budget_s=search_budget_s,
+        **({} if search_trials is None else {"search_trials": search_trials}),
         extra_meta={"validation": gx_result or {"skipped": True}, "dataset": dataset,
                     "sources": sources})
     stats["train_s"] = time.perf_counter() - started
@@ -111,7 +114,7 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
 def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int] = None,
                maturity_days: float = DEFAULT_MATURITY_DAYS, progress: bool = False,
                card: bool = True, validate: bool = True, features: Optional[Path] = None,
-               search_budget_s: float = 0.0) -> dict:
+               search_budget_s: float = 0.0, search_trials: Optional[int] = None) -> dict:
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
     after replay without replaying again."""
     from models.datasets import training_set
@@ -124,5 +127,5 @@ def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,
                                  card=card, validate=validate, families=families,
-                                 search_budget_s=search_budget_s))
+                                 search_budget_s=search_budget_s, search_trials=search_trials))
     return stats

@@ -186,9 +186,12 @@ def replay(lake: Path | None, out: Path, workers: int) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--search-budget-s", type=click.FloatRange(min=0), default=None,
               help="Seconds for the LightGBM parameter search on validation (default 60; 0: none).")
+@click.option("--search-trials", type=click.IntRange(min=1), default=None,
+              help="At most this many trials, the defaults included (default 16). A search that "
+                   "ends on its trials gives the same model for the same seed anywhere.")
 def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
           maturity_days: float | None, no_card: bool, features: Path | None,
-          progress: bool, search_budget_s: float | None) -> None:
+          progress: bool, search_budget_s: float | None, search_trials: int | None) -> None:
     """Point-in-time training set on the lake's source families, Great Expectations suite
     (refuses to train on a failure), LightGBM (time split, stopping on validation log loss,
     a budgeted parameter search), a logistic-regression baseline, registry, model card."""
@@ -215,7 +218,7 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
                            maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
                            progress=progress, card=not no_card, features=features,
                            search_budget_s=SEARCH_BUDGET_S if search_budget_s is None
-                           else search_budget_s)
+                           else search_budget_s, search_trials=search_trials)
     except DataValidationError as err:
         click.echo(str(err), err=True)
         raise SystemExit(2)

@@ -140,8 +140,9 @@ def test_transfers_and_labels_history_trains_with_the_stock_command(transfers_on
     from pipelines.cli import main
 
     monkeypatch.setenv("VIGIE_DATA_DIR", str(tmp_path / "data"))
+    # the stock command; two trials within the default budget keep the test short and exact
     result = CliRunner().invoke(main, ["train", "--lake", str(transfers_only_lake),
-                                       "--no-progress", "--search-budget-s", "1"])
+                                       "--no-progress", "--search-trials", "2"])
     assert result.exit_code == 0, result.output
     root = tmp_path / "data" / "models"
     version = registry.latest(root)
@@ -154,6 +155,8 @@ def test_transfers_and_labels_history_trains_with_the_stock_command(transfers_on
     assert gx["success"] and gx["absent"] == sorted(absent) and gx["not_applicable"] > 0
     assert gx["failures"] == []
     assert meta["best_iteration"] >= recipe.MIN_ROUNDS
+    assert meta["search"]["budget_s"] == recipe.SEARCH_BUDGET_S
+    assert meta["search"]["ended_by"] == "trials" and len(meta["search"]["trials"]) == 2
     card = (root / version / "MODEL_CARD.md").read_text()
     assert "FAILED" not in card
     assert "absent families: accounts, assistant, devices, messages" in card
