@@ -19,7 +19,7 @@ Codes (``Label.scenario``):
 - ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; mostly aged
   accounts) over one to three weeks, each mule sends the money on to a collector within
   minutes (fast cash-out). Victims report; nobody reports the cash-out, which carries no label.
-- ``fake_account_farm``: signups over a few days sharing a handful of devices, a few IPs and
+- ``fake_account_farm``: signups over hours sharing a handful of devices, a few IPs and
   cards, spam, then card-funded transfers to a collector; chargebacks.
 
 The ring's collectors (``world.crook``) are reused across cases: a collector keeps receiving
@@ -325,7 +325,7 @@ def _mule_victim(w: World, victim: User, mule_account: User, collector: User) ->
 
 
 def fake_account_farm(w: World) -> Script:
-    """Signups over a few days from a handful of devices and networks, each device and card
+    """Signups over hours from a handful of devices and networks, each device and card
     shared by a few accounts, then card-funded payments to a collector."""
     rng = w.rng
     size = rng.randint(6, 15)
@@ -339,7 +339,7 @@ def fake_account_farm(w: World) -> Script:
         account.card, account.iban = rng.choice(cards), None
         yield from onboard(w, account)
         accounts.append(account)
-        yield w.wait("session") // 2
+        yield w.wait("session") // 8  # minutes to hours apart
     collector = yield from crook(w)
     for account in accounts:
         for _ in range(rng.randint(0, 2)):
