@@ -163,7 +163,7 @@ Fraud score for transfers sent in the messenger (LightGBM, binary), trained by `
   maturity {dataset.get('maturity_ms', 0) / 86_400_000:.0f} days
   ({dataset.get('left_out_immature', 0)} too-recent transfers left out)
 - Train {_dt(win['train']['from_ts'])} - {_dt(win['train']['to_ts'])}: {win['train']['rows']} transfers, {win['train']['frauds']} frauds
-- Validation {_dt(win['validation']['from_ts'])} - {_dt(win['validation']['to_ts'])}: {win['validation']['rows']} transfers, {win['validation']['frauds']} frauds (early stopping, thresholds)
+- Validation {_dt(win['validation']['from_ts'])} - {_dt(win['validation']['to_ts'])}: {win['validation']['rows']} transfers, {win['validation']['frauds']} frauds (stopping, search, thresholds)
 - Test {_dt(win['test']['from_ts'])} - {_dt(win['test']['to_ts'])}: {win['test']['rows']} transfers, {win['test']['frauds']} frauds (held out: every number below)
 - Great Expectations suite `{gx.get('suite', '-')}`: {validation_line(gx)}
 - Source families: {families}
