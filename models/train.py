@@ -265,8 +265,8 @@ def search(params: dict, train_set, valid_set, X_valid, y_valid, seed: int, budg
     record = {"criterion": CRITERION, "budget_s": budget_s, "max_trials": max_trials,
               "elapsed_s": round(clock() - started, 3), "space": SEARCH_SPACE,
               "chosen": best, "trials": trials,
-              "ended_by": ("off" if budget_s <= 0 else "trials" if len(trials) == len(plans)
-                           else "budget")}
+              "ended_by": ("off" if budget_s <= 0 else "budget" if len(trials) < len(plans)
+                           or trials[-1]["status"] == "over budget" else "trials")}
     return boosters[best], trials[best], record
 
 
