@@ -242,9 +242,7 @@ def fraud_account(w: World, role: str, p_aged: float) -> Script:
         user = w.sleeper(role) if rng.random() < 0.5 else None
         if user is not None:
             return user
-        user = w.member()
-        user.role = "mule"
-        return user
+        return w.member()  # recruited: still its owner's account, used (and watched) by them
     user = w.pop.add(role)
     yield from onboard(w, user)
     return user
