@@ -184,3 +184,25 @@ def test_a_check_not_run_is_never_written_failed():
     assert "FAILED" not in validation_line({"success": True, "evaluated": 9, "failures": [],
                                             "absent": ["devices"], "not_applicable": 40})
     assert validation_line({"success": False, "evaluated": 9, "failures": [{}]}).startswith("FAILED")
+
+
+def test_training_suite_skips_absent_families_and_names_features_it_lacks(transfers_only_lake,
+                                                                         tmp_path):
+    from models.datasets import training_set
+    from models.expectations import SUITES_DIR, TRAINING_SUITE, load_suite, validate_training_table
+    from pipelines.sources import lake_families
+
+    table, stats = training_set(transfers_only_lake)
+    families = lake_families(transfers_only_lake)
+    # told nothing about the families, the empty device features fail their null checks
+    blind = validate_training_table(table, stats["cutoff_ms"])
+    assert not blind["success"]
+    assert "expect_column_values_to_not_be_null" in {f["expectation"] for f in blind["failures"]}
+    # a suite older than a feature: the feature is named, unchecked, not failed
+    suite = load_suite(TRAINING_SUITE, SUITES_DIR)
+    suite["expectations"] = [e for e in suite["expectations"]
+                             if e["kwargs"].get("column") != "transfer_amount_cents"]
+    (tmp_path / f"{TRAINING_SUITE}.json").write_text(json.dumps(suite))
+    result = validate_training_table(table, stats["cutoff_ms"], tmp_path, families)
+    assert result["success"] and result["unprofiled"] == ["transfer_amount_cents"]
+    assert "devices" in result["absent"]
