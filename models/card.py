@@ -80,6 +80,8 @@ def validation_line(gx: dict | None) -> str:
     absent = gx.get("absent") or []
     tail = (f"; absent families: {', '.join(absent)} ({gx.get('not_applicable', 0)} expectations "
             "not applicable)" if absent else "")
+    if gx.get("unprofiled"):
+        tail += f"; {len(gx['unprofiled'])} features newer than the suite (unchecked)"
     if gx.get("success"):
         return f"passed ({gx.get('evaluated', 0)} expectations){tail}"
     return f"FAILED ({len(gx.get('failures', []))} of {gx.get('evaluated', 0)} expectations){tail}"
