@@ -10,9 +10,9 @@ Codes (``Label.scenario``):
 - ``romance``, ``marketplace``, ``impersonation``: authorised push-payment scams. A
   scammer's account (a new one, or an aged one: a sleeper, a recruited member) talks the
   victim into paying, sometimes after plain small talk, sometimes in an honest seller's
-  words. Marketplace and impersonation scammers run campaigns: victim after victim over one
-  to three weeks, so the reports of the first victims arrive while later ones still pay.
-  Romance takes one victim for weeks, a small gift first.
+  words. Marketplace and impersonation scammers run campaigns: victim after victim over days
+  to weeks, so the reports of the first victims arrive while later ones still pay. Romance
+  courts one victim for days, then asks for a small amount first, bigger ones after.
 - ``stolen_card``: an account registers a stolen card, often a day or more before using it,
   tries a small amount, then spends it on the ring's accounts; ``card_testing``: a few small
   transfers funded by newly registered cards. Both end in chargebacks weeks later.
@@ -28,7 +28,7 @@ stolen money for weeks. Not every fraud gets a label: victims who never report
 confirmed (``P_CONFIRMED``), and mules' cash-outs.
 
 ``DEFAULT_MIX`` gives each scenario's rate in cases per 1,000 users per simulated day: about
-0.3 % of the transfers are fraud.
+0.4 % of the transfers are fraud, 0.3 % with a label.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _fraud_transfer(w: World, code: str, sender: User, recipient: User, amount: 
     return transfer_id
 
 
-def _scammer(w: World, victim: User) -> Script:
+def _scammer(w: World) -> Script:
     return (yield from fraud_account(w, "scammer", P_AGED_SCAMMER))
 
 
@@ -142,7 +142,7 @@ def _campaign(w: World, victims: int, script: Callable[[User], Script]) -> None:
 def romance(w: World) -> Script:
     rng = w.rng
     victim = w.member()
-    scammer = yield from _scammer(w, victim)
+    scammer = yield from _scammer(w)
     reports = _reports(w)
     yield from open_app(w, victim)
     for _ in range(rng.randint(2, 5)):  # courtship, over days
@@ -165,7 +165,7 @@ def marketplace(w: World) -> Script:
     """A fake seller, buyer after buyer, over one to three weeks; half write as honest
     sellers do, and many items are cheap."""
     rng = w.rng
-    scammer = yield from _scammer(w, w.member())
+    scammer = yield from _scammer(w)
     smooth = rng.random() < 0.5
     _campaign(w, rng.randint(2, 8), lambda victim: _marketplace_sale(w, scammer, victim, smooth))
 
@@ -180,7 +180,7 @@ def _marketplace_sale(w: World, scammer: User, victim: User, smooth: bool) -> Sc
 def impersonation(w: World) -> Script:
     """A scammer posing as a relative, a bank or a courier, victim after victim."""
     rng = w.rng
-    scammer = yield from _scammer(w, w.member())
+    scammer = yield from _scammer(w)
     _campaign(w, rng.randint(2, 6), lambda victim: _impersonated(w, scammer, victim))
 
 
