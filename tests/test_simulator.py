@@ -25,7 +25,7 @@ from pipelines.simulator.offline_services import EventLog, LakeWriter
 from pipelines.simulator.offline import EPOCH_MS, run_offline
 
 USERS, DAYS = 600, 7.0
-MIX = {code: rate * 3 for code, rate in fraud.DEFAULT_MIX.items()}  # a few cases of each
+MIX = {code: rate * 10 for code, rate in fraud.DEFAULT_MIX.items()}  # a few cases of each
 
 
 def _digests(root: Path) -> dict[str, str]:
