@@ -3,6 +3,7 @@ schema; a bad one goes to the dead-letter topic with the reason, its source
 topic/partition/offset and its original bytes, and the stream keeps going."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -44,23 +45,46 @@ def register(app, handle_valid) -> None:
     dead_letters = app.topic("dead-letters", key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
 
+    async def handle(batch) -> bool:
+        """Handle a micro-batch; False if the app began stopping first (nothing flushed)."""
+        for event in batch:
+            if app.should_stop:
+                return False
+            message = event.message
+            try:
+                valid = decode(message.topic, event.value)
+            except InvalidEvent as exc:
+                letter = dead_letter(str(exc), message.topic, message.partition,
+                                     message.offset, event.value)
+                await dead_letters.send(value=schemas.encode(letter))
+                log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
+                         message.offset, letter.reason)
+                if skipped is not None:
+                    skipped(message)
+                continue
+            await handle_valid(message.topic, valid, message)
+        if flush is not None:
+            await flush()
+        return True
+
     @app.agent(inputs, name="ingest")
     async def ingest(stream):
-        # take_events acknowledges a batch once this body is done with it (flushed too)
+        # take_events acknowledges a batch once this body is done with it, whatever happened
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            for event in batch:
-                message = event.message
-                try:
-                    valid = decode(message.topic, event.value)
-                except InvalidEvent as exc:
-                    letter = dead_letter(str(exc), message.topic, message.partition,
-                                         message.offset, event.value)
-                    await dead_letters.send(value=schemas.encode(letter))
-                    log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                             message.offset, letter.reason)
-                    if skipped is not None:
-                        skipped(message)
-                    continue
-                await handle_valid(message.topic, valid, message)
-            if flush is not None:
-                await flush()
+            try:
+                finished = await handle(batch)
+            except asyncio.CancelledError:
+                keep_unacknowledged(batch)
+                raise
+            if not finished:
+                keep_unacknowledged(batch)
+
+
+def keep_unacknowledged(batch) -> None:
+    """Leave a batch for the next worker. A stopping worker closes its tables before it stops
+    its agents: an event handled then reads empty tables (an analyst's rule change refused as
+    "no rule named …", dead-lettered). So once the app stops, nothing more is handled, and the
+    unfinished batch keeps one more reference per message: take_events' ack then does not mark
+    it done, its offsets are not committed, and the next worker reads it again."""
+    for event in batch:
+        event.message.incref()
