@@ -366,6 +366,81 @@ async def test_block_fallback_when_configured(kafka, fast_payment, monkeypatch):
 
 
 @aio
+async def test_a_decision_after_the_fallback_hold_is_applied_once_and_recorded(kafka, fast_payment):
+    """A late block blocks the held transfer; a late hold, approve or warn keeps it held for an
+    analyst; the late decision is in the history and the log, and only the first one acts,
+    before and after a restart. One sender: its decisions share a partition and are read in
+    order, so a marker's effect shows that every decision sent before it was handled."""
+    sender = rid()
+
+    async def late(t: dict, action: str) -> None:
+        if action != "hold":
+            return await decide(pub, t, action)
+        await pub.publish("decisions", s.Decision(  # a hold with what it saw
+            id=uuid.uuid4().hex, ts=now_ms(), transfer_id=t["transfer_id"], sender=t["sender"],
+            recipient=t["recipient"], amount_cents=t["amount_cents"], action="hold", score=0.91,
+            model_version="lgbm-2", rule_hits=["big_first_payment"],
+            reasons=[s.ReasonCode("recipient_account_age_days", 0.0, 0.4),
+                     s.ReasonCode("sender_pair_urgent", 1.0, 0.2)]))
+
+    names = ["block", "hold", "approve", "warn", "marker"]
+    async with Tap("transfer-status") as tap, publisher() as pub:
+        async with serving(payment) as client:
+            made = {name: await send_money(client, sender) for name in names}
+            ids = {name: m["transfer_id"] for name, m in made.items()}
+            views = {name: await transfer(client, tid) for name, tid in ids.items()}
+            await settled(client, ids, {name: "held" for name in names})  # all held: no decision
+            for name in ["block", "hold", "approve", "warn"]:
+                await late(views[name], name)
+            await late(views["approve"], "block")  # a second decision: changes nothing
+            await late(views["block"], "approve")
+            await late(views["warn"], "hold")
+            await decide(pub, views["warn"], "block", shadow=True)  # never applied
+            await late(views["marker"], "block")
+            await settled(client, {"marker": ids["marker"]}, {"marker": "returned"})
+            # an analyst still decides the ones kept held
+            await decide(pub, views["approve"], "approve", model="analyst:bob")
+            await decide(pub, views["hold"], "block", model="analyst:bob")
+            await settled(client, ids, {"block": "returned", "hold": "returned",
+                                        "approve": "paid_out", "warn": "held", "marker": "returned"})
+            before = {name: (await transfer(client, tid))["history"] for name, tid in ids.items()}
+        async with serving(payment) as client:  # rebuilt from the log
+            after = {name: (await transfer(client, tid))["history"] for name, tid in ids.items()}
+            marker = await send_money(client, sender)
+            await settled(client, {"m": marker["transfer_id"]}, {"m": "held"})
+            await late(views["warn"], "block")  # after a restart, still a second decision
+            await late(await transfer(client, marker["transfer_id"]), "block")
+            await settled(client, {"m": marker["transfer_id"]}, {"m": "returned"})
+            warn_now = (await transfer(client, ids["warn"]))["history"]
+        await tap.drain()
+    assert after == before and warn_now == before["warn"]
+    statuses = {name: [h["status"] for h in hist] for name, hist in before.items()}
+    assert statuses == {
+        "block": ["pending", "held", "blocked", "returned"],
+        "hold": ["pending", "held", "held", "blocked", "returned"],
+        "approve": ["pending", "held", "held", "released", "paid_out"],
+        "warn": ["pending", "held", "held"],
+        "marker": ["pending", "held", "blocked", "returned"],
+    }
+    reasons = {name: [h["reason"] for h in hist] for name, hist in before.items()}
+    assert reasons["block"][2] == "late decision:block model=lgbm-1 score=0.500"
+    assert reasons["hold"][2] == ("late decision:hold model=lgbm-2 score=0.910 "
+                                  "rules=big_first_payment "
+                                  "reasons=recipient_account_age_days,sender_pair_urgent; "
+                                  "kept held for an analyst")
+    assert reasons["approve"][2] == ("late decision:approve model=lgbm-1 score=0.500; "
+                                     "kept held for an analyst")
+    assert reasons["warn"][2].startswith("late decision:warn model=lgbm-1")
+    assert reasons["hold"][3] == "decision:block model=analyst:bob"
+    assert reasons["approve"][3] == "decision:approve model=analyst:bob"
+    # every change is in the log once, in order, with the reason the console shows
+    published = tap.events("transfer-status")
+    for name, tid in ids.items():
+        assert [(e.status, e.reason) for e in published if e.transfer_id == tid] == [
+            (h["status"], h["reason"]) for h in before[name]], name
+
+
+@aio
 async def test_account_locks_hold_transfers_refuse_new_ones_and_survive_restarts(
         kafka, fast_payment, monkeypatch):
     monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "30")  # still pending when the lock comes

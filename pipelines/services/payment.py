@@ -10,12 +10,15 @@ decision:
                               --analyst block----> blocked --> returned
             --block----> blocked --> returned
             --no decision by payout_due_ts--> VIGIE_NO_DECISION_FALLBACK: held (or blocked)
+    held by the fallback --late block--> blocked --> returned
+                         --late hold, approve or warn--> held (for an analyst)
 
-Automated decisions act only on pending transfers, so the first one wins and a redelivered
-or late one changes nothing; analyst decisions (``model_version`` "analyst:…") act only on
-held transfers; shadow decisions are never applied. A recovery case that contains an account
-locks it (new transfers get 423) and holds its transfers not yet paid out; "restored" and
-"closed_legitimate" unlock it; "closed_fraudulent" bans it for good.
+An automated decision acts on a pending transfer, or on one the fallback held when it comes
+late (``late_steps``: recorded in the status reason, "late decision:…"). Only the first one
+acts: a redelivered or second one changes nothing. Analyst decisions (``model_version``
+"analyst:…") act only on held transfers; shadow decisions are never applied. A recovery case
+that contains an account locks it (new transfers get 423) and holds its transfers not yet paid
+out; "restored" and "closed_legitimate" unlock it; "closed_fraudulent" bans it for good.
 
 State lives in memory and the log is its source of truth: on start, before serving, the
 service reads ``transfer-requests``, ``transfer-status`` and ``recovery`` from the beginning,
@@ -58,6 +61,24 @@ EFFECTS = {
 }
 FALLBACK = "fallback: no decision by deadline"
 FALLBACKS = {"hold": [("held", FALLBACK)], "block": [("blocked", FALLBACK), ("returned", RETURNED)]}
+LATE = "late decision:"  # how a decision that came after the fallback hold is recorded
+
+
+def late_steps(d: s.Decision) -> list[tuple[str, str]]:
+    """What an automated decision does to a transfer the fallback held: a block blocks it
+    (the money goes back); a hold, an approve or a warn keeps it held for an analyst. Either
+    way the decision is recorded in the status reason, with what it saw."""
+    why = f"{LATE}{d.action} model={d.model_version} score={d.score:.3f}"
+    if d.rule_hits:
+        why += f" rules={','.join(d.rule_hits)}"
+    if d.list_hits:
+        why += f" lists={','.join(d.list_hits)}"
+    if d.reasons:
+        why += f" reasons={','.join(r.feature for r in d.reasons)}"
+    if d.action == "block":
+        return [("blocked", why[:500]), ("returned", RETURNED)]
+    kept = "; kept held for an analyst"
+    return [("held", why[:500 - len(kept)] + kept)]
 
 
 @dataclass
@@ -158,9 +179,13 @@ class Payment(Service):
         t = self.transfers.get(d.transfer_id)
         if d.shadow or t is None:
             return
-        acts_on = "held" if d.model_version.startswith("analyst:") else "pending"
+        analyst = d.model_version.startswith("analyst:")
+        if not analyst and t.status == "held" and t.history and t.history[-1]["reason"] == FALLBACK:
+            await self._change(t, *late_steps(d))  # the first automated decision, after the hold
+            return
+        acts_on = "held" if analyst else "pending"
         statuses = EFFECTS[acts_on].get(d.action) if t.status == acts_on else None
-        if statuses:  # anything else (a repeat, a late or a redundant decision) changes nothing
+        if statuses:  # anything else (a repeat or a redundant decision) changes nothing
             why = f"decision:{d.action} model={d.model_version}"
             await self._change(t, *[(st, RETURNED if st == "returned" else why) for st in statuses])
 
