@@ -52,34 +52,22 @@ def lake_horizon(lake_dir: Path) -> Optional[int]:
 
 
 def scenario_of(transfers: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
-    """The fraud scenario behind each transfer (None: legitimate or unknown), from the labels:
-    an account takeover's window names every transfer its account sent inside it; a label naming
-    a transfer names it (the last known wins, as in ``label_transfers``)."""
+    """The fraud scenario behind each transfer (None: legitimate or unknown), from the labels,
+    by the rules of ``models.train.label_transfers``."""
+    from models.train import last_verdicts, takeover_rows
+
     out = pd.Series([None] * len(transfers), index=transfers.index, dtype=object)
     if labels is None or not len(labels):
         return out
-    fraud = labels[labels["is_fraud"].astype(bool)]
-    ato = fraud[fraud["kind"] == "ato_confirmed"]
-    if len(ato):
-        windows = pd.DataFrame({"sender": ato["account"].to_numpy(),
-                                "start": ato["compromise_from_ts"].fillna(ato["ts"]).to_numpy(),
-                                "end": ato["compromise_to_ts"].fillna(ato["known_at"]).to_numpy(),
-                                "scenario": ato["scenario"].fillna("ato").to_numpy()})
-        sent = pd.DataFrame({"sender": transfers["sender"].to_numpy(),
-                             "ts": transfers["ts"].to_numpy(), "row": np.arange(len(transfers))})
-        pairs = sent.merge(windows, on="sender")
-        inside = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
-        out.iloc[inside["row"].to_numpy()] = inside["scenario"].to_numpy()
-    named = labels[labels["transfer_id"].notna()]
-    if len(named):
-        last = (named.sort_values(["known_at", "ts"], kind="stable")
-                .drop_duplicates("transfer_id", keep="last").set_index("transfer_id"))
-        verdict = transfers["transfer_id"].map(last["is_fraud"])
-        scen = transfers["transfer_id"].map(last["scenario"].fillna("unknown"))
-        has = verdict.notna().to_numpy()
-        is_fraud = verdict.fillna(False).astype(bool).to_numpy()
-        out[has & is_fraud] = scen[has & is_fraud]
-        out[has & ~is_fraud] = None
+    inside = takeover_rows(transfers, labels)
+    out.iloc[inside["row"].to_numpy()] = inside["scenario"].to_numpy()
+    last = last_verdicts(labels)
+    verdict = transfers["transfer_id"].map(last["is_fraud"])
+    scen = transfers["transfer_id"].map(last["scenario"].fillna("unknown"))
+    has = verdict.notna().to_numpy()
+    is_fraud = verdict.fillna(False).astype(bool).to_numpy()
+    out[has & is_fraud] = scen[has & is_fraud]
+    out[has & ~is_fraud] = None
     return out
 
 

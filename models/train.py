@@ -68,40 +68,49 @@ CRITERION = ("validation average precision (higher is better; within 1e-4, the l
              "validation log loss wins, then the earlier trial)")
 
 
+def takeover_rows(transfers: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The transfers (``row``: position in ``transfers``) that a confirmed account takeover's
+    window covers, with the label's ``scenario``: every transfer its account sent within
+    [compromise_from_ts, compromise_to_ts] (missing bounds: the label's ts and known_at). A
+    takeover label that names a transfer and carries no window (an imported history's
+    per-transfer label) covers that transfer alone, as a verdict (``last_verdicts``)."""
+    ato = labels[(labels["kind"] == "ato_confirmed") & labels["is_fraud"].astype(bool)
+                 & (labels["transfer_id"].isna() | labels["compromise_from_ts"].notna())]
+    windows = pd.DataFrame({"sender": ato["account"].to_numpy(),
+                            "start": ato["compromise_from_ts"].fillna(ato["ts"]).to_numpy(),
+                            "end": ato["compromise_to_ts"].fillna(ato["known_at"]).to_numpy(),
+                            "scenario": ato["scenario"].fillna("ato").to_numpy()})
+    sent = pd.DataFrame({"sender": transfers["sender"].to_numpy(),
+                         "ts": transfers["ts"].to_numpy(), "row": np.arange(len(transfers))})
+    pairs = sent.merge(windows, on="sender")
+    return pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
+
+
+def last_verdicts(labels: pd.DataFrame) -> pd.DataFrame:
+    """The last known label naming each transfer (index: transfer_id): a verdict on it that
+    overrides any takeover window, so an analyst's later "not fraud" clears a scam report."""
+    named = labels[labels["transfer_id"].notna()]
+    return (named.sort_values(["known_at", "ts"], kind="stable")
+            .drop_duplicates("transfer_id", keep="last").set_index("transfer_id"))
+
+
 def label_transfers(transfers: pd.DataFrame, labels: pd.DataFrame, cutoff_ms: int | None = None,
                     maturity_ms: int = 0) -> pd.Series:
     """1 for a fraudulent transfer, else 0, aligned with ``transfers`` (columns transfer_id,
     sender, ts). ``labels`` has the columns of ``pipelines.schemas.Label``.
 
     Only labels with ``known_at <= cutoff_ms - maturity_ms`` count (point in time; no cut-off:
-    all). A confirmed account takeover marks every transfer its account sent within
-    [compromise_from_ts, compromise_to_ts] (missing bounds: the label's ts and known_at). A label
-    naming a transfer is a verdict on it and overrides the window; of several, the last known wins,
-    so an analyst's later "not fraud" clears a scam report.
+    all). Takeover windows mark what they cover (``takeover_rows``); a label naming a transfer
+    overrides them (``last_verdicts``).
     """
     known = labels
     if cutoff_ms is not None:
         known = labels[labels["known_at"] <= cutoff_ms - maturity_ms]
     label = np.zeros(len(transfers), dtype=np.int8)
-
-    ato = known[(known["kind"] == "ato_confirmed") & known["is_fraud"].astype(bool)]
-    if len(ato):
-        windows = pd.DataFrame({"sender": ato["account"].to_numpy(),
-                                "start": ato["compromise_from_ts"].fillna(ato["ts"]).to_numpy(),
-                                "end": ato["compromise_to_ts"].fillna(ato["known_at"]).to_numpy()})
-        sent = pd.DataFrame({"sender": transfers["sender"].to_numpy(),
-                             "ts": transfers["ts"].to_numpy(), "row": np.arange(len(transfers))})
-        pairs = sent.merge(windows, on="sender")
-        inside = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
-        label[inside["row"].to_numpy()] = 1
-
-    named = known[known["transfer_id"].notna()]
-    if len(named):
-        last = (named.sort_values(["known_at", "ts"], kind="stable")
-                .drop_duplicates("transfer_id", keep="last").set_index("transfer_id")["is_fraud"])
-        verdict = transfers["transfer_id"].map(last).to_numpy()
-        has = pd.notna(verdict)
-        label[has] = verdict[has].astype(bool)
+    label[takeover_rows(transfers, known)["row"].to_numpy()] = 1
+    verdict = transfers["transfer_id"].map(last_verdicts(known)["is_fraud"]).to_numpy()
+    has = pd.notna(verdict)
+    label[has] = verdict[has].astype(bool)
     return pd.Series(label, index=transfers.index, name="label")
 
 

@@ -447,7 +447,8 @@ def compact(lake: Path | None, closed_for_h: float) -> None:
 
 
 @main.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train"]), default=None,
+@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection"]),
+              default=None,
               help="Run one group of benchmarks.")
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
@@ -463,6 +464,10 @@ def bench(only: str | None) -> None:
         from pipelines.bench import training as training_bench
 
         results.update(training_bench.run())
+    if only in (None, "detection"):  # Vigie against the baseline on three histories (~15 min)
+        from pipelines.bench import detection
+
+        results.update(detection.run())
     merged = report.write(results)
     click.echo(json.dumps(merged, indent=2, default=str))
 
