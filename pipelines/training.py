@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from features.replay import replay
 from features.vector import FEATURE_NAMES
 from pipelines.event_log import read_log, read_topic
+from pipelines.schemas import TransferRequested
 
 ID_COLUMNS = ["transfer_id", "ts", "sender", "recipient", "amount_cents"]
 
@@ -26,14 +28,17 @@ def feature_table(lake_dir: Path, until_ts: Optional[int] = None,
     started = time.perf_counter()
     events = read_log(lake_dir, until_ts=until_ts)
     loaded = time.perf_counter()
-    rows, ids = [], []
-    for row in replay(events, presorted=True, workers=workers):
+    # one float64 matrix filled row by row: a list of Python floats per transfer took ~5.6 KB a
+    # row (10 GB for 1.75M transfers), the matrix takes 8 bytes a value
+    values = np.empty((sum(type(e) is TransferRequested for e in events), len(FEATURE_NAMES)))
+    ids = []
+    for i, row in enumerate(replay(events, presorted=True, workers=workers)):
         tr = row.transfer
         ids.append((tr.transfer_id, tr.ts, tr.sender, tr.recipient, tr.amount_cents))
-        rows.append(list(row.features.values()))
+        values[i] = np.fromiter(row.features.values(), np.float64, len(FEATURE_NAMES))
     done = time.perf_counter()
     table = pd.concat([pd.DataFrame(ids, columns=ID_COLUMNS),
-                       pd.DataFrame(rows, columns=list(FEATURE_NAMES))], axis=1)
+                       pd.DataFrame(values, columns=list(FEATURE_NAMES), copy=False)], axis=1)
     stats = {"events": len(events), "transfers": len(table), "load_s": loaded - started,
              "replay_s": done - loaded, "replay_workers": workers,
              "replay_events_per_s": len(events) / (done - loaded) if done > loaded else 0.0}
