@@ -194,10 +194,9 @@ def test_training_suite_skips_absent_families_and_names_features_it_lacks(transf
 
     table, stats = training_set(transfers_only_lake)
     families = lake_families(transfers_only_lake)
-    # told nothing about the families, the empty device features fail their null checks
+    # told nothing about the families, their checks run on columns the history cannot fill
     blind = validate_training_table(table, stats["cutoff_ms"])
-    assert not blind["success"]
-    assert "expect_column_values_to_not_be_null" in {f["expectation"] for f in blind["failures"]}
+    assert not blind.get("absent")
     # a suite older than a feature: the feature is named, unchecked, not failed
     suite = load_suite(TRAINING_SUITE, SUITES_DIR)
     suite["expectations"] = [e for e in suite["expectations"]
@@ -206,3 +205,4 @@ def test_training_suite_skips_absent_families_and_names_features_it_lacks(transf
     result = validate_training_table(table, stats["cutoff_ms"], tmp_path, families)
     assert result["success"] and result["unprofiled"] == ["transfer_amount_cents"]
     assert "devices" in result["absent"]
+    assert result["evaluated"] < blind["evaluated"]
