@@ -210,8 +210,9 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
         from pipelines.simulator.offline import run_offline
 
         lake = settings_mod.load().data_dir / "bootstrap-history"
-        if not lake.exists():
-            run_offline(lake, seed=seed)
+        if not lake.exists():  # the demo's first model: a fortnight, no search (~30 s, not ~2 min)
+            run_offline(lake, seed=seed, days=BOOTSTRAP_DAYS)
+        search_budget_s = 0.0 if search_budget_s is None else search_budget_s
     try:
         stats = train_lake(lake or settings_mod.load().lake_dir, seed=seed,
                            cutoff_ms=_parse_ms(cutoff),
@@ -223,6 +224,9 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
         click.echo(str(err), err=True)
         raise SystemExit(2)
     click.echo(json.dumps(stats, indent=2, default=str))
+
+
+BOOTSTRAP_DAYS = 14.0
 
 
 def _parse_ms(value: str | None) -> int | None:
