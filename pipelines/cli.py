@@ -230,16 +230,15 @@ BOOTSTRAP_DAYS = 14.0
 
 
 def _parse_ms(value: str | None) -> int | None:
+    """A time option: ISO 8601 (no offset: UTC) or epoch ms, read as ``vigie import`` reads it."""
     if value is None:
         return None
-    if value.isdigit():
-        return int(value)
-    from datetime import datetime, timezone
+    from pipelines.importer import Reject, parse_ms
 
-    when = datetime.fromisoformat(value)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
+    try:
+        return parse_ms(value, "time")
+    except Reject as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @main.command("import")
