@@ -1,6 +1,6 @@
 """What every console page shares: logins and roles, lake queries, and publishing actions.
 
-The console reads the lake only through ``pipelines.lake.connect`` and changes nothing itself:
+The console reads the lake only through ``pipelines.lake.parquet.connect`` and changes nothing itself:
 every action is an event (``AnalystAction``; a ``Label`` for a verdict; a ``ModelUpdate`` for a
 promotion) published to Kafka, which the stream applies and the lake sink records. Roles are
 checked here, on the server, for every page (``require``) and again for every action
@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 import pandas as pd
 import streamlit as st
 
-from pipelines import settings as settings_mod
+from pipelines.contracts import settings as settings_mod
 
 ROLES = ("analyst", "lead", "data_scientist", "admin")
 ALL = ROLES
@@ -115,15 +115,15 @@ def _database(lake: str, topics: tuple[str, ...]):
     the views costs about 0.3 s on a 1M-transfer lake, which every query used to pay. The
     views list the files again at each query, so new batches show up; the key holds the topics
     that have files, so a topic's first file replaces its empty stand-in with a real view."""
-    from pipelines import lake as lake_mod
+    from pipelines.lake import parquet as lake_mod
 
     return lake_mod.connect(lake)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
-    from pipelines import lake as lake_mod
-    from pipelines.topics import TOPICS
+    from pipelines.lake import parquet as lake_mod
+    from pipelines.contracts.topics import TOPICS
 
     with_data = tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
     con = _database(lake, with_data).cursor()  # a cursor per query: sessions run in threads
@@ -244,7 +244,7 @@ def publish_action(action: str, target_kind: str, target: str, reason: str = "",
 
 def _action_event(user: dict, action: str, target_kind: str, target: str, reason: str,
                   params: Optional[dict]):
-    from pipelines.schemas import AnalystAction
+    from pipelines.contracts.schemas import AnalystAction
 
     return AnalystAction(id=f"ca-{uuid.uuid4().hex}", ts=int(time.time() * 1000),
                          actor=user["username"], role=user["role"], action=action,
@@ -258,7 +258,7 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
     A verdict is a Label (training learns from it) and, since the transfer is still held, the
     decision that follows from it: confirm fraud also blocks it, mark legitimate also releases
     it (a second audited action, with the same reason)."""
-    from pipelines.schemas import Label
+    from pipelines.contracts.schemas import Label
 
     params = {"sender": row["sender"], "recipient": row["recipient"],
               "amount_cents": int(row["amount_cents"])}
@@ -277,7 +277,7 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
 
 
 def model_update(action: str, version: str, reason: str) -> str:
-    from pipelines.schemas import ModelUpdate
+    from pipelines.contracts.schemas import ModelUpdate
 
     user = current_user() or {}
     update = ModelUpdate(id=f"cm-{uuid.uuid4().hex}", ts=int(time.time() * 1000), action=action,

@@ -38,7 +38,7 @@ def write_users(path: Path, users: dict[str, tuple[str, str]]) -> None:
 
 
 def users_path() -> Path:
-    from pipelines import settings
+    from pipelines.contracts import settings
 
     return settings.load().data_dir / "console" / "users.yaml"
 

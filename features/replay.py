@@ -19,7 +19,7 @@ import gc
 import multiprocessing
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from pipelines.schemas import Label, TransferRequested
+from pipelines.contracts.schemas import Label, TransferRequested
 
 from features.graph import CONFIRMING
 from features.routing import STATE_CLASSES, order_key, routes

@@ -14,21 +14,21 @@ Derived events (``NeighbourFlagged``, returned by ``learn_one``) are routed the 
 applied right after the event that caused them, in the order returned: the replay does exactly
 that; the stream publishes them and applies them when they come back (so it may lag a few ms).
 
-Order (the replay's, and the stream's through ``pipelines/agents/watermarks.py``): by event time
+Order (the replay's, and the stream's through ``pipelines/stream/watermarks.py``): by event time
 (``known_at`` for a Label, ``ts`` otherwise), then by topic in ``TOPIC_ORDER``, then by event id. Windows leave out events
 at the very millisecond of a transfer, so the tie-break hardly matters: only counters (prior
 transfers of a pair, a device's last sighting) can see an event sharing the millisecond.
 """
 from __future__ import annotations
 
-from pipelines import schemas as s
+from pipelines.contracts import schemas as s
 
 from features.account import AccountState
 from features.graph import NeighbourFlagged
 from features.links import CardState, DeviceState, IpState
 
 STATE_CLASSES = {cls.KIND: cls for cls in (AccountState, DeviceState, CardState, IpState)}
-# the same tie-break as pipelines.event_log.FEATURE_TOPICS (the lake reader)
+# the same tie-break as pipelines.lake.event_log.FEATURE_TOPICS (the lake reader)
 TOPIC_ORDER = {s.AccountEvent: 0, s.MessageSent: 1, s.AssistantEvent: 2, s.TransferRequested: 3,
                s.Label: 4, NeighbourFlagged: 5}
 

@@ -66,8 +66,8 @@ def _recorded_baseline(joined: pd.DataFrame, version: str, root=None) -> Optiona
 def compare_decisions(lake_dir: Path, challenger: Optional[str] = None, root=None) -> dict:
     from models.datasets import scenario_of
     from models.train import label_transfers
-    from pipelines import lake
-    from pipelines.training import labels_table
+    from pipelines.lake import parquet as lake
+    from models.tables import labels_table
 
     con = lake.connect(lake_dir, topics=["decisions", "labels"])
     where = "" if challenger is None else "AND s.model_version = ?"

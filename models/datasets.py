@@ -34,7 +34,7 @@ def lake_horizon(lake_dir: Path) -> Optional[int]:
     folder key, so the labels (a small topic) are read whole for it."""
     import duckdb
 
-    from pipelines.event_log import FEATURE_TOPICS
+    from pipelines.lake.event_log import FEATURE_TOPICS
 
     lake_dir = Path(lake_dir)
     parts = []
@@ -81,7 +81,7 @@ def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
     the replay is then not run again. A transfer's features only use what came before it (the
     leakage test proves it), so the rows of a replay run past the cut-off equal those of a
     replay stopped there; rows after the cut-off are left out with the immature ones."""
-    from pipelines.training import feature_table
+    from models.tables import feature_table
 
     lake_dir = Path(lake_dir)
     horizon = lake_horizon(lake_dir)
@@ -113,7 +113,7 @@ def point_in_time(table: pd.DataFrame, lake_dir: Path, cutoff: int, maturity_ms:
                   stats: dict) -> tuple[pd.DataFrame, dict]:
     """Labels as known at ``cutoff`` on the replayed ``table``; immature transfers left out."""
     from models.train import label_transfers
-    from pipelines.training import labels_table
+    from models.tables import labels_table
 
     started = time.perf_counter()
     labels = labels_table(lake_dir)

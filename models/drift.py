@@ -76,7 +76,7 @@ def decision_features(lake_dir: Path, window_ms: int, until_ts: int | None = Non
                       model_version: str | None = None) -> pd.DataFrame:
     """The feature values the stream recorded with its acting decisions in the last
     ``window_ms`` before ``until_ts`` (default: the latest decision in the lake)."""
-    from pipelines import lake
+    from pipelines.lake import parquet as lake
 
     con = lake.connect(lake_dir, topics=["decisions"])
     where = "NOT shadow"

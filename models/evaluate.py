@@ -162,7 +162,7 @@ def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None,
     [from_ms, to_ms) kept) with every label it holds, and each transfer's scenario."""
     from models.datasets import scenario_of
     from models.train import label_transfers
-    from pipelines.training import feature_table, labels_table
+    from models.tables import feature_table, labels_table
 
     table, stats = feature_table(Path(lake_dir), until_ts=to_ms)
     if from_ms is not None:

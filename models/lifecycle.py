@@ -2,7 +2,7 @@
 
 1. ``models.datasets.training_set``: features by replay of the events before the cut-off,
    labels as known at the cut-off, too-recent transfers left out (maturity).
-   The lake's source families (``pipelines.sources.lake_families``) choose the features: only
+   The lake's source families (``pipelines.lake.sources.lake_families``) choose the features: only
    those its families can feed (``features.sources.features_for_sources``).
 2. ``models.expectations``: the training table's Great Expectations suite, on the present
    families (an absent family's expectations are reported as absent, never failed). A failing
@@ -118,7 +118,7 @@ def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
     after replay without replaying again."""
     from models.datasets import training_set
-    from pipelines.sources import lake_families
+    from pipelines.lake.sources import lake_families
 
     started = time.perf_counter()
     families = lake_families(Path(lake_dir))

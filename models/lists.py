@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from pipelines.privacy import PATTERNS
+from pipelines.contracts.privacy import PATTERNS
 
 LISTS = ("block", "allow")  # the order hits are reported in
 KINDS = ("account", "device", "card")

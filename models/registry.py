@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 
-from pipelines import settings
+from pipelines.contracts import settings
 
 VERSION = re.compile(r"^m-\d{8}-\d{6}-[0-9a-f]{8}$")
 # The fields that say what a model is; created_at and version say when it was saved.

@@ -13,7 +13,7 @@ import lightgbm as lgb
 import numpy as np
 
 from models import registry
-from pipelines.schemas import ReasonCode
+from pipelines.contracts.schemas import ReasonCode
 
 ACTIONS = ("approve", "warn", "hold", "block")
 

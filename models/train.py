@@ -97,7 +97,7 @@ def last_verdicts(labels: pd.DataFrame) -> pd.DataFrame:
 def label_transfers(transfers: pd.DataFrame, labels: pd.DataFrame, cutoff_ms: int | None = None,
                     maturity_ms: int = 0) -> pd.Series:
     """1 for a fraudulent transfer, else 0, aligned with ``transfers`` (columns transfer_id,
-    sender, ts). ``labels`` has the columns of ``pipelines.schemas.Label``.
+    sender, ts). ``labels`` has the columns of ``pipelines.contracts.schemas.Label``.
 
     Only labels with ``known_at <= cutoff_ms - maturity_ms`` count (point in time; no cut-off:
     all). Takeover windows mark what they cover (``takeover_rows``); a label naming a transfer

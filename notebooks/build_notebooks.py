@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path.cwd().parent if Path.cwd().name == "notebooks" else 
 os.environ.setdefault("VIGIE_HASH_KEY", "notebook-demo-key")
 pd.set_option("display.width", 160)
 from pipelines.simulator.offline import run_offline
-from pipelines import lake as lake_mod
+from pipelines.lake import parquet as lake_mod
 WORK = Path(tempfile.mkdtemp(prefix="vigie-nb-"))'''
 
 EXPLORE = [
     new_markdown_cell("# Exploring the lake with DuckDB and pandas\n\nThe lake is append-only "
-                      "Parquet, one folder per topic, partitioned by event hour. `pipelines.lake.connect` "
+                      "Parquet, one folder per topic, partitioned by event hour. `pipelines.lake.parquet.connect` "
                       "gives one DuckDB view per topic. We simulate a small one here (600 users, 5 days)."),
     new_code_cell(SETUP + '''
 stats = run_offline(WORK / "lake", seed=21, users=600, days=5)
@@ -144,7 +144,7 @@ out.head(10)'''),
 flows["minutes"] = (flows.out_ts - flows.in_ts) / 60000
 flows.minutes.describe()'''),
     new_markdown_cell("## What the stream's features said when the mules were paid"),
-    new_code_cell('''from pipelines.training import feature_table
+    new_code_cell('''from models.tables import feature_table
 features, _ = feature_table(WORK / "lake")
 cols = ["recipient_distinct_senders_24h", "recipient_forwarded_share_30m_7d",
         "recipient_min_forward_minutes_7d", "recipient_account_age_days", "sender_first_transfer_to_recipient"]

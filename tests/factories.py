@@ -6,10 +6,10 @@ import random
 
 import msgspec
 
-import pipelines.requests as rq
-from pipelines import schemas
-from pipelines.privacy import pseudonymize
-from pipelines.topics import INPUT_TOPICS, MAX_EVENT_BYTES
+import pipelines.services.requests as rq
+from pipelines.contracts import schemas
+from pipelines.contracts.privacy import pseudonymize
+from pipelines.contracts.topics import INPUT_TOPICS, MAX_EVENT_BYTES
 
 T0 = 1_790_000_000_000
 _seq = itertools.count()

@@ -19,8 +19,8 @@ import msgspec
 from msgspec.structs import replace
 
 from features.routing import order_key
-from pipelines import schemas as s
-from pipelines.privacy import pseudonymize
+from pipelines.contracts import schemas as s
+from pipelines.contracts.privacy import pseudonymize
 
 TOPIC_OF = {s.MessageSent: "messages", s.AccountEvent: "account-events",
             s.TransferRequested: "transfer-requests", s.AssistantEvent: "assistant-events",
@@ -62,9 +62,9 @@ def simulated_log(out: Path, seed: int, tag: str, **kwargs) -> list:
 
     Each log is moved (by whole days) to start after the present and after every log before it
     in the session: like live traffic, what is published later is not older, which the stream's
-    watermarks rely on (pipelines/agents/watermarks.py). The offline simulator starts every log
+    watermarks rely on (pipelines/stream/watermarks.py). The offline simulator starts every log
     on the same date, and the session's broker keeps what earlier tests published."""
-    from pipelines.event_log import read_log
+    from pipelines.lake.event_log import read_log
     from pipelines.simulator.offline import run_offline
 
     run_offline(out, seed=seed, **kwargs)
@@ -78,7 +78,7 @@ def simulated_log(out: Path, seed: int, tag: str, **kwargs) -> list:
 
 def read_labels(lake_dir: Path, tag: str) -> list[s.Label]:
     """The labels of ``simulated_log(lake_dir, ..., tag)``, namespaced and moved like it."""
-    from pipelines.event_log import read_topic
+    from pipelines.lake.event_log import read_topic
 
     return namespaced(read_topic(lake_dir, "labels"), tag, _shifts.get(tag, 0))
 
@@ -119,7 +119,7 @@ _probe_seq = iter(range(10**9))
 def hand_transfer(sender: str, recipient: str, amount_cents: int, tag: str, ts=None,
                   delay_ms: int = 30_000, **extra) -> s.TransferRequested:
     """A transfer between raw ids (hashed as the payment service hashes them), now."""
-    import pipelines.requests as rq
+    import pipelines.services.requests as rq
 
     n = next(_probe_seq)
     ts = ts or int(time.time() * 1000)
@@ -234,7 +234,7 @@ def publish_at(records) -> None:
     """Publish (topic, event, partition) records, each to the partition given (modulo the
     topic's partition count: single-partition control topics take them all), in order."""
     from pipelines.kafka.clients import Publisher
-    from pipelines.schemas import encode
+    from pipelines.contracts.schemas import encode
 
     async def run():
         pub = await Publisher().start()

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import common, entity_index, graph
-from pipelines.privacy import is_pseudonym, pseudonymize
+from pipelines.contracts.privacy import is_pseudonym, pseudonymize
 
 user = common.require(*common.ALL)
 st.title("Accounts")

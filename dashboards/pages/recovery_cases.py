@@ -10,7 +10,7 @@ import streamlit as st
 from dashboards import common
 
 try:  # the workflow's own table of the moves an analyst may ask for, by state
-    from pipelines.recovery_cases import ANALYST_MOVES
+    from pipelines.recovery.cases import ANALYST_MOVES
 except ImportError:  # pragma: no cover - the workflow is not there: requests are recorded only
     ANALYST_MOVES = None
 

@@ -95,7 +95,7 @@ with edit_tab:
 @st.cache_data(ttl=120, show_spinner="Replaying the lake's features…")
 def replayed(lake: str):
     from models.train import label_transfers
-    from pipelines.training import feature_table, labels_table
+    from models.tables import feature_table, labels_table
 
     table, stats = feature_table(lake)
     labels = label_transfers(table, labels_table(lake)).to_numpy()

@@ -4,8 +4,8 @@ import threading
 import streamlit as st
 
 from dashboards import common
-from pipelines import lake
-from pipelines.topics import TOPICS
+from pipelines.lake import parquet as lake
+from pipelines.contracts.topics import TOPICS
 
 user = common.require("lead", "data_scientist", "admin")
 st.title("SQL")

@@ -31,7 +31,7 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT
+from pipelines.contracts.settings import REPO_ROOT
 
 DAY_MS = 86_400_000
 EVAL_DAYS = 7

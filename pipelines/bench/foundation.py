@@ -10,7 +10,9 @@ from pathlib import Path
 
 from aiokafka.structs import TopicPartition
 
-from pipelines import lake, schemas, settings
+from pipelines.lake import parquet as lake
+from pipelines.contracts import schemas
+from pipelines.contracts import settings
 from pipelines.bench.harness import fresh_environment, median, spawn, stop
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import Publisher, consumer
@@ -101,7 +103,7 @@ def worker_start_and_failover(runs: int = 3) -> dict:
 
 
 def sink_throughput(n: int = 200_000) -> dict:
-    import pipelines.requests as rq
+    import pipelines.services.requests as rq
 
     with fresh_environment() as (_broker, root):
         event = rq.message_event(rq.MessageRequest(sender="a", recipient="b", conversation="c",

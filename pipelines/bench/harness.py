@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT
+from pipelines.contracts.settings import REPO_ROOT
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 Run as ``python -m pipelines.bench.passthrough``."""
 from __future__ import annotations
 
-from pipelines.app import make_app
+from pipelines.stream.app import make_app
 
 app = make_app("vigie-bench-passthrough")
 source = app.topic("bench-src", key_type=bytes, value_type=bytes, key_serializer="raw",

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Optional
 
 from features.routing import new_state, routes
-from pipelines import recovery_cases as rc
-from pipelines import schemas as s
-from pipelines.agents.recovery import signal_for
-from pipelines.event_log import read_log
+from pipelines.recovery import cases as rc
+from pipelines.contracts import schemas as s
+from pipelines.recovery.stage import signal_for
+from pipelines.lake.event_log import read_log
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR

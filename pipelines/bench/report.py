@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 
-from pipelines.settings import REPO_ROOT
+from pipelines.contracts.settings import REPO_ROOT
 
 
 def machine() -> str:

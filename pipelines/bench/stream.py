@@ -24,11 +24,12 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from pipelines import schemas, settings
+from pipelines.contracts import schemas
+from pipelines.contracts import settings
 from pipelines.bench.harness import cpu_seconds, fresh_environment, percentile, spawn, stop
-from pipelines.event_log import read_log
-from pipelines.settings import REPO_ROOT
-from pipelines.topics import key_of
+from pipelines.lake.event_log import read_log
+from pipelines.contracts.settings import REPO_ROOT
+from pipelines.contracts.topics import key_of
 
 CEILING_EVENTS = 150_000
 TOPIC_OF = {schemas.MessageSent: "messages", schemas.AccountEvent: "account-events",

@@ -36,7 +36,7 @@ PHASES = ("dataset_s", "load_s", "labels_s", "validate_s", "prepare_s", "boost_s
 
 def replay_to(lake_dir: Path, out: Path) -> dict:
     """``vigie replay --out``: the feature table, once."""
-    from pipelines.training import feature_table
+    from models.tables import feature_table
 
     started = time.perf_counter()
     table, stats = feature_table(lake_dir)

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT
+from pipelines.contracts.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 KAFKA_DIR = Path(__file__).resolve().parent

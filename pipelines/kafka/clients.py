@@ -1,4 +1,4 @@
-"""Producers, consumers and topic creation, all configured from ``pipelines.settings``.
+"""Producers, consumers and topic creation, all configured from ``pipelines.contracts.settings``.
 
 Nothing here knows whether it talks to the embedded broker or to a production cluster.
 """
@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from pipelines import settings as settings_mod
-from pipelines.schemas import encode
-from pipelines.topics import INTERNAL_TOPICS, TOPICS, key_of
+from pipelines.contracts import settings as settings_mod
+from pipelines.contracts.schemas import encode
+from pipelines.contracts.topics import INTERNAL_TOPICS, TOPICS, key_of
 
 log = logging.getLogger(__name__)
 # Control streams: one partition, so one worker applies them in one order (rules and lists are

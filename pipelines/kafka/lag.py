@@ -1,7 +1,7 @@
 """Consumer-group lag: how many events a group has not committed yet, per topic and partition.
 
 The console's overview shows the decision worker's lag (its group is the Faust app id of
-``pipelines.worker.build_worker_app``). Lag is end offset minus committed offset; a partition
+``pipelines.stream.worker.build_worker_app``). Lag is end offset minus committed offset; a partition
 the group never committed counts from the log's first offset (all of it is still to read).
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Iterable, Optional
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipelines import settings as settings_mod
-from pipelines.topics import INPUT_TOPICS
+from pipelines.contracts import settings as settings_mod
+from pipelines.contracts.topics import INPUT_TOPICS
 
-WORKER_GROUP = "vigie"  # make_app("vigie") in pipelines/worker.py
+WORKER_GROUP = "vigie"  # make_app("vigie") in pipelines/stream/worker.py
 
 
 async def group_lag(group: str = WORKER_GROUP, topics: Iterable[str] = INPUT_TOPICS,

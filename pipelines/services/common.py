@@ -3,7 +3,7 @@
 A service is a ``Service`` subclass: it declares its routes and, in ``start``, rebuilds what
 it keeps in memory from the log and starts its consumers. This module gives each one:
 
-- strict request decoding: JSON into a ``pipelines.requests`` struct; bad JSON, wrong types,
+- strict request decoding: JSON into a ``pipelines.services.requests`` struct; bad JSON, wrong types,
   missing or unknown fields get a 400, a body over 64 KiB a 413, a non-JSON content type a
   415, always as ``{"error": "<reason>"}``. Never a 500 for bad input;
 - ``/healthz`` (503 once a background consumer has died);
@@ -31,9 +31,9 @@ from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
 
-from pipelines import settings as settings_mod
+from pipelines.contracts import settings as settings_mod
 from pipelines.kafka.clients import Publisher, consumer, ensure_topics
-from pipelines.topics import InvalidEvent, decode
+from pipelines.contracts.topics import InvalidEvent, decode
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

@@ -10,7 +10,7 @@ offline). ``GET /v1/notifications/{account}`` delivers what the stream told this
 ``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
 ``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
 and publishes it on ``recovery`` (the stream checks it against the case; see
-``pipelines.recovery_cases``).
+``pipelines.recovery.cases``).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from pipelines import requests as rq
-from pipelines import schemas as s
-from pipelines.privacy import pseudonymize
+from pipelines.services import requests as rq
+from pipelines.contracts import schemas as s
+from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000

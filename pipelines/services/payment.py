@@ -43,9 +43,9 @@ from typing import Optional
 
 from aiohttp import web
 
-from pipelines import requests as rq
-from pipelines import schemas as s
-from pipelines.privacy import pseudonymize
+from pipelines.services import requests as rq
+from pipelines.contracts import schemas as s
+from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, env_seconds,
                                        now_ms, read_json, serve)
 

@@ -10,8 +10,10 @@ legitimate payments and its fraud, with ground-truth labels.
 - ``offline``: runs the scripts on a simulated clock and writes a Parquet lake;
   ``offline_services`` stands in for the three services there (same request functions).
 - ``live``: runs the same scripts in real time against the three HTTP services.
+- ``owners``: how account owners answer a recovery challenge.
+- ``events``: events built by hand (``Log``) for tests and benchmarks.
 
-Scripts are generators: they ``yield`` a request struct (``pipelines.requests``) or a
+Scripts are generators: they ``yield`` a request struct (``pipelines.services.requests``) or a
 command from ``world`` and get its result back (a transfer id, a suggestion, ...), or they
 ``yield`` an int, a delay in milliseconds. The two drivers decide what a request does
 (build the event offline, POST it live) and what a delay means (simulated or real time),

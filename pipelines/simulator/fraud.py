@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from pipelines.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
+from pipelines.services.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
 from pipelines.simulator.population import FRAUD_COUNTRIES, User, new_card, new_device, new_ip
 from pipelines.simulator.world import (Script, World, crook, fraud_account, mule_account,
                                        onboard, open_app, pay_after_talk)

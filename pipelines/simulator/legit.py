@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pipelines.requests import ChargebackRequest, ScamReportRequest
+from pipelines.services.requests import ChargebackRequest, ScamReportRequest
 from pipelines.simulator.population import TRAVEL_COUNTRIES, User, new_ip
 from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Script, World,
                                        new_phone, onboard, open_app, pay_after_talk)

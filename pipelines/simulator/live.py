@@ -1,5 +1,5 @@
 """``vigie simulate --live``: the same agent scripts, in real time, against the three HTTP
-services (request bodies are the msgspec structs of ``pipelines.requests``, JSON-encoded).
+services (request bodies are the msgspec structs of ``pipelines.services.requests``, JSON-encoded).
 
 Parameters of ``run_live``:
 
@@ -7,7 +7,7 @@ Parameters of ``run_live``:
   simulation falls behind the target, and a pacer never lets requests go out faster.
 - ``duration_s``: stop after that many seconds (``None``: until Ctrl-C or SIGTERM).
 - ``urls``: ``{"messaging": ..., "payment": ..., "assistant": ...}`` base URLs (defaults:
-  the ports of ``pipelines.settings``, 8081-8083 on 127.0.0.1).
+  the ports of ``pipelines.contracts.settings``, 8081-8083 on 127.0.0.1).
 - ``users``: the population; ``seed`` and ``mix`` as offline (the mix is used as relative
   weights). ``fraud_every_s`` (default 20): a fraud case starts every ~that many seconds,
   the first within 4-15 s by default, each scenario once before any repeats. Delays are
@@ -35,8 +35,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from pipelines import requests as rq
-from pipelines import settings
+from pipelines.services import requests as rq
+from pipelines.contracts import settings
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.owners import Owners
 from pipelines.simulator.timing import LIVE

@@ -1,5 +1,5 @@
 """``vigie simulate --offline --out DIR``: the simulation on a simulated clock, as fast as it
-goes, written as a Parquet lake (``pipelines.lake.connect(DIR)`` reads it).
+goes, written as a Parquet lake (``pipelines.lake.parquet.connect(DIR)`` reads it).
 
 Parameters of ``run_offline``:
 

@@ -1,6 +1,6 @@
 """Offline stand-in for the three services: each request a script sends becomes the events
 the messaging, payment and assistant services would publish, built by the same functions
-(``pipelines.requests``) and with the same rules (the assistant's opt-in switch, one open
+(``pipelines.services.requests``) and with the same rules (the assistant's opt-in switch, one open
 suggestion per user and conversation, expiring after the assistant's TTL), and is buffered
 into a Parquet lake.
 
@@ -17,10 +17,10 @@ from typing import Callable, Optional
 
 from msgspec.structs import replace
 
-from pipelines import lake
-from pipelines import requests as rq
-from pipelines import schemas as s
-from pipelines.privacy import pseudonymize
+from pipelines.lake import parquet as lake
+from pipelines.services import requests as rq
+from pipelines.contracts import schemas as s
+from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.assistant import SUGGESTION_TTL_MS
 from pipelines.simulator.world import AnalystVerdict, AssistantSwitch, Suggestion, SuggestionResponse
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from pipelines import recovery_cases as rc
-from pipelines.requests import AccountEventRequest, RecoveryAnswerRequest
+from pipelines.recovery import cases as rc
+from pipelines.services.requests import AccountEventRequest, RecoveryAnswerRequest
 from pipelines.simulator.population import User
 from pipelines.simulator.world import Challenges, Deck, RecoveryAnswer, Script, World
 

@@ -4,7 +4,7 @@ to whom.
 Raw identifiers look like what the services receive from the apps: ``user-000123``,
 ``dev-…`` device ids, IPv4 strings, Luhn-valid card numbers, French IBANs, and
 ``conv-…`` conversation ids. They never leave the simulator unhashed: the request
-functions in ``pipelines.requests`` hash them.
+functions in ``pipelines.services.requests`` hash them.
 
 The social graph is made of communities (a group of friends, a flat share, a family)
 sharing a language and a country, with a few links across communities. Fraudsters,

@@ -3,7 +3,7 @@
 A script is a generator. It yields one of:
 
 - an ``int``: wait that many milliseconds (simulated offline, real live);
-- a request struct from ``pipelines.requests`` (``MessageRequest``, ``AccountEventRequest``,
+- a request struct from ``pipelines.services.requests`` (``MessageRequest``, ``AccountEventRequest``,
   ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``, and the takeover ground
   truth ``TakeoverReportRequest``, and ``AnalystVerdict``): the driver sends it; a
   ``TransferRequest`` gets back its transfer id, or ``None`` if the payment was refused
@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Generator, NamedTuple, Optional
 
-from pipelines.requests import (AccountEventRequest, ChargebackRequest, MessageRequest,
+from pipelines.services.requests import (AccountEventRequest, ChargebackRequest, MessageRequest,
                                 RecoveryAnswerRequest, ScamReportRequest,
                                 SuggestionResponseRequest, TakeoverReportRequest,
                                 TransferRequest)

@@ -1,0 +1,252 @@
+"""Versioned event contracts: one schema per topic, strict and fast (msgspec).
+
+Every event carries ``id`` (unique, used for idempotence), ``ts`` (event time,
+UTC epoch milliseconds) and ``v`` (schema version). Unknown fields are refused,
+so there is no room for a message body, a card number or a raw device/IP id:
+identifier fields only accept keyed hashes (see ``pipelines.contracts.privacy``).
+
+To evolve a schema, add a new version beside the old one and accept both in
+``TOPICS`` until every producer has moved; never change a published version.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+import msgspec
+from msgspec import Meta, Struct
+
+from pipelines.contracts.privacy import PATTERNS
+
+# --- field types ------------------------------------------------------------------
+AccountId = Annotated[str, Meta(pattern=PATTERNS["account"])]
+DeviceId = Annotated[str, Meta(pattern=PATTERNS["device"])]
+IpId = Annotated[str, Meta(pattern=PATTERNS["ip"])]
+CardId = Annotated[str, Meta(pattern=PATTERNS["card"])]
+BankAccountId = Annotated[str, Meta(pattern=PATTERNS["bank_account"])]
+ConversationId = Annotated[str, Meta(pattern=PATTERNS["conversation"])]
+EventId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+TransferId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# 2001-09-09 .. 2286-11-20: refuses seconds and microseconds sent by mistake
+Millis = Annotated[int, Meta(ge=1_000_000_000_000, le=9_999_999_999_999)]
+Cents = Annotated[int, Meta(gt=0, le=10_000_000_00)]  # at most 10M in the currency's unit
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+ShortText = Annotated[str, Meta(max_length=500)]  # reasons typed by people, never message text
+Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+Actor = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:-]+$")]
+
+
+class Event(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    id: EventId
+    ts: Millis
+    v: Literal[1] = 1
+
+
+# --- input topics (written by the thin services) ----------------------------------------
+class MessageSent(Event, kw_only=True):
+    """A chat message's metadata and derived signals. The text itself never leaves the
+    messaging service."""
+    sender: AccountId
+    recipient: AccountId
+    conversation: ConversationId
+    lang: Literal["fr", "en", "other"]
+    length: Annotated[int, Meta(ge=0, le=100_000)]
+    money_talk: bool
+    money_request: bool  # the sender asks the recipient for money
+    amount_mentioned_cents: Optional[Cents] = None
+    urgency: bool
+    has_link: bool
+    has_phone: bool
+
+
+AccountEventKind = Literal[
+    "signup", "login", "login_failed", "password_reset", "email_changed", "phone_changed",
+    "device_added", "card_registered", "bank_account_registered",
+    "assistant_enabled", "assistant_disabled",
+]
+
+
+class AccountEvent(Event, kw_only=True):
+    account: AccountId
+    kind: AccountEventKind
+    device: Optional[DeviceId] = None
+    ip: Optional[IpId] = None
+    country: Optional[Country] = None
+    card: Optional[CardId] = None
+    bank_account: Optional[BankAccountId] = None
+
+
+class TransferRequested(Event, kw_only=True):
+    transfer_id: TransferId
+    sender: AccountId
+    recipient: AccountId
+    amount_cents: Cents
+    currency: Currency = "EUR"
+    conversation: Optional[ConversationId] = None
+    device: Optional[DeviceId] = None
+    ip: Optional[IpId] = None
+    card: Optional[CardId] = None  # funding card, when not paid from the balance
+    suggestion_id: Optional[EventId] = None  # the assistant suggestion it came from
+    amount_edited: bool = False
+    recipient_edited: bool = False
+    payout_due_ts: Millis  # end of the availability delay: a decision is needed before it
+
+
+class AssistantEvent(Event, kw_only=True):
+    """A payment suggestion made by the assistant, and what the user did with it."""
+    kind: Literal["suggested", "accepted", "edited", "declined"]
+    suggestion_id: EventId
+    user: AccountId  # who the suggestion was shown to
+    counterparty: AccountId
+    conversation: ConversationId
+    amount_cents: Optional[Cents] = None
+    amount_edited: bool = False
+    recipient_edited: bool = False
+
+
+# --- the payment service's own record ---------------------------------------------------
+TransferStatusKind = Literal[
+    "pending", "approved", "warned", "held", "released", "blocked", "paid_out", "returned",
+]
+
+
+class TransferStatus(Event, kw_only=True):
+    transfer_id: TransferId
+    sender: AccountId
+    recipient: AccountId
+    amount_cents: Cents
+    status: TransferStatusKind
+    reason: ShortText = ""  # e.g. "decision:hold", "fallback: no decision by deadline"
+
+
+# --- stream outputs ------------------------------------------------------------------------
+class ReasonCode(Struct, forbid_unknown_fields=True, frozen=True):
+    feature: str
+    value: Optional[float]  # None: the feature was missing (NaN does not exist in JSON)
+    contribution: float
+
+
+Action = Literal["approve", "warn", "hold", "block"]
+
+
+class Decision(Event, kw_only=True):
+    transfer_id: TransferId
+    sender: AccountId
+    recipient: AccountId
+    amount_cents: Cents
+    action: Action
+    score: float
+    model_version: str
+    shadow: bool = False  # a challenger's would-be decision: recorded, never applied
+    rule_hits: list[str] = []
+    list_hits: list[str] = []
+    reasons: list[ReasonCode] = []
+    features: dict[str, Optional[float]] = {}  # None: missing (NaN does not exist in JSON)
+    latency_ms: float = 0.0  # transfer request's event time to this decision
+
+
+class Notification(Event, kw_only=True):
+    """Something the messaging service shows a user: a warning, a step-up challenge."""
+    account: AccountId
+    kind: Literal["transfer_warning", "contact_warning", "step_up_challenge", "recovery_summary"]
+    code: Code  # which template, e.g. "first_contact_payee", "urgency", "new_device"
+    transfer_id: Optional[TransferId] = None
+    case_id: Optional[EventId] = None
+
+
+# --- knowledge that arrives later ------------------------------------------------------
+LabelParty = Literal["sender", "recipient", "unknown"]
+
+
+class Label(Event, kw_only=True):
+    """What we learnt about a transfer or an account. ``ts`` is when the fraud happened;
+    ``known_at`` is when Vigie learnt it (training uses only labels known before its cut-off).
+
+    ``party`` is who the fraud is attributed to: ``sender`` (the sender is the fraudster, or its
+    account was taken over: ``ato_confirmed``), ``recipient`` (a scammer or a mule), ``unknown``
+    (the label marks the transfer only: no account is flagged). ``None`` (labels written before
+    the field existed): ``account`` is the judged account. With a party, ``account`` is that
+    party's account (the sender's for ``unknown``: the key the topic is partitioned by).
+    ``sender`` / ``recipient``: the labelled transfer's parties, when it names one, so both ends
+    learn that one of their transfers turned out fraudulent (counterparty risk)."""
+    kind: Literal["chargeback", "user_scam_report", "analyst_verdict", "ato_confirmed", "not_ato"]
+    account: AccountId
+    transfer_id: Optional[TransferId] = None
+    is_fraud: bool
+    known_at: Millis
+    party: Optional[LabelParty] = None
+    sender: Optional[AccountId] = None
+    recipient: Optional[AccountId] = None
+    scenario: Optional[Code] = None  # ground truth from the simulator, or the analyst's call
+    compromise_from_ts: Optional[Millis] = None
+    compromise_to_ts: Optional[Millis] = None
+
+
+class AnalystAction(Event, kw_only=True):
+    actor: Actor
+    role: Literal["analyst", "lead", "data_scientist", "admin"]
+    action: Literal["release", "block", "confirm_fraud", "mark_legitimate", "open_case",
+                    "add_to_list", "remove_from_list", "claim", "assign", "rule_change",
+                    "promote", "rollback", "case_transition"]
+    target_kind: Literal["transfer", "account", "device", "card", "rule", "model", "case"]
+    target: Annotated[str, Meta(min_length=1, max_length=128)]
+    reason: ShortText = ""
+    params: dict[str, str] = {}
+
+
+class RecoveryEvent(Event, kw_only=True):
+    """One transition of an account-recovery case (event-sourced)."""
+    case_id: EventId
+    account: AccountId
+    state: Literal["opened", "contained", "owner_verification", "secured", "transfers_review",
+                   "restored", "closed_fraudulent", "closed_legitimate", "escalated"]
+    actor: Actor  # "stream", "simulator-owner", or an analyst
+    reason: ShortText = ""
+    compromise_from_ts: Optional[Millis] = None
+
+
+class ModelUpdate(Event, kw_only=True):
+    action: Literal["promote", "rollback", "shadow", "unshadow"]
+    version: Annotated[str, Meta(min_length=1, max_length=64)]
+    actor: Actor
+
+
+class QualityFailure(Struct, forbid_unknown_fields=True, frozen=True):
+    expectation: Code
+    column: Optional[str] = None
+    observed: ShortText = ""  # a summary (a rate, a number, column names), never sample values
+
+
+class DataQuality(Event, kw_only=True):
+    """One Great Expectations check of a sample of one input topic's recent events (the lake
+    sink's periodic check, ``pipelines/lake/quality.py``); ``ts`` is when it ran."""
+    topic: Annotated[str, Meta(min_length=1, max_length=64)]
+    suite: Code
+    success: bool
+    evaluated: int  # expectations run
+    failures: list[QualityFailure] = []
+    sample_rows: int  # events validated
+    seen_rows: int  # events the sampler saw since the previous check
+    from_ts: Optional[Millis] = None  # event-time span of the sample
+    to_ts: Optional[Millis] = None
+
+
+class DeadLetter(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """An event that failed validation, kept whole with the reason it failed."""
+    ts: Millis  # when it was dead-lettered
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    original_b64: str  # the original bytes, base64
+    original_size: int
+
+
+AnyEvent = Union[MessageSent, AccountEvent, TransferRequested, AssistantEvent, TransferStatus,
+                 Decision, Notification, Label, AnalystAction, RecoveryEvent, ModelUpdate]
+
+ENCODER = msgspec.json.Encoder()
+
+
+def encode(event: Struct) -> bytes:
+    return ENCODER.encode(event)

@@ -1,0 +1,73 @@
+"""Every Kafka topic Vigie uses: its schema, the field it is keyed (partitioned) by, and
+who writes it. Topics are partitioned by account, so adding a worker is the whole
+scale-out story."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import msgspec
+
+from pipelines.contracts import schemas as s
+
+MAX_EVENT_BYTES = 16 * 1024  # an input event is metadata only; anything larger is refused
+MAX_RECORD_BYTES = 1024 * 1024  # stream outputs (a dead letter carries the refused bytes)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: type
+    key_field: Optional[str]  # the field the producer keys by; None for single-partition topics
+    writer: str
+    input: bool = False  # validated by the stream's ingest agent
+
+    @property
+    def decoder(self) -> msgspec.json.Decoder:
+        return _DECODERS[self.name]
+
+
+TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
+    TopicSpec("messages", s.MessageSent, "sender", "messaging service", input=True),
+    TopicSpec("account-events", s.AccountEvent, "account", "messaging service", input=True),
+    TopicSpec("transfer-requests", s.TransferRequested, "sender", "payment service", input=True),
+    TopicSpec("assistant-events", s.AssistantEvent, "user", "assistant service", input=True),
+    TopicSpec("labels", s.Label, "account", "payment/messaging services, console", input=True),
+    TopicSpec("analyst-actions", s.AnalystAction, None, "console", input=True),
+    TopicSpec("transfer-status", s.TransferStatus, "sender", "payment service"),
+    TopicSpec("decisions", s.Decision, "sender", "stream"),
+    TopicSpec("notifications", s.Notification, "account", "stream"),
+    TopicSpec("recovery", s.RecoveryEvent, "account", "stream"),
+    TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback", input=True),
+    TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
+    TopicSpec("data-quality", s.DataQuality, "topic", "lake sink (sampled GX checks)"),
+]}
+INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
+# The topics that feed features, in the order that breaks ties between equal timestamps.
+FEATURE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-requests", "labels")
+# The stream's own hops (see pipelines/stream/envelopes.py): keyed by entity, and by sender;
+# recovery-signals (pipelines/recovery/stage.py): keyed by account, like ``recovery``.
+INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]
+_DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
+
+
+class InvalidEvent(ValueError):
+    """Why an event was refused; the message is the dead-letter reason."""
+
+
+def decode(topic: str, raw: bytes | None):
+    """Validate one record's bytes against its topic's schema, or raise InvalidEvent."""
+    if raw is None:
+        raise InvalidEvent("empty record (no value)")
+    limit = MAX_EVENT_BYTES if TOPICS[topic].input else MAX_RECORD_BYTES
+    if len(raw) > limit:
+        raise InvalidEvent(f"oversized: {len(raw)} bytes > {limit}")
+    try:
+        return _DECODERS[topic].decode(raw)
+    except msgspec.DecodeError as exc:  # covers bad JSON and ValidationError
+        raise InvalidEvent(str(exc)) from None
+
+
+def key_of(topic: str, event) -> bytes | None:
+    field = TOPICS[topic].key_field
+    return getattr(event, field).encode() if field else None

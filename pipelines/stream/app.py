@@ -1,0 +1,57 @@
+"""The Faust apps: the decision worker (``vigie worker``) and the lake sink (``vigie sink``).
+
+They are two consumer groups over the same topics, so the sink's Parquet writing never
+delays a decision, and each scales on its own: start another process of either and Kafka
+hands it a share of the partitions. That is the whole scale-out story.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faust
+
+from pipelines.contracts import settings as settings_mod
+
+
+def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
+    conf = settings_mod.load()
+    name = worker_name or os.environ.get("VIGIE_WORKER_NAME", "w1")
+    datadir = Path(conf.state_dir) / app_id / name
+    datadir.mkdir(parents=True, exist_ok=True)
+    brokers = [f"kafka://{hostport}" for hostport in conf.kafka.bootstrap_servers.split(",")]
+    return faust.App(
+        app_id,
+        broker=brokers,
+        broker_credentials=conf.kafka.faust_broker_credentials(),
+        # Table state: RocksDB on local disk, one directory per worker process (two workers on
+        # one machine must not share a RocksDB); the changelog topics are the durable copy.
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=conf.partitions,
+        topic_replication_factor=int(os.environ.get("VIGIE_REPLICATION_FACTOR", "1")),
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # Fast start and fast failover. A killed worker is noticed when its session expires
+        # (6 s without a heartbeat every 1 s), then the group rebalances in a few seconds:
+        # well inside the 15 s budget. Faust's default of 60 s would leave partitions
+        # unserved for a minute. Commits every second bound what a restart re-reads; the
+        # re-read part is harmless because state updates are idempotent (offsets in state).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_request_timeout=30.0,
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+        # Don't wait for in-flight buffers to drain on shutdown: unacked events are
+        # simply re-read by whoever owns the partition next.
+        stream_wait_empty=False,
+        producer_acks=-1,
+        # How long a produce batch waits for more records: each hop of an event (ingest ->
+        # entity-events -> transfer-parts -> decisions) can wait this long, against fewer,
+        # fuller produce requests under load (see docs/benchmarks.md).
+        producer_linger_ms=int(os.environ.get("VIGIE_PRODUCER_LINGER_MS") or 1),
+        table_standby_replicas=0 if os.environ.get("VIGIE_STANDBY_REPLICAS") is None
+        else int(os.environ["VIGIE_STANDBY_REPLICAS"]),
+        web_enabled=False,
+    )

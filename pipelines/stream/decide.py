@@ -1,0 +1,233 @@
+"""The decide stage: join a transfer's parts, score, apply rules and lists, decide, explain.
+
+Parts arrive on ``transfer-parts`` keyed by the sender. They wait in memory, *unacknowledged*,
+until every part of their transfer is in: a crash re-reads them from Kafka, so the join needs no
+table writes. Complete transfers are decided in micro-batches (one model call, one rules call,
+reason codes only for what is not approved). A decision's id is derived from its transfer, so a
+redelivered transfer yields the same decision, which the payment service applies once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.vector import FEATURE_NAMES, combine, transfer_part
+from models import policy
+from models import registry
+from models.scorer import Scorer
+from pipelines.contracts import schemas
+from pipelines.kafka.tables import raw_topic
+from pipelines.stream.acks import InOrderAcks
+from pipelines.stream.control import Control
+from pipelines.stream.envelopes import PART_DECODER, Part
+from pipelines.contracts.topics import decode
+
+log = logging.getLogger(__name__)
+# Decide with the parts that came, as a last resort: a part only comes late, never lost (parts
+# are acknowledged in order), but after a restart the entity stage may hold a partition for
+# many seconds until every source's watermark is back. The payment service holds a transfer
+# undecided at its payout deadline, so waiting costs no money.
+PART_TIMEOUT_S = 60.0
+LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
+NO_MODEL = "none"
+
+# The in-chat warning, chosen from the strongest reason that has one (exact feature names).
+WARNING_CODES = {
+    "sender_no_prior_conversation": "first_contact_payee",
+    "sender_first_transfer_to_recipient": "first_contact_payee",
+    "sender_pair_age_hours": "first_contact_payee",
+    "sender_pair_urgent_msgs_1h": "urgency",
+    "sender_pair_money_requests_in_1h": "money_request",
+    "sender_pair_link_msgs_1h": "link_shared",
+    "sender_hours_since_new_device": "new_device",
+    "sender_device_first_seen": "new_device",
+    "sender_hours_since_new_card": "new_card",
+    "sender_hours_since_password_reset": "credentials_changed",
+    "sender_hours_since_email_change": "credentials_changed",
+    "sender_hours_since_phone_change": "credentials_changed",
+    "sender_amount_to_median_30d": "unusual_amount",
+    "sender_amount_zscore_30d": "unusual_amount",
+    "recipient_fraud_links_30d": "payee_reported",
+    "recipient_scam_reports_30d": "payee_reported",
+    "recipient_confirmed_fraud": "payee_reported",
+}
+
+
+def warning_code(reasons: list[schemas.ReasonCode]) -> str:
+    for reason in reasons:
+        if reason.feature in WARNING_CODES:
+            return WARNING_CODES[reason.feature]
+    return "unusual_transfer"
+
+
+@dataclass
+class Pending:
+    parts: list[Part] = field(default_factory=list)
+    events: list = field(default_factory=list)  # InOrderAcks handles to finish once decided
+    first_seen: float = field(default_factory=time.monotonic)
+
+
+def _clean(value: float):
+    return None if value != value else float(value)  # NaN -> None (JSON has no NaN)
+
+
+class DecideStage:
+    """Framework-free: ``add`` parts, ``ready`` transfers come out, ``decide`` a batch."""
+
+    def __init__(self, control: Control, models_root=None):
+        self.control = control
+        self.models_root = models_root
+        self.pending: dict[str, Pending] = {}
+        self._scorers: dict[str, Scorer] = {}
+        self._latest_checked, self._latest_version = float("-inf"), None
+        self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
+
+    def scorer(self, which: str):
+        """The acting or shadow model. An acting version this worker cannot load (promoted
+        before its files reached this machine, say) falls back to the newest model in the
+        registry: deciding with the last good model beats holding every transfer."""
+        scorer = self._load(self.control.model(which), which)
+        if scorer is None and which == "acting":
+            scorer = self._load(self._latest(), which)
+        return scorer
+
+    def _latest(self):
+        """The registry's newest version, listed at most every few seconds: this runs for every
+        micro-batch, and a directory listing per batch is waste on the hot path."""
+        now = time.monotonic()
+        if now - self._latest_checked > LATEST_RECHECK_S:
+            self._latest_checked, self._latest_version = now, registry.latest(self.models_root)
+        return self._latest_version
+
+    def _load(self, version, which: str):
+        if version is None:
+            return None
+        if version not in self._scorers:
+            try:
+                self._scorers[version] = Scorer.load(version, self.models_root)
+            except Exception as exc:  # a missing or corrupt model must not stop decisions
+                log.error("cannot load %s model %s: %s", which, version, exc)
+                self._scorers[version] = None
+        return self._scorers[version]
+
+    def add(self, part: Part, event) -> list[Pending]:
+        """Add one part; returns the transfers it completed, plus any that timed out."""
+        transfer_id = decode("transfer-requests", part.transfer).transfer_id
+        pending = self.pending.setdefault(transfer_id, Pending())
+        if all(p.kind != part.kind or p.role != part.role for p in pending.parts):
+            pending.parts.append(part)  # a redelivered part replaces nothing
+        pending.events.append(event)
+        if len(pending.parts) >= part.parts:
+            return [self.pending.pop(transfer_id)]
+        return []
+
+    def overdue(self) -> list[Pending]:
+        now = time.monotonic()
+        late = [tid for tid, p in self.pending.items() if now - p.first_seen > PART_TIMEOUT_S]
+        if late:
+            log.warning("deciding %d transfers with missing parts", len(late))
+        return [self.pending.pop(tid) for tid in late]
+
+    def decide(self, batch: list[Pending]) -> list[schemas.Decision]:
+        transfers = [decode("transfer-requests", p.parts[0].transfer) for p in batch]
+        vectors = [combine([transfer_part(tr)] + [part.features for part in p.parts])
+                   for tr, p in zip(transfers, batch)]
+        decisions = self._decide(transfers, vectors, "acting", shadow=False)
+        shadow = self.scorer("shadow")
+        if shadow is not None:
+            decisions += self._decide(transfers, vectors, "shadow", shadow=True)
+        return decisions
+
+    def _decide(self, transfers, vectors, which: str, shadow: bool) -> list[schemas.Decision]:
+        scorer = self.scorer(which)
+        rules = self.control.rules
+        if rules.rules:  # the table costs ~3 ms a batch: built only when a rule will read it
+            rule_hits = rules.evaluate(pd.DataFrame(vectors, columns=list(FEATURE_NAMES)))
+        else:
+            rule_hits = [[] for _ in transfers]
+        lists = self.control.lists
+        if scorer is not None:
+            matrix = scorer.matrix(vectors)
+            scores = scorer.score(matrix)
+            model_actions = scorer.actions(scores)
+        else:  # no model yet: never approve blind, hold for an analyst
+            matrix, scores, model_actions = None, np.full(len(transfers), np.nan), ["hold"] * len(transfers)
+        actions, whys = [], []
+        for i, tr in enumerate(transfers):
+            hits = lists.hits(tr.sender, tr.recipient, tr.device, tr.card, tr.ts)
+            action, why = policy.decide(float(scores[i]), model_actions[i],
+                                        rules.with_actions(rule_hits[i]), hits)
+            if self.adjust is not None and not shadow:
+                action = self.adjust(tr, action, rule_hits[i])
+            actions.append((action, hits))
+            whys.append(why)
+        explain = [i for i, (action, _) in enumerate(actions) if action != "approve"]
+        reasons = dict(zip(explain, scorer.reasons(matrix, explain))) if scorer and explain else {}
+        now = int(time.time() * 1000)
+        out = []
+        for i, tr in enumerate(transfers):
+            action, hits = actions[i]
+            out.append(schemas.Decision(
+                id=f"{tr.transfer_id}.{'s' if shadow else 'd'}", ts=now,
+                transfer_id=tr.transfer_id, sender=tr.sender, recipient=tr.recipient,
+                amount_cents=tr.amount_cents, action=action, score=_clean(scores[i]) or 0.0,
+                model_version=scorer.version if scorer else NO_MODEL, shadow=shadow,
+                rule_hits=list(rule_hits[i]), list_hits=hits,
+                reasons=reasons.get(i, []),
+                features={k: _clean(v) for k, v in vectors[i].items()},
+                latency_ms=float(now - tr.ts),
+            ))
+        return out
+
+
+def notification_for(decision: schemas.Decision):
+    """The in-chat warning for a warned transfer, tailored to its strongest reason."""
+    if decision.action != "warn" or decision.shadow:
+        return None
+    return schemas.Notification(id=f"{decision.transfer_id}.w", ts=decision.ts,
+                                account=decision.sender, kind="transfer_warning",
+                                code=warning_code(decision.reasons),
+                                transfer_id=decision.transfer_id)
+
+
+def register(app, control: Control, parts_topic, adjust=None) -> None:
+    decisions = raw_topic(app, "decisions")
+    notifications = raw_topic(app, "notifications")
+    stage = DecideStage(control)
+    stage.adjust = adjust
+    acks = InOrderAcks()
+    acks.register(app, parts_topic.get_topic_name())
+
+    @app.agent(parts_topic, name="decide")
+    async def decide(stream):
+        async for batch in stream.noack_take(500, within=0.002):
+            ready = []
+            for event in batch:
+                handle = acks.track(event)
+                try:
+                    ready += stage.add(PART_DECODER.decode(event.value), handle)
+                except Exception:
+                    log.exception("unreadable part at offset %d", event.message.offset)
+                    acks.finish(handle)
+            await publish(ready)
+
+    @app.timer(1.0)
+    async def decide_overdue():
+        """Transfers whose parts stopped coming are decided on what arrived (missing = NaN)."""
+        await publish(stage.overdue())
+
+    async def publish(ready: list[Pending]) -> None:
+        if not ready:
+            return
+        for decision in stage.decide(ready):
+            await decisions.send(key=decision.sender.encode(), value=schemas.encode(decision))
+            note = notification_for(decision)
+            if note is not None:
+                await notifications.send(key=note.account.encode(), value=schemas.encode(note))
+        for pending in ready:
+            for handle in pending.events:
+                acks.finish(handle)  # only now may the consumer commit past these parts

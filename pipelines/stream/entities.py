@@ -1,0 +1,204 @@
+"""The entity stage: every validated event updates the feature state of each entity it touches
+(the sender's and recipient's accounts, the device, the card, the IP), in that entity's own
+partition; for a transfer, each entity first reports its features (a *part*) to the decide stage.
+
+One table (``entity-states``) holds one value per entity: its whole feature state plus the
+delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each Faust table write is
+a changelog record, the dominant cost: states are written once per entity per record consumed
+(``write_states``), however many of the entity's events that record released.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import msgspec
+
+from features.graph import NeighbourFlagged
+from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
+from pipelines.stream import watermarks
+from pipelines.kafka.tables import raw_table, raw_topic
+from pipelines.stream.acks import InOrderAcks
+from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
+                                        MAX_BUNDLE, TRANSFER_PARTS, Part, Routed, Stored,
+                                        decode_stored, encode, partition_for,
+                                        source_id)
+from pipelines.contracts.schemas import TransferRequested
+from pipelines.contracts.topics import TOPICS, decode
+
+log = logging.getLogger(__name__)
+MARK_TTL_MS = 24 * 3600 * 1000
+PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is kept 10 min
+_DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
+# the replay's tie-break between events of the same millisecond: by topic, then event id
+_RANK = {name: TOPIC_ORDER.get(spec.schema, 9) for name, spec in TOPICS.items()}
+_RANK[DERIVED] = TOPIC_ORDER[NeighbourFlagged]
+
+
+def entity_key(kind: str, key: str) -> bytes:
+    return f"{kind}:{key}".encode()
+
+
+def routed_for(event, topic: str, raw: bytes, source: int, offset: int,
+               order_ts: int = 0) -> list[tuple[bytes, Routed]]:
+    """(entity key, envelope) for every entity ``event`` updates."""
+    targets = routes(event)
+    parts = len(targets) if type(event) is TransferRequested else 0
+    return [(entity_key(kind, key),
+             Routed(kind, key, role, topic, raw, source, offset, parts, order_ts, event.id))
+            for kind, key, role in targets]
+
+
+class Bundler:
+    """Collects routed events by the entity-events partition of their entity, then sends one
+    record per partition (see ``envelopes``): the ingest stage flushes once per micro-batch,
+    the entity stage once per record it consumed."""
+
+    def __init__(self, topic, partitions: Callable[[], int]):
+        self.topic = topic
+        self.partitions = partitions  # entity-events' partition count
+        self.waiting: dict[int, list[Routed]] = {}
+
+    def add(self, key: bytes, routed: Routed) -> None:
+        self.waiting.setdefault(partition_for(key, self.partitions()), []).append(routed)
+
+    async def flush(self) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for partition, bundle in waiting.items():
+            for start in range(0, len(bundle), MAX_BUNDLE):
+                await self.topic.send(key=BUNDLE_KEY, value=encode(
+                    bundle[start:start + MAX_BUNDLE]), partition=partition)
+
+
+class EntityStage:
+    """Applies routed events to entity states. Framework-free apart from the table, so the
+    kill/restart tests and the benchmarks exercise the same code the agent runs."""
+
+    def __init__(self, table, send_entity, send_part):
+        self.table = table
+        self.unwritten: dict[bytes, Optional[bytes]] = {}  # entity key -> state (None: gone)
+        self.send_entity = send_entity  # async (entity key, Routed) -> None, derived events
+        self.send_part = send_part  # async (key, value) -> None, to transfer-parts
+        self.watch = None  # async (role, event, account state) -> None, after an account learns
+
+    async def apply(self, routed: Routed, partition: int, position: int) -> None:
+        """Apply one routed event read from entity-events ``partition``; ``position`` is its
+        place there (record offset * MAX_BUNDLE + index in the bundle), which numbers the
+        events it derives."""
+        table_key = entity_key(routed.kind, routed.key)
+        unwritten = self.unwritten
+        stored = decode_stored(unwritten[table_key] if table_key in unwritten
+                               else self.table.get(table_key))
+        marks = stored.marks if stored else {}
+        parts = stored.parts if stored else {}
+        sent_as = f"{routed.source}:{routed.offset}"
+        mark = marks.get(routed.source)
+        if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
+            if sent_as in parts:  # ...but its part may be the one a crash lost
+                sender = decode(routed.topic, routed.event).sender
+                await self.send_part(sender.encode(), parts[sent_as][1])
+            return
+        state = (STATE_CLASSES[routed.kind].from_bytes(stored.state) if stored
+                 else new_state(routed.kind))
+        if routed.topic == DERIVED:
+            event = _DERIVED_DECODER.decode(routed.event)
+        else:
+            event = decode(routed.topic, routed.event)
+        if type(event) is TransferRequested:
+            part = encode(Part(routed.event, routed.role, routed.kind,
+                               state.features_for(event, routed.role), routed.parts))
+            await self.send_part(event.sender.encode(), part)
+            parts[sent_as] = (event.ts, part)
+        derived = state.learn_one(event, routed.role)
+        if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
+            await self.watch(routed.role, event, state)
+        source = source_id(ENTITY_EVENTS, partition)
+        for i, child in enumerate(derived):
+            raw = msgspec.msgpack.encode(child)
+            for key, envelope in routed_for(child, DERIVED, raw, source, position * 64 + i,
+                                            routed.order_ts):
+                await self.send_entity(key, envelope)
+        now = event_time(event)
+        marks[routed.source] = (routed.offset, now)
+        if len(marks) > 4:
+            marks = {s: m for s, m in marks.items() if now - m[1] < MARK_TTL_MS}
+        if parts:
+            parts = {k: p for k, p in parts.items() if now - p[0] < PART_KEEP_MS}
+        state.expire(now)
+        if state.is_empty():
+            unwritten[table_key] = None
+        else:
+            unwritten[table_key] = encode(Stored(state.to_bytes(), marks, parts))
+
+    def write_states(self) -> None:
+        """Write the states changed since the last call, one table write per entity however
+        many of its events were applied: each write is a changelog record. Call it before
+        acknowledging what was applied."""
+        for key, value in self.unwritten.items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self.unwritten.clear()
+
+
+def register(app, watch=None):
+    """The entity agent. Events wait in ``watermarks.Aligner`` until the watermark says every
+    earlier event has arrived, then are applied in event-time order; a record is acknowledged
+    only once every event of its bundle is applied, so a crash re-reads what was waiting."""
+    entity_topic = raw_topic(app, ENTITY_EVENTS)
+    parts_topic = raw_topic(app, TRANSFER_PARTS)
+    table = raw_table(app, "entity-states")
+    clock, aligner, partitions = watermarks.register(app, entity_topic)
+    derived = Bundler(entity_topic, partitions)
+
+    async def send_entity(key, routed):
+        derived.add(key, routed)
+
+    async def send_part(key, value):
+        await parts_topic.send(key=key, value=value)
+
+    stage = EntityStage(table, send_entity, send_part)
+    stage.watch = watch
+
+    acks = InOrderAcks()
+    acks.register(app, ENTITY_EVENTS)
+
+    @app.agent(entity_topic, name="entities")
+    async def entities(stream):
+        async for event in stream.noack().events():
+            partition = event.message.partition
+            handle = acks.track(event)
+            if event.key == watermarks.WATERMARK_KEY:
+                aligner.watermark(partition, watermarks.decode_watermarks(event.value))
+                acks.finish(handle)
+            else:
+                try:
+                    bundle = BUNDLE_DECODER.decode(event.value)
+                except msgspec.DecodeError:
+                    log.exception("unreadable entity events at [%d]@%d", partition,
+                                  event.message.offset)
+                    bundle = []
+                if not bundle:
+                    acks.finish(handle)
+                unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
+                base = event.message.offset * MAX_BUNDLE
+                for i, routed in enumerate(bundle):
+                    order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
+                    aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
+            finished = []
+            for unapplied, position, routed in aligner.ready(partition):
+                try:
+                    await stage.apply(routed, partition, position)
+                except Exception:  # a bug must not stop every entity behind this one
+                    log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
+                                  position // MAX_BUNDLE)
+                unapplied[1] -= 1
+                if not unapplied[1]:
+                    finished.append(unapplied[0])
+            stage.write_states()  # in this record's partition, like the events applied
+            await derived.flush()  # before the acknowledgements: nothing derived is lost
+            for handle in finished:
+                acks.finish(handle)
+
+    return entity_topic, clock, partitions

@@ -1,0 +1,90 @@
+"""What travels on the stream's internal topics (msgpack, compact).
+
+``entity-events``: bundles of validated events routed to entities' states. Each Routed goes to
+the partition of its entity key (``partition_for``, Kafka's own partitioner), and the routed
+events of a micro-batch bound for one partition travel as one record (a *bundle*): every
+Kafka record costs the worker ~100 us to send and as much to consume, whatever its size.
+``transfer-parts`` (keyed by the transfer's sender): what one entity says about a transfer;
+the decide stage joins a transfer's parts and scores it.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import msgspec
+from aiokafka.partitioner import murmur2
+from msgspec import Struct
+
+ENTITY_EVENTS = "entity-events"
+TRANSFER_PARTS = "transfer-parts"
+DERIVED = "derived"  # the topic name carried by events an entity state produced itself
+
+
+class Routed(Struct, array_like=True, frozen=True):
+    kind: str  # account | device | card | ip
+    key: str
+    role: str
+    topic: str  # the event's topic (its schema), or DERIVED
+    event: bytes  # the event as validated (JSON), or a derived event (msgpack)
+    source: int  # where it was read: a stable id of (topic, partition)...
+    offset: int  # ...and its offset there: the pair makes redelivery detectable
+    parts: int = 0  # for a transfer: how many entities report on it
+    order_ts: int = 0  # where it goes in event-time order (see pipelines/stream/watermarks.py)
+    event_id: str = ""  # the tie-break between equal order_ts, with the topic
+
+
+class Part(Struct, array_like=True, frozen=True):
+    transfer: bytes  # the TransferRequested event (JSON), so any part can open the join
+    role: str
+    kind: str
+    features: dict[str, float]
+    parts: int  # how many parts make the whole
+
+
+class Stored(Struct, array_like=True):
+    """An entity's table value: its feature state plus the delivery watermarks.
+
+    ``marks`` maps each source (topic, partition) that fed this entity to the last offset
+    applied from it, with the event time it was applied at; redelivered events (offset at or
+    below the mark) change nothing. Marks older than a day are dropped: redelivery happens
+    within seconds of the original, never days later."""
+    state: bytes
+    marks: dict[int, tuple[int, int]] = {}
+    # The parts this entity sent for its recent transfers ("source:offset" -> (event time,
+    # part)): a part and the state write go to two topics, so a crash can keep the state and
+    # lose the part; the redelivered transfer then re-sends the very part it lost.
+    parts: dict[str, tuple[int, bytes]] = {}
+
+
+ROUTED_ENCODER = msgspec.msgpack.Encoder()
+BUNDLE_DECODER = msgspec.msgpack.Decoder(list[Routed])
+BUNDLE_KEY = b"~bundle"  # the record key of a bundle (its partition is given explicitly)
+MAX_BUNDLE = 512  # routed events in one record; derived events' offsets count on this bound
+PART_DECODER = msgspec.msgpack.Decoder(Part)
+STORED_DECODER = msgspec.msgpack.Decoder(Stored)
+
+
+# Source ids are stored in entity states (redelivery marks) and travel in watermarks: pinned
+# here, so that adding a topic to pipelines.contracts.topics.TOPICS never renumbers them.
+_SOURCE_TOPICS = {"messages": 0, "account-events": 1, "transfer-requests": 2,
+                  "assistant-events": 3, "labels": 4, ENTITY_EVENTS: 12}
+
+
+def source_id(topic: str, partition: int) -> int:
+    """A small stable integer for (topic, partition) of a topic that feeds entity states."""
+    return _SOURCE_TOPICS[topic] * 4096 + partition
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Java's and aiokafka's) gives
+    ``key``: where the entity's state lives."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def encode(obj: Union[Struct, list]) -> bytes:
+    """msgpack: an envelope, a stored value, or a bundle (a list of them)."""
+    return ROUTED_ENCODER.encode(obj)
+
+
+def decode_stored(raw: Optional[bytes]) -> Optional[Stored]:
+    return STORED_DECODER.decode(raw) if raw else None

@@ -1,0 +1,31 @@
+"""The Faust apps, wired: ``build_worker_app`` (validation, features, decisions) and
+``build_sink_app`` (the lake). ``vigie worker`` and ``vigie sink`` run them; the event -> decision
+path is in the README and docs/architecture.md."""
+from __future__ import annotations
+
+from pipelines.kafka.tables import raw_topic
+from pipelines.lake import sink as lake_sink
+from pipelines.recovery import stage as recovery
+from pipelines.stream import control as control_mod
+from pipelines.stream import decide, entities, ingest
+from pipelines.stream.app import make_app
+from pipelines.stream.router import Router
+
+
+def build_worker_app():
+    app = make_app("vigie")
+    control = control_mod.Control(control_mod.control_table(app))
+    cases = recovery.register(app)
+    entity_topic, clock, partitions = entities.register(app, watch=cases.watch)
+    parts_topic = raw_topic(app, "transfer-parts")
+    decide.register(app, control, parts_topic, adjust=cases.adjust)
+    dead_letters = raw_topic(app, "dead-letters")
+    ingest.register(app, Router(entity_topic, control, dead_letters, clock,
+                                entities.Bundler(entity_topic, partitions)))
+    return app
+
+
+def build_sink_app():
+    app = make_app("vigie-lake-sink")
+    lake_sink.register(app)
+    return app

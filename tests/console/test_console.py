@@ -1,0 +1,430 @@
+"""The analyst console (Streamlit AppTest): sign-in, every page for an allowed role, refusal for
+a wrong role and for a signed-out session, and every action, read back from the real broker."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from console_lake import write_lake
+from pipelines.contracts import schemas
+
+pytestmark = pytest.mark.kafka
+DASH = Path(__file__).resolve().parents[2] / "dashboards"
+PASSWORD = "correct horse battery"
+PAGES = {  # page -> (a role that may open it, a role that may not or None)
+    "overview": ("analyst", None),
+    "review_queue": ("analyst", "data_scientist"),
+    "accounts": ("analyst", None),
+    "rules_lists": ("analyst", None),
+    "recovery_cases": ("analyst", "data_scientist"),
+    "models_quality": ("data_scientist", None),
+    "sql_box": ("data_scientist", "analyst"),
+    "audit_log": ("lead", "analyst"),
+}
+USERS = {"alice": "analyst", "leo": "lead", "dana": "data_scientist", "root": "admin"}
+
+
+@pytest.fixture(scope="module")
+def console(kafka, tmp_path_factory):
+    """A data dir with a small lake, console users and one model; the env points at it."""
+    from dashboards import users
+    from models import registry
+
+    data_dir = tmp_path_factory.mktemp("console")
+    previous = os.environ.get("VIGIE_DATA_DIR")
+    os.environ["VIGIE_DATA_DIR"] = str(data_dir)
+    info = write_lake(data_dir / "lake")
+    users.write_users(data_dir / "console" / "users.yaml",
+                      {name: (role, PASSWORD) for name, role in USERS.items()})
+    from features.vector import FEATURE_NAMES
+    registry.save("tree\n", {"feature_names": list(FEATURE_NAMES), "thresholds": {"hold": 0.5},
+                             "metrics": {"auc": 0.91, "recall_at_budget": 0.6}})
+    info["data_dir"] = data_dir
+    yield info
+    if previous is None:
+        os.environ.pop("VIGIE_DATA_DIR", None)
+    else:
+        os.environ["VIGIE_DATA_DIR"] = previous
+
+
+def page(name: str, role: str | None, username: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(DASH / "pages" / f"{name}.py"), default_timeout=60)
+    if role:
+        at.session_state["auth"] = {"username": username or next(u for u, r in USERS.items() if r == role),
+                                    "role": role}
+    return at.run()
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def read_back(topic: str, ids: list[str], timeout: float = 20.0) -> list:
+    """The events with these ids on ``topic`` (AnalystAction/Label ids; ModelUpdate ids)."""
+    from pipelines.kafka.clients import consumer
+    from pipelines.contracts.topics import TOPICS
+
+    decoder = msgspec.json.Decoder(TOPICS[topic].schema)
+
+    async def go():
+        c = consumer(topic)
+        await c.start()
+        found = {}
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and len(found) < len(ids):
+                for records in (await c.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        event = decoder.decode(r.value)
+                        if event.id in ids:
+                            found[event.id] = event
+        finally:
+            await c.stop()
+        return [found[i] for i in ids if i in found]
+
+    return asyncio.run(go())
+
+
+def sent(at: AppTest) -> list[str]:
+    return list(at.session_state["sent_events"]) if "sent_events" in at.session_state else []
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+def test_sign_in_refuses_a_wrong_password_and_accepts_the_right_one(console):
+    at = AppTest.from_file(str(DASH / "app.py"), default_timeout=60).run()
+    ok(at)
+    at.text_input[0].input("alice")
+    at.text_input[1].input("wrong")
+    at.button[0].click().run()
+    assert "auth" not in at.session_state
+    assert any("Wrong username or password" in e.value for e in at.error)
+    at.text_input[0].input("alice")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    ok(at)
+    assert at.session_state["auth"] == {"username": "alice", "role": "analyst"}
+    assert [t.value for t in at.title] == ["Overview"]  # the first page the analyst may open
+
+
+def test_users_file_holds_only_bcrypt_hashes(console):
+    text = (console["data_dir"] / "console" / "users.yaml").read_text()
+    assert PASSWORD not in text and "$2b$" in text
+    assert oct((console["data_dir"] / "console" / "users.yaml").stat().st_mode)[-3:] == "600"
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_refuses_a_signed_out_session(console, name):
+    at = page(name, None)
+    assert any("Sign in first" in e.value for e in at.error)
+    assert not at.title and not at.dataframe
+
+
+@pytest.mark.parametrize("name", [n for n, (_, wrong) in PAGES.items() if wrong])
+def test_pages_refuse_a_wrong_role(console, name):
+    at = page(name, PAGES[name][1])
+    assert any("Access refused" in e.value for e in at.error)
+    assert not at.title and not at.dataframe
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_renders_for_an_allowed_role(console, name):
+    at = page(name, PAGES[name][0])
+    ok(at)
+    assert at.title
+
+
+# --- review queue -----------------------------------------------------------------------------
+def test_queue_lists_held_transfers_by_risk_times_amount(console):
+    at = page("review_queue", "analyst")
+    ok(at)
+    queue = at.dataframe[0].value
+    assert list(queue["transfer_id"]) == console["held"]
+    assert at.selectbox(key="transfer").value == console["held"][0]
+    assert at.session_state["transfer"] == console["held"][0]
+
+
+def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(console):
+    at = page("review_queue", "analyst")
+    at.button(key="release").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert (action.actor, action.role, action.action, action.target_kind, action.target) == (
+        "alice", "analyst", "release", "transfer", console["held"][0])
+    assert set(action.params) == {"sender", "recipient", "amount_cents"}
+
+
+def test_block_needs_a_reason(console):
+    at = page("review_queue", "analyst")
+    at.button(key="block").click().run()
+    assert any("reason is required" in e.value for e in at.error)
+    assert not sent(at)
+    at.text_input(key="reason").input("mule pattern, same card as a reported account")
+    at.button(key="block").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "block" and action.reason.startswith("mule pattern")
+
+
+@pytest.mark.parametrize("button,is_fraud", [("confirm_fraud", True), ("mark_legitimate", False)])
+def test_verdicts_publish_an_action_and_a_label(console, button, is_fraud):
+    at = page("review_queue", "analyst")
+    at.text_input(key="reason").input("called the sender")
+    at.button(key=button).click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == button
+    follow_up = [a for a in _topic_events("analyst-actions", schemas.AnalystAction)
+                 if a.target == action.target and a.action == ("block" if is_fraud else "release")
+                 and a.reason == "called the sender"]
+    assert follow_up, "a verdict on a held transfer also decides it"
+    found = _labels_for(action.target)
+    assert any(l.kind == "analyst_verdict" and l.is_fraud is is_fraud for l in found)
+
+
+def _labels_for(transfer_id: str) -> list:
+    from pipelines.kafka.clients import consumer
+
+    decoder = msgspec.json.Decoder(schemas.Label)
+
+    async def go():
+        c = consumer("labels")
+        await c.start()
+        out = []
+        try:
+            for records in (await c.getmany(timeout_ms=3000)).values():
+                out += [decoder.decode(r.value) for r in records]
+        finally:
+            await c.stop()
+        return [l for l in out if l.transfer_id == transfer_id]
+
+    return asyncio.run(go())
+
+
+def test_claim_assign_open_case_and_add_to_list(console):
+    at = page("review_queue", "lead")
+    at.text_input(key="reason").input("taking it")
+    at.button(key="claim").click().run()
+    at.text_input(key="assignee").input("alice")
+    at.button(key="assign").click().run()
+    at.button(key="open_case").click().run()
+    at.selectbox(key="list_target").select("device")
+    at.button(key="add_to_list").click().run()
+    ok(at)
+    actions = read_back("analyst-actions", sent(at))
+    assert [a.action for a in actions] == ["claim", "assign", "open_case", "add_to_list"]
+    assert actions[1].params == {"assignee": "alice"}
+    assert actions[2].target_kind == "account"
+    assert actions[3].target_kind == "device" and actions[3].params["list"] == "block"
+    assert int(actions[3].params["expires_ts"]) > actions[3].ts
+
+
+def test_analyst_may_not_assign(console):
+    at = page("review_queue", "analyst")
+    at.text_input(key="reason").input("x")
+    at.text_input(key="assignee").input("leo")
+    at.button(key="assign").click().run()
+    assert any("not allowed" in e.value for e in at.error)
+    assert not sent(at)
+
+
+def test_bulk_release(console):
+    at = page("review_queue", "analyst")
+    at.multiselect(key="bulk_ids").select(console["held"][1]).select(console["held"][2])
+    at.text_input(key="bulk_reason").input("known family payments").run()
+    at.button(key="bulk_go").click().run()
+    ok(at)
+    actions = read_back("analyst-actions", sent(at))
+    assert sorted(a.target for a in actions) == sorted(console["held"][1:3])
+    assert {a.action for a in actions} == {"release"}
+
+
+# --- accounts ---------------------------------------------------------------------------------
+def test_accounts_search_by_raw_id_and_by_hash(console):
+    at = page("accounts", "analyst")
+    at.text_input(key="account_query").input("user-1").run()
+    ok(at)
+    assert console["accounts"][1] in at.text[0].value
+    timeline = at.dataframe[0].value
+    assert {"account", "transfer sent"} <= set(timeline["source"])
+    at.text_input(key="account_query").input(console["accounts"][5]).run()
+    ok(at)
+    assert "transfer received" in set(at.dataframe[0].value["source"])
+
+
+# --- rules and lists --------------------------------------------------------------------------
+def test_rules_show_the_folded_rule_set_and_a_lead_publishes_a_change(console):
+    at = page("rules_lists", "lead")
+    ok(at)
+    rules = at.dataframe[0].value
+    assert list(rules["name"]) == ["big_first_payment"] and rules["version"].iloc[0] == 1
+    at.text_input(key="rule_name").input("night_big")
+    at.text_area(key="rule_expr").input("not_a_feature > 1")
+    at.text_input(key="rule_reason").input("night mule wave")
+    at.button(key="rule_publish").click().run()
+    assert any("Invalid expression" in e.value for e in at.error)
+    from features.vector import FEATURE_NAMES
+    at.text_area(key="rule_expr").input(f"{FEATURE_NAMES[0]} > 3")
+    at.button(key="rule_publish").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "rule_change" and action.params["op"] == "upsert"
+    assert action.params["enabled"] == "false" and action.role == "lead"
+
+
+def test_analyst_cannot_change_rules(console):
+    at = page("rules_lists", "analyst")
+    assert at.button(key="rule_publish").disabled
+    at2 = AppTest.from_function(_try_rule_change, default_timeout=30)
+    at2.session_state["auth"] = {"username": "alice", "role": "analyst"}
+    at2.run()
+    assert any("not allowed" in e.value for e in at2.error)
+
+
+def _try_rule_change():
+    from dashboards import common
+
+    common.act("rule", common.publish_action, "rule_change", "rule", "x", "why", {"op": "delete",
+                                                                                  "name": "x"})
+
+
+def test_backtest_of_a_draft(console):
+    from features.vector import FEATURE_NAMES
+
+    at = page("rules_lists", "analyst")
+    at.text_area(key="bt_expr").input(f"{FEATURE_NAMES[0]} >= 0")
+    at.button(key="bt_run").click().run()
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Hits"]) > 0
+    at.text_area(key="bt_expr").input("select 1")
+    at.button(key="bt_run").click().run()
+    assert any("refused" in e.value for e in at.error)
+
+
+def test_lists_show_entries_and_a_lead_removes_one(console):
+    at = page("rules_lists", "lead")
+    entries = [d.value for d in at.dataframe if "value" in d.value.columns][0]
+    assert list(entries["kind"]) == ["device"]
+    at.text_input(key="list_reason").input("false positive")
+    at.button(key="remove_from_list").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "remove_from_list" and action.params == {"list": "block"}
+
+
+# --- recovery, models, sql, audit -------------------------------------------------------------
+def test_recovery_case_detail_and_transition_request(console):
+    at = page("recovery_cases", "analyst")
+    ok(at)
+    assert list(at.dataframe[0].value["state"]) == ["contained"]
+    at.text_input(key="case_reason").input("owner called back")
+    at.button(key="case_transition").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert (action.action, action.target_kind, action.target) == ("case_transition", "case", "case-1")
+    assert action.params == {"state": "owner_verification", "account": console["accounts"][2]}
+
+
+def test_models_promote_and_rollback_for_a_data_scientist(console):
+    from models import registry
+
+    at = page("models_quality", "data_scientist")
+    ok(at)
+    version = registry.latest()
+    assert version in set(at.dataframe[0].value["version"])
+    at.text_input[0].input("better recall at the same budget")
+    at.button[0].click().run()  # Promote
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "promote" and action.target == version
+    updates = _topic_events("model-updates", schemas.ModelUpdate)
+    assert any(u.action == "promote" and u.version == version and u.actor == "dana" for u in updates)
+    at.text_input[0].input("regression on night traffic")
+    at.button[1].click().run()  # Roll back
+    ok(at)
+    assert any(u.action == "rollback" for u in _topic_events("model-updates", schemas.ModelUpdate))
+
+
+def _topic_events(topic, schema):
+    from pipelines.kafka.clients import consumer
+
+    decoder = msgspec.json.Decoder(schema)
+
+    async def go():
+        c = consumer(topic)
+        await c.start()
+        out = []
+        try:
+            for records in (await c.getmany(timeout_ms=3000)).values():
+                out += [decoder.decode(r.value) for r in records]
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(go())
+
+
+def test_analyst_sees_no_promote_button(console):
+    at = page("models_quality", "analyst")
+    ok(at)
+    assert not [b for b in at.button if "Promote" in str(b.label)]
+    assert any("data_scientist or admin only" in i.value for i in at.info)
+
+
+def test_dead_letter_preview_shows_field_names_and_types_only(console):
+    at = page("models_quality", "admin")
+    frames = [d.value for d in at.dataframe]
+    preview = [f for f in frames if "payload fields" in f.columns][0]
+    assert set(preview["payload fields"]) == {"sender: str, text: str"}
+    blob = " ".join(f.to_string() for f in frames if "reason" in f.columns)  # the dead letters
+    assert "4111 1111" not in blob and "user-1" not in blob and "my card" not in blob
+
+
+def test_sql_box_is_read_only_and_limited(console):
+    at = page("sql_box", "data_scientist")
+    at.text_area(key="sql").input("SELECT * FROM transfer_requests")
+    at.number_input(key="limit").set_value(5)
+    at.button(key="run").click().run()
+    ok(at)
+    assert len(at.dataframe[0].value) == 5
+    for bad in ["COPY transfer_requests TO '/tmp/x.csv'", "SELECT 1; SELECT 2",
+                "SELECT * FROM read_csv('/etc/passwd')", "ATTACH '/tmp/x.db'"]:
+        at.text_area(key="sql").input(bad)
+        at.button(key="run").click().run()
+        assert at.error, bad
+
+
+def test_audit_shows_who_what_when_why(console):
+    at = page("audit_log", "lead")
+    ok(at)
+    log = at.dataframe[0].value
+    assert {"actor", "role", "action", "target", "reason", "time"} <= set(log.columns)
+    assert "<b>looking</b> into it" in set(log["reason"])  # shown as text, never as HTML
+    at.text_input(key="actor").input("leo").run()
+    assert set(at.dataframe[0].value["actor"]) == {"leo"}
+
+
+def _try_promote():
+    from dashboards import common
+
+    common.act("promote", common.model_update, "promote", "m-20260101-000000-deadbeef", "why")
+
+
+def test_promote_is_refused_server_side_for_an_analyst(console):
+    at = AppTest.from_function(_try_promote, default_timeout=30)
+    at.session_state["auth"] = {"username": "alice", "role": "analyst"}
+    at.run()
+    assert any("not allowed" in e.value for e in at.error)
+    assert "sent_events" not in at.session_state
+
+
+def test_actions_are_refused_when_signed_out(console):
+    at = AppTest.from_function(_try_promote, default_timeout=30).run()
+    assert any("not signed in" in e.value for e in at.error)

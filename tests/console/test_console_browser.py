@@ -1,0 +1,148 @@
+"""The console in a real browser (Playwright driving Debian's chromium): sign in, every page
+(screenshots in test-artifacts/console/), then release a transfer the stream held and see the
+payment service release it. Runs the worker, the lake sink, the payment service and the console."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, wait_for
+from console_lake import write_lake
+from pipelines.lake import parquet as lake
+from pipelines.kafka.broker import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+PASSWORD = "browser-test-password"
+PAGES = ["Overview", "Review queue", "Accounts", "Rules and lists", "Recovery cases",
+         "Models & data quality", "SQL", "Audit"]
+
+pytestmark = [pytest.mark.kafka,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} is missing: apt-get install -y chromium")]
+
+
+def _get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            return json.loads(r.read() or b"null") if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _shot(page, name: str) -> None:
+    page.wait_for_timeout(1500)  # charts draw after the script ends
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _open(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title if title != "Models & data quality" else
+                     "Models & data quality").first.wait_for(timeout=30_000)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=30_000)
+
+
+def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from dashboards import users
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    data_dir = tmp_path / "data"
+    write_lake(data_dir / "lake")  # some history so that every page has something to show
+    users.write_users(data_dir / "console" / "users.yaml", {"root": ("admin", PASSWORD)})
+    pay_port, ui_port = free_port(), free_port()
+    env = {"VIGIE_DATA_DIR": str(data_dir), "VIGIE_PAYMENT_PORT": str(pay_port),
+           "VIGIE_CONSOLE_PORT": str(ui_port), "VIGIE_AVAILABILITY_DELAY_S": "900",
+           "VIGIE_SINK_FLUSH_S": "0.5"}
+    for name, args in [("worker", ["worker"]), ("sink", ["sink"]),
+                       ("payment", ["serve", "payment"]), ("console", ["console"])]:
+        processes.start(name, *args, env=env)
+    ui = f"http://127.0.0.1:{ui_port}"
+    wait_for(lambda: _health(f"{ui}/_stcore/health"), timeout=60, what="the console")
+    pay = f"http://127.0.0.1:{pay_port}/v1/transfers"
+    created = wait_for(lambda: _try_post(pay, {"sender": "e2e-alice", "recipient": "e2e-bob",
+                                               "amount_cents": 4200, "device": "e2e-phone"}),
+                       timeout=60, what="the payment service")
+    tid = created["transfer_id"]
+    # No model in this data dir: the stream never approves blind, it holds for an analyst.
+    wait_for(lambda: (_get(f"{pay}/{tid}") or {}).get("status") == "held", timeout=90,
+             what="the stream to hold the transfer")
+    wait_for(lambda: _in_lake(data_dir / "lake", tid), timeout=60, what="the hold in the lake")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(ui)
+            page.get_by_label("Username", exact=True).fill("root")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            _shot(page, "00-sign-in")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_test_id("stSidebarNav").wait_for(timeout=30_000)
+            for i, title in enumerate(PAGES, start=1):
+                _open(page, title)
+                _shot(page, f"{i:02d}-{title.lower().replace(' & ', '-').replace(' ', '-')}")
+
+            _open(page, "Review queue")
+            page.get_by_label("Transfer id", exact=True).fill(tid)
+            page.get_by_label("Transfer id", exact=True).press("Enter")
+            page.get_by_role("heading", name=f"Transfer {tid}").wait_for(timeout=30_000)
+            _shot(page, "10-queue-transfer")
+            page.get_by_role("button", name="Release", exact=True).click()
+            page.get_by_text("release: sent").wait_for(timeout=30_000)
+            _shot(page, "11-released")
+            status = wait_for(lambda: (s := (_get(f"{pay}/{tid}") or {}).get("status")) == "released"
+                              and s, timeout=60, what="the payment service to release it")
+            assert status == "released"
+            # The lake sink records the new status: the transfer leaves the queue.
+            wait_for(lambda: _status_in_lake(data_dir / "lake", tid) == "released", timeout=60,
+                     what="the released status in the lake")
+            time.sleep(5)  # the console's cached queries refresh every 5 s
+            _open(page, "Overview")
+            _open(page, "Review queue")
+            page.get_by_label("Transfer id", exact=True).fill(tid)
+            page.get_by_label("Transfer id", exact=True).press("Enter")
+            page.get_by_text("0 of").wait_for(timeout=30_000)
+            _shot(page, "12-queue-after-release")
+        finally:
+            browser.close()
+
+
+def _try_post(url: str, body: dict):
+    try:
+        return _post(url, body)
+    except OSError:
+        return None
+
+
+def _in_lake(lake_dir: Path, tid: str) -> bool:
+    con = lake.connect(lake_dir, ["decisions"])
+    return con.execute("SELECT count(*) FROM decisions WHERE transfer_id = ?", [tid]).fetchone()[0] > 0
+
+
+def _status_in_lake(lake_dir: Path, tid: str):
+    con = lake.connect(lake_dir, ["transfer-status"])
+    row = con.execute("SELECT arg_max(status, ts) FROM transfer_status WHERE transfer_id = ?",
+                      [tid]).fetchone()
+    return row[0] if row else None
