@@ -31,8 +31,7 @@ class KafkaSettings:
         kwargs: dict = {"bootstrap_servers": self.bootstrap_servers,
                         "security_protocol": self.security_protocol}
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-            kwargs["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+            kwargs["ssl_context"] = self._ssl_context()
         if self.sasl_mechanism:
             kwargs.update(sasl_mechanism=self.sasl_mechanism,
                           sasl_plain_username=self.sasl_username,
@@ -41,11 +40,9 @@ class KafkaSettings:
 
     def faust_broker_credentials(self):
         """The same settings in Faust's terms (None on a plaintext cluster)."""
-        import faust
-        ssl_context = None
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-            ssl_context = create_ssl_context(cafile=self.ssl_cafile)
+        import faust  # why: only the Faust apps ask; contracts stay light for every other part
+
+        ssl_context = self._ssl_context() if self.security_protocol in ("SSL", "SASL_SSL") else None
         if self.sasl_mechanism:
             if self.sasl_mechanism.startswith("SCRAM"):
                 return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
@@ -55,6 +52,11 @@ class KafkaSettings:
         if ssl_context is not None:
             return faust.SSLCredentials(ssl_context)
         return None
+
+    def _ssl_context(self):
+        from aiokafka.helpers import create_ssl_context  # why: TLS clusters only; see faust above
+
+        return create_ssl_context(cafile=self.ssl_cafile)
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,6 @@ class EmbeddedKafka:
 
 async def wait_ready(bootstrap: str, timeout_s: float, proc: subprocess.Popen | None = None) -> float:
     """Wait until the broker answers a metadata request; returns the seconds it took."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     started = time.monotonic()
     # aiokafka logs every refused connection at ERROR; while waiting, those are expected.
     aiokafka_log = logging.getLogger("aiokafka")
@@ -147,7 +145,7 @@ async def wait_ready(bootstrap: str, timeout_s: float, proc: subprocess.Popen | 
 
 
 async def _poll_metadata(bootstrap, timeout_s, proc, started) -> float:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # why: only while starting a broker
 
     last_error: Exception | None = None
     while time.monotonic() - started < timeout_s:

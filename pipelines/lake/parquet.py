@@ -22,7 +22,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union, get_args, get_origin
+from typing import Iterable, Optional, Sequence, Union
 
 import msgspec
 import pyarrow as pa
@@ -181,7 +181,7 @@ def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
     number of readers can run beside the writers. Views of topics with no files yet are
     empty tables with the topic's columns, so queries never fail on a young lake.
     """
-    import duckdb
+    import duckdb  # why: readers only; the sink and the simulator write without it
 
     lake_dir = Path(lake_dir)
     con = duckdb.connect(":memory:")

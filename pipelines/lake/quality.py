@@ -70,6 +70,7 @@ def _observed(value) -> str:
 
 def check(topic: str, events: list, seen: int, now_ms: int) -> schemas.DataQuality:
     """Validate one topic's sample (the lake's columns, as ``vigie validate`` sees them)."""
+    # why: models.expectations loads great_expectations (seconds): only once a check is due
     from models.expectations import load_suite, validate_frame
 
     frame = TopicTable(topic, with_kafka_columns=False).to_arrow(events).to_pandas()

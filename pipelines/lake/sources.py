@@ -57,7 +57,7 @@ def signup_source(lake_dir: Union[str, Path]) -> Optional[str]:
 def _account_event_kinds(lake_dir: Union[str, Path]) -> set[str]:
     if not has_data(lake_dir, "account-events"):
         return set()
-    import duckdb
+    import duckdb  # why: only a lake without a manifest is queried; the manifest path needs none
 
     files = str(Path(lake_dir) / "account-events" / "hour=*" / "*.parquet").replace("'", "''")
     with duckdb.connect(":memory:") as con:

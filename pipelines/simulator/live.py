@@ -84,7 +84,7 @@ class ServiceClient:
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
         self.verdicts_left = 0  # analyst verdicts: live, the analysts give theirs in the console
-        m, p, a = urls["messaging"], urls["payment"], urls["assistant"]
+        m, p = urls["messaging"], urls["payment"]
         self._posts = {  # request type -> (endpoint name, url)
             rq.MessageRequest: ("POST /v1/messages", f"{m}/v1/messages"),
             rq.AccountEventRequest: ("POST /v1/account-events", f"{m}/v1/account-events"),

@@ -43,6 +43,9 @@ from typing import Callable, Iterable, Optional
 
 import msgspec
 
+from pipelines.contracts.topics import FEATURE_TOPICS
+from pipelines.stream.envelopes import source_id
+
 log = logging.getLogger(__name__)
 TICK_S = 0.02
 RESEND_S = 1.0  # every source's watermark is announced at least this often
@@ -233,9 +236,6 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner, Callable[[], int]
     """The ingest tick that announces watermarks, and the hook that drops a revoked partition's
     waiting events. Returns the clock (for the ingest stage), the aligner (entity stage), and
     entity-events' partition count (from the cluster's metadata, else the configured one)."""
-    from pipelines.stream.envelopes import source_id
-    from pipelines.contracts.topics import FEATURE_TOPICS
-
     clock = SourceClock()
     known: list[int] = []
 
