@@ -1,11 +1,7 @@
-"""Acknowledging held events in offset order.
+"""Acknowledging held events in offset order: ``InOrderAcks`` acks an event only once every
+earlier event of its partition is finished, so a commit never skips one still held.
 
-The entity stage holds events until the watermark passes them, and the decide stage holds a
-transfer's parts until the last one comes: both finish events out of offset order. Faust
-commits a partition up to its first unacknowledged offset, except that its gap check
-(``Consumer._new_offset``) lets a hole of exactly one offset through: acking 38 and 39 while
-37 waits would commit 40, and a crash would then lose 37. So events are acknowledged here, per
-partition, only once every earlier one is finished.
+Why (Faust's gap check lets a one-offset hole through): docs/stream.md#acks
 """
 from __future__ import annotations
 

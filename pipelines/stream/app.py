@@ -1,8 +1,7 @@
-"""The Faust apps: the decision worker (``vigie worker``) and the lake sink (``vigie sink``).
+"""The Faust apps: the decision worker (``vigie worker``) and the lake sink (``vigie sink``), two
+consumer groups over the same topics, each scaled by starting another process.
 
-They are two consumer groups over the same topics, so the sink's Parquet writing never
-delays a decision, and each scales on its own: start another process of either and Kafka
-hands it a share of the partitions. That is the whole scale-out story.
+Why: docs/stream.md#app
 """
 from __future__ import annotations
 

@@ -1,17 +1,12 @@
 """Control state every worker needs whole: the acting and shadow models, the rules and the
-allow/block lists. Changes arrive as events (analyst actions, model updates); the worker that
-reads one applies it to a Faust GlobalTable, whose changelog every worker follows, so a change
-takes effect everywhere without a restart.
+allow/block lists, in a Faust GlobalTable that changes as events arrive (analyst actions, model
+updates) and takes effect everywhere without a restart.
 
 Keys: ``model:acting``, ``model:shadow`` (a version or ""), ``rules`` and ``lists`` (JSON).
-
 Writes go to the table's changelog only, and every worker (the writer too) applies them from
-there, in changelog order. Writing the table in place (``table[key] = value``) stores the value
-in the local RocksDB of the *current event's* partition (an analyst-actions or model-updates
-partition) and points Faust's key index there, while changes from other workers land in the
-changelog partition's RocksDB: a worker that had made a change itself then kept reading its own
-copy and never saw a later change made by another worker. Until its own write comes back
-through the changelog, the writer reads it from ``_written`` (read-your-writes).
+there, in changelog order; the writer reads its own writes from ``_written`` until then.
+
+Why not ``table[key] = value``: docs/stream.md#control
 """
 from __future__ import annotations
 

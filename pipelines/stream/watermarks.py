@@ -1,36 +1,24 @@
-"""Event-time alignment: the entity stage applies events in event-time order, whatever order
-the worker happens to read them in.
+"""Event-time alignment: the entity stage applies events in event-time order (the replay's
+order), whatever order the worker happens to read them in.
 
-Why: the replay applies the event log in event time, and features must be the same online and
-offline. The stream reads five input topics, each in several partitions; a worker that starts
-behind (a backlog, a restart after a crash) reads them in fetch order, so a transfer could be
-scored before the messages that preceded it. Watermarks, as in Flink or Beam, kept minimal:
+``SourceClock`` (ingest side) stamps each event with its source's ``order_ts``, a running
+maximum of event time, and announces each source's watermark; ``Aligner`` (entity side) holds
+each entity-events partition's events, unacknowledged, and releases those at or below the
+low watermark, the smallest over all sources, in ``features.routing.order_key`` order.
+``register`` wires both into the Faust app.
 
-- A *source* is one partition of a feature input topic. The ingest stage stamps every routed
-  event with its source's ``order_ts``: the running maximum of event time in that source, so a
-  source never goes back in time (a late event is ordered where it arrived, never dropped).
-- A source's *watermark* promises that nothing later from it has a smaller ``order_ts``: the
-  last ``order_ts`` sent, or, once the source is caught up (every record before the end offset
-  the broker just gave was processed), the stream time at the moment the end offsets were
-  asked. Producers stamp events as they publish them, so what is appended later is not older
-  than what was appended before (a clock-skewed event is merely late, see above).
-- Every ``TICK_S`` the ingest stage sends the watermarks that moved to every entity-events
-  partition, after the events they cover (one producer: per-partition order holds); after a
-  rebalance, and every ``RESEND_S`` while they move, all of them, for partitions that changed
-  hands.
-- The entity stage keeps each partition's events, *unacknowledged* (a crash loses nothing:
-  they are read again), and applies those at or below the partition's low watermark (the
-  smallest over all sources) in the replay's order: order_ts, then topic, then event id
-  (``features.routing.order_key``), merging the sources' queues, each kept in offset order
-  (which the per-entity redelivery marks rely on).
-- On a backlog the entity stage holds what it read ahead of the slowest source (a topic with
-  few records per hour, transfers, is read days ahead of one with many, messages). Pausing
-  the fast sources would bound it, but Faust drops records already fetched for a partition
-  paused mid-batch (``Consumer.getmany``), so reading is not paced: memory is the price.
+>>> clock = SourceClock()
+>>> clock.stamp(0, 200), clock.stamp(0, 150)  # a late event is ordered where it arrived
+(200, 200)
+>>> aligner = Aligner(sources=lambda: [0, 1])
+>>> aligner.add(0, (100, 2, "t1"), 0, "transfer t1")
+>>> aligner.ready(0)  # source 1 has not spoken yet
+[]
+>>> aligner.watermark(0, {1: 150})
+>>> aligner.ready(0)
+['transfer t1']
 
-The cost is latency: a transfer waits until every source has shown progress past it, one tick
-(20 ms) plus one hop when traffic is sparse. Adding a worker changes nothing here: each worker
-speaks for the sources it reads, and the entity stage waits for all of them.
+Why: docs/stream.md#watermarks
 """
 from __future__ import annotations
 
