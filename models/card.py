@@ -16,18 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
+from models.evaluate import baseline_warnings, versus_line
+from models.metrics import precision_recall_curve
+
 
 def _dt(ms) -> str:
     return datetime.fromtimestamp(int(ms) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _plots(out: Path, y: np.ndarray, scores: np.ndarray, report: dict, meta: dict) -> list[str]:
+    # why local: matplotlib is slow to import and only the card's plots need it
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from models.metrics import precision_recall_curve
 
     files = []
     # PR curve
@@ -108,8 +110,6 @@ def _search_table(search: dict | None) -> str:
 
 
 def _warnings(report: dict) -> list[str]:
-    from models.evaluate import baseline_warnings
-
     return baseline_warnings(report, report["baseline"]) if report.get("baseline") else []
 
 
@@ -117,15 +117,11 @@ def _versus(report: dict) -> str:
     base = report.get("baseline")
     if not base:
         return "No baseline was fitted with this model."
-    from models.evaluate import versus_line
-
     return versus_line(report, base) + " (test slice)."
 
 
 def write(model_dir: Path, meta: dict, report: dict, y, scores) -> Path:
     """Write MODEL_CARD.md, report.json and the plots into ``model_dir``; returns the card."""
-    from models.evaluate import summary
-
     model_dir = Path(model_dir)
     y = np.asarray(y, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)

@@ -21,8 +21,12 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from models.evaluate import (baseline_warnings, evaluate, evaluate_table, headline,
-                             labelled_lake)
+from models import registry
+from models.evaluate import (baseline_scores, baseline_warnings, evaluate, evaluate_table,
+                             headline, labelled_lake)
+from models.labels import label_transfers, scenario_of
+from models.tables import labels_table
+from pipelines.lake import parquet as lake
 
 
 def _headline(report: dict, baseline: Optional[dict] = None) -> dict:
@@ -51,9 +55,6 @@ def compare_models(lake_dir: Path, champion: str, challenger: str, root=None) ->
 def _recorded_baseline(joined: pd.DataFrame, version: str, root=None) -> Optional[np.ndarray]:
     """The baseline of ``version`` scored on the feature values the decisions recorded (None:
     the model is not in this registry or has no baseline)."""
-    from models import registry
-    from models.evaluate import baseline_scores
-
     try:
         meta = registry.load_meta(version, root)
     except (FileNotFoundError, ValueError):
@@ -64,11 +65,6 @@ def _recorded_baseline(joined: pd.DataFrame, version: str, root=None) -> Optiona
 
 
 def compare_decisions(lake_dir: Path, challenger: Optional[str] = None, root=None) -> dict:
-    from models.datasets import scenario_of
-    from models.train import label_transfers
-    from pipelines.lake import parquet as lake
-    from models.tables import labels_table
-
     con = lake.connect(lake_dir, topics=["decisions", "labels"])
     where = "" if challenger is None else "AND s.model_version = ?"
     params = [] if challenger is None else [challenger]

@@ -1,17 +1,8 @@
-"""Point-in-time training sets from the lake.
+"""Point-in-time training sets from the lake: ``training_set(lake, cutoff, maturity)``.
 
-A training set "as of" a cut-off T with a maturity period M:
-
-- features come from the replay of the events before T only (``read_log(until_ts=T)``), by the
-  stream's own feature code, so a transfer's features are what the stream saw when it arrived;
-- labels are the ones known at T (``known_at <= T``): a chargeback that arrives after T does not
-  exist for this training set;
-- transfers younger than M at T (``ts > T - M``) are left out: their labels are not mature yet
-  (most chargebacks and scam reports arrive within days; a recent fraud without its label would
-  teach the model that it is legitimate).
-
-The default cut-off is the lake's horizon: the latest thing it knows (an event time or a label's
-``known_at``), so a finished simulation is used whole, and a live lake is cut at "now".
+Features from the replay of the events before the cut-off T, labels as known at T, transfers
+younger than the maturity M at T left out (their labels are not in yet). The default cut-off is
+the lake's horizon (``lake_horizon``). Why: docs/models.md, "Point in time".
 """
 from __future__ import annotations
 
@@ -19,8 +10,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
+import duckdb
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from models.labels import label_transfers, scenario_of
+from models.tables import feature_table, labels_table
+from pipelines.lake.event_log import FEATURE_TOPICS
 
 DAY_MS = 86_400_000
 DEFAULT_MATURITY_DAYS = 14.0
@@ -32,10 +29,6 @@ def lake_horizon(lake_dir: Path) -> Optional[int]:
     The lake is foldered by event hour, so a topic's latest event is in its newest hour's
     folder: only that one is read (4 s -> 0.1 s on a 1M-transfer lake). ``known_at`` is not the
     folder key, so the labels (a small topic) are read whole for it."""
-    import duckdb
-
-    from pipelines.lake.event_log import FEATURE_TOPICS
-
     lake_dir = Path(lake_dir)
     parts = []
     for topic in FEATURE_TOPICS:
@@ -51,26 +44,6 @@ def lake_horizon(lake_dir: Path) -> Optional[int]:
     return duckdb.connect().execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
 
 
-def scenario_of(transfers: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
-    """The fraud scenario behind each transfer (None: legitimate or unknown), from the labels,
-    by the rules of ``models.train.label_transfers``."""
-    from models.train import last_verdicts, takeover_rows
-
-    out = pd.Series([None] * len(transfers), index=transfers.index, dtype=object)
-    if labels is None or not len(labels):
-        return out
-    inside = takeover_rows(transfers, labels)
-    out.iloc[inside["row"].to_numpy()] = inside["scenario"].to_numpy()
-    last = last_verdicts(labels)
-    verdict = transfers["transfer_id"].map(last["is_fraud"])
-    scen = transfers["transfer_id"].map(last["scenario"].fillna("unknown"))
-    has = verdict.notna().to_numpy()
-    is_fraud = verdict.fillna(False).astype(bool).to_numpy()
-    out[has & is_fraud] = scen[has & is_fraud]
-    out[has & ~is_fraud] = None
-    return out
-
-
 def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
                  maturity_ms: int = int(DEFAULT_MATURITY_DAYS * DAY_MS),
                  features: Optional[Path] = None) -> tuple[pd.DataFrame, dict]:
@@ -81,8 +54,6 @@ def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
     the replay is then not run again. A transfer's features only use what came before it (the
     leakage test proves it), so the rows of a replay run past the cut-off equal those of a
     replay stopped there; rows after the cut-off are left out with the immature ones."""
-    from models.tables import feature_table
-
     lake_dir = Path(lake_dir)
     horizon = lake_horizon(lake_dir)
     if horizon is None:
@@ -100,9 +71,6 @@ def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
 
 def read_features(path: Path, until_ts: Optional[int] = None) -> pd.DataFrame:
     """A replayed feature table (Parquet), only the rows with ``ts < until_ts``."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     table = pq.read_table(path)  # then filter, only if needed: filters= took 3 s on 1M rows
     if until_ts is not None and pc.max(table["ts"]).as_py() >= until_ts:
         table = table.filter(pc.less(table["ts"], int(until_ts)))
@@ -112,9 +80,6 @@ def read_features(path: Path, until_ts: Optional[int] = None) -> pd.DataFrame:
 def point_in_time(table: pd.DataFrame, lake_dir: Path, cutoff: int, maturity_ms: int,
                   stats: dict) -> tuple[pd.DataFrame, dict]:
     """Labels as known at ``cutoff`` on the replayed ``table``; immature transfers left out."""
-    from models.train import label_transfers
-    from models.tables import labels_table
-
     started = time.perf_counter()
     labels = labels_table(lake_dir)
     known = labels[labels["known_at"] <= cutoff]

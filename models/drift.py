@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.lake import parquet as lake
+
 BINS = 10
 ALERT_PSI = 0.25
 EPS = 1e-4  # an empty bin would make the log infinite
@@ -76,8 +78,6 @@ def decision_features(lake_dir: Path, window_ms: int, until_ts: int | None = Non
                       model_version: str | None = None) -> pd.DataFrame:
     """The feature values the stream recorded with its acting decisions in the last
     ``window_ms`` before ``until_ts`` (default: the latest decision in the lake)."""
-    from pipelines.lake import parquet as lake
-
     con = lake.connect(lake_dir, topics=["decisions"])
     where = "NOT shadow"
     params: list = []

@@ -1,27 +1,14 @@
-"""Evaluation the fraud-team way.
+"""Evaluation the fraud-team way: what a team holding the top x % of transfers gets.
 
-Ranking quality alone (PR-AUC, ROC-AUC) does not say what the team gets. A fraud team works
-with budgets, so the report is mostly "if we hold the top x % of transfers":
+``evaluate(y, scores, ...)``: recall, precision and fraud value caught at hold budgets (a tie
+across the cut counts pro rata), the legitimate-block rate, precision at daily review capacity,
+recall per fraud scenario and a reliability table. ``headline`` (average precision, ROC-AUC,
+top-k daily precision) is what the model and its stored baseline are compared on;
+``evaluate_lake`` replays a lake's window, labels it with every label it holds and reports both.
+Why these numbers: docs/models.md, "Evaluation".
 
-- recall, precision and fraud value caught (share of the fraudulent euros in the held band) at
-  hold budgets of 0.1 %, 0.5 % and 1 % of transfers (exactly the top share; a tie across the cut
-  counts pro rata);
-- legitimate-block rate: the share of legitimate transfers the model's block threshold would
-  block (customers hurt), and the share of legitimate ones held at each budget;
-- precision at daily review capacity: each day, the analysts review the top ``k`` scores; what
-  share of what they see is fraud;
-- recall per fraud scenario (at each budget): a model that catches card testing and misses
-  every romance scam has an average that hides it;
-- calibration: a reliability table (score bins: mean score vs observed fraud rate). Training
-  weights frauds up (class imbalance), so scores are ranks, not probabilities; the table says
-  by how much.
-
-``evaluate_lake`` takes any lake in Vigie's schema, replays it through the stream's feature
-code (with a window [from, to): every event before ``to``, so features see all the history
-before the window; only the transfers inside it are scored), labels it with every label it
-holds (ground truth as eventually known) and reports the model and, beside it, the baseline
-stored with the model (``models.baseline``) on the same transfers: ``headline`` (average
-precision, ROC-AUC, top-k daily precision) for both, and a warning when the model loses.
+>>> headline([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8])["average_precision"]
+1.0
 """
 from __future__ import annotations
 
@@ -32,7 +19,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from models import registry
+from models.baseline import Baseline
+from models.labels import label_transfers, scenario_of
 from models.metrics import average_precision, roc_auc, topk_daily_precision
+from models.tables import feature_table, labels_table
 
 BUDGETS = (0.001, 0.005, 0.01)
 DAY_MS = 86_400_000
@@ -160,10 +151,6 @@ def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None,
                   to_ms: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
     """A lake's replayed features (every event before ``to_ms``; the transfers with ts in
     [from_ms, to_ms) kept) with every label it holds, and each transfer's scenario."""
-    from models.datasets import scenario_of
-    from models.train import label_transfers
-    from models.tables import feature_table, labels_table
-
     table, stats = feature_table(Path(lake_dir), until_ts=to_ms)
     if from_ms is not None:
         table = table[table["ts"] >= from_ms].reset_index(drop=True)
@@ -176,8 +163,6 @@ def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None,
 
 def baseline_scores(table: pd.DataFrame, meta: dict) -> Optional[np.ndarray]:
     """The scores of the baseline stored with a model (None: a model from before baselines)."""
-    from models.baseline import Baseline
-
     return Baseline.from_dict(meta["baseline"]).score(table) if meta.get("baseline") else None
 
 
@@ -202,8 +187,6 @@ def full_report(table: pd.DataFrame, scores, base_scores=None, thresholds: dict 
 
 def evaluate_table(table: pd.DataFrame, version: str, root=None, **kwargs) -> dict:
     """The full report of ``version`` and of its baseline on a labelled table."""
-    from models import registry
-
     booster, meta = registry.load(version, root)
     scores = score_table(table, booster, meta["feature_names"])
     return {"model": version, **full_report(table, scores, baseline_scores(table, meta),
@@ -212,8 +195,6 @@ def evaluate_table(table: pd.DataFrame, version: str, root=None, **kwargs) -> di
 
 def evaluate_lake(lake_dir: Path, version: Optional[str] = None, root=None,
                   from_ms: Optional[int] = None, to_ms: Optional[int] = None, **kwargs) -> dict:
-    from models import registry
-
     version = version or registry.latest(root)
     if version is None:
         raise ValueError("no model in the registry")

@@ -21,13 +21,19 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from features.sources import features_for_sources
+from features.vector import FEATURE_NAMES
+from models import card as card_mod
+from models import datasets, registry
 from models.datasets import DAY_MS, DEFAULT_MATURITY_DAYS
+from models.evaluate import full_report
+from models.expectations import format_failures, validate_training_table
+from models.train import fit
+from pipelines.lake.sources import lake_families
 
 
 class DataValidationError(RuntimeError):
     def __init__(self, result: dict):
-        from models.expectations import format_failures
-
         self.result = result
         super().__init__("the training table fails its expectation suite:\n"
                          + format_failures([result]))
@@ -35,9 +41,6 @@ class DataValidationError(RuntimeError):
 
 def model_features(families: Optional[dict[str, bool]]) -> list[str]:
     """The features a history with these families feeds, in FEATURE_NAMES order (None: all)."""
-    from features.sources import features_for_sources
-    from features.vector import FEATURE_NAMES
-
     if families is None:
         return list(FEATURE_NAMES)
     fed = set(features_for_sources({f for f, present in families.items() if present}))
@@ -54,13 +57,6 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
     ``models.train.SEARCH_BUDGET_S``); ``search_trials``: at most this many trials (default
     ``models.train.SEARCH_TRIALS``). A search that ends on its trials, not its budget, gives the
     same model for the same seed on any machine."""
-    from features.vector import FEATURE_NAMES
-    from models import card as card_mod
-    from models import registry
-    from models.evaluate import full_report
-    from models.expectations import validate_training_table
-    from models.train import fit
-
     stats = {}
     started = time.perf_counter()
     gx_result = None
@@ -117,12 +113,9 @@ def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int
                search_budget_s: float = 0.0, search_trials: Optional[int] = None) -> dict:
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
     after replay without replaying again."""
-    from models.datasets import training_set
-    from pipelines.lake.sources import lake_families
-
     started = time.perf_counter()
     families = lake_families(Path(lake_dir))
-    table, stats = training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
+    table, stats = datasets.training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
                                 features=features)
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,

@@ -1,4 +1,4 @@
-"""From the event log to a feature table and a model: ``vigie replay`` and ``vigie train``.
+"""A lake as tables: its replayed features (``vigie replay``) and its labels.
 
 The feature table comes only from the replay, which runs the stream's own feature code over the
 lake in event-time order: training sees exactly what the stream would have seen.
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -46,21 +47,8 @@ def feature_table(lake_dir: Path, until_ts: Optional[int] = None,
 
 
 def labels_table(lake_dir: Path) -> pd.DataFrame:
-    import msgspec
-
+    """The lake's labels, one row each, in the columns ``models.labels`` reads."""
     labels = read_topic(lake_dir, "labels")
     columns = ["kind", "account", "transfer_id", "is_fraud", "ts", "known_at",
                "compromise_from_ts", "compromise_to_ts", "scenario"]
     return pd.DataFrame([msgspec.structs.asdict(l) for l in labels] or None, columns=columns)
-
-
-def train_from_lake(lake_dir: Path, seed: int = 7, root=None) -> dict:
-    from models.train import label_transfers, train
-
-    table, stats = feature_table(lake_dir)
-    table["label"] = label_transfers(table, labels_table(lake_dir)).to_numpy()
-    started = time.perf_counter()
-    version = train(table, FEATURE_NAMES, seed=seed, root=root)
-    stats.update(version=version, frauds=int(table["label"].sum()),
-                 train_s=time.perf_counter() - started)
-    return stats

@@ -15,8 +15,12 @@ from dataclasses import asdict
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from models import registry
+from models.baseline import Baseline
+from models.drift import feature_bins
+from models.evaluate import headline
 from models.metrics import average_precision, flagged_stats, roc_auc
 from models.thresholds import Budget, derive
 
@@ -68,52 +72,6 @@ CRITERION = ("validation average precision (higher is better; within 1e-4, the l
              "validation log loss wins, then the earlier trial)")
 
 
-def takeover_rows(transfers: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """The transfers (``row``: position in ``transfers``) that a confirmed account takeover's
-    window covers, with the label's ``scenario``: every transfer its account sent within
-    [compromise_from_ts, compromise_to_ts] (missing bounds: the label's ts and known_at). A
-    takeover label that names a transfer and carries no window (an imported history's
-    per-transfer label) covers that transfer alone, as a verdict (``last_verdicts``)."""
-    ato = labels[(labels["kind"] == "ato_confirmed") & labels["is_fraud"].astype(bool)
-                 & (labels["transfer_id"].isna() | labels["compromise_from_ts"].notna())]
-    windows = pd.DataFrame({"sender": ato["account"].to_numpy(),
-                            "start": ato["compromise_from_ts"].fillna(ato["ts"]).to_numpy(),
-                            "end": ato["compromise_to_ts"].fillna(ato["known_at"]).to_numpy(),
-                            "scenario": ato["scenario"].fillna("ato").to_numpy()})
-    sent = pd.DataFrame({"sender": transfers["sender"].to_numpy(),
-                         "ts": transfers["ts"].to_numpy(), "row": np.arange(len(transfers))})
-    pairs = sent.merge(windows, on="sender")
-    return pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
-
-
-def last_verdicts(labels: pd.DataFrame) -> pd.DataFrame:
-    """The last known label naming each transfer (index: transfer_id): a verdict on it that
-    overrides any takeover window, so an analyst's later "not fraud" clears a scam report."""
-    named = labels[labels["transfer_id"].notna()]
-    return (named.sort_values(["known_at", "ts"], kind="stable")
-            .drop_duplicates("transfer_id", keep="last").set_index("transfer_id"))
-
-
-def label_transfers(transfers: pd.DataFrame, labels: pd.DataFrame, cutoff_ms: int | None = None,
-                    maturity_ms: int = 0) -> pd.Series:
-    """1 for a fraudulent transfer, else 0, aligned with ``transfers`` (columns transfer_id,
-    sender, ts). ``labels`` has the columns of ``pipelines.contracts.schemas.Label``.
-
-    Only labels with ``known_at <= cutoff_ms - maturity_ms`` count (point in time; no cut-off:
-    all). Takeover windows mark what they cover (``takeover_rows``); a label naming a transfer
-    overrides them (``last_verdicts``).
-    """
-    known = labels
-    if cutoff_ms is not None:
-        known = labels[labels["known_at"] <= cutoff_ms - maturity_ms]
-    label = np.zeros(len(transfers), dtype=np.int8)
-    label[takeover_rows(transfers, known)["row"].to_numpy()] = 1
-    verdict = transfers["transfer_id"].map(last_verdicts(known)["is_fraud"]).to_numpy()
-    has = pd.notna(verdict)
-    label[has] = verdict[has].astype(bool)
-    return pd.Series(label, index=transfers.index, name="label")
-
-
 def time_split(table: pd.DataFrame, time_col: str = "ts",
                bounds: tuple[float, float] = SPLIT) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train, validation, test: everything in one slice happens before the next one starts."""
@@ -135,8 +93,6 @@ def _slice_info(part: pd.DataFrame, y: np.ndarray, time_col: str) -> dict:
 def _evaluate(y: np.ndarray, scores: np.ndarray, thresholds: dict, part: pd.DataFrame,
               baseline_scores: np.ndarray, time_col: str) -> dict:
     """The stored model's numbers on one slice, and the baseline's headline beside them."""
-    from models.evaluate import headline
-
     sender = part["sender"] if "sender" in part.columns else None
     return {"pr_auc": average_precision(y, scores), "roc_auc": roc_auc(y, scores),
             "base_rate": float(y.mean()),
@@ -147,8 +103,6 @@ def _evaluate(y: np.ndarray, scores: np.ndarray, thresholds: dict, part: pd.Data
 
 def _progress_callback(total: int, every: int = 50, desc: str = "lightgbm"):
     """A LightGBM callback that shows a tqdm bar (rounds done, the stopping metric)."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, desc=desc, unit="round", leave=False, mininterval=0.5)
 
     def callback(env) -> None:
@@ -199,8 +153,6 @@ def _boost(params: dict, train_set, valid_set, X_valid, y_valid, deadline=None,
            clock=time.monotonic, progress: bool = False, desc: str = "lightgbm") -> dict:
     """One training run with the recipe's stopping rule: the trial's record and its booster
     (None if it ran past ``deadline``)."""
-    from models.metrics import average_precision as ap
-
     started = clock()
     stop = _stopping(MIN_ROUNDS, PATIENCE, deadline, clock)
     callbacks = [stop] + ([_progress_callback(MAX_ROUNDS, desc=desc)] if progress else [])
@@ -221,7 +173,7 @@ def _boost(params: dict, train_set, valid_set, X_valid, y_valid, deadline=None,
     status = "done" if rounds >= MIN_ROUNDS else "too few trees (no split left)"
     return {"status": status, "rounds": rounds, "best_round": stop.best["round"],
             "trained_rounds": trained, "valid_logloss": float(stop.best["value"]),
-            "valid_ap": ap(y_valid, scores), "seconds": round(clock() - started, 3),
+            "valid_ap": average_precision(y_valid, scores), "seconds": round(clock() - started, 3),
             "booster": booster}
 
 
@@ -290,9 +242,6 @@ def fit(table: pd.DataFrame, feature_names, label_col: str = "label", time_col: 
     (patience PATIENCE, at least MIN_ROUNDS trees); the search of SEARCH_SPACE within
     ``search_budget_s`` (0: the defaults only); the baseline (``models.baseline``) fitted on the
     same training slice and stored as JSON in the metadata."""
-    from models.baseline import Baseline
-    from models.drift import feature_bins
-
     timings, started = {}, time.perf_counter()
     feature_names = list(feature_names)
     missing = [c for c in [*feature_names, label_col, time_col] if c not in table.columns]

@@ -6,8 +6,11 @@ import streamlit as st
 
 from dashboards import common
 from features.vector import FEATURE_NAMES
+from models.backtest import backtest
+from models.labels import label_transfers
 from models.lists import ListError, ListStore
 from models.rules import ACTIONS, Rule, RuleError, RuleSet
+from models.tables import feature_table, labels_table
 
 user = common.require(*common.ALL)
 can_edit = user["role"] in common.ACTION_ROLES["rule_change"]
@@ -94,9 +97,6 @@ with edit_tab:
 
 @st.cache_data(ttl=120, show_spinner="Replaying the lake's features…")
 def replayed(lake: str):
-    from models.train import label_transfers
-    from models.tables import feature_table, labels_table
-
     table, stats = feature_table(lake)
     labels = label_transfers(table, labels_table(lake)).to_numpy()
     return table, labels, stats
@@ -109,8 +109,6 @@ with backtest_tab:
     b_expr = st.text_area("Draft expression", key="bt_expr")
     b_action = st.selectbox("Draft action", ACTIONS, index=1, key="bt_action")
     if st.button("Backtest", key="bt_run"):
-        from models.backtest import backtest
-
         try:
             table, labels, stats = replayed(str(common.lake_dir()))
             draft = Rule(name=b_name.strip(), expression=b_expr.strip(), action=b_action)

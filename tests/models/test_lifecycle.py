@@ -18,7 +18,6 @@ from pipelines.lake import parquet as lake_mod
 from pipelines.contracts import schemas
 from pipelines.lake.event_log import read_topic
 from pipelines.simulator.offline import EPOCH_MS, run_offline
-from pipelines.contracts.topics import TOPICS
 from models.tables import feature_table
 
 LAKE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-requests", "labels")
@@ -99,7 +98,7 @@ def test_no_feature_uses_information_from_after_its_transfer(lake, tmp_path):
     late = {e.transfer_id for e in past[::7]}
     assert table[table["transfer_id"].isin(late)]["label"].mean() < 0.5
     # the same transfers, labelled as known an hour later, are frauds
-    from models.train import label_transfers
+    from models.labels import label_transfers
     from models.tables import labels_table
 
     later = label_transfers(table, labels_table(after_dir), cutoff_ms=T + 2 * 3_600_000)

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from models import registry, synthetic, thresholds
+from models.labels import label_transfers
 from models.metrics import average_precision, roc_auc
 from models.scorer import Scorer
-from models.train import label_transfers, time_split, train
+from models.train import time_split, train
 
 FEATURES = synthetic.feature_names()
 
