@@ -18,12 +18,19 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
+import bcrypt
 import pandas as pd
 import streamlit as st
+import yaml
 
+from dashboards.users import ROLES, users_path
 from pipelines.contracts import settings as settings_mod
+from pipelines.contracts.schemas import AnalystAction, Label, ModelUpdate
+from pipelines.contracts.topics import TOPICS
+from pipelines.kafka import lag
+from pipelines.kafka.clients import Publisher
+from pipelines.lake import parquet as lake_mod
 
-ROLES = ("analyst", "lead", "data_scientist", "admin")
 ALL = ROLES
 REFRESH_S = 5  # cached lake queries are re-run at most this often
 
@@ -60,15 +67,7 @@ def lake_dir() -> Path:
     return conf().lake_dir
 
 
-def users_path() -> Path:
-    from dashboards.users import users_path
-
-    return users_path()
-
-
 def load_users(path: Optional[Path] = None) -> dict:
-    import yaml
-
     path = path or users_path()
     if not path.exists():
         return {}
@@ -78,8 +77,6 @@ def load_users(path: Optional[Path] = None) -> dict:
 
 def check_password(username: str, password: str, path: Optional[Path] = None) -> Optional[str]:
     """The user's role if the password is right, else None (same answer for an unknown user)."""
-    import bcrypt
-
     user = load_users(path).get(username)
     if not user or not password:
         return None
@@ -115,16 +112,11 @@ def _database(lake: str, topics: tuple[str, ...]):
     the views costs about 0.3 s on a 1M-transfer lake, which every query used to pay. The
     views list the files again at each query, so new batches show up; the key holds the topics
     that have files, so a topic's first file replaces its empty stand-in with a real view."""
-    from pipelines.lake import parquet as lake_mod
-
     return lake_mod.connect(lake)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
-    from pipelines.lake import parquet as lake_mod
-    from pipelines.contracts.topics import TOPICS
-
     with_data = tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
     con = _database(lake, with_data).cursor()  # a cursor per query: sessions run in threads
     try:
@@ -191,8 +183,6 @@ LAG_ALERT = 1_000  # events; at the demo's 50 events/s, 20 s behind: most of the
 def consumer_lag(bootstrap: str) -> tuple[pd.DataFrame, Optional[str]]:
     """The decision worker's consumer lag per topic and partition (``pipelines.kafka.lag``), and
     why it could not be read (None when it could). ``bootstrap`` keys the cache."""
-    from pipelines.kafka import lag
-
     try:
         rows = lag.group_lag_sync()
     except Exception as exc:  # broker down or unreachable: the page says so and carries on
@@ -212,8 +202,6 @@ def parse_json(value, default):
 # --- publishing -------------------------------------------------------------------------------
 def _publish(events: list[tuple[str, object]]) -> None:
     """Publish to Kafka, acks=all: once this returns the broker has every event."""
-    from pipelines.kafka.clients import Publisher
-
     async def send():
         pub = await Publisher(conf(), request_timeout_ms=10_000).start()
         try:
@@ -244,8 +232,6 @@ def publish_action(action: str, target_kind: str, target: str, reason: str = "",
 
 def _action_event(user: dict, action: str, target_kind: str, target: str, reason: str,
                   params: Optional[dict]):
-    from pipelines.contracts.schemas import AnalystAction
-
     return AnalystAction(id=f"ca-{uuid.uuid4().hex}", ts=int(time.time() * 1000),
                          actor=user["username"], role=user["role"], action=action,
                          target_kind=target_kind, target=target, reason=reason.strip()[:500],
@@ -258,8 +244,6 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
     A verdict is a Label (training learns from it) and, since the transfer is still held, the
     decision that follows from it: confirm fraud also blocks it, mark legitimate also releases
     it (a second audited action, with the same reason)."""
-    from pipelines.contracts.schemas import Label
-
     params = {"sender": row["sender"], "recipient": row["recipient"],
               "amount_cents": int(row["amount_cents"])}
     extra = []
@@ -277,8 +261,6 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
 
 
 def model_update(action: str, version: str, reason: str) -> str:
-    from pipelines.contracts.schemas import ModelUpdate
-
     user = current_user() or {}
     update = ModelUpdate(id=f"cm-{uuid.uuid4().hex}", ts=int(time.time() * 1000), action=action,
                          version=version, actor=user.get("username", "?"))

@@ -10,20 +10,21 @@ import secrets
 from pathlib import Path
 from typing import Optional
 
+import bcrypt
+import yaml
+
+from pipelines.contracts import settings
+
 ROLES = ("analyst", "lead", "data_scientist", "admin")
 DEMO = {"alice": "analyst", "leo": "lead", "dana": "data_scientist", "root": "admin"}
 
 
 def _hash(password: str) -> str:
-    import bcrypt
-
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
 
 
 def write_users(path: Path, users: dict[str, tuple[str, str]]) -> None:
     """users: username -> (role, clear password); merged into the file, written 0600."""
-    import yaml
-
     data = yaml.safe_load(path.read_text()) if path.exists() else None
     data = data or {"users": {}}
     for name, (role, password) in users.items():
@@ -38,8 +39,6 @@ def write_users(path: Path, users: dict[str, tuple[str, str]]) -> None:
 
 
 def users_path() -> Path:
-    from pipelines.contracts import settings
-
     return settings.load().data_dir / "console" / "users.yaml"
 
 

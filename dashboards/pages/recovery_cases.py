@@ -8,17 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import common
-
-try:  # the workflow's own table of the moves an analyst may ask for, by state
-    from pipelines.recovery.cases import ANALYST_MOVES
-except ImportError:  # pragma: no cover - the workflow is not there: requests are recorded only
-    ANALYST_MOVES = None
+from pipelines.recovery.cases import ANALYST_MOVES  # the moves an analyst may ask for, by state
 
 user = common.require("analyst", "lead", "admin")
 st.title("Recovery cases")
-if ANALYST_MOVES is None:
-    st.warning("The recovery workflow is not in this build: a transition request is recorded "
-               "(audited) but nothing applies it.")
 
 TRANSITIONS = "starts_with(id, case_id || '.') AND regexp_full_match(id, '.*\\.[0-9]+')"
 SEQ = "TRY_CAST(regexp_extract(id, '\\.([0-9]+)$', 1) AS INTEGER)"  # order within one ms
@@ -44,9 +37,7 @@ history.insert(0, "time", pd.to_datetime(history["ts"], unit="ms", utc=True))
 st.subheader(f"Case {case_id} ({case['state']})")
 st.dataframe(history.drop(columns="ts"), hide_index=True, width="stretch")
 
-moves = (list(ANALYST_MOVES.get(case["state"], ())) if ANALYST_MOVES is not None else
-         ["owner_verification", "secured", "transfers_review", "restored", "closed_fraudulent",
-          "closed_legitimate", "escalated"])
+moves = list(ANALYST_MOVES.get(case["state"], ()))
 if not moves:
     st.info(f"No analyst move from {case['state']}: the workflow drives this state.")
     st.stop()

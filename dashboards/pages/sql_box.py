@@ -1,6 +1,7 @@
 """SQL: a read-only DuckDB box over the lake's views, with a row limit and a timeout."""
 import threading
 
+import duckdb
 import streamlit as st
 
 from dashboards import common
@@ -19,8 +20,6 @@ limit = st.number_input("Row limit", 1, MAX_ROWS, 200, key="limit")
 
 
 def run(sql: str, limit: int):
-    import duckdb
-
     con = lake.connect(common.lake_dir())
     try:
         statements = con.extract_statements(sql)
