@@ -5,6 +5,10 @@ enter Kafka or the lake: the services replace them with an HMAC-SHA256 under a
 key from the environment (``VIGIE_HASH_KEY``). The prefix says what kind of
 identifier it was, so a device hash can never be joined to an account by mistake,
 and the schemas accept only this shape.
+
+>>> device = pseudonymize("device", "ios-8F2A")
+>>> device[:2], len(device), is_pseudonym(device)
+('d_', 22, True)
 """
 from __future__ import annotations
 

@@ -1,6 +1,13 @@
 """Every Kafka topic Vigie uses: its schema, the field it is keyed (partitioned) by, and
 who writes it. Topics are partitioned by account, so adding a worker is the whole
-scale-out story."""
+scale-out story. ``decode`` validates a record's bytes against its topic's schema:
+
+>>> try:
+...     decode("messages", b"not json")
+... except InvalidEvent as refused:
+...     print(refused)
+JSON is malformed: invalid character (byte 4)
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
