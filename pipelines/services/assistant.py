@@ -1,17 +1,13 @@
 """The payment assistant (port 8083): suggests a payment when friends talk about money.
 
-It reads ``messages`` as consumer group "vigie-assistant". A money-talk message suggests a
-payment to its recipient, towards its sender (``requests.suggestion_event``), if the
-recipient switched the assistant on. It is off until a user turns it on (opt-in: it reads
-their chats; the simulator's offline stand-in assumes the same) with
-``PUT /v1/users/{user}/assistant``; the switches are read back from ``account-events`` on
-start, and followed, so they survive restarts and also count when they arrive through the
-messaging service. A conversation has at most one open suggestion per user (a newer one
-replaces it), kept in memory, bounded, for an hour: ``GET /v1/suggestions?user=&conversation=``
-lists it and ``POST /v1/suggestions/{id}/response`` publishes what the user did with it.
+Reads ``messages`` (group "vigie-assistant"): a money-talk message suggests a payment to its
+recipient, towards its sender, if the recipient switched the assistant on (opt-in,
+``PUT /v1/users/{user}/assistant``). At most one open suggestion per user and conversation,
+for an hour: ``GET /v1/suggestions?user=&conversation=`` lists it and
+``POST /v1/suggestions/{id}/response`` publishes what the user did with it. A suggestion's id
+is derived from its message's id: a redelivered message suggests nothing new.
 
-A suggestion's id is derived from its message's id, so a redelivered message suggests
-nothing new and a replayed one gets the same id.
+Why: docs/services.md#assistant
 """
 from __future__ import annotations
 

@@ -1,36 +1,14 @@
 """The payment service (port 8082): takes transfers, applies the stream's decisions, pays out.
 
-A transfer waits out the availability delay (``VIGIE_AVAILABILITY_DELAY_S``, 30 s) before its
-payout: that is the window in which Vigie decides. The service never pays out without a
-decision:
+Owns each transfer's lifecycle. A transfer waits out the availability delay
+(``VIGIE_AVAILABILITY_DELAY_S``, 30 s), the window in which Vigie decides, and is never paid
+out without a decision (``EFFECTS``; none by then: ``VIGIE_NO_DECISION_FALLBACK`` holds or
+blocks it, and a late one acts through ``late_steps``). Only the first automated decision
+acts; analysts' act on held transfers only; shadow ones never. A recovery case locks its
+account (new transfers get 423). Every change is published as a ``TransferStatus`` (id
+``<transfer>.<n>``); on start, the state is rebuilt from the log before serving.
 
-    pending --approve--> approved --(payout_due_ts)--> paid_out
-            --warn-----> warned   --(max(due, decided + VIGIE_WARN_COOLING_OFF_S))--> paid_out
-            --hold-----> held --analyst approve--> released --(max(due, now))--> paid_out
-                              --analyst block----> blocked --> returned
-            --block----> blocked --> returned
-            --no decision by payout_due_ts--> VIGIE_NO_DECISION_FALLBACK: held (or blocked)
-    held by the fallback --late block--> blocked --> returned
-                         --late hold, approve or warn--> held (for an analyst)
-
-An automated decision acts on a pending transfer, or on one the fallback held when it comes
-late (``late_steps``: recorded in the status reason, "late decision:…"). Only the first one
-acts: a redelivered or second one changes nothing. Analyst decisions (``model_version``
-"analyst:…") act only on held transfers; shadow decisions are never applied. A recovery case
-that contains an account locks it (new transfers get 423) and holds its transfers not yet paid
-out; "restored" and "closed_legitimate" unlock it; "closed_fraudulent" bans it for good.
-
-State lives in memory and the log is its source of truth: on start, before serving, the
-service reads ``transfer-requests``, ``transfer-status`` and ``recovery`` from the beginning,
-then reads ``decisions`` as group "vigie-payment" from its committed offsets. Every change is
-published as a ``TransferStatus`` (event id ``<transfer>.<n>``, so a replayed change has the
-id it had). Transfers are kept for the log's lifetime (GET and chargebacks need them).
-
-Scaling: one instance serves every partition for now. All these topics are keyed by the
-sender, so the way out is one instance per group of sender partitions: each reads the
-partitions of its senders on the three state topics, joins "vigie-payment" for the same
-partitions of ``decisions``, and a router (or the client) sends a transfer to the instance
-owning its sender's partition; GET/chargeback by transfer id would look the sender up first.
+The state diagram, why, and how it would scale: docs/services.md#payment
 """
 from __future__ import annotations
 
