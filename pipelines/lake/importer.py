@@ -2,19 +2,10 @@
 (optionally) sign-ups, from CSV or Parquet, become a lake in Vigie's layout that ``vigie
 validate``, ``vigie train`` and ``vigie evaluate`` read like any other.
 
-Contract:
-- Every file is streamed in batches (pyarrow's streaming CSV reader, ``ParquetFile.iter_batches``):
-  memory is bounded whatever the file's size. Events go through the simulator's ``LakeWriter``
-  (the lake's own writer), so the files are the sink's layout.
-- Raw account ids are turned into keyed hashes by ``pseudonymize``, as the services do; no raw
-  account id reaches the lake, the rejects file or the manifest.
-- A row that fails validation goes to ``<out>/rejects.csv`` (file, line, reason: never a value)
-  and the rest imports. Lines are physical CSV lines (the header is line 1; a quoted value that
-  spans lines shifts the count), or 1-based row numbers in a Parquet file.
-- Labels are joined to their transfers, and sign-ups derived from first appearance, by DuckDB
-  over the Parquet just written (out of core), never in a Python dict of transfers. A transfer
-  id is imported once: a first pass finds the lines that repeat an earlier line's id (DuckDB).
-- ``<out>/sources.json`` declares the source families the lake holds (``pipelines.lake.sources``).
+Contract: files are streamed (bounded memory); raw account ids are pseudonymized, never
+stored; a bad row goes to ``<out>/rejects.csv`` (file, line, reason: never a value) and the
+rest imports; a transfer id is imported once; ``<out>/sources.json`` declares the families.
+How each is kept: docs/lake.md#importer.
 
 Formats (column names after ``--map SOURCE=TARGET`` renames):
 - transfers: ``transfer_id, ts, sender, recipient, amount`` [``currency``, default EUR]
@@ -22,7 +13,10 @@ Formats (column names after ``--map SOURCE=TARGET`` renames):
   ``is_fraud``: only for the bare kind ``analyst_verdict``]
 - accounts: ``account, signup_ts``
 Times are ISO 8601 (no offset: UTC) or epoch milliseconds; amounts are decimals in currency
-units, converted to integer cents exactly.
+units, converted to integer cents exactly:
+
+>>> parse_ms("2026-11-27T14:00:00", "ts"), parse_ms("1795788000000", "ts"), parse_cents("12.50")
+(1795788000000, 1795788000000, 1250)
 """
 from __future__ import annotations
 

@@ -1,20 +1,18 @@
 """The lake: append-only Parquet, one folder per topic, one sub-folder per event hour.
 
-Writers never block readers: a file is written under a hidden temporary name and
-renamed into place, so a reader sees a whole file or none. Readers use DuckDB views
-(``connect``), one per topic, over whatever files exist when they query.
-
 Layout::
 
     <lake>/<topic>/hour=2026-11-27T14/<name>.parquet
 
-The stream's sink names files after the Kafka offsets they hold
-(``p<partition>-<first>-<last>``), so rewriting a batch after a crash replaces the file
-instead of duplicating it; the offline simulator names them by sequence.
+``write_batch`` writes a file atomically (a reader sees a whole file or none); the sink names
+files after the Kafka offsets they hold (``p<partition>-<first>-<last>``), so a rewrite
+replaces instead of duplicating. ``compact`` merges a closed hour's files into one per
+partition. ``connect`` gives DuckDB views, one per topic, over the files present at query time.
 
-The sink writes a file per partition every few seconds; ``compact`` merges a closed hour's
-files into one per partition (the sink runs it, and ``vigie compact``), so readers open a
-few files an hour instead of thousands.
+>>> hour_of(1_795_788_000_000), view_name("transfer-requests")
+('2026-11-27T14', 'transfer_requests')
+
+Why: docs/lake.md#parquet
 """
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
 """Live data quality: the lake sink checks a sample of each input topic on a schedule.
 
-Why in the lake sink: it already reads and decodes every input event, so a uniform sample costs
-one reservoir update per event, with no second consumer group re-reading every topic and no
-rescan of the lake. Every ``VIGIE_QUALITY_EVERY_S`` seconds (default 60) each topic's sample of
-the events seen since the previous check is validated against its Great Expectations suite
-(``data/expectations/``, the same suites as ``vigie validate``) in a thread, so the sink keeps
-writing, and the result goes to the ``data-quality`` topic; the sink lands that topic in the lake
-like any other, and the console's "Models & data quality" page shows the latest per topic.
+Every ``VIGIE_QUALITY_EVERY_S`` seconds (default 60) each topic's reservoir sample of the
+events seen since the previous check is validated against its Great Expectations suite
+(``data/expectations/``, as ``vigie validate``) in a thread, and the result goes to the
+``data-quality`` topic. A topic that saw no event since the previous check is not reported.
 
-A topic that saw no event since the previous check is not reported (labels arrive in bursts);
-the console shows when each topic was last checked. Freshness is judged against the wall clock.
-With several sink processes, each checks the partitions it owns.
+Why in the sink: docs/lake.md#quality
 """
 from __future__ import annotations
 
