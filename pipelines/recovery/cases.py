@@ -1,33 +1,21 @@
 """Account-recovery cases: the state machine, framework-free (no Kafka, no features).
 
-A case is event-sourced: every transition is a ``RecoveryEvent`` on the ``recovery`` topic
-(keyed by the account), and ``Case.apply`` folds those events into the current state, so the
-stream's table value always equals the fold of the case's own transitions. ``step`` takes one
-*input* (a suspicion or activity from the entity stage, an owner's answer, an analyst's
-request, an SLA timer firing) and returns the transitions and side effects it causes; inputs
-already seen (by id) cause nothing, so a redelivered input leaves the case as it was.
+A case is event-sourced: every transition is a ``RecoveryEvent`` on ``recovery`` (keyed by the
+account) and ``Case.apply`` folds them into the state (``fold`` for a whole log). A ``Machine``
+takes one input (``on_signal``: a suspicion, an activity, an SLA timeout, an expiry;
+``on_request``: an owner's answer or analyst's move) and returns its ``Effects``: transitions,
+notifications, labels and decisions. An input already seen (by id) causes nothing.
 
-States (RecoveryEvent.state), with what each one does and its SLA (overdue -> escalated):
+>>> account = "a_" + "0" * 20
+>>> suspicion = Signal(kind="suspicion", id="ev-1", account=account, ts=1, reasons=["new_device"])
+>>> machine = Machine(None)
+>>> effects = machine.on_signal(suspicion, now=1_000)
+>>> [t.state for t in effects.transitions], [n.kind for n in effects.notifications]
+(['opened', 'contained', 'owner_verification'], ['step_up_challenge'])
+>>> bool(Machine(machine.case).on_signal(suspicion, now=2_000))  # redelivered: nothing
+False
 
-    opened -> contained -> owner_verification -+-> secured -> transfers_review -> restored
-                                               |                  (paid-out ones: analyst)
-                                               +-> closed_legitimate   ("it was me")
-                                               +-> escalated (failed answer, or time-out)
-    escalated --analyst--> restored | closed_fraudulent | closed_legitimate | secured
-
-- contained: payment locks the account (423) and holds its not-yet-paid transfers; sessions
-  and devices seen since the compromise are revoked (listed in the event's reason); contacts
-  who got money requests from it get a ``contact_warning``.
-- owner_verification: a ``step_up_challenge`` to the owner; the answer comes back through the
-  messaging service (``POST /v1/recovery/{case_id}/answer``) as a RecoveryEvent whose actor is
-  the owner: ``confirm_compromise`` -> secured, ``it_was_me`` -> closed_legitimate (+ a
-  ``not_ato`` label), anything else -> escalated.
-- secured: credentials reset, compromised devices removed, assistant suggestions paused 24 h;
-  an ``ato_confirmed`` label with the compromise window.
-- transfers_review: every transfer seen since the compromise listed; the ones not yet paid
-  out are recalled (a block decision for the held transfer); paid-out ones wait for an analyst.
-- restored: unlock; a ``recovery_summary`` to the owner; 72 h of stricter decisions.
-- closed_fraudulent: banned for good (payment), funds frozen.
+The states, what each one does, and its SLA: docs/recovery.md#cases
 """
 from __future__ import annotations
 

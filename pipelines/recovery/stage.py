@@ -1,30 +1,13 @@
 """The recovery stage: account-takeover detection in the stream, and the recovery cases.
 
-Detection runs in the entity stage, where each account's feature state lives: after an account
-learns an event (``watch``, the entity stage's hook), ``signal_for`` reads its takeover signals
-(``AccountState.ato_signals``: new device, credential/contact change, new country, failed
-logins, a burst of money requests, new recipients) and, for an account that looks taken over or
-is being watched (a security change in the last 24 h), sends a ``Signal`` to
-``recovery-signals``, keyed by the account hash like the ``recovery`` topic.
+``signal_for`` (the entity stage's hook, where account state lives) turns an account's
+takeover signals into a ``Signal`` on ``recovery-signals``, keyed by account like
+``recovery``. The ``recovery`` agent reads both, keeps each case in ``recovery-cases`` (with its
+SLA deadline, checked by a 1 s timer), lets ``pipelines.recovery.cases`` decide, and publishes
+the transitions with their notifications, labels and decisions. ``recovery-flags`` (a global
+table) tells the decide stage which accounts are under recovery or recently restored.
 
-The ``recovery`` agent reads both topics, keyed by account, so one worker owns an account's
-case: the ``recovery-cases`` table holds it (state, SLA deadline, what it has seen), and
-``pipelines.recovery.cases`` decides the transitions, published on ``recovery`` (payment locks,
-holds, unlocks, bans from them), with notifications, labels and decisions for held transfers.
-Owners' answers and analysts' moves are RecoveryEvents written by others on ``recovery``; the
-agent checks them against the case and writes the real transition.
-
-SLA timers: deadlines are stored in the table (so they survive a restart); a 1 s timer reads the
-cases of the partitions this worker owns and, for one overdue (``rc.IN_FLIGHT_MS`` past its
-deadline, for answers given in time and still in flight), sends a ``timeout`` signal
-to the agent (tables are written only from the agent), which escalates the case if it is still
-in the state the deadline belongs to.
-
-``recovery-flags`` (a global table, written through its changelog by the worker owning the
-account, read by every worker) tells the decide stage which accounts are under recovery: transfers from or to an account with an open
-case are held; for 72 h after a restore the account's transfers are decided one step stricter.
-When a closed case leaves the table (a week after its last transition, so past those 72 h) its
-flag goes too: a tombstone, through the changelog like every other flag change.
+How and why: docs/recovery.md#stage
 """
 from __future__ import annotations
 
