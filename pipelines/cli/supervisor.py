@@ -11,8 +11,12 @@ from pathlib import Path
 
 import click
 
+from dashboards import users as console_users
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
+from pipelines.kafka.broker import EmbeddedKafka
+from pipelines.kafka.clients import ensure_topics
+from pipelines.lake import parquet as lake
 
 
 class Child:
@@ -39,8 +43,6 @@ class Child:
 
 
 def _lake_counts(lake_dir: Path) -> str:
-    from pipelines.lake import parquet as lake
-
     con = lake.connect(lake_dir, ["messages", "account-events", "transfer-requests", "decisions",
                                   "dead-letters"])
     counts = [f"{t}={con.execute(f'SELECT count(*) FROM {lake.view_name(t)}').fetchone()[0]}"
@@ -55,17 +57,13 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     kafka = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-        from pipelines.kafka.broker import EmbeddedKafka
-
         started = time.monotonic()
         port = int(conf.kafka.bootstrap_servers.rsplit(":", 1)[1])
         kafka = EmbeddedKafka(port, conf.broker_dir).start()
         click.echo(f"broker: Apache Kafka ready at {kafka.bootstrap} in "
                    f"{time.monotonic() - started:.1f}s (log {kafka.log_dir})")
-    from pipelines.kafka.clients import ensure_topics
-
     asyncio.run(ensure_topics(conf))
-    from models import registry
+    from models import registry  # why local: it loads lightgbm (~1 s, ~130 MB) for one look
 
     one_shots = []
     if registry.latest() is None:
@@ -77,8 +75,6 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
                                log_dir))
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
     children += [Child(s, ["serve", s], log_dir) for s in ("messaging", "payment", "assistant")]
-    from dashboards import users as console_users
-
     click.echo(console_users.describe(console_users.users_path(),
                                       console_users.ensure_demo_users(console_users.users_path())))
     children.append(Child("console", ["console"], log_dir))
@@ -126,3 +122,12 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         if kafka is not None:
             kafka.stop()
         click.echo("stopped")
+
+
+@click.command()
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Simulated events/s.")
+@click.option("--no-simulator", is_flag=True, help="Start everything but the simulator.")
+def run(rate: float, no_simulator: bool) -> None:
+    """Run the whole system: broker (unless KAFKA_BOOTSTRAP_SERVERS is set), worker, sink,
+    services and the live simulator. Ctrl-C stops everything it started."""
+    run_all(rate=rate, simulator=not no_simulator)

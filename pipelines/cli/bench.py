@@ -1,0 +1,31 @@
+"""``vigie bench``: run the benchmark groups of ``pipelines.bench`` and record their figures."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipelines.bench import detection, foundation, report, stream
+
+
+@click.command()
+@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection"]),
+              default=None,
+              help="Run one group of benchmarks.")
+def bench(only: str | None) -> None:
+    """Measure throughput, latency and start times; write bench/results.json and
+    append to docs/benchmarks.md."""
+    results = {}
+    if only in (None, "foundation"):
+        results.update(foundation.run())
+    if only in (None, "stream"):
+        results.update(stream.run())
+    if only == "train":  # minutes, not seconds: only on request
+        # why local: importing it sets OMP_WAIT_POLICY=PASSIVE, which child workers inherit
+        from pipelines.bench import training as training_bench
+
+        results.update(training_bench.run())
+    if only in (None, "detection"):  # Vigie against the baseline on three histories (~15 min)
+        results.update(detection.run())
+    merged = report.write(results)
+    click.echo(json.dumps(merged, indent=2, default=str))
