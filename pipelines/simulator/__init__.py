@@ -13,9 +13,5 @@ legitimate payments and its fraud, with ground-truth labels.
 - ``owners``: how account owners answer a recovery challenge.
 - ``events``: events built by hand (``Log``) for tests and benchmarks.
 
-Scripts are generators: they ``yield`` a request struct (``pipelines.services.requests``) or a
-command from ``world`` and get its result back (a transfer id, a suggestion, ...), or they
-``yield`` an int, a delay in milliseconds. The two drivers decide what a request does
-(build the event offline, POST it live) and what a delay means (simulated or real time),
-so both modes run exactly the same agent logic.
+How scripts and drivers meet: docs/simulator.md#scripts
 """

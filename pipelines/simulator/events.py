@@ -1,13 +1,6 @@
 """Events built by hand for tests and benchmarks: ``Log`` turns raw names ("alice", "phone-1")
 into keyed hashes the way the services do, and ``synthetic_log`` writes weeks of messenger life.
 
-``synthetic_log``, per account and week, about: 50 messages sent (so ~100 sent or received) in
-bursts with its ~8 contacts, 10 transfers sent (so ~20 sent or received), 10 account events, a
-few assistant suggestions; plus a mule ring (fan-in, quick forwarding) with labels: a third of the
-payments to a mule reported by their payer hours to days later (naming the transfer and its
-parties), a few of those cleared by an analyst later still, and chargebacks on the mules after a
-week.
-
 >>> log = Log()
 >>> t = log.transfer("alice", "bob", T0, amount=1_500)
 >>> t.amount_cents, t.sender == hashed("account", "alice"), len(log)
@@ -91,6 +84,12 @@ class Log(list):
 
 
 def synthetic_log(n_accounts: int = 500, days: int = 7, seed: int = 7, t0: int = T0) -> Log:
+    """Per account and week, about: 50 messages sent (so ~100 sent or received) in bursts with
+    its ~8 contacts, 10 transfers sent (so ~20 sent or received), 10 account events, a few
+    assistant suggestions; plus a mule ring (fan-in, quick forwarding) with labels: a third of
+    the payments to a mule reported by their payer hours to days later (naming the transfer and
+    its parties), a few of those cleared by an analyst later still, and chargebacks on the mules
+    after a week."""
     rnd = random.Random(seed)
     log = Log()
     user = [f"user{i}" for i in range(n_accounts)]

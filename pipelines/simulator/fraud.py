@@ -1,34 +1,10 @@
-"""Fraud scenarios, each a script with its ground truth.
+"""Fraud scenarios, each a script with its ground truth. Codes (``Label.scenario``): ``ato``,
+``romance``, ``marketplace``, ``impersonation``, ``stolen_card``, ``card_testing``, ``mule``,
+``fake_account_farm``. Not every fraud gets a label (``P_REPORTED``, ``P_DISPUTED``,
+``P_CONFIRMED``; mules' cash-outs never). ``DEFAULT_MIX`` gives each scenario's rate in cases
+per 1,000 users per simulated day (about 0.4 % of transfers are fraud, 0.3 % with a label).
 
-Codes (``Label.scenario``):
-
-- ``ato``: account takeover. Sometimes failed logins, then a login and a ``device_added``
-  from a new device and IP (as often in the owner's own country as abroad), sometimes
-  credential changes, "friend in need" messages (money request + urgency) to contacts, and
-  transfers out to the ring's accounts. Friends who pay report it later; the takeover itself
-  is confirmed (``ato_confirmed`` with the compromise window) once the owner notices.
-- ``romance``, ``marketplace``, ``impersonation``: authorised push-payment scams. A
-  scammer's account (a new one, or an aged one: a sleeper, a recruited member) talks the
-  victim into paying, sometimes after plain small talk, sometimes in an honest seller's
-  words. Marketplace and impersonation scammers run campaigns: victim after victim over days
-  to weeks, so the reports of the first victims arrive while later ones still pay. Romance
-  courts one victim for days, then asks for a small amount first, bigger ones after.
-- ``stolen_card``: an account registers a stolen card, often a day or more before using it,
-  tries a small amount, then spends it on the ring's accounts; ``card_testing``: a few small
-  transfers funded by newly registered cards. Both end in chargebacks weeks later.
-- ``mule``: a money-mule ring: victims of lures pay a few mule accounts (fan-in; mostly aged
-  accounts) over one to three weeks, each mule sends the money on to a collector within
-  minutes (fast cash-out). Victims report; nobody reports the cash-out, which carries no label.
-- ``fake_account_farm``: signups over hours sharing a handful of devices, a few IPs and
-  cards, spam, then card-funded transfers to a collector; chargebacks.
-
-The ring's collectors (``world.crook``) are reused across cases: a collector keeps receiving
-stolen money for weeks. Not every fraud gets a label: victims who never report
-(``P_REPORTED``), cards never disputed (``P_DISPUTED``), takeovers the owner never gets
-confirmed (``P_CONFIRMED``), and mules' cash-outs.
-
-``DEFAULT_MIX`` gives each scenario's rate in cases per 1,000 users per simulated day: about
-0.4 % of the transfers are fraud, 0.3 % with a label.
+What each scenario does: docs/simulator.md#fraud
 """
 from __future__ import annotations
 

@@ -1,15 +1,10 @@
-"""Legitimate behaviour: friends chatting, splitting bills, paying rent, lending, giving,
-inviting friends who are not on the app yet, buying second-hand from strangers, paying a
-deposit, collecting a kitty, travelling, changing phones, and looking after their accounts.
+"""Legitimate behaviour: ``episode`` picks what a member does next (chatting, splitting bills,
+paying rent, lending, buying second-hand, a kitty, travelling, changing phones...), mostly with
+one of their friends: on average a transfer comes with about ten messages and three account
+events. Honest people look risky as often as they do in life, and a few honest payments are
+disputed.
 
-``episode`` picks what a member does next, mostly with one of their friends. The weights are
-set so that, on average, a transfer comes with about ten messages and three account events
-(the mix the benchmarks assume). Honest people look risky as often as they do in life: a
-first payment to a stranger with a link to a listing, a large urgent deposit with a phone
-number, a friend short of cash asking for money right now, a payment from a new phone or
-from abroad, a new account that pays, a kitty collected from many and paid on within the
-hour. And a few honest payments are disputed (a charged-back card payment nobody remembers,
-a sale reported as a scam when the parcel is late), most of which an analyst clears later.
+The catalogue and why: docs/simulator.md#legit
 """
 from __future__ import annotations
 

@@ -1,27 +1,9 @@
 """``vigie simulate --live``: the same agent scripts, in real time, against the three HTTP
 services (request bodies are the msgspec structs of ``pipelines.services.requests``, JSON-encoded).
+``run_live`` paces requests to a target rate and starts a fraud case every ~``fraud_every_s``;
+errors are counted and logged, never fatal.
 
-Parameters of ``run_live``:
-
-- ``rate``: target requests per second. New everyday episodes are started whenever the
-  simulation falls behind the target, and a pacer never lets requests go out faster.
-- ``duration_s``: stop after that many seconds (``None``: until Ctrl-C or SIGTERM).
-- ``urls``: ``{"messaging": ..., "payment": ..., "assistant": ...}`` base URLs (defaults:
-  the ports of ``pipelines.contracts.settings``, 8081-8083 on 127.0.0.1).
-- ``users``: the population; ``seed`` and ``mix`` as offline (the mix is used as relative
-  weights). ``fraud_every_s`` (default 20): a fraud case starts every ~that many seconds,
-  the first within 4-15 s by default, each scenario once before any repeats. Delays are
-  the compressed ``timing.LIVE`` ones: scam reports 10-30 s after the transfer,
-  chargebacks 1-2 min after, takeover reports (the ground truth) 20-60 s after the takeover.
-- ``owner_mix``: how account owners answer step-up challenges (``correct``, ``wrong``,
-  ``late``, relative weights; see ``pipelines.simulator.owners``).
-
-Live, the population's registrations are taken to predate the demo: a member's assistant
-switch is sent the first time the simulation uses them; accounts created by fraud sign up.
-Errors (4xx/5xx, refused connections) are counted and logged, never fatal. The analyst
-verdicts that clear some disputed honest payments offline are left to the console's analysts
-live (counted, not sent). The stats say
-which recovery cases the owners answered, and how (``owner_answers``: case id -> behaviour).
+Live-only choices: docs/simulator.md#live
 """
 from __future__ import annotations
 
@@ -252,7 +234,21 @@ async def run_live(seed: int = 7, rate: float = 50.0, duration_s: Optional[float
                    urls: Optional[dict] = None, users: int = DEFAULT_USERS,
                    mix: Optional[dict] = None, fraud_every_s: float = 20.0,
                    owner_mix: Optional[dict] = None) -> dict:
-    """Drive the services until ``duration_s`` has passed, or Ctrl-C / SIGTERM."""
+    """Drive the services until ``duration_s`` has passed, or Ctrl-C / SIGTERM.
+
+    - ``rate``: target requests per second. New everyday episodes are started whenever the
+      simulation falls behind the target, and a pacer never lets requests go out faster.
+    - ``duration_s``: stop after that many seconds (``None``: until Ctrl-C or SIGTERM).
+    - ``urls``: ``{"messaging": ..., "payment": ..., "assistant": ...}`` base URLs (defaults:
+      the ports of ``pipelines.contracts.settings``, 8081-8083 on 127.0.0.1).
+    - ``users``: the population; ``seed`` and ``mix`` as offline (the mix is used as relative
+      weights). ``fraud_every_s`` (default 20): a fraud case starts every ~that many seconds,
+      the first within 4-15 s by default, each scenario once before any repeats. Delays are
+      the compressed ``timing.LIVE`` ones: scam reports 10-30 s after the transfer,
+      chargebacks 1-2 min after, takeover reports (the ground truth) 20-60 s after the takeover.
+    - ``owner_mix``: how account owners answer step-up challenges (``correct``, ``wrong``,
+      ``late``, relative weights; see ``pipelines.simulator.owners``).
+    """
     if rate <= 0 or users < 2:
         raise ValueError("the simulation needs a positive rate and at least 2 users")
     urls = {**default_urls(), **(urls or {})}

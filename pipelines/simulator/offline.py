@@ -1,25 +1,8 @@
 """``vigie simulate --offline --out DIR``: the simulation on a simulated clock, as fast as it
 goes, written as a Parquet lake (``pipelines.lake.parquet.connect(DIR)`` reads it).
+``run_offline`` is deterministic: the same seed gives byte-identical files.
 
-Parameters of ``run_offline``:
-
-- ``seed``: the same seed gives byte-identical files (no wall clock, deterministic ids,
-  one ``random.Random`` consumed in a deterministic order).
-- ``users``: the initial population; fraud adds its own accounts.
-- ``days``: simulated days of activity from 2026-11-01T00:00Z. The population signed up in
-  the four weeks before (their registrations are in the lake too). Episodes still running
-  at the end are cut, except for the labels they owe, which arrive after the end as they
-  would (``known_at`` in the future of the activity, ``ts`` inside it).
-- ``mix``: scenario code -> cases per 1,000 users per simulated day (``fraud.DEFAULT_MIX``);
-  every scenario with a positive rate gets at least one case, 0 turns it off.
-
-Beside the counts, the stats give the ground truth that the labels only partly tell:
-``fraud`` holds the fraudulent transfers, their share of all transfers, how many of them a
-fraud label names, and the honest payments disputed (fraud labels on them) and cleared
-(an analyst's verdict) by the end.
-
-Each member starts a number of episodes a day (Poisson around their activity), at times
-drawn from a daily rhythm (quiet nights, peaks at lunch and in the evening, Paris time).
+Its stats and the daily rhythm: docs/simulator.md#offline
 """
 from __future__ import annotations
 
@@ -114,7 +97,18 @@ def _days(w: World, days: float) -> Script:
 
 def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: float = DEFAULT_DAYS,
                 mix: Optional[dict] = None) -> dict:
-    """Simulate and write the lake to ``out_dir``; returns counts and the measured speed."""
+    """Simulate and write the lake to ``out_dir``; returns counts and the measured speed.
+
+    - ``seed``: the same seed gives byte-identical files (no wall clock, deterministic ids,
+      one ``random.Random`` consumed in a deterministic order).
+    - ``users``: the initial population; fraud adds its own accounts.
+    - ``days``: simulated days of activity from 2026-11-01T00:00Z. The population signed up in
+      the four weeks before (their registrations are in the lake too). Episodes still running
+      at the end are cut, except for the labels they owe, which arrive after the end as they
+      would (``known_at`` in the future of the activity, ``ts`` inside it).
+    - ``mix``: scenario code -> cases per 1,000 users per simulated day (``fraud.DEFAULT_MIX``);
+      every scenario with a positive rate gets at least one case, 0 turns it off.
+    """
     if users < 2 or days <= 0:
         raise ValueError("the simulation needs at least 2 users and a positive number of days")
     mix = fraud.check_mix(mix)

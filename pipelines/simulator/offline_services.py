@@ -1,13 +1,9 @@
 """Offline stand-in for the three services: each request a script sends becomes the events
 the messaging, payment and assistant services would publish, built by the same functions
-(``pipelines.services.requests``) and with the same rules (the assistant's opt-in switch, one open
-suggestion per user and conversation, expiring after the assistant's TTL), and is buffered
-into a Parquet lake.
+(``pipelines.services.requests``) with the same rules, and is buffered into a Parquet lake
+(``LakeWriter``). Ids are deterministic (``sim-<n>``, ``sim-t<n>``, ``sim-s<n>``); no wall clock.
 
-Ids are deterministic, and derived as the services derive them where they do: ``sim-<n>``
-events, ``sim-t<n>`` transfers (event ``<transfer>.r``, chargeback ``<transfer>.cb``),
-``sim-s<n>`` suggestions (response ``<suggestion>.r``). No wall clock is read, so a seed
-gives the same bytes every time.
+Why, and the ids: docs/simulator.md#offline-services
 """
 from __future__ import annotations
 

@@ -1,26 +1,12 @@
 """The account owners' side of the recovery workflow, live (``vigie simulate --live``).
 
-When the stream suspects a takeover it challenges the owner: a ``step_up_challenge``
-notification, which the messaging service delivers at ``GET /v1/notifications/{account}``
-(kinds, codes, case ids and hashes: no text). A member whose account has just seen a security
-change (failed logins, a new device, a credential change, a login from abroad: what the stream
-watches), made by themselves or by an attacker, looks at their notifications every ``POLL_MS``
-for ``WATCH_MS`` after it, and answers each challenge through
-``POST /v1/recovery/{case_id}/answer`` (actor ``simulator-owner``) in one of three ways:
+A member whose account has just seen a security change polls their notifications every
+``POLL_MS`` for ``WATCH_MS`` and answers each ``step_up_challenge`` through
+``POST /v1/recovery/{case_id}/answer`` (actor ``simulator-owner``): ``correct``, ``wrong`` or
+``late``, drawn as relative weights (``DEFAULT_OWNER_MIX``) from a generator of their own, so
+a seed gives the same sequence whatever the timing of the rest of the traffic.
 
-- ``correct``: "confirm_compromise" if the simulator took the account over
-  (``User.taken_over_ts``), else "it_was_me" (a false alarm on the owner's own change),
-  within a few seconds;
-- ``wrong``: a wrong code ("wrong_code"): the verification fails and the case escalates;
-- ``late``: the correct answer, a few seconds after the owner-verification SLA (the setting
-  the worker reads, ``VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S``): the case has already been
-  escalated as overdue, and the answer changes nothing. With no SLA nothing is late.
-
-Behaviours are relative weights (``run_live(owner_mix=...)``, default ``DEFAULT_OWNER_MIX``),
-drawn with the answer delays from a generator of their own, seeded by the run's seed, in the
-order the challenges arrive, each behaviour once (shuffled) before any repeats: a seed gives
-the same sequence whatever the timing of the rest of the traffic. Fraudsters' own accounts
-have no owner here and are not watched.
+The behaviours in detail: docs/simulator.md#owners
 """
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """The simulated population: users, their devices, cards and bank accounts, and who talks
-to whom.
+to whom (communities sharing a language and a country, a few links across).
 
-Raw identifiers look like what the services receive from the apps: ``user-000123``,
-``dev-…`` device ids, IPv4 strings, Luhn-valid card numbers, French IBANs, and
-``conv-…`` conversation ids. They never leave the simulator unhashed: the request
-functions in ``pipelines.services.requests`` hash them.
+Raw identifiers look like what the services receive from the apps (``user-000123``, Luhn-valid
+cards, French IBANs...); they never leave the simulator unhashed.
 
-The social graph is made of communities (a group of friends, a flat share, a family)
-sharing a language and a country, with a few links across communities. Fraudsters,
-mules and fake accounts are users too (``role``), added while the simulation runs, except
-the sleepers: accounts a fraud ring registered weeks ago and keeps for later (``World``).
+>>> luhn_complete("497010123456789")
+'4970101234567893'
+
+Why: docs/simulator.md#population
 """
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""What people type, in French and English, by intent.
+"""What people type, in French and English, by intent: a finite set of templates x a grid of
+amounts and names, with amounts written as people write them (``23€``, ``12,50 €``, ``€40``).
 
-The set of texts is finite (templates x a grid of amounts and names), which keeps the
-offline mode fast: a text's signals are derived once and reused. Money amounts are
-written the way people write them (``23€``, ``12,50 €``, ``€40``) so that
-``features.message_signals.derive`` reads them back; ``tests/test_simulator.py`` checks
-that each intent carries the signals it is meant to (money talk, request, urgency,
-link, phone).
+Why finite, and how the signals are checked: docs/simulator.md#texts
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""How long people (and fraudsters, and card networks) take, in milliseconds.
+"""How long people (and fraudsters, and card networks) take, in milliseconds: each delay a
+(low, high) range drawn log-uniformly. ``OFFLINE`` is realistic (labels come days to weeks
+later); ``LIVE`` compresses the same story into minutes for a demo.
 
-Each delay is a (low, high) range drawn log-uniformly: most replies are quick, a few are
-slow. ``OFFLINE`` is realistic: labels come late and spread (a scam report half a day to
-three weeks after the payment, a chargeback four days to a month after it, about a week on
-average over the mix), and a scam campaign takes its victims over one to three weeks, so that
-the labels of its first victims arrive while it still runs;
-``LIVE`` compresses the same story so that a demo shows a scam, its transfer and its
-label within a couple of minutes.
+>>> low, high = OFFLINE.scam_report
+>>> low <= OFFLINE.draw(random.Random(1), "scam_report") <= high
+True
+
+Why: docs/simulator.md#timing
 """
 from __future__ import annotations
 

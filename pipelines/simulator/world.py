@@ -1,19 +1,11 @@
 """What every agent script sees, and what it can ask for.
 
-A script is a generator. It yields one of:
+A script is a generator: it yields an ``int`` (a delay in ms), a request struct from
+``pipelines.services.requests`` (the driver sends it; a ``TransferRequest`` gets back its
+transfer id, or ``None`` if refused), or a command below (the assistant's endpoints, the
+account owner's side of recovery); it keeps no state beyond its locals and the ``User`` objects.
 
-- an ``int``: wait that many milliseconds (simulated offline, real live);
-- a request struct from ``pipelines.services.requests`` (``MessageRequest``, ``AccountEventRequest``,
-  ``TransferRequest``, ``ScamReportRequest``, ``ChargebackRequest``, and the takeover ground
-  truth ``TakeoverReportRequest``, and ``AnalystVerdict``): the driver sends it; a
-  ``TransferRequest`` gets back its transfer id, or ``None`` if the payment was refused
-  (e.g. a locked sender); the others get ``None``;
-- a command below (the assistant's endpoints; live only, the account owner's side of the
-  recovery workflow, see ``pipelines.simulator.owners``).
-
-Scripts keep no state of their own beyond their locals and the ``User`` objects, which is
-what lets another agent (e.g. the account owner in the recovery workflow) join later: it
-is one more script reading and writing the same users.
+Details and why: docs/simulator.md#world
 """
 from __future__ import annotations
 
