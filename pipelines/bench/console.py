@@ -1,20 +1,26 @@
-"""How long each console page takes to render on a big lake (issue: analyst console).
+"""How long each console page takes to render on a big lake, cold and warm (medians).
 
     python -m pipelines.bench.console LAKE_DIR [--runs 3] [--write]
 
-LAKE_DIR is an offline simulator lake (``vigie simulate --offline``); the stream's decisions
-are not in it, so a decision per transfer is derived with DuckDB (about 0.5 % held, 0.2 %
-blocked, 2 % warned; no feature values) to give the queue and the overview their real volume.
-Each page is rendered cold (its cached queries empty) then warm, ``--runs`` times, signed in as
-admin; medians are reported.
+LAKE_DIR is an offline simulator lake (``vigie simulate --offline``); the decisions it lacks are
+derived with DuckDB (``DECISIONS_SQL``). How the pages are rendered: docs/bench.md.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
+import statistics
+import tempfile
 import time
 from pathlib import Path
+
+import duckdb
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboards import common, entity_index
+from pipelines.bench import report
 
 DECISIONS_SQL = """
 COPY (
@@ -31,8 +37,6 @@ COPY (
 
 
 def add_decisions(lake: Path) -> int:
-    import duckdb
-
     if not (lake / "decisions").exists():
         duckdb.connect().execute(DECISIONS_SQL.format(lake=lake))
     return duckdb.connect().execute(
@@ -44,17 +48,9 @@ def render_times(lake: Path, runs: int = 3) -> dict:
     same page again at once). The console's process-wide resources, its DuckDB views and the
     entity index, are built first and timed apart (``startup_s``): the console builds them
     once per process, in the background from sign-in (dashboards/app.py)."""
-    import statistics
-    import tempfile
-
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
     data_dir = Path(tempfile.mkdtemp(prefix="vigie-console-bench-"))
     (data_dir / "lake").symlink_to(lake)  # the console reads <VIGIE_DATA_DIR>/lake
     os.environ["VIGIE_DATA_DIR"] = str(data_dir)
-    from dashboards import common, entity_index
-
     started = time.perf_counter()
     entity_index.get().refresh()
     common.q("SELECT 1")
@@ -79,8 +75,6 @@ def render_times(lake: Path, runs: int = 3) -> dict:
 
 def figures(lake: Path, result: dict) -> dict:
     """The flat figures bench/results.json and docs/benchmarks.md keep."""
-    import duckdb
-
     count = lambda topic: duckdb.connect().execute(  # noqa: E731
         f"SELECT count(*) FROM read_parquet('{lake}/{topic}/*/*.parquet')").fetchone()[0]
     flat = {"console_bench_lake": f"{count('transfer-requests'):,} transfers, "
@@ -98,8 +92,6 @@ def figures(lake: Path, result: dict) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lake", type=Path)
     parser.add_argument("--runs", type=int, default=3, help="renders per page; medians reported")
@@ -110,6 +102,4 @@ if __name__ == "__main__":
     result = {"decisions": add_decisions(lake), "runs": args.runs, **render_times(lake, args.runs)}
     print(json.dumps(result, indent=2))
     if args.write:
-        from pipelines.bench import report
-
         report.write(figures(lake, result))

@@ -3,20 +3,10 @@
     vigie bench --only detection            # every dataset below, results to bench/results.json
     python -m pipelines.bench.detection --dataset transfers_only [--seed 7] [--days 35]
 
-Each dataset goes through exactly what a new user runs (subprocesses of the `vigie` command):
-``vigie train --lake L --cutoff F`` (features and labels as known at F), then
-``vigie evaluate --events L --from F --to T --json`` on the last ``EVAL_DAYS`` days, which
-reports Vigie's model and the logistic-regression baseline that ``train`` fitted on the same
-split: average precision, ROC AUC and the daily top-k precision (k = review capacity).
-
-Datasets:
-- ``simulation``: the default simulation, every source family (devices, messages, assistant);
-- ``transfers_only``: the same simulation exported as a payment provider would hand it over
-  (transfers and per-transfer labels as CSV, nothing else) and brought in by ``vigie import``;
-- ``old_simulator``: the simulator as it was at ``OLD_SIMULATOR_COMMIT`` (its own population,
-  scenarios and labels, written before the counterparty-risk features existed), exported and
-  imported the same way. It runs from ``git archive`` of that commit, so it needs the repository's
-  history (a clean clone has it).
+Each dataset (``DATASETS``: the simulation, its transfers-only export, the first simulator's
+export) goes through ``vigie train --cutoff F`` then ``vigie evaluate --from F --to T --json``
+on the last ``EVAL_DAYS`` days, as subprocesses: Vigie's model and the baseline, average
+precision, ROC AUC and daily top-k precision. The datasets and why: docs/bench.md.
 """
 from __future__ import annotations
 
@@ -31,6 +21,9 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+import duckdb
+
+from pipelines.bench import report
 from pipelines.contracts.settings import REPO_ROOT
 
 DAY_MS = 86_400_000
@@ -62,8 +55,6 @@ def export_history(lake: Path, out: Path) -> tuple[Path, Path]:
     """The lake as a payment provider's export: transfers.csv and labels.csv (one row per labelled
     transfer; an account-takeover window becomes one row per transfer its account sent inside
     it, as ``models.train.takeover_rows`` reads it). The party is the label's judged account's side of the transfer."""
-    import duckdb
-
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{lake}/transfer-requests/*/*.parquet')")
@@ -123,8 +114,6 @@ def build(dataset: str, root: Path, seed: int, days: float, env: dict) -> Path:
 
 def judge(lake: Path, env: dict) -> dict:
     """Train as of the evaluation window's start, evaluate on the window: Vigie vs baseline."""
-    import duckdb
-
     end = duckdb.connect().execute(
         f"SELECT max(ts) + 1 FROM read_parquet('{lake}/transfer-requests/*/*.parquet')").fetchone()[0]
     start = end - EVAL_DAYS * DAY_MS
@@ -165,8 +154,6 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.dataset or DATASETS, args.seed, args.days)
     if args.write:
-        from pipelines.bench import report
-
         report.write(results)
     print(json.dumps(results, indent=2))
 

@@ -1,5 +1,5 @@
 """Foundation figures: broker start, worker start to first processed event, failover,
-lake sink throughput, offline simulator throughput."""
+lake sink throughput, offline simulator throughput (``vigie bench --only foundation``)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +10,13 @@ from pathlib import Path
 
 from aiokafka.structs import TopicPartition
 
-from pipelines.lake import parquet as lake
-from pipelines.contracts import schemas
-from pipelines.contracts import settings
+import pipelines.services.requests as rq
 from pipelines.bench.harness import fresh_environment, median, spawn, stop
-from pipelines.kafka.broker import EmbeddedKafka
+from pipelines.contracts import schemas, settings
+from pipelines.kafka.broker import EmbeddedKafka, free_port
 from pipelines.kafka.clients import Publisher, consumer
+from pipelines.lake import parquet as lake
+from pipelines.simulator.offline import run_offline
 
 BAD = b'{"not": "an event"}'
 
@@ -58,8 +59,6 @@ def _wait_dead_letters(target: int, timeout: float = 60.0) -> float:
 def broker_start(runs: int = 3) -> dict:
     cold, warm = [], []
     for _ in range(runs):
-        from pipelines.kafka.broker import free_port
-
         log_dir = Path(tempfile.mkdtemp(prefix="vigie-broker-"))
         port = free_port()
         t = time.monotonic()
@@ -103,8 +102,6 @@ def worker_start_and_failover(runs: int = 3) -> dict:
 
 
 def sink_throughput(n: int = 200_000) -> dict:
-    import pipelines.services.requests as rq
-
     with fresh_environment() as (_broker, root):
         event = rq.message_event(rq.MessageRequest(sender="a", recipient="b", conversation="c",
                                                    text="on partage ? 20€"), "x", 1_790_000_000_000)
@@ -135,8 +132,6 @@ def sink_throughput(n: int = 200_000) -> dict:
 
 
 def offline_simulator() -> dict:
-    from pipelines.simulator.offline import run_offline
-
     rates = []
     for _ in range(3):
         stats = run_offline(Path(tempfile.mkdtemp(prefix="vigie-sim-")), seed=7)

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.contracts.settings import REPO_ROOT
+from pipelines.kafka.broker import EmbeddedKafka, free_port
+from pipelines.kafka.clients import ensure_topics
 
 
 @contextmanager
 def fresh_environment(partitions: int = 4):
     """A new broker on a free port and a new data dir, exported to child processes."""
-    from pipelines.kafka.broker import EmbeddedKafka, free_port
-
     root = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     started = time.monotonic()
     broker = EmbeddedKafka(free_port(), root / "broker").start()
@@ -28,8 +28,6 @@ def fresh_environment(partitions: int = 4):
                                             "VIGIE_PARTITIONS")}
     os.environ.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, VIGIE_DATA_DIR=str(root / "data"),
                       VIGIE_PARTITIONS=str(partitions))
-    from pipelines.kafka.clients import ensure_topics
-
     asyncio.run(ensure_topics())
     try:
         yield broker, root

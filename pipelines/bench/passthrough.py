@@ -2,6 +2,8 @@
 Run as ``python -m pipelines.bench.passthrough``."""
 from __future__ import annotations
 
+from faust.worker import Worker
+
 from pipelines.stream.app import make_app
 
 app = make_app("vigie-bench-passthrough")
@@ -18,6 +20,4 @@ async def passthrough(stream):
 
 
 if __name__ == "__main__":
-    from faust.worker import Worker
-
     Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

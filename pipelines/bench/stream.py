@@ -1,12 +1,12 @@
-"""Streaming benchmarks (issue: streaming decisions): the ceilings of this broker and machine,
-then Vigie's worker on the simulator's mixed traffic.
+"""Streaming benchmarks (``vigie bench --only stream``): the ceilings of this broker and
+machine, then Vigie's worker on the simulator's mixed traffic.
 
 - ceiling_aiokafka: a plain aiokafka consume -> produce loop;
 - ceiling_faust_passthrough: a bare Faust agent that forwards each event;
 - pipeline: every input event of a simulated log pre-loaded, one worker started; events/s from
-  its first to its last decision, and transfers decided per second;
-- latency: the same traffic replayed at a fixed rate with event times re-stamped to the wall
-  clock, decision latency (transfer event time -> decision) percentiles;
+  its first routed event to its last decision, transfers decided per second, worker CPU an event;
+- latency: the same traffic at a fixed rate, event times re-stamped to the wall clock;
+  decision latency (transfer event time -> decision) percentiles;
 - replay: the offline feature replay over the log;
 - RSS: the worker's resident memory growth per 100k active accounts.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,14 +23,16 @@ from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from pipelines.contracts import schemas
-from pipelines.contracts import settings
+from features.replay import replay
 from pipelines.bench.harness import cpu_seconds, fresh_environment, percentile, spawn, stop
-from pipelines.lake.event_log import read_log
+from pipelines.contracts import schemas, settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.contracts.topics import key_of
+from pipelines.lake.event_log import read_log
+from pipelines.simulator.offline import run_offline
 
 CEILING_EVENTS = 150_000
 TOPIC_OF = {schemas.MessageSent: "messages", schemas.AccountEvent: "account-events",
@@ -52,8 +55,6 @@ async def _preload(topic: str, n: int, size: int = 300) -> None:
 
 
 async def _create(*names: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
     admin = AIOKafkaAdminClient(**_kafka_kwargs())
     await admin.start()
     existing = set(await admin.list_topics())
@@ -141,8 +142,6 @@ def ceilings() -> dict:
 
 
 def _simulated_log(users: int, days: float) -> list:
-    from pipelines.simulator.offline import run_offline
-
     out = Path(tempfile.mkdtemp(prefix="vigie-bench-sim-"))
     run_offline(out, seed=13, users=users, days=days)
     return read_log(out)
@@ -181,8 +180,6 @@ _MODEL_CACHE: list[Path] = []
 def _train_model(root: Path) -> None:
     """The worker needs a model: train one once on a separate simulated history, then copy it
     into each fresh environment's registry."""
-    import shutil
-
     target = settings.load().data_dir / "models"
     if not _MODEL_CACHE:
         subprocess.run([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", "train",
@@ -296,8 +293,6 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
 def replay_rate(users: int = 8000, days: float = 4.0) -> dict:
     """Replay events/s in one process, and as `vigie replay` runs by default: sharded over the
     machine's cores (the headline figure)."""
-    from features.replay import replay
-
     events = _simulated_log(users, days)
     workers = os.cpu_count() or 1
     rates = {}
