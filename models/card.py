@@ -1,12 +1,6 @@
-"""The model card: ``MODEL_CARD.md`` and four PNG plots written next to the model in the registry.
-
-Why not MLflow: the registry is already a directory of immutable, content-hashed versions that
-the stream loads atomically and that promote/shadow/rollback address through Kafka; MLflow would
-add a tracking server (or a second on-disk store with its own layout), a heavy dependency tree
-and a second source of truth for "which model is this", for what a data scientist needs here: the
-metadata (``meta.json``: feature order, training window, data hash, GX result, metrics,
-thresholds, git commit) and a readable card beside the model. Both are plain files that diff,
-copy and review like code. Exporting a version to MLflow later is a loop over ``meta.json``.
+"""The model card: ``MODEL_CARD.md``, ``report.json`` and four PNG plots written next to the
+model in the registry (``write``). Plain files beside the version rather than MLflow: why in
+docs/models.md, "The model card: why not MLflow".
 """
 from __future__ import annotations
 

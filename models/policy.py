@@ -9,6 +9,13 @@ Precedence, strongest first:
 Rules only ever add friction (their actions are warn, hold or block), so between 3 and 4 the
 stricter of the two applies: a "warn" rule must not turn the model's "block" into a warning.
 When they agree, the rule is named as the cause, being the more explicit reason.
+
+>>> decide(0.2, "approve", [("burst", "hold")], [])
+('hold', 'rule:burst')
+>>> decide(0.99, "block", [("burst", "warn")], [])
+('block', 'model:block (score 0.9900)')
+>>> decide(0.2, "approve", [("burst", "hold")], ["allow:account:a_01"])
+('approve', 'list:allow:account:a_01')
 """
 from __future__ import annotations
 

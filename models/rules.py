@@ -1,22 +1,22 @@
 """Rules: named boolean SQL expressions over feature columns, one DuckDB engine for live and
 backtest.
 
-A rule is data (``Rule.to_dict``; a rule set is a JSON list) and changes arrive as events:
-``RuleSet.apply_change`` upserts, enables, disables or deletes by name, bumping the rule's
-version, so a decision that records ``name`` and ``version`` names one expression for ever.
-Changes are last-writer-wins on event time: a change no newer than the rule's last one is
-ignored, so a redelivered or replayed change leaves the set as it was (principle 3).
+A rule is data; changes arrive as events (``RuleSet.apply_change``: upsert, enable, disable or
+delete by name, each a new version; last-writer-wins on event time, so a replayed change changes
+nothing). ``RuleSet.hit_matrix`` runs every rule in one ``SELECT`` of a locked in-memory DuckDB,
+live and in backtests. Expressions are checked on upsert against DuckDB's parse tree: feature
+columns, numbers, comparisons, boolean logic and a few numeric functions; a missing feature
+makes a rule not hit. Details: docs/models.md, "Rules engine".
 
-Live, the stream evaluates a micro-batch of feature rows; a backtest evaluates a replayed
-feature table. Both go through ``RuleSet.hit_matrix``: one ``SELECT`` of every rule over a
-table named ``batch``, in an in-memory DuckDB with no file, network or extension access and a
-locked configuration. Expressions are checked on upsert against DuckDB's own parse tree: a
-single scalar expression made only of the known feature columns, numeric and boolean literals,
-comparisons, AND/OR/NOT, IN, BETWEEN, CASE, numeric casts and a short list of numeric functions
-(no subqueries, tables, strings, parameters, windows or aggregates). A feature that is missing
-(NULL/NaN) makes a comparison unknown, and an unknown rule does not hit; so does a row on which
-an expression fails (1 // 0). Mind one DuckDB rule: a NaN *computed* inside an expression (sqrt of
-a negative) compares greater than every number; guard with ``isnan`` where that can happen.
+>>> rules = RuleSet(["amount_cents", "sender_count_1h"])
+>>> rules.apply_change({"op": "upsert", "name": "burst", "ts": 1, "action": "hold",
+...                     "expression": "amount_cents > 50000 AND sender_count_1h >= 3"}).version
+1
+>>> rules.evaluate(pd.DataFrame({"amount_cents": [90000, 90000], "sender_count_1h": [4, None]}))
+[['burst'], []]
+>>> rules.validate("amount_cents > (SELECT 1)")  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+RuleError: 'SELECT' is not allowed in a rule expression
 """
 from __future__ import annotations
 

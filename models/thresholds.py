@@ -10,6 +10,9 @@
   confident model ties its top scores; when that tie alone exceeds the review budget, hold is
   disabled, and block still stands on its precision (blocked transfers need no reviewer).
 A threshold that no score can satisfy is DISABLED (1.01: scores are probabilities).
+
+>>> rate_threshold([0.1, 0.2, 0.3, 0.9], 0.25)  # one transfer in four may be flagged
+0.6
 """
 from __future__ import annotations
 
