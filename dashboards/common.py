@@ -1,13 +1,9 @@
 """What every console page shares: logins and roles, lake queries, and publishing actions.
 
-The console reads the lake only through ``pipelines.lake.parquet.connect`` and changes nothing itself:
-every action is an event (``AnalystAction``; a ``Label`` for a verdict; a ``ModelUpdate`` for a
-promotion) published to Kafka, which the stream applies and the lake sink records. Roles are
-checked here, on the server, for every page (``require``) and again for every action
-(``publish_action``): hiding a button is never the only check.
-
-Text that comes from events is shown with ``st.text`` / ``st.dataframe`` only, never as
-markdown or HTML.
+The console reads the lake only through ``pipelines.lake.parquet.connect`` and changes nothing
+itself: every action is an event published to Kafka. Roles are checked here, on the server,
+for every page (``require``) and again for every action (``publish_action``). Text from events
+is shown with ``st.text`` / ``st.dataframe`` only, never as markdown. Why: docs/console.md.
 """
 from __future__ import annotations
 

@@ -1,21 +1,9 @@
 """The links around accounts, devices and cards, and the signals of each conversation pair, kept
 in memory so the console never scans the whole lake to show one transfer's surroundings.
 
-On a 1M-transfer lake a filtered scan of account-events and transfer-requests costs about
-0.5 s, one of the 10M messages as much, and a transfer's page needs several (two graph hops,
-the profiles, the conversation). This index aggregates those three topics file by file: each
-refresh reads only the Parquet files it has not read yet (lake files are immutable, and a
-rewritten batch holds the same events under the same name), so after the first build a
-refresh costs a directory listing.
-
-    edges(a, b, kind, n, cents, first_ts)   kind: device | card (a is the account) | paid
-                                              (a the sender, b the recipient; cents: the sum)
-    signups(account, ts)
-    pairs(sender, recipient, messages, money_talk, …, first_ts)   the messages' derived signals
-
-Edge rows are per file batch: sum ``n`` / ``cents`` and take ``min(first_ts)`` when reading.
-The first build reads the whole lake (about 8 s for 1M transfers and 10M messages, in the
-background); later refreshes read only new files.
+Tables ``edges`` (device, card and paid links; per file batch: sum ``n`` / ``cents``, take
+``min(first_ts)`` when reading), ``signups`` and ``pairs``; each refresh reads only the lake
+files it has not read yet. Schema and costs: docs/console.md, "The entity index".
 """
 from __future__ import annotations
 
