@@ -7,29 +7,39 @@ account: as ``label_sent`` / ``label_received`` by the labelled transfer's sende
 (counterparty risk, and the judgement when ``Label.account`` is that side; a self-transfer's
 ``label_sent`` also takes the inbound side), as ``label`` by a judged account that is neither.
 Each family's features are defined in its own module (velocity, conversation, security, graph,
-risk); this class only routes events to them and lists, per role, which families a transfer reads.
+risk); this class only routes events to them and lists, per role, which families a transfer
+reads (``READS``, in the order of the features).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from msgspec import field
 
-from features import conversation, graph, risk, security, velocity
-from features.conversation import Chat
-from features.graph import Fraud, flag_neighbours
-from features.risk import Risk
-from features.security import CREDENTIALS, NEW_DEVICE, Security
+from features.conversation import ASSISTANT, PAIR, Chat
+from features.family import Family
+from features.graph import (FAN_IN, FANOUT, FORWARDING, FRAUD, SINCE_INBOUND, Fraud,
+                            flag_neighbours)
+from features.risk import RISK, Risk
+from features.security import CREDENTIALS, NEW_DEVICE, SECURITY, Security
 from features.state import EntityState
-from features.velocity import HISTORY, NEW_COUNTERPARTY, NO_CONVERSATION, Flow
+from features.velocity import (BASELINE, NEW_COUNTERPARTY, NO_CONVERSATION, SPENDING, VELOCITY,
+                               AccountFlow)
 from features.windows import DAY, HOUR, count_in, tag
+
+# the sender's signs of a takeover: money asked of many contacts, payments to new recipients
+TAKEOVER = Family(lambda a, tr, t, role: a._takeover(t), "transfers",
+                  sources={"money_requests_out_1h": "messages"})
 
 
 class AccountState(EntityState, array_like=True, gc=False):
     KIND = "account"
+    READS = {
+        "sender": (VELOCITY, BASELINE, PAIR, ASSISTANT, SECURITY, FRAUD, SINCE_INBOUND, TAKEOVER,
+                   SPENDING, RISK),
+        "recipient": (VELOCITY, FAN_IN, FORWARDING, SECURITY, FRAUD, BASELINE, RISK),
+    }
 
-    sent: Flow = field(default_factory=Flow)
-    received: Flow = field(default_factory=Flow)
+    sent: AccountFlow = field(default_factory=AccountFlow)
+    received: AccountFlow = field(default_factory=AccountFlow)
     chat: Chat = field(default_factory=Chat)
     sec: Security = field(default_factory=Security)
     fraud: Fraud = field(default_factory=Fraud)
@@ -50,7 +60,7 @@ class AccountState(EntityState, array_like=True, gc=False):
     def _sender(self, tr, t):
         pair, new = self.chat.on_transfer(tr.recipient, tr.ts, True)
         flags = (NEW_COUNTERPARTY if pair.tx_out == 1 else 0) | _no_conversation(pair, t)
-        self.sent.add(t, tr.amount_cents, tag(tr.recipient), flags, HISTORY, by_day=True)
+        self.sent.add(t, tr.amount_cents, tag(tr.recipient), flags)
         if tr.device is not None:
             self.sec.see_device(tag(tr.device), t)
         return self._tell_if_flagged(tr.sender, tr.recipient, tr) if new else []
@@ -58,7 +68,7 @@ class AccountState(EntityState, array_like=True, gc=False):
     def _recipient(self, tr, t):
         pair, new = self.chat.on_transfer(tr.sender, tr.ts, False)
         flags = (NEW_COUNTERPARTY if pair.tx_in == 1 else 0) | _no_conversation(pair, t)
-        self.received.add(t, tr.amount_cents, tag(tr.sender), flags, HISTORY, by_day=True)
+        self.received.add(t, tr.amount_cents, tag(tr.sender), flags)
         return self._tell_if_flagged(tr.recipient, tr.sender, tr) if new else []
 
     def _security(self, ev, t):
@@ -73,7 +83,7 @@ class AccountState(EntityState, array_like=True, gc=False):
         """This account is judged (``Label.account``)."""
         if not self.fraud.on_label(label, t):
             return []
-        contacts = self.chat.counterparties(label.known_at // DAY, graph.FANOUT)
+        contacts = self.chat.counterparties(label.known_at // DAY, FANOUT)
         return flag_neighbours(label.account, contacts, label.known_at, label.id)
 
     def _label_sent(self, label, t):
@@ -97,47 +107,9 @@ class AccountState(EntityState, array_like=True, gc=False):
         return []
 
     # --- reading ----------------------------------------------------------------------------
-    def features_for(self, tr, role: str) -> dict[str, float]:
-        t = self.now(tr.ts)
-        inbound, outbound = self.received.windows(t), self.sent.windows(t)
-        if role == "sender":
-            values = self.sent.velocity(t)
-            values += self.sent.baseline(t, tr.amount_cents)
-            values += self.chat.pair_features(tr, t)
-            values += self.chat.assistant_features(tr, t)
-            values += self.sec.features(tr, t, True)
-            values += self.fraud.features(t)
-            values.append(graph.since_last_inbound(self.received, t))
-            values += self._takeover(t)
-            values += velocity.spending(outbound)
-        else:
-            values = self.received.velocity(t)
-            values += graph.fan_in(self.received, t)
-            values += graph.forwarding(self.received, self.sent, t)
-            values += self.sec.features(tr, t, False)
-            values += self.fraud.features(t)
-            values += self.received.baseline(t, tr.amount_cents)
-        values += self.risk.features(inbound, outbound, t)
-        return dict(zip(_NAMES[role], values))
-
-    @classmethod
-    @lru_cache(maxsize=None)
-    def feature_names(cls, role: str) -> tuple[str, ...]:
-        p = role
-        if role == "sender":
-            return (velocity.names(p, "recipients") + velocity.baseline_names(p)
-                    + conversation.names(p) + security.names(p, True) + graph.fraud_names(p)
-                    + (f"{p}_minutes_since_last_inbound", f"{p}_money_requests_out_1h",
-                       f"{p}_new_recipients_24h")
-                    + velocity.spending_names(p) + risk.names(p))
-        return (velocity.names(p, "senders") + (f"{p}_new_senders_share_24h",
-                f"{p}_forwarded_share_30m_7d", f"{p}_min_forward_minutes_7d")
-                + security.names(p, False) + graph.fraud_names(p) + velocity.baseline_names(p)
-                + risk.names(p))
-
-    def _takeover(self, t: int) -> tuple[float, float]:
-        return (float(self.chat.requests_out_1h(t)),
-                float(len(self.sent.cps_since(t, DAY, NEW_COUNTERPARTY))))
+    def _takeover(self, t: int) -> dict[str, float]:
+        return {"money_requests_out_1h": float(self.chat.requests_out_1h(t)),
+                "new_recipients_24h": float(len(self.sent.cps_since(t, DAY, NEW_COUNTERPARTY)))}
 
     def ato_signals(self, ts: int) -> dict[str, float]:
         """Cheap account-takeover suspicion for the recovery workflow: a new device together with
@@ -145,35 +117,16 @@ class AccountState(EntityState, array_like=True, gc=False):
         contacts in the last hour, transfers to new recipients, failed logins."""
         t = self.now(ts)
         new_device = self.sec.recent_change(t, (NEW_DEVICE,), DAY)
-        requests, new_recipients = self._takeover(t)
+        takeover = self._takeover(t)
         return {
             "new_device_24h": float(new_device),
             "credential_change_24h": float(self.sec.recent_change(t, CREDENTIALS, DAY)),
             "new_device_and_credential_change_24h":
                 float(new_device and self.sec.recent_change(t, CREDENTIALS, DAY)),
-            "money_requests_out_1h": requests,
-            "new_recipients_24h": new_recipients,
+            "money_requests_out_1h": takeover["money_requests_out_1h"],
+            "new_recipients_24h": takeover["new_recipients_24h"],
             "failed_logins_1h": float(count_in(self.sec.fail_ts, t, HOUR)),
         }
-
-    # --- housekeeping -----------------------------------------------------------------------
-    def _sweep(self, t: int, day: int) -> None:
-        self.sent.sweep(t, HISTORY)
-        self.received.sweep(t, HISTORY)
-        self.chat.sweep(t, day)
-        self.sec.sweep(t)
-        self.fraud.sweep(t)
-        self.risk.sweep(t)
-
-    def _shift(self, d: int) -> None:
-        for part in self._parts():
-            part.shift(d)
-
-    def _empty(self) -> bool:
-        return all(part.empty() for part in self._parts())
-
-    def _parts(self) -> tuple:
-        return self.sent, self.received, self.chat, self.sec, self.fraud, self.risk
 
 
 def _no_conversation(pair, t: int) -> int:
@@ -181,7 +134,6 @@ def _no_conversation(pair, t: int) -> int:
 
 
 LABEL_ROLES = frozenset(("label", "label_sent", "label_received"))  # learnt at known_at
-_NAMES = {role: AccountState.feature_names(role) for role in ("sender", "recipient")}
 _LEARN = {
     "msg_out": AccountState._msg_out, "msg_in": AccountState._msg_in,
     "sender": AccountState._sender, "recipient": AccountState._recipient,

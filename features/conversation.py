@@ -12,11 +12,12 @@ A pair silent for 30 days is forgotten: it counts as a new conversation afterwar
 from __future__ import annotations
 
 import zlib
-from functools import lru_cache
 from typing import Optional
 
 from msgspec import Struct
 
+from features.family import Family
+from features.state import Moment, Nested, Rows
 from features.windows import DAY, HOUR, NAN, drop_head, insert, span, tag
 
 PAIR_TTL_DAYS = 30
@@ -47,6 +48,8 @@ class Pair(Struct, array_like=True, gc=False):
     tx_out: int = 0  # transfers this account made to the other
     tx_in: int = 0
     days: list[int] = []  # [day, messages out, messages in] * the last 7 UTC days
+
+    TIMES = (Moment("first_msg"),)  # last_day and days are UTC days, not relative times
 
     def count_msg(self, day: int, out: bool) -> None:
         days = self.days
@@ -79,6 +82,10 @@ class Chat(Struct, array_like=True, gc=False):
     sugg_id: list[int] = []
     sugg_cp: list[int] = []
     sugg_bits: list[int] = []
+
+    TIMES = (Rows("hot_ts", "hot_cp", "hot_bits", keep=HOUR),
+             Rows("sugg_ts", "sugg_id", "sugg_cp", "sugg_bits", keep=SUGGESTION_TTL),
+             Nested("pairs"))
 
     # --- learning -------------------------------------------------------------------------
     def pair(self, account: str, day: int) -> tuple[Pair, bool]:
@@ -134,25 +141,13 @@ class Chat(Struct, array_like=True, gc=False):
         if self.hot_ts and self.hot_ts[0] < t - HOUR:
             drop_head((self.hot_ts, self.hot_cp, self.hot_bits), span(self.hot_ts, t, HOUR)[0])
 
-    def sweep(self, t: int, day: int) -> None:
-        self._trim_hot(t)
-        drop_head((self.sugg_ts, self.sugg_id, self.sugg_cp, self.sugg_bits),
-                  span(self.sugg_ts, t, SUGGESTION_TTL)[0])
+    def forget(self, t: int, day: int) -> None:
+        """Pairs silent for 30 days, and message days out of the last 7."""
         for key in [k for k, p in self.pairs.items() if p.last_day < day - PAIR_TTL_DAYS]:
             del self.pairs[key]
         for p in self.pairs.values():
             while p.days and p.days[0] <= day - 7:
                 del p.days[:3]
-
-    def shift(self, d: int) -> None:
-        self.hot_ts[:] = [x - d for x in self.hot_ts]
-        self.sugg_ts[:] = [x - d for x in self.sugg_ts]
-        for p in self.pairs.values():
-            if p.first_msg is not None:
-                p.first_msg -= d
-
-    def empty(self) -> bool:
-        return not (self.pairs or self.hot_ts or self.sugg_ts)
 
     # --- reading --------------------------------------------------------------------------
     def live_pair(self, account: str, day: int) -> Optional[Pair]:
@@ -165,7 +160,7 @@ class Chat(Struct, array_like=True, gc=False):
         live.sort(reverse=True)
         return ["a_" + k.hex() for _, k in live[:limit]]
 
-    def signals_1h(self, t: int, cp: int) -> list[float]:
+    def signals_1h(self, t: int, cp: int) -> tuple[float, float, float, float]:
         """Messages of the pair in the last hour: money talk, money requests from the other side,
         urgency, links."""
         lo, hi = span(self.hot_ts, t, HOUR)
@@ -176,7 +171,7 @@ class Chat(Struct, array_like=True, gc=False):
                 request_in += (b & (REQUEST | OUT)) == REQUEST
                 urgent += (b & URGENT) != 0
                 link += (b & LINK) != 0
-        return [float(money), float(request_in), float(urgent), float(link)]
+        return float(money), float(request_in), float(urgent), float(link)
 
     def requests_out_1h(self, t: int) -> int:
         """Distinct contacts this account asked for money in the last hour (account takeover)."""
@@ -184,44 +179,49 @@ class Chat(Struct, array_like=True, gc=False):
         return len({c for c, b in zip(self.hot_cp[lo:hi], self.hot_bits[lo:hi])
                     if b & (REQUEST | OUT) == REQUEST | OUT})
 
-    def pair_features(self, tr, t: int) -> list[float]:
+    def pair_features(self, tr, t: int) -> dict[str, float]:
         p = self.live_pair(tr.recipient, tr.ts // DAY)
-        if p is None:
-            return [NAN, 0.0, 0.0, NAN, *self.signals_1h(t, tag(tr.recipient)), 0.0, 0.0, 1.0, 1.0]
-        talked = p.first_msg is not None and p.first_msg < t
-        return [
-            (t - p.first_msg) / HOUR if talked else NAN,
-            *p.msgs_7d(tr.ts // DAY),
-            NAN if not p.money_first else float(p.money_first == 2),
-            *self.signals_1h(t, tag(tr.recipient)),
-            float(p.tx_out), float(p.tx_in),
-            0.0 if talked else 1.0,
-            0.0 if p.tx_out else 1.0,
-        ]
+        talked = p is not None and p.first_msg is not None and p.first_msg < t
+        msgs_out, msgs_in = p.msgs_7d(tr.ts // DAY) if p is not None else (0.0, 0.0)
+        money, request_in, urgent, link = self.signals_1h(t, tag(tr.recipient))
+        return {
+            "pair_age_hours": (t - p.first_msg) / HOUR if talked else NAN,
+            "pair_msgs_out_7d": msgs_out, "pair_msgs_in_7d": msgs_in,
+            "pair_payee_raised_money_first":
+                float(p.money_first == 2) if p is not None and p.money_first else NAN,
+            "pair_money_msgs_1h": money, "pair_money_requests_in_1h": request_in,
+            "pair_urgent_msgs_1h": urgent, "pair_link_msgs_1h": link,
+            "pair_prior_transfers_out": float(p.tx_out) if p is not None else 0.0,
+            "pair_prior_transfers_in": float(p.tx_in) if p is not None else 0.0,
+            "no_prior_conversation": 0.0 if talked else 1.0,
+            "first_transfer_to_recipient": 0.0 if p is not None and p.tx_out else 1.0,
+        }
 
-    def assistant_features(self, tr, t: int) -> list[float]:
+    def assistant_features(self, tr, t: int) -> dict[str, float]:
         """Was the suggestion the transfer claims really shown to the sender, for this payee, and
         did the sender edit it."""
-        if tr.suggestion_id is None:
-            return [0.0, 0.0, 0.0]
-        sid, payee = suggestion_tag(tr.suggestion_id), tag(tr.recipient)
-        lo, hi = span(self.sugg_ts, t, SUGGESTION_TTL)
         bits, other = 0, False
-        rows = zip(self.sugg_id[lo:hi], self.sugg_cp[lo:hi], self.sugg_bits[lo:hi])
-        for s_id, s_cp, s_bits in rows:
-            if s_id == sid:
-                bits |= s_bits
-                other = other or (s_bits & SUGGESTED > 0 and s_cp != payee)
-        return [float(bits & SUGGESTED > 0), float(other), float(bits & EDITED > 0)]
+        if tr.suggestion_id is not None:
+            sid, payee = suggestion_tag(tr.suggestion_id), tag(tr.recipient)
+            lo, hi = span(self.sugg_ts, t, SUGGESTION_TTL)
+            rows = zip(self.sugg_id[lo:hi], self.sugg_cp[lo:hi], self.sugg_bits[lo:hi])
+            for s_id, s_cp, s_bits in rows:
+                if s_id == sid:
+                    bits |= s_bits
+                    other = other or (s_bits & SUGGESTED > 0 and s_cp != payee)
+        return {"suggestion_seen": float(bits & SUGGESTED > 0),
+                "suggestion_for_other_payee": float(other),
+                "suggestion_edited": float(bits & EDITED > 0)}
 
 
-@lru_cache(maxsize=None)
-def names(prefix: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}_{n}" for n in (
-        "pair_age_hours", "pair_msgs_out_7d", "pair_msgs_in_7d", "pair_payee_raised_money_first",
-        "pair_money_msgs_1h", "pair_money_requests_in_1h", "pair_urgent_msgs_1h",
-        "pair_link_msgs_1h",
-        "pair_prior_transfers_out", "pair_prior_transfers_in",
-        "no_prior_conversation", "first_transfer_to_recipient",
-        "suggestion_seen", "suggestion_for_other_payee", "suggestion_edited",
-    ))
+# the families an account gives (see ``features.family``): the pair's messages, but its prior
+# transfers; the sender is warned of a payee it never talked to or paid, and of pressure
+PAIR = Family(lambda a, tr, t, role: a.chat.pair_features(tr, t), "messages",
+              sources=dict.fromkeys(("pair_prior_transfers_out", "pair_prior_transfers_in",
+                                     "first_transfer_to_recipient"), "transfers"),
+              warnings={"sender": {
+                  **dict.fromkeys(("no_prior_conversation", "first_transfer_to_recipient",
+                                   "pair_age_hours"), "first_contact_payee"),
+                  "pair_urgent_msgs_1h": "urgency", "pair_money_requests_in_1h": "money_request",
+                  "pair_link_msgs_1h": "link_shared"}})
+ASSISTANT = Family(lambda a, tr, t, role: a.chat.assistant_features(tr, t), "assistant")

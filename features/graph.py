@@ -19,11 +19,12 @@ for labels older than the field) ``account`` is the judged account, as above.
 from __future__ import annotations
 
 from bisect import bisect_left
-from functools import lru_cache
 from typing import Optional
 
 from msgspec import Struct
 
+from features.family import Family
+from features.state import Moment, Rows, Stamps
 from features.velocity import NO_CONVERSATION, Flow
 from features.windows import DAY, HOUR, MINUTE, MONTH, NAN, WEEK, count_in, drop_head, insert, span
 
@@ -55,6 +56,8 @@ class Fraud(Struct, array_like=True, gc=False):
     links: dict[int, int] = {}  # tag of a confirmed neighbour -> when the link became known
     report_ts: list[int] = []  # user scam reports against this account, 30 days
 
+    TIMES = (Moment("flagged"), Stamps("links", keep=MONTH), Rows("report_ts", keep=MONTH))
+
     def on_label(self, label, t: int) -> bool:
         """Learn a label judging this account; True when it newly confirms it (time to tell its
         contacts)."""
@@ -77,30 +80,18 @@ class Fraud(Struct, array_like=True, gc=False):
             del self.links[min(self.links, key=self.links.__getitem__)]
         self.links[neighbour] = max(t, self.links.get(neighbour, t))
 
-    def sweep(self, t: int) -> None:
-        drop_head((self.report_ts,), span(self.report_ts, t, MONTH)[0])
-        for k in [k for k, v in self.links.items() if v < t - MONTH]:
-            del self.links[k]
-
-    def shift(self, d: int) -> None:
-        self.report_ts[:] = [x - d for x in self.report_ts]
-        self.links = {k: v - d for k, v in self.links.items()}
-        if self.flagged is not None:
-            self.flagged -= d
-
-    def empty(self) -> bool:
-        return self.flagged is None and not self.links and not self.report_ts
-
-    def features(self, t: int) -> list[float]:
-        return [float(self.flagged is not None and self.flagged < t),
-                float(sum(1 for v in self.links.values() if t - MONTH <= v < t)),
-                float(count_in(self.report_ts, t, MONTH))]
+    def features(self, t: int) -> dict[str, float]:
+        return {"confirmed_fraud": float(self.flagged is not None and self.flagged < t),
+                "fraud_links_30d": float(sum(1 for v in self.links.values() if t - MONTH <= v < t)),
+                "scam_reports_30d": float(count_in(self.report_ts, t, MONTH))}
 
 
 class Linked(Struct, array_like=True, gc=False):
     """Accounts seen on one device / card / IP, and failed logins from it."""
     accounts: dict[int, int] = {}  # account tag -> last seen (relative ms)
     fail_ts: list[int] = []
+
+    TIMES = (Stamps("accounts", keep=WEEK), Rows("fail_ts", keep=HOUR))
 
     def see(self, account: int, t: int) -> None:
         accounts = self.accounts
@@ -116,18 +107,6 @@ class Linked(Struct, array_like=True, gc=False):
         drop_head((self.fail_ts,), span(self.fail_ts, t, HOUR)[0])
         insert((self.fail_ts,), (t,))
 
-    def sweep(self, t: int) -> None:
-        drop_head((self.fail_ts,), span(self.fail_ts, t, HOUR)[0])
-        for k in [k for k, v in self.accounts.items() if v < t - WEEK]:
-            del self.accounts[k]
-
-    def shift(self, d: int) -> None:
-        self.fail_ts[:] = [x - d for x in self.fail_ts]
-        self.accounts = {k: v - d for k, v in self.accounts.items()}
-
-    def empty(self) -> bool:
-        return not self.accounts and not self.fail_ts
-
     def accounts_7d(self, t: int) -> float:
         return float(sum(1 for v in self.accounts.values() if t - WEEK <= v < t))
 
@@ -135,16 +114,15 @@ class Linked(Struct, array_like=True, gc=False):
         return float(count_in(self.fail_ts, t, HOUR))
 
 
-def fan_in(received: Flow, t: int) -> list[float]:
+def fan_in(received: Flow, t: int) -> dict[str, float]:
     """Share of the distinct senders of the last 24 h who had never written to the recipient
     before paying it (NaN without senders): the mule / fake-seller shape."""
     senders = received.cps_since(t, DAY)
-    if not senders:
-        return [NAN]
-    return [len(received.cps_since(t, DAY, NO_CONVERSATION)) / len(senders)]
+    return {"new_senders_share_24h": len(received.cps_since(t, DAY, NO_CONVERSATION)) / len(senders)
+            if senders else NAN}
 
 
-def forwarding(received: Flow, sent: Flow, t: int) -> list[float]:
+def forwarding(received: Flow, sent: Flow, t: int) -> dict[str, float]:
     """In->out speed over the last 7 d: share of the inbound amount followed by an outbound transfer
     within 30 min, and the shortest gap (minutes) from an inbound to the next outbound."""
     lo, hi = span(received.ts, t, WEEK)
@@ -159,17 +137,23 @@ def forwarding(received: Flow, sent: Flow, t: int) -> list[float]:
             if g <= FORWARD_WITHIN:
                 forwarded += amount
             gap = g if gap is None else min(gap, g)
-    return [forwarded / total if total else NAN, NAN if gap is None else gap / MINUTE]
+    return {"forwarded_share_30m_7d": forwarded / total if total else NAN,
+            "min_forward_minutes_7d": NAN if gap is None else gap / MINUTE}
 
 
-def since_last_inbound(received: Flow, t: int) -> float:
+def since_last_inbound(received: Flow, t: int) -> dict[str, float]:
     """Minutes since the account last received money (7 d): a mule pays out right after."""
     i = bisect_left(received.ts, t)
-    if i == 0 or received.ts[i - 1] < t - WEEK:
-        return NAN
-    return (t - received.ts[i - 1]) / MINUTE
+    last = received.ts[i - 1] if i else None
+    return {"minutes_since_last_inbound": NAN if last is None or last < t - WEEK
+            else (t - last) / MINUTE}
 
 
-@lru_cache(maxsize=None)
-def fraud_names(prefix: str) -> tuple[str, ...]:
-    return (f"{prefix}_confirmed_fraud", f"{prefix}_fraud_links_30d", f"{prefix}_scam_reports_30d")
+# the families an account gives (see ``features.family``)
+FRAUD = Family(lambda a, tr, t, role: a.fraud.features(t), "labels",
+               warnings={"recipient": dict.fromkeys(
+                   ("confirmed_fraud", "fraud_links_30d", "scam_reports_30d"), "payee_reported")})
+# "new" senders are those who never wrote first: without messages, every sender is new
+FAN_IN = Family(lambda a, tr, t, role: fan_in(a.received, t), "messages")
+FORWARDING = Family(lambda a, tr, t, role: forwarding(a.received, a.sent, t), "transfers")
+SINCE_INBOUND = Family(lambda a, tr, t, role: since_last_inbound(a.received, t), "transfers")

@@ -7,20 +7,23 @@ Feature names are prefixed by the kind: device_accounts_7d, card_count_1h, ip_fa
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from msgspec import field
 
-from features import velocity
+from features.family import Family
 from features.graph import Linked
 from features.state import EntityState
 from features.velocity import Flow
 from features.windows import tag
 
+# the families a device, a card or an IP gives (see ``features.family``)
+VELOCITY = Family(lambda st, tr, t, role: st.flow.velocity(t, "recipients"), "devices")
+ACCOUNTS = Family(lambda st, tr, t, role: {"accounts_7d": st.linked.accounts_7d(t)}, "devices")
+FAILED_LOGINS = Family(lambda st, tr, t, role: {"failed_logins_1h": st.linked.failed_1h(t)},
+                       "devices")
+
 
 class LinkState(EntityState, array_like=True, gc=False):
-    VELOCITY = True
-    FAILS = True
+    VELOCITY = True  # learns the transfers made with it (for its VELOCITY family)
 
     flow: Flow = field(default_factory=Flow)
     linked: Linked = field(default_factory=Linked)
@@ -37,42 +40,22 @@ class LinkState(EntityState, array_like=True, gc=False):
             self.linked.see(tag(ev.account), t)
         return []
 
-    def features_for(self, tr, role: str) -> dict[str, float]:
-        t = self.now(tr.ts)
-        values = self.flow.velocity(t) if self.VELOCITY else []
-        values.append(self.linked.accounts_7d(t))
-        if self.FAILS:
-            values.append(self.linked.failed_1h(t))
-        return dict(zip(self.feature_names(), values))
-
     @classmethod
-    @lru_cache(maxsize=None)
-    def feature_names(cls, role: str = "transfer") -> tuple[str, ...]:
-        p = cls.KIND
-        return ((velocity.names(p, "recipients") if cls.VELOCITY else ()) + (f"{p}_accounts_7d",)
-                + ((f"{p}_failed_logins_1h",) if cls.FAILS else ()))
-
-    def _sweep(self, t: int, day: int) -> None:
-        self.flow.sweep(t)
-        self.linked.sweep(t)
-
-    def _shift(self, d: int) -> None:
-        self.flow.shift(d)
-        self.linked.shift(d)
-
-    def _empty(self) -> bool:
-        return self.flow.empty() and self.linked.empty()
+    def prefix(cls, role: str) -> str:
+        return cls.KIND
 
 
 class DeviceState(LinkState, array_like=True, gc=False):
     KIND = "device"
+    READS = {"transfer": (VELOCITY, ACCOUNTS, FAILED_LOGINS)}
 
 
 class CardState(LinkState, array_like=True, gc=False):
     KIND = "card"
-    FAILS = False
+    READS = {"transfer": (VELOCITY, ACCOUNTS)}
 
 
 class IpState(LinkState, array_like=True, gc=False):
     KIND = "ip"
+    READS = {"transfer": (ACCOUNTS, FAILED_LOGINS)}
     VELOCITY = False

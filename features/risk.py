@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left
-from functools import lru_cache
 
 from msgspec import Struct
 
+from features.family import Family
+from features.state import Rows
 from features.velocity import LONG_WINDOWS, Windows
-from features.windows import DAY, HOUR, MONTH, NAN, WEEK, count_in, drop_head, insert, span
+from features.windows import DAY, HOUR, MONTH, NAN, WEEK, count_in, drop_head, insert
 
 MAX_ROWS = 64  # known-fraudulent transfers kept per direction (the newest)
 _WIDTHS = (DAY, WEEK, MONTH)  # LONG_WINDOWS
@@ -46,6 +47,8 @@ class Risk(Struct, array_like=True, gc=False):
     out_ts: list[int] = []  # the same for transfers sent
     out_tx: list[int] = []
 
+    TIMES = (Rows("in_ts", "in_tx", keep=MONTH), Rows("out_ts", "out_tx", keep=MONTH))
+
     def on_label(self, label, ts: int, now: int, outbound: bool) -> None:
         """Learn ``label`` (read at relative time ``now``) about a transfer of relative time
         ``ts`` that this account sent (``outbound``) or received."""
@@ -61,45 +64,32 @@ class Risk(Struct, array_like=True, gc=False):
             insert(cols, (ts, tx))
             drop_head(cols, len(cols[0]) - MAX_ROWS)
 
-    def sweep(self, t: int) -> None:
-        for cols in ((self.in_ts, self.in_tx), (self.out_ts, self.out_tx)):
-            drop_head(cols, span(cols[0], t, MONTH)[0])
-
-    def shift(self, d: int) -> None:
-        self.in_ts[:] = [x - d for x in self.in_ts]
-        self.out_ts[:] = [x - d for x in self.out_ts]
-
-    def empty(self) -> bool:
-        return not self.in_ts and not self.out_ts
-
-    def features(self, inbound: Windows, outbound: Windows, t: int) -> list[float]:
-        """In the order of ``names``; ``inbound`` / ``outbound``: the account's received and sent
-        ``Flow.windows(t)``."""
-        out = []
-        for stats, fraud_ts in ((inbound, self.in_ts), (outbound, self.out_ts)):
+    def features(self, inbound: Windows, outbound: Windows, t: int) -> dict[str, float]:
+        """``inbound`` / ``outbound``: the account's received and sent ``Flow.windows(t)``."""
+        out = {}
+        for d, stats, fraud_ts in (("in", inbound, self.in_ts), ("out", outbound, self.out_ts)):
+            keys = _KEYS[d]
             if not fraud_ts:  # the usual case
-                for count, _, _ in stats:
-                    out += (float(count), 0.0, 0.0 if count else NAN)
-                out.append(NAN)
+                for (count, _, _), (n, fraud, share) in zip(stats, keys):
+                    out[n], out[fraud], out[share] = float(count), 0.0, 0.0 if count else NAN
+                out[_SINCE[d]] = NAN
                 continue
-            for (count, _, _), width in zip(stats, _WIDTHS):
-                fraud = count_in(fraud_ts, t, width)
-                out += (float(count), float(fraud), min(fraud / count, 1.0) if count else NAN)
+            for (count, _, _), width, (n, fraud, share) in zip(stats, _WIDTHS, keys):
+                k = count_in(fraud_ts, t, width)
+                out[n], out[fraud], out[share] = float(count), float(k), min(k / count, 1.0) if count else NAN
             i = bisect_left(fraud_ts, t)
             newest = fraud_ts[i - 1] if i else None
-            out.append((t - newest) / HOUR if newest is not None and newest >= t - MONTH else NAN)
+            out[_SINCE[d]] = ((t - newest) / HOUR if newest is not None and newest >= t - MONTH
+                              else NAN)
         return out
 
 
-@lru_cache(maxsize=None)
-def names(prefix: str) -> tuple[str, ...]:
-    return tuple(name for d in DIRECTIONS for name in (
-        *(f"{prefix}_{d}_{stat}_{w}" for w in LONG_WINDOWS
-          for stat in ("count", "fraud", "fraud_share")),
-        f"{prefix}_{d}_hours_since_fraud"))
+# names per direction: (count, fraud, fraud share) per LONG_WINDOWS, then the hours since fraud
+_KEYS = {d: [tuple(f"{d}_{stat}_{w}" for stat in ("count", "fraud", "fraud_share"))
+             for w in LONG_WINDOWS] for d in DIRECTIONS}
+_SINCE = {d: f"{d}_hours_since_fraud" for d in DIRECTIONS}
 
-
-@lru_cache(maxsize=None)
-def count_names(prefix: str) -> tuple[str, ...]:
-    """The names that read transfers only (the rest need labels)."""
-    return tuple(n for n in names(prefix) if "_count_" in n)
+# the counts read transfers only; the rest need labels
+RISK = Family(lambda a, tr, t, role: a.risk.features(a.received.windows(t), a.sent.windows(t), t),
+              "labels", sources=dict.fromkeys((n for d in DIRECTIONS for n, _, _ in _KEYS[d]),
+                                              "transfers"))

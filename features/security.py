@@ -7,11 +7,12 @@ are forgotten. Failed logins never make a device known.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Optional
 
 from msgspec import Struct, field
 
+from features.family import Family
+from features.state import Moments, Rows, Stamps
 from features.windows import DAY, HOUR, MONTH, NAN, count_in, drop_head, insert, span, tag
 
 CHANGES = ("password_reset", "email_change", "phone_change", "new_device", "new_card",
@@ -30,6 +31,9 @@ class Security(Struct, array_like=True, gc=False):
     fail_ts: list[int] = []  # failed logins, for one hour
     devices: dict[int, int] = {}  # device tag -> last seen
     countries: dict[str, int] = {}  # country -> last seen
+
+    TIMES = (Rows("fail_ts", keep=HOUR), Moments("changes", keep=MONTH),
+             Stamps("devices", keep=MONTH), Stamps("countries", keep=MONTH))
 
     def on_event(self, ev, t: int) -> None:
         kind = ev.kind
@@ -68,33 +72,17 @@ class Security(Struct, array_like=True, gc=False):
         last = self.devices.get(device)
         return last is not None and last >= t - MONTH
 
-    def sweep(self, t: int) -> None:
-        drop_head((self.fail_ts,), span(self.fail_ts, t, HOUR)[0])
-        for known in (self.devices, self.countries):
-            for key in [k for k, v in known.items() if v < t - MONTH]:
-                del known[key]
-        self.changes = [c if c is not None and c >= t - MONTH else None for c in self.changes]
-
-    def shift(self, d: int) -> None:
-        self.fail_ts[:] = [x - d for x in self.fail_ts]
-        self.changes = [c - d if c is not None else None for c in self.changes]
-        for known in (self.devices, self.countries):
-            for k in known:
-                known[k] -= d
-
-    def empty(self) -> bool:
-        return (self.created is None and not self.fail_ts and not self.devices
-                and not self.countries and all(c is None for c in self.changes))
-
-    def features(self, tr, t: int, with_device: bool) -> list[float]:
+    def features(self, tr, t: int, with_device: bool) -> dict[str, float]:
         created = self.created
-        out = [(tr.ts - created) / DAY if created is not None and created < tr.ts else NAN]
-        out += [(t - c) / HOUR if c is not None and t - MONTH <= c < t else NAN
-                for c in self.changes]
-        out.append(float(count_in(self.fail_ts, t, HOUR)))
+        out = {"account_age_days": (tr.ts - created) / DAY if created is not None and created < tr.ts
+               else NAN}
+        for name, c in zip(_SINCE, self.changes):
+            out[name] = (t - c) / HOUR if c is not None and t - MONTH <= c < t else NAN
+        out["failed_logins_1h"] = float(count_in(self.fail_ts, t, HOUR))
         if with_device:
             device = tr.device
-            out.append(NAN if device is None else float(not self.knows_device(tag(device), t)))
+            out["device_first_seen"] = (NAN if device is None
+                                        else float(not self.knows_device(tag(device), t)))
         return out
 
     def recent_change(self, t: int, changes, within: int) -> bool:
@@ -102,7 +90,13 @@ class Security(Struct, array_like=True, gc=False):
                    for i in changes)
 
 
-@lru_cache(maxsize=None)
-def names(prefix: str, with_device: bool) -> tuple[str, ...]:
-    return (f"{prefix}_account_age_days", *(f"{prefix}_hours_since_{c}" for c in CHANGES),
-            f"{prefix}_failed_logins_1h", *([f"{prefix}_device_first_seen"] if with_device else []))
+_SINCE = tuple(f"hours_since_{c}" for c in CHANGES)
+
+# the sender's transfer reads its device too
+SECURITY = Family(lambda a, tr, t, role: a.sec.features(tr, t, role == "sender"), "devices",
+                  sources={"account_age_days": "accounts"},
+                  warnings={"sender": {
+                      "hours_since_new_device": "new_device", "device_first_seen": "new_device",
+                      "hours_since_new_card": "new_card",
+                      **dict.fromkeys(("hours_since_password_reset", "hours_since_email_change",
+                                       "hours_since_phone_change"), "credentials_changed")}})

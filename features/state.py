@@ -1,9 +1,11 @@
-"""What every entity state shares: the contract, the clock, idempotence and serialisation.
+"""The storage layer every entity state shares: the contract, the clock, idempotence, msgpack, and
+the time bookkeeping (shift with the base, sweep what expired, emptiness) done once for all parts.
 
 Contract (the stream and the replay call only these):
 - ``learn_one(event, role) -> list[derived events]`` updates the state in event time;
 - ``features_for(transfer, role) -> dict[str, float]`` reads the features this entity gives a
-  transfer, *before* the transfer itself is learnt (call features_for, then learn_one);
+  transfer, *before* the transfer itself is learnt (call features_for, then learn_one); the
+  families it reads are ``READS[role]`` (see ``features.family``);
 - ``seen(seq)`` / ``mark(seq)``: ``seq`` increases along every event an entity receives (the
   stream: the offset in the one partition that carries all of this entity's events; the
   replay: the event's rank). ``if not st.seen(seq): st.learn_one(ev, role); st.mark(seq)``;
@@ -14,15 +16,31 @@ Times inside a state are milliseconds relative to ``base``, an absolute time at 
 the past, so each fits in 5 msgpack bytes instead of 9. ``base`` moves forward (every ~2 weeks of
 activity) and every stored time shifts with it; nothing a feature reads depends on when that
 happens, nor on when expired data is swept: reads filter by time themselves.
+
+A part of a state (a ``Struct`` field of an entity state) declares where it keeps times in
+``TIMES`` (``Rows``, ``Buckets``, ``Stamps``, ``Moments``, ``Moment``, ``Nested``), each with how
+long it keeps them; ``forget(t, day)``, when a part has it, drops what a declaration cannot say.
+A part is empty when it equals a fresh one.
+
+>>> class Seen(Struct, array_like=True):
+...     ts: list[int] = []
+...     TIMES = (Rows("ts", keep=10),)
+>>> part = Seen([5, 12, 30])
+>>> sweep(part, 25, 0), part.ts
+(None, [30])
+>>> shift(part, 20), part.ts, is_blank(part)
+(None, [10], False)
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import ClassVar, Optional
 
 import msgspec
 from msgspec import Struct
 
-from features.windows import DAY, MONTH, WEEK
+from features.family import Family, read_families, names_of
+from features.windows import DAY, MONTH, WEEK, drop_head
 
 BASE_LAG = MONTH + DAY  # a new base sits this far behind the event that sets it...
 REBASE_AT = 40 * DAY  # ...and moves once the newest time is this far from it (< 2^32 ms)
@@ -31,12 +49,134 @@ SWEEP_EVERY = WEEK
 _ENCODER = msgspec.msgpack.Encoder()
 
 
+# --- where a part keeps times ---------------------------------------------------------------
+class Rows:
+    """Parallel lists sorted by the first, which holds times; rows older than ``keep`` go."""
+
+    def __init__(self, *fields: str, keep: Optional[int] = None):
+        self.fields, self.keep = fields, keep
+
+    def shift(self, part, d: int) -> None:
+        col = getattr(part, self.fields[0])
+        col[:] = [x - d for x in col]
+
+    def sweep(self, part, t: int) -> None:
+        if self.keep is not None:
+            cols = tuple(getattr(part, f) for f in self.fields)
+            drop_head(cols, bisect_left(cols[0], t - self.keep))
+
+
+class Buckets:
+    """One flat list of records of ``width`` ints, each starting with a time (shift only: the
+    part's ``forget`` drops them)."""
+
+    def __init__(self, field: str, width: int):
+        self.field, self.width = field, width
+
+    def shift(self, part, d: int) -> None:
+        col = getattr(part, self.field)
+        col[0::self.width] = [x - d for x in col[0::self.width]]
+
+    def sweep(self, part, t: int) -> None:
+        pass
+
+
+class Stamps:
+    """A dict of key -> last time; keys unseen for ``keep`` go."""
+
+    def __init__(self, field: str, keep: int):
+        self.field, self.keep = field, keep
+
+    def shift(self, part, d: int) -> None:
+        stamps = getattr(part, self.field)
+        for k in stamps:
+            stamps[k] -= d
+
+    def sweep(self, part, t: int) -> None:
+        stamps = getattr(part, self.field)
+        for k in [k for k, v in stamps.items() if v < t - self.keep]:
+            del stamps[k]
+
+
+class Moments:
+    """A list of optional times, each set back to None once older than ``keep``."""
+
+    def __init__(self, field: str, keep: int):
+        self.field, self.keep = field, keep
+
+    def shift(self, part, d: int) -> None:
+        setattr(part, self.field, [c - d if c is not None else None
+                                   for c in getattr(part, self.field)])
+
+    def sweep(self, part, t: int) -> None:
+        setattr(part, self.field, [c if c is not None and c >= t - self.keep else None
+                                   for c in getattr(part, self.field)])
+
+
+class Moment:
+    """One optional time, kept as long as the part (shift only)."""
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def shift(self, part, d: int) -> None:
+        value = getattr(part, self.field)
+        if value is not None:
+            setattr(part, self.field, value - d)
+
+    def sweep(self, part, t: int) -> None:
+        pass
+
+
+class Nested:
+    """A dict of parts with their own ``TIMES`` (shifted with them; the owner's ``forget``
+    decides when one goes)."""
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def shift(self, part, d: int) -> None:
+        for inner in getattr(part, self.field).values():
+            shift(inner, d)
+
+    def sweep(self, part, t: int) -> None:
+        pass
+
+
+def shift(part, d: int) -> None:
+    """Move every time ``part`` holds back by ``d`` (its state's base moved forward by d)."""
+    for times in type(part).TIMES:
+        times.shift(part, d)
+
+
+def sweep(part, t: int, day: int) -> None:
+    """Drop what no read at relative time ``t`` (UTC day ``day``) or later can use."""
+    for times in type(part).TIMES:
+        times.sweep(part, t)
+    forget = getattr(part, "forget", None)
+    if forget is not None:
+        forget(t, day)
+
+
+_BLANKS: dict[type, Struct] = {}
+
+
+def is_blank(part) -> bool:
+    """True when ``part`` holds nothing a fresh one would not."""
+    blank = _BLANKS.get(type(part))
+    if blank is None:
+        blank = _BLANKS[type(part)] = type(part)()
+    return part == blank
+
+
+# --- the entity state -----------------------------------------------------------------------
 class EntityState(Struct, array_like=True, gc=False):
     seq: int = -1  # the last event learnt (see ``seen``)
     base: Optional[int] = None  # absolute ms that the stored times count from
     last: int = 0  # newest time learnt (relative)
 
     KIND: ClassVar[str]
+    READS: ClassVar[dict[str, tuple[Family, ...]]]  # role -> the families a transfer reads
     _decoders: ClassVar[dict] = {}
 
     # --- idempotence ------------------------------------------------------------------------
@@ -63,7 +203,8 @@ class EntityState(Struct, array_like=True, gc=False):
                 if t > REBASE_AT:
                     d = t - BASE_LAG
                     self.base += d
-                    self._shift(d)
+                    for part in self._parts():
+                        shift(part, d)
                     t -= d
             self.last = t
         return t
@@ -80,7 +221,14 @@ class EntityState(Struct, array_like=True, gc=False):
             self._sweep(ts - self.base, ts // DAY)
 
     def is_empty(self) -> bool:
-        return self._empty()
+        return all(is_blank(part) for part in self._parts())
+
+    def _sweep(self, t: int, day: int) -> None:
+        for part in self._parts():
+            sweep(part, t, day)
+
+    def _parts(self) -> list:
+        return [getattr(self, name) for name in self.__struct_fields__[3:]]  # after seq, base, last
 
     # --- serialisation ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -93,22 +241,19 @@ class EntityState(Struct, array_like=True, gc=False):
             dec = cls._decoders[cls] = msgspec.msgpack.Decoder(cls)
         return dec.decode(data)
 
-    # --- per kind ---------------------------------------------------------------------------
-    def learn_one(self, event, role: str) -> list:
-        raise NotImplementedError
-
+    # --- reading ----------------------------------------------------------------------------
     def features_for(self, transfer, role: str) -> dict[str, float]:
-        raise NotImplementedError
+        return read_families(self, transfer, self.now(transfer.ts), role)
+
+    @classmethod
+    def prefix(cls, role: str) -> str:
+        """What this state's feature names start with when read in ``role``."""
+        return role
 
     @classmethod
     def feature_names(cls, role: str) -> tuple[str, ...]:
-        raise NotImplementedError
+        return names_of(cls, role)
 
-    def _sweep(self, t: int, day: int) -> None:
-        raise NotImplementedError
-
-    def _shift(self, d: int) -> None:
-        raise NotImplementedError
-
-    def _empty(self) -> bool:
+    # --- per kind ---------------------------------------------------------------------------
+    def learn_one(self, event, role: str) -> list:
         raise NotImplementedError

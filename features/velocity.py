@@ -21,9 +21,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from functools import lru_cache
 from operator import mul
+from typing import ClassVar, Optional
 
 from msgspec import Struct
 
+from features.family import Family
+from features.state import Buckets, Rows
 from features.windows import DAY, MONTH, NAN, WEEK, WINDOWS, drop_head, insert, span
 
 HISTORY = 20  # the amount baseline: the last 20 transfers of 30 d (and all those of 7 d)
@@ -36,20 +39,23 @@ NEW_COUNTERPARTY = 1  # no earlier transfer between the two accounts
 NO_CONVERSATION = 2  # no message between them before the transfer
 
 
-WIDTHS = tuple(width for _, width in WINDOWS)
-_EMPTY = (0.0, 0.0, 0.0, 0.0)
-
 
 class Flow(Struct, array_like=True, gc=False):
+    """A device's or a card's transfers: the exact rows of 7 days."""
     ts: list[int] = []
     amount: list[int] = []
     cp: list[int] = []  # the counterparty's tag (recipient for outflows, sender for inflows)
     flags: list[int] = []
     days: list[int] = []  # day buckets, flat: start, count, sum, max (only with ``by_day``)
 
-    def add(self, t: int, amount: int, cp: int, flags: int, history: int = 0,
-            by_day: bool = False) -> None:
-        if by_day:
+    TIMES = (Rows("ts", "amount", "cp", "flags"), Buckets("days", 4))  # swept by ``forget``
+    HISTORY: ClassVar[int] = 0  # rows of 30 d kept beyond the 7 d for the amount baseline
+    BY_DAY: ClassVar[bool] = False  # keeps the day buckets
+
+    def add(self, t: int, amount: int, cp: int, flags: int, history: Optional[int] = None,
+            by_day: Optional[bool] = None) -> None:
+        history = self.HISTORY if history is None else history
+        if self.BY_DAY if by_day is None else by_day:
             self._add_to_day(t, amount)
         ts = self.ts
         if not ts or ts[-1] <= t:  # in order: the usual case, kept cheap
@@ -99,24 +105,23 @@ class Flow(Struct, array_like=True, gc=False):
         week, month = bisect_left(ts, t - WEEK, 0, hi), bisect_left(ts, t - MONTH, 0, hi)
         return min(week, max(hi - history, month))
 
-    def shift(self, d: int) -> None:
-        self.ts[:] = [x - d for x in self.ts]
-        self.days[0::4] = [x - d for x in self.days[0::4]]
+    def forget(self, t: int, day: int) -> None:
+        self.sweep(t, self.HISTORY)
 
-    def velocity(self, t: int) -> list[float]:
-        """count, sum, max, distinct counterparties, for each window (the order of ``names``)."""
+    def velocity(self, t: int, counterparties: str) -> dict[str, float]:
+        """count, sum, max, distinct counterparties, for each window."""
         ts, amount, cp = self.ts, self.amount, self.cp
         hi = bisect_left(ts, t)
         out = []
-        for width in WIDTHS:
+        for _, width in WINDOWS:
             lo = bisect_left(ts, t - width, 0, hi)
-            if lo == hi:
-                out += _EMPTY
+            if lo == hi:  # the usual case for the short windows
+                out += _NOTHING
             else:
                 seg = amount[lo:hi]
                 out += (float(hi - lo), float(sum(seg)), float(max(seg)),
                         float(len(set(cp[lo:hi]))))
-        return out
+        return dict(zip(_keys(counterparties), out))
 
     def windows(self, t: int) -> Windows:
         """count, sum, max over 24 h and 7 d (exact rows) and 30 d (day buckets, then exact rows:
@@ -146,12 +151,13 @@ class Flow(Struct, array_like=True, gc=False):
         out.append((count, total, top))
         return tuple(out)
 
-    def baseline(self, t: int, amount: int) -> list[float]:
+    def baseline(self, t: int, amount: int) -> dict[str, float]:
         """This amount against the history: ratio to the 30-day median, z-score, history size."""
         lo, hi = self.kept(t, HISTORY), bisect_left(self.ts, t)
         n = hi - lo
         if n == 0:
-            return [NAN, NAN, 0.0]
+            return {"amount_to_median_30d": NAN, "amount_zscore_30d": NAN,
+                    "amount_history_30d": 0.0}
         hist = sorted(self.amount[lo:hi])
         mid = n // 2
         median = hist[mid] if n % 2 else (hist[mid - 1] + hist[mid]) / 2
@@ -159,7 +165,8 @@ class Flow(Struct, array_like=True, gc=False):
         mean = total / n
         std = ((n * sum(map(mul, hist, hist)) - total * total) ** 0.5) / n  # exact in ints
         std = max(std, 0.1 * mean, STD_FLOOR_CENTS)
-        return [amount / median, (amount - mean) / std, float(n)]
+        return {"amount_to_median_30d": amount / median, "amount_zscore_30d": (amount - mean) / std,
+                "amount_history_30d": float(n)}
 
     def cps_since(self, t: int, width: int, flag: int = 0) -> set[int]:
         """Distinct counterparties in the window, only those whose transfer carried ``flag``."""
@@ -168,33 +175,44 @@ class Flow(Struct, array_like=True, gc=False):
             return set(self.cp[lo:hi])
         return {c for c, f in zip(self.cp[lo:hi], self.flags[lo:hi]) if f & flag}
 
-    def empty(self) -> bool:
-        return not self.ts and not self.days
+
+class AccountFlow(Flow, array_like=True, gc=False):
+    """An account's transfers one way: also the amount history and the 30 days' buckets."""
+    HISTORY = HISTORY  # the module's
+    BY_DAY = True
+
+
+@lru_cache(maxsize=None)
+def _keys(counterparties: str) -> tuple[str, ...]:
+    """The names of ``Flow.velocity``'s values, in their order."""
+    return tuple(f"{stat}_{w}" for w, _ in WINDOWS
+                 for stat in ("count", "sum", "max", f"distinct_{counterparties}"))
+
+
+_NOTHING = (0.0, 0.0, 0.0, 0.0)  # an empty window's count, sum, max and distinct counterparties
 
 
 LONG_WINDOWS = ("24h", "7d", "30d")  # the windows of ``Flow.windows``
 Windows = tuple[tuple[int, int, int], ...]  # (count, sum, max) per LONG_WINDOWS
 
 
-def spending(stats: Windows) -> list[float]:
+def spending(stats: Windows) -> dict[str, float]:
     """The spending profile from the sent ``Flow.windows``: mean amount over 24 h, 7 d, 30 d (NaN
     without transfers), then the 30-day sum and max."""
-    month = stats[-1]
-    return [total / count if count else NAN for count, total, _ in stats] + [
-        float(month[1]), float(month[2])]
+    out = {f"out_mean_{w}": total / count if count else NAN
+           for w, (count, total, _) in zip(LONG_WINDOWS, stats)}
+    out["out_sum_30d"], out["out_max_30d"] = float(stats[-1][1]), float(stats[-1][2])
+    return out
 
 
-def spending_names(prefix: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}_out_mean_{w}" for w in LONG_WINDOWS) + (
-        f"{prefix}_out_sum_30d", f"{prefix}_out_max_30d")
+def _flow(account, role: str) -> Flow:
+    return account.sent if role == "sender" else account.received
 
 
-@lru_cache(maxsize=None)
-def names(prefix: str, cp_name: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}_{stat}_{w}" for w, _ in WINDOWS
-                 for stat in ("count", "sum", "max", f"distinct_{cp_name}"))
-
-
-def baseline_names(prefix: str) -> tuple[str, ...]:
-    return (f"{prefix}_amount_to_median_30d", f"{prefix}_amount_zscore_30d",
-            f"{prefix}_amount_history_30d")
+# the families an account gives (see ``features.family``)
+VELOCITY = Family(lambda a, tr, t, role: _flow(a, role).velocity(
+    t, "recipients" if role == "sender" else "senders"), "transfers")
+BASELINE = Family(lambda a, tr, t, role: _flow(a, role).baseline(t, tr.amount_cents), "transfers",
+                  warnings={"sender": dict.fromkeys(("amount_to_median_30d", "amount_zscore_30d"),
+                                                    "unusual_amount")})
+SPENDING = Family(lambda a, tr, t, role: spending(a.sent.windows(t)), "transfers")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.vector import FEATURE_NAMES, combine, transfer_part
+from features.vector import FEATURE_NAMES, WARNING_CODES, combine, transfer_part
 from models import policy
 from models import registry
 from models.scorer import Scorer
@@ -35,29 +35,10 @@ PART_TIMEOUT_S = 60.0
 LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
 NO_MODEL = "none"
 
-# The in-chat warning, chosen from the strongest reason that has one (exact feature names).
-WARNING_CODES = {
-    "sender_no_prior_conversation": "first_contact_payee",
-    "sender_first_transfer_to_recipient": "first_contact_payee",
-    "sender_pair_age_hours": "first_contact_payee",
-    "sender_pair_urgent_msgs_1h": "urgency",
-    "sender_pair_money_requests_in_1h": "money_request",
-    "sender_pair_link_msgs_1h": "link_shared",
-    "sender_hours_since_new_device": "new_device",
-    "sender_device_first_seen": "new_device",
-    "sender_hours_since_new_card": "new_card",
-    "sender_hours_since_password_reset": "credentials_changed",
-    "sender_hours_since_email_change": "credentials_changed",
-    "sender_hours_since_phone_change": "credentials_changed",
-    "sender_amount_to_median_30d": "unusual_amount",
-    "sender_amount_zscore_30d": "unusual_amount",
-    "recipient_fraud_links_30d": "payee_reported",
-    "recipient_scam_reports_30d": "payee_reported",
-    "recipient_confirmed_fraud": "payee_reported",
-}
-
 
 def warning_code(reasons: list[schemas.ReasonCode]) -> str:
+    """The in-chat warning of the strongest reason that has one (``WARNING_CODES``: declared by
+    the feature families)."""
     for reason in reasons:
         if reason.feature in WARNING_CODES:
             return WARNING_CODES[reason.feature]
