@@ -54,7 +54,7 @@ def _last_json(stdout: str) -> dict:
 def export_history(lake: Path, out: Path) -> tuple[Path, Path]:
     """The lake as a payment provider's export: transfers.csv and labels.csv (one row per labelled
     transfer; an account-takeover window becomes one row per transfer its account sent inside
-    it, as ``models.train.takeover_rows`` reads it). The party is the label's judged account's side of the transfer."""
+    it, as ``models.labels.takeover_rows`` reads it). The party is the label's judged account's side of the transfer."""
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{lake}/transfer-requests/*/*.parquet')")

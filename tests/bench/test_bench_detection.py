@@ -7,7 +7,7 @@ import csv
 import pandas as pd
 from click.testing import CliRunner
 
-from models.train import label_transfers
+from models.labels import label_transfers
 from pipelines.bench.detection import export_history
 from pipelines.cli import main
 from pipelines.simulator.offline import run_offline
