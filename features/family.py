@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterator
+from typing import Callable
 
 from pipelines.contracts.schemas import TransferRequested
 
@@ -48,31 +48,28 @@ PROBE = TransferRequested(id="probe", ts=86_400_000, transfer_id="probe", sender
                           payout_due_ts=86_400_000)
 
 
-def declared(cls, role: str) -> Iterator[tuple[str, Family, str]]:
-    """(full name, family, suffix) of every feature state class ``cls`` gives in ``role``."""
-    return iter(_declared(cls, role))
-
-
 @lru_cache(maxsize=None)
-def _declared(cls, role: str) -> tuple[tuple[str, Family, str], ...]:
+def declared(cls, role: str) -> tuple[tuple[str, Family, str], ...]:
+    """(full name, family, suffix) of every feature state class ``cls`` gives in ``role``."""
     blank, prefix = cls(), cls.prefix(role)
     t = blank.now(PROBE.ts)
     out = [(f"{prefix}_{suffix}", family, suffix)
            for family in cls.READS[role] for suffix in family.read(blank, PROBE, t, role)]
-    assert len({suffix for _, _, suffix in out}) == len(out), f"a {prefix} feature is read twice"
+    if len({suffix for _, _, suffix in out}) != len(out):
+        raise ValueError(f"two {cls.__name__} families give the same {prefix}_ feature")
     return tuple(out)
 
 
 @lru_cache(maxsize=None)
 def names_of(cls, role: str) -> tuple[str, ...]:
-    return tuple(name for name, _, _ in _declared(cls, role))
+    return tuple(name for name, _, _ in declared(cls, role))
 
 
 @lru_cache(maxsize=None)
 def _plan(cls, role: str) -> tuple[tuple[Callable, ...], tuple[str, ...], tuple[str, ...]]:
     """The reads to call, the suffixes they must give, and the names given instead."""
     return (tuple(family.read for family in cls.READS[role]),
-            tuple(s for _, _, s in _declared(cls, role)), names_of(cls, role))
+            tuple(s for _, _, s in declared(cls, role)), names_of(cls, role))
 
 
 def read_families(state, transfer, t: int, role: str) -> dict[str, float]:

@@ -23,15 +23,13 @@ FAILED_LOGINS = Family(lambda st, tr, t, role: {"failed_logins_1h": st.linked.fa
 
 
 class LinkState(EntityState, array_like=True, gc=False):
-    VELOCITY = True  # learns the transfers made with it (for its VELOCITY family)
-
     flow: Flow = field(default_factory=Flow)
     linked: Linked = field(default_factory=Linked)
 
     def learn_one(self, ev, role: str) -> list:
         t = self.clock(ev.ts)
         if role == "transfer":
-            if self.VELOCITY:
+            if VELOCITY in self.READS["transfer"]:  # only what a family reads is kept
                 self.flow.add(t, ev.amount_cents, tag(ev.recipient), 0)
             self.linked.see(tag(ev.sender), t)
         elif ev.kind == "login_failed":  # role "seen": an account event
@@ -58,4 +56,3 @@ class CardState(LinkState, array_like=True, gc=False):
 class IpState(LinkState, array_like=True, gc=False):
     KIND = "ip"
     READS = {"transfer": (ACCOUNTS, FAILED_LOGINS)}
-    VELOCITY = False

@@ -26,10 +26,10 @@ A part is empty when it equals a fresh one.
 ...     ts: list[int] = []
 ...     TIMES = (Rows("ts", keep=10),)
 >>> part = Seen([5, 12, 30])
->>> sweep(part, 25, 0), part.ts
-(None, [30])
->>> shift(part, 20), part.ts, is_blank(part)
-(None, [10], False)
+>>> sweep(part, t=25, day=0); part.ts
+[30]
+>>> shift(part, 20); part.ts, is_blank(part)
+([10], False)
 """
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ class EntityState(Struct, array_like=True, gc=False):
             sweep(part, t, day)
 
     def _parts(self) -> list:
-        return [getattr(self, name) for name in self.__struct_fields__[3:]]  # after seq, base, last
+        return [getattr(self, name) for name in self.__struct_fields__[_OWN_FIELDS:]]
 
     # --- serialisation ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -257,3 +257,6 @@ class EntityState(Struct, array_like=True, gc=False):
     # --- per kind ---------------------------------------------------------------------------
     def learn_one(self, event, role: str) -> list:
         raise NotImplementedError
+
+
+_OWN_FIELDS = len(EntityState.__struct_fields__)  # seq, base, last: the parts come after

@@ -8,6 +8,9 @@ stream and the replay use the same tie-break, but a late event is ordered where 
 and a transfer never counts itself even if it was already learnt.
 
 Windowed data is kept in parallel lists of ints sorted by time, so a window is two bisects.
+
+>>> count_in([0, 5, 10], t=10, width=10)  # 10 ms old: in; at the read's very ms: out
+2
 """
 from __future__ import annotations
 
