@@ -1,7 +1,7 @@
 """Writes the notebooks in this folder from the cells below (``python notebooks/build_notebooks.py``).
 
 Each notebook simulates its own small lake into a temporary directory with ``run_offline``, so it
-runs top to bottom anywhere; ``tests/test_lifecycle_notebooks.py`` executes all of them.
+runs top to bottom anywhere; ``tests/models/test_lifecycle_notebooks.py`` executes all of them.
 """
 from __future__ import annotations
 
@@ -167,6 +167,8 @@ def main() -> None:
             "language_info": {"name": "python"}}
     for name, cells in (("01_explore_the_lake", EXPLORE), ("02_train_and_evaluate", TRAIN),
                         ("03_fraud_ring_investigation", RING)):
+        for i, cell in enumerate(cells):
+            cell.id = f"{name[:2]}-{i:02d}"  # fixed ids: rebuilding changes only what changed
         nb = new_notebook(cells=cells, metadata=meta)
         nbformat.write(nb, HERE / f"{name}.ipynb")
         print(HERE / f"{name}.ipynb")
