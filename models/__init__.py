@@ -1,4 +1,5 @@
-"""Training, evaluation, thresholds, registry, rules, lists, policy and the scorer used by the stream."""
+"""Training, evaluation, thresholds, registry, rules, lists, policy and the scorer used by the stream.
+Which module owns what, lowest first: docs/models.md."""
 import os
 
 

@@ -115,8 +115,9 @@ def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int
     after replay without replaying again."""
     started = time.perf_counter()
     families = lake_families(Path(lake_dir))
+    # datasets.training_set, not a name bound at import: a test stands in for it
     table, stats = datasets.training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
-                                features=features)
+                                         features=features)
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,
                                  card=card, validate=validate, families=families,
