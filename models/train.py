@@ -1,10 +1,10 @@
-"""Training: point-in-time labels, a split by event time, LightGBM, thresholds from a budget.
+"""The training recipe: a split by event time, LightGBM, a seeded search, thresholds from a budget.
 
-Data validation, model cards, evaluation and drift live beside this (``models.lifecycle``,
-``models.expectations``, ``models.card``, ``models.evaluate``, ``models.drift``). What is here
-must be right: no future leaks into training (labels known before the cut-off only;
-validation and test come after training in time), and the same data and seed give the same model
-text, thresholds and version hash.
+``fit(table, feature_names)`` trains without storing (model text, metadata, details); ``train``
+also registers the model. The table comes labelled (``models.datasets``, ``models.labels``);
+validation, the card and the end-to-end ``vigie train`` are ``models.lifecycle``'s. Contract: no
+future leaks (validation and test come after training in time), and the same data and seed give
+the same model text, thresholds and version hash.
 """
 from __future__ import annotations
 
