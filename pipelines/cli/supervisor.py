@@ -12,11 +12,15 @@ from pathlib import Path
 import click
 
 from dashboards import users as console_users
+from pipelines.cli.processes import SERVICES
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import ensure_topics
 from pipelines.lake import parquet as lake
+
+# The lake row counts printed every 10 s.
+REPORTED_TOPICS = ["messages", "account-events", "transfer-requests", "decisions", "dead-letters"]
 
 
 class Child:
@@ -43,11 +47,9 @@ class Child:
 
 
 def _lake_counts(lake_dir: Path) -> str:
-    con = lake.connect(lake_dir, ["messages", "account-events", "transfer-requests", "decisions",
-                                  "dead-letters"])
+    con = lake.connect(lake_dir, REPORTED_TOPICS)
     counts = [f"{t}={con.execute(f'SELECT count(*) FROM {lake.view_name(t)}').fetchone()[0]}"
-              for t in ["messages", "account-events", "transfer-requests", "decisions",
-                        "dead-letters"]]
+              for t in REPORTED_TOPICS]
     return " ".join(counts)
 
 
@@ -74,7 +76,7 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         one_shots.append(Child("bootstrap-model", ["--log-level", "warning", "train", "--bootstrap"],
                                log_dir))
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
-    children += [Child(s, ["serve", s], log_dir) for s in ("messaging", "payment", "assistant")]
+    children += [Child(s, ["serve", s], log_dir) for s in SERVICES]
     click.echo(console_users.describe(console_users.users_path(),
                                       console_users.ensure_demo_users(console_users.users_path())))
     children.append(Child("console", ["console"], log_dir))
