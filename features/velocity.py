@@ -112,16 +112,18 @@ class Flow(Struct, array_like=True, gc=False):
         """count, sum, max, distinct counterparties, for each window."""
         ts, amount, cp = self.ts, self.amount, self.cp
         hi = bisect_left(ts, t)
-        out = []
-        for _, width in WINDOWS:
+        out = {}
+        for (_, width), (count, total, top, distinct) in zip(WINDOWS, _keys(counterparties)):
             lo = bisect_left(ts, t - width, 0, hi)
             if lo == hi:  # the usual case for the short windows
-                out += _NOTHING
-            else:
-                seg = amount[lo:hi]
-                out += (float(hi - lo), float(sum(seg)), float(max(seg)),
-                        float(len(set(cp[lo:hi]))))
-        return dict(zip(_keys(counterparties), out))
+                out[count] = out[total] = out[top] = out[distinct] = 0.0
+                continue
+            seg = amount[lo:hi]
+            out[count] = float(hi - lo)
+            out[total] = float(sum(seg))
+            out[top] = float(max(seg))
+            out[distinct] = float(len(set(cp[lo:hi])))
+        return out
 
     def windows(self, t: int) -> Windows:
         """count, sum, max over 24 h and 7 d (exact rows) and 30 d (day buckets, then exact rows:
@@ -183,13 +185,10 @@ class AccountFlow(Flow, array_like=True, gc=False):
 
 
 @lru_cache(maxsize=None)
-def _keys(counterparties: str) -> tuple[str, ...]:
-    """The names of ``Flow.velocity``'s values, in their order."""
-    return tuple(f"{stat}_{w}" for w, _ in WINDOWS
-                 for stat in ("count", "sum", "max", f"distinct_{counterparties}"))
-
-
-_NOTHING = (0.0, 0.0, 0.0, 0.0)  # an empty window's count, sum, max and distinct counterparties
+def _keys(counterparties: str) -> tuple[tuple[str, str, str, str], ...]:
+    """Per window: the names of its count, sum, max and distinct counterparties."""
+    return tuple(tuple(f"{stat}_{w}" for stat in ("count", "sum", "max", f"distinct_{counterparties}"))
+                 for w, _ in WINDOWS)
 
 
 LONG_WINDOWS = ("24h", "7d", "30d")  # the windows of ``Flow.windows``
