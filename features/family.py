@@ -25,7 +25,7 @@ from pipelines.contracts.schemas import TransferRequested
 
 @dataclass(frozen=True)
 class Family:
-    read: Callable[..., dict[str, float]]  # (state, transfer, relative now, role) -> {suffix: value}
+    read: Callable[..., dict[str, float]]  # (state, transfer, relative t, role) -> {suffix: value}
     source: str  # the source family its features need beyond transfers
     sources: dict[str, str] = field(default_factory=dict)  # exceptions: suffix -> source family
     warnings: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> {suffix: code}

@@ -76,7 +76,8 @@ class Risk(Struct, array_like=True, gc=False):
                 continue
             for (count, _, _), width, (n, fraud, share) in zip(stats, _WIDTHS, keys):
                 k = count_in(fraud_ts, t, width)
-                out[n], out[fraud], out[share] = float(count), float(k), min(k / count, 1.0) if count else NAN
+                out[n], out[fraud] = float(count), float(k)
+                out[share] = min(k / count, 1.0) if count else NAN
             i = bisect_left(fraud_ts, t)
             newest = fraud_ts[i - 1] if i else None
             out[_SINCE[d]] = ((t - newest) / HOUR if newest is not None and newest >= t - MONTH

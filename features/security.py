@@ -74,8 +74,8 @@ class Security(Struct, array_like=True, gc=False):
 
     def features(self, tr, t: int, with_device: bool) -> dict[str, float]:
         created = self.created
-        out = {"account_age_days": (tr.ts - created) / DAY if created is not None and created < tr.ts
-               else NAN}
+        out = {"account_age_days": (tr.ts - created) / DAY
+               if created is not None and created < tr.ts else NAN}
         for name, c in zip(_SINCE, self.changes):
             out[name] = (t - c) / HOUR if c is not None and t - MONTH <= c < t else NAN
         out["failed_logins_1h"] = float(count_in(self.fail_ts, t, HOUR))

@@ -6,7 +6,11 @@ features of an absent family are left out (never fed as all-null).
 
 ``FEATURE_FAMILY`` maps every name of ``features.vector.FEATURE_NAMES`` to the one family it needs
 beyond transfers (a feature of transfers alone: "transfers"), as each feature family declares it
-(``features.family``); ``features_for_sources`` is what a history holding some families can feed a model.
+(``features.family``); ``features_for_sources`` is what a history holding some families can feed
+a model.
+
+>>> FEATURE_FAMILY["sender_account_age_days"], features_for_sources({"transfers"})[:2]
+('accounts', ['transfer_amount_cents', 'transfer_payout_delay_hours'])
 """
 from __future__ import annotations
 

@@ -1,20 +1,22 @@
 """Velocity: count, sum, max and distinct counterparties of transfers over exact sliding windows
-(10 min, 1 h, 24 h, 7 d), for the sender, the recipient, the device and the card; and the amount
-against the sender's own history: its transfers of the last 30 days, the 20 most recent unless
-the last 7 days alone hold more (ratio to their median; z-score, with the spread floored at 10 %
-of the mean and 1 € so that a flat history gives finite values).
+(10 min, 1 h, 24 h, 7 d); the amount against the account's own history (its transfers of the last
+30 days, the 20 most recent unless the last 7 days alone hold more: ratio to their median, z-score
+with the spread floored at 10 % of the mean and 1 €); the sender's spending profile.
 
-A ``Flow`` is one entity's transfers in one direction, as parallel int lists sorted by event time
-(ms, relative to the state's base, see ``features.state``). Amounts are in cents.
+A ``Flow`` is one entity's transfers one way, as parallel int lists sorted by event time (relative
+ms, see ``features.state``; cents). Exact rows live 7 days (and the amount history). An
+``AccountFlow`` also keeps *day buckets* (start, count, sum, max) for 30 days: a bucket opens at a
+transfer at least 24 h after the previous bucket's start (a late transfer joins the bucket whose
+span holds it), so buckets depend on event times only, never on the base or on sweeps. A 30-day
+read (``windows``, also the spending profile's) adds the buckets older than the last 7 days to the
+exact rows: exact at the near edge (the read's own millisecond stays out), a bucket's resolution
+(< 24 h) at the far edge.
 
-Exact rows are kept for 7 days (and the amount history), so an account's two flows also keep
-*day buckets* (count, sum, max) for 30 days: a bucket opens at a transfer at least 24 h after the previous
-bucket's start (a late transfer joins the bucket whose span holds it), so buckets depend on event
-times only, never on the base or on when a sweep runs. A 30-day read (``windows``) takes the buckets
-whose start is in [t - 30 d, t) up to the first one inside the last 7 days, whose transfers, and
-every later one, are read from the exact rows: the recent part is exact and a transfer at the
-very millisecond of the read stays out; the far edge is at a bucket's resolution (< 24 h).
-The spending profile (mean per window, 30-day sum and max) reads the same windows.
+>>> flow = Flow()
+>>> flow.add(0, 500, 1, 0); flow.add(60_000, 700, 2, 0)
+>>> v = flow.velocity(120_000, "recipients")
+>>> v["count_10m"], v["sum_10m"], v["distinct_recipients_10m"]
+(2.0, 1200.0, 2.0)
 """
 from __future__ import annotations
 
@@ -187,8 +189,8 @@ class AccountFlow(Flow, array_like=True, gc=False):
 @lru_cache(maxsize=None)
 def _keys(counterparties: str) -> tuple[tuple[str, str, str, str], ...]:
     """Per window: the names of its count, sum, max and distinct counterparties."""
-    return tuple(tuple(f"{stat}_{w}" for stat in ("count", "sum", "max", f"distinct_{counterparties}"))
-                 for w, _ in WINDOWS)
+    stats = ("count", "sum", "max", f"distinct_{counterparties}")
+    return tuple(tuple(f"{stat}_{w}" for stat in stats) for w, _ in WINDOWS)
 
 
 LONG_WINDOWS = ("24h", "7d", "30d")  # the windows of ``Flow.windows``
