@@ -15,9 +15,14 @@ applied right after the event that caused them, in the order returned: the repla
 that; the stream publishes them and applies them when they come back (so it may lag a few ms).
 
 Order (the replay's, and the stream's through ``pipelines/stream/watermarks.py``): by event time
-(``known_at`` for a Label, ``ts`` otherwise), then by topic in ``TOPIC_ORDER``, then by event id. Windows leave out events
-at the very millisecond of a transfer, so the tie-break hardly matters: only counters (prior
-transfers of a pair, a device's last sighting) can see an event sharing the millisecond.
+(``known_at`` for a Label, ``ts`` otherwise), then by topic in ``TOPIC_ORDER``, then by event
+id. Windows leave out events at the very millisecond of a transfer, so the tie-break hardly
+matters: only counters (prior transfers of a pair, a device's last sighting) can see an event
+sharing the millisecond.
+
+>>> from features.family import PROBE  # a transfer with a device, a card and an IP
+>>> [kind for kind, _, role in routes(PROBE)]
+['account', 'account', 'device', 'card', 'ip']
 """
 from __future__ import annotations
 
