@@ -47,11 +47,11 @@ def model(kafka, session_dir):
     """A model trained on an offline simulation, in the registry every worker reads."""
     from models import registry
     from pipelines.simulator.offline import run_offline
-    from models.tables import train_from_lake
+    from models.lifecycle import train_lake
 
     lake = session_dir / "train-lake"
     run_offline(lake, seed=101, users=1500, days=3, mix=FRAUD_HEAVY)
-    stats = train_from_lake(lake, root=registry.models_dir())
+    stats = train_lake(lake, root=registry.models_dir())
     assert registry.latest() == stats["version"]
     return stats["version"]
 
