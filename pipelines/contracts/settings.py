@@ -12,6 +12,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment (unset or empty: the default)."""
+    return float(os.environ.get(name) or default)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 from features.sources import FAMILIES
 from pipelines.contracts import schemas as s
 from pipelines.contracts import settings
+from pipelines.contracts.settings import env_seconds
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services.common import env_seconds
-from pipelines.simulator.offline_services import FLUSH_ROWS, LakeWriter
+from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
 
 BATCH_ROWS = 65_536
 MANIFEST = "sources.json"

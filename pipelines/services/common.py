@@ -47,10 +47,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def env_seconds(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
 # --- HTTP --------------------------------------------------------------------------------
 class ApiError(Exception):
     """Raised by a handler; answered as ``{"error": reason}`` with ``status``."""

@@ -24,7 +24,8 @@ from aiohttp import web
 from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, env_seconds,
+from pipelines.contracts.settings import env_seconds
+from pipelines.services.common import (ApiError, GroupReader, LogReader, Service,
                                        now_ms, read_json, serve)
 
 log = logging.getLogger(__name__)

@@ -7,50 +7,16 @@ Why, and the ids: docs/simulator.md#offline-services
 """
 from __future__ import annotations
 
-from operator import attrgetter
-from pathlib import Path
 from typing import Callable, Optional
 
 from msgspec.structs import replace
 
-from pipelines.lake import parquet as lake
+from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
 from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.assistant import SUGGESTION_TTL_MS
 from pipelines.simulator.world import AnalystVerdict, AssistantSwitch, Suggestion, SuggestionResponse
-
-TOPICS = ("messages", "account-events", "transfer-requests", "assistant-events", "labels")
-FLUSH_ROWS = 200_000  # per topic: bounds memory, keeps files large
-_BY_TS = attrgetter("ts")
-
-
-class LakeWriter:
-    """Buffers each topic's events and writes them as the lake's hourly Parquet files."""
-
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-        self.tables = {t: lake.TopicTable(t, with_kafka_columns=False) for t in TOPICS}
-        self.buffers: dict[str, list] = {t: [] for t in TOPICS}
-        self.counts = dict.fromkeys(TOPICS, 0)
-        self.files: list[Path] = []
-        self._seq = 0
-
-    def flush(self, topic: str) -> None:
-        events = self.buffers[topic]
-        if not events:
-            return
-        events.sort(key=_BY_TS)  # stable: labels arrive late, everything else is in order
-        self.files += lake.write_batch(self.out_dir, topic, self.tables[topic], events,
-                                       name=f"sim-{self._seq:06d}")
-        self._seq += 1
-        self.counts[topic] += len(events)
-        self.buffers[topic] = []
-
-    def close(self) -> None:
-        for topic in TOPICS:
-            self.flush(topic)
-
 
 class EventLog:
     """``handlers`` maps each request or command type to what the services would do with it."""

@@ -347,7 +347,7 @@ def test_exit_code_is_non_zero_only_when_nothing_imported(tmp_path):
 
 def test_families_of_a_lake_without_manifest(tmp_path, imported):
     from pipelines.contracts import schemas as s
-    from pipelines.simulator.offline_services import LakeWriter
+    from pipelines.lake.writer import LakeWriter
 
     writer = LakeWriter(tmp_path / "sim")
     account = pseudonymize("account", "zq-acct-00001")

@@ -21,7 +21,8 @@ from features.message_signals import derive
 from pipelines.lake import parquet as lake
 from pipelines.services import requests as rq
 from pipelines.simulator import fraud, legit, texts
-from pipelines.simulator.offline_services import EventLog, LakeWriter
+from pipelines.lake.writer import LakeWriter
+from pipelines.simulator.offline_services import EventLog
 from pipelines.simulator.offline import EPOCH_MS, run_offline
 
 USERS, DAYS = 600, 7.0
