@@ -39,7 +39,7 @@ from typing import ClassVar, Optional
 import msgspec
 from msgspec import Struct
 
-from features.family import Family, read_families, names_of
+from features.family import Family, names_of, read_families
 from features.windows import DAY, MONTH, WEEK, drop_head
 
 BASE_LAG = MONTH + DAY  # a new base sits this far behind the event that sets it...
