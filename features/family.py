@@ -13,17 +13,19 @@ and the warning codes are all derived from those lists.
 ...              warnings={"sender": {"amount_euros": "unusual_amount"}})
 >>> EUROS.read(None, PROBE, 0, "sender"), EUROS.source_of("amount_euros")
 ({'amount_euros': 1.0}, 'transfers')
+>>> EUROS.warning("sender", "amount_euros"), EUROS.warning("recipient", "amount_euros")
+('unusual_amount', None)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Optional
 
 from pipelines.contracts.schemas import TransferRequested
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a family is itself, whatever it declares
 class Family:
     read: Callable[..., dict[str, float]]  # (state, transfer, relative t, role) -> {suffix: value}
     source: str  # the source family its features need beyond transfers
@@ -33,7 +35,7 @@ class Family:
     def source_of(self, suffix: str) -> str:
         return self.sources.get(suffix, self.source)
 
-    def warning(self, role: str, suffix: str):
+    def warning(self, role: str, suffix: str) -> Optional[str]:
         return self.warnings.get(role, {}).get(suffix)
 
 
