@@ -60,7 +60,7 @@ else:
     st.info("Promote and roll back: data_scientist or admin only.")
 
 st.subheader("Live data quality")
-# The lake sink's sampled Great Expectations checks (pipelines/lake/quality.py), latest per topic.
+# The lake sink's sampled Great Expectations checks (pipelines/stream/quality.py), latest per topic.
 quality = common.q("""SELECT topic, suite, success, evaluated, sample_rows, seen_rows, failures, ts
                       FROM data_quality QUALIFY row_number() OVER (PARTITION BY topic ORDER BY ts DESC) = 1
                       ORDER BY topic""")

@@ -219,7 +219,7 @@ class QualityFailure(Struct, forbid_unknown_fields=True, frozen=True):
 
 class DataQuality(Event, kw_only=True):
     """One Great Expectations check of a sample of one input topic's recent events (the lake
-    sink's periodic check, ``pipelines/lake/quality.py``); ``ts`` is when it ran."""
+    sink's periodic check, ``pipelines/stream/quality.py``); ``ts`` is when it ran."""
     topic: Annotated[str, Meta(min_length=1, max_length=64)]
     suite: Code
     success: bool

@@ -1,3 +1,4 @@
-"""The lake: every topic appended to Parquet by the ``sink`` (with sampled data-quality checks),
-compacted by hour (``parquet``), read back in event order (``event_log``); histories from
-elsewhere brought in by ``importer``, with the source families they hold (``sources``)."""
+"""The lake: Parquet files per topic and event hour (``parquet``: write, compact, connect DuckDB),
+buffered writes (``writer``), reads in event order (``event_log``), the source families a lake
+holds (``sources``), and histories from elsewhere (``importer``, ``vigie import``). The live
+sink that fills it from Kafka is a Faust app: ``pipelines.stream.lake_sink``."""

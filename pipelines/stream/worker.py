@@ -4,7 +4,7 @@ path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
 from pipelines.kafka.tables import raw_topic
-from pipelines.lake import sink as lake_sink
+from pipelines.stream import lake_sink
 from pipelines.recovery import stage as recovery
 from pipelines.stream import control as control_mod
 from pipelines.stream import decide, entities, ingest

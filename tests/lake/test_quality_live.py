@@ -1,5 +1,5 @@
 """The live stream's data-quality check: the lake sink validates a sample of each input topic on a
-schedule (pipelines/lake/quality.py) and publishes the result to the data-quality topic."""
+schedule (pipelines/stream/quality.py) and publishes the result to the data-quality topic."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.lake import parquet as lake
 from pipelines.contracts import schemas
-from pipelines.lake.quality import Sampler, check
+from pipelines.stream.quality import Sampler, check
 from pipelines.contracts.privacy import pseudonymize as h
 from conftest import wait_for
 

@@ -1,4 +1,4 @@
-"""The lake sink: appends every topic to Parquet (see ``pipelines.lake.parquet``).
+"""The lake sink, a Faust app of its own (``vigie sink``): appends every topic to Parquet (see ``pipelines.lake.parquet``).
 
 Batches are written, then acknowledged: a crash before the write re-reads the batch, and
 files are named after the offsets they hold, so the offsets already in the lake are
@@ -16,7 +16,7 @@ from pathlib import Path
 from models.expectations import EVENT_TOPICS
 from pipelines.lake import parquet as lake
 from pipelines.contracts import settings as settings_mod
-from pipelines.lake import quality
+from pipelines.stream import quality
 from pipelines.contracts.topics import TOPICS, InvalidEvent, decode
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Live data quality: the lake sink checks a sample of each input topic on a schedule.
+"""Live data quality, a stage of the lake sink's Faust app: it checks a sample of each input topic on a schedule.
 
 Every ``VIGIE_QUALITY_EVERY_S`` seconds (default 60) each topic's reservoir sample of the
 events seen since the previous check is validated against its Great Expectations suite
@@ -15,6 +15,7 @@ import os
 import random
 import time
 
+from models.expectations import load_suite, validate_frame
 from pipelines.contracts import schemas
 from pipelines.lake.parquet import TopicTable
 
@@ -65,9 +66,6 @@ def _observed(value) -> str:
 
 def check(topic: str, events: list, seen: int, now_ms: int) -> schemas.DataQuality:
     """Validate one topic's sample (the lake's columns, as ``vigie validate`` sees them)."""
-    # why: models.expectations loads great_expectations (seconds): only once a check is due
-    from models.expectations import load_suite, validate_frame
-
     frame = TopicTable(topic, with_kafka_columns=False).to_arrow(events).to_pandas()
     result = validate_frame(frame, load_suite(topic), reference_ms=now_ms)
     times = [e.ts for e in events]
