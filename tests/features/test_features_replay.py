@@ -119,7 +119,7 @@ def test_states_cannot_be_kept_by_a_sharded_replay():
 
 def test_payout_delay_and_self_transfer():
     log = Log()
-    tr = log.transfer("ann", "ann", T0)
+    log.transfer("ann", "ann", T0)
     f = next(replay(log)).features
     assert f["transfer_to_self"] == 1 and f["transfer_payout_delay_hours"] == 2 * HOUR / HOUR
 
