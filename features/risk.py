@@ -10,7 +10,7 @@ are applied in that order, so a transfer decided before the label came sees noth
 Which labels count: any label naming a transfer (``transfer_id``) tells both its parties when
 it carries them (``Label.sender`` / ``recipient``, routed in ``features.routing``). ``is_fraud``
 marks the transfer fraudulent, a later label with ``is_fraud`` False (an analyst's "legitimate")
-clears it: the latest known wins, as in ``models.train.label_transfers``. Two labels on one
+clears it: the latest known wins, as in ``models.labels.label_transfers``. Two labels on one
 transfer count it once. The transfer's time is the label's ``ts`` (when the fraud happened).
 
 Features, for the sender's and the recipient's account (p), inbound and outbound (d), over
