@@ -16,8 +16,7 @@ from msgspec import field
 
 from features.conversation import ASSISTANT, PAIR, Chat
 from features.family import Family
-from features.graph import (FAN_IN, FANOUT, FORWARDING, FRAUD, SINCE_INBOUND, Fraud,
-                            flag_neighbours)
+from features.graph import FAN_IN, FANOUT, FORWARDING, FRAUD, SINCE_INBOUND, Fraud, flag_neighbours
 from features.risk import RISK, Risk
 from features.security import CREDENTIALS, NEW_DEVICE, SECURITY, Security
 from features.state import EntityState

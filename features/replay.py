@@ -19,11 +19,10 @@ import gc
 import multiprocessing
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from pipelines.contracts.schemas import Label, TransferRequested
-
 from features.graph import CONFIRMING
 from features.routing import STATE_CLASSES, order_key, routes
 from features.vector import combine, parts_of, transfer_part
+from pipelines.contracts.schemas import Label, TransferRequested
 
 CHUNK = 256  # transfers a shard sends at a time
 

@@ -26,11 +26,10 @@ sharing the millisecond.
 """
 from __future__ import annotations
 
-from pipelines.contracts import schemas as s
-
 from features.account import AccountState
 from features.graph import NeighbourFlagged
 from features.links import CardState, DeviceState, IpState
+from pipelines.contracts import schemas as s
 
 STATE_CLASSES = {cls.KIND: cls for cls in (AccountState, DeviceState, CardState, IpState)}
 # the same tie-break as pipelines.lake.event_log.FEATURE_TOPICS (the lake reader)

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from models import registry
-from models.evaluate import (baseline_scores, baseline_warnings, evaluate, evaluate_table,
-                             headline, labelled_lake)
+from models.evaluate import (baseline_scores, baseline_warnings, evaluate, evaluate_table, headline,
+                             labelled_lake)
 from models.labels import label_transfers, scenario_of
 from models.tables import labels_table
 from pipelines.lake import parquet as lake

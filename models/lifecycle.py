@@ -23,8 +23,7 @@ from typing import Optional
 
 from features.sources import features_for_sources
 from features.vector import FEATURE_NAMES
-from models import card as card_mod
-from models import datasets, registry
+from models import card as card_mod, datasets, registry
 from models.datasets import DAY_MS, DEFAULT_MATURITY_DAYS
 from models.evaluate import full_report
 from models.expectations import format_failures, validate_training_table

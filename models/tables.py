@@ -15,8 +15,8 @@ import pandas as pd
 
 from features.replay import replay
 from features.vector import FEATURE_NAMES
-from pipelines.lake.event_log import read_log, read_topic
 from pipelines.contracts.schemas import TransferRequested
+from pipelines.lake.event_log import read_log, read_topic
 
 ID_COLUMNS = ["transfer_id", "ts", "sender", "recipient", "amount_cents"]
 

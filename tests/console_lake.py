@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from features.vector import FEATURE_NAMES
-from pipelines.lake import parquet as lake
 from pipelines.contracts import schemas
 from pipelines.contracts.privacy import pseudonymize as h
+from pipelines.lake import parquet as lake
 
 MIN = 60_000
 

@@ -233,8 +233,8 @@ def replayed_features(events) -> dict[str, dict]:
 def publish_at(records) -> None:
     """Publish (topic, event, partition) records, each to the partition given (modulo the
     topic's partition count: single-partition control topics take them all), in order."""
-    from pipelines.kafka.clients import Publisher
     from pipelines.contracts.schemas import encode
+    from pipelines.kafka.clients import Publisher
 
     async def run():
         pub = await Publisher().start()

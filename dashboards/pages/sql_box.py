@@ -5,8 +5,8 @@ import duckdb
 import streamlit as st
 
 from dashboards import common
-from pipelines.lake import parquet as lake
 from pipelines.contracts.topics import TOPICS
+from pipelines.lake import parquet as lake
 
 user = common.require("lead", "data_scientist", "admin")
 st.title("SQL")

@@ -34,14 +34,17 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import duckdb
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+import pycountry
+from tqdm import tqdm
 
 from features.sources import FAMILIES
-from pipelines.contracts import schemas as s
-from pipelines.contracts import settings
-from pipelines.contracts.settings import env_seconds
+from pipelines.contracts import schemas as s, settings
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.contracts.settings import env_seconds
 from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
 
 BATCH_ROWS = 65_536
@@ -74,7 +77,6 @@ PARTIES = ("sender", "recipient", "unknown")
 
 
 def _iso4217() -> frozenset[str]:
-    import pycountry  # why: an import needs it; the CLI's parse_ms (same module) does not
 
     # Funds, metals, test and "no currency" codes are in ISO 4217 but are not money sent.
     not_money = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS",
@@ -213,7 +215,6 @@ class Source:
         return out
 
     def _csv(self):
-        import pyarrow.csv as pcsv  # why: CSV sources only; nor does parse_ms need it
 
         with open(self.path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), None)
@@ -305,7 +306,6 @@ class Importer:
     def _each_row(self, family: str, source: Source, counted: dict) -> Iterator[tuple[int, dict]]:
         """(line, {column: value}) of every row of ``source``, with a progress bar;
         ``counted["read"]`` counts them."""
-        from tqdm import tqdm  # why: an import needs it; the CLI's parse_ms does not
 
         with tqdm(desc=f"{family} ({source.path.name})", unit=" rows", mininterval=0.5,
                   disable=not self.progress) as bar:
@@ -527,7 +527,6 @@ class _duckdb:
         self.out = out
 
     def __enter__(self):
-        import duckdb  # why: the join passes only; the CLI's parse_ms does not need it
 
         self.tmp = tempfile.mkdtemp(prefix=".import-", dir=self.out)
         self.con = duckdb.connect(str(Path(self.tmp) / "scratch.duckdb"))

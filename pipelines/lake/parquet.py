@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+import duckdb
 import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -179,7 +180,6 @@ def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
     number of readers can run beside the writers. Views of topics with no files yet are
     empty tables with the topic's columns, so queries never fail on a young lake.
     """
-    import duckdb  # why: readers only; the sink and the simulator write without it
 
     lake_dir = Path(lake_dir)
     con = duckdb.connect(":memory:")

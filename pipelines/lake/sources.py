@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
+import duckdb
+
 from features.sources import FAMILIES
 from pipelines.lake.parquet import has_data
 
@@ -57,7 +59,6 @@ def signup_source(lake_dir: Union[str, Path]) -> Optional[str]:
 def _account_event_kinds(lake_dir: Union[str, Path]) -> set[str]:
     if not has_data(lake_dir, "account-events"):
         return set()
-    import duckdb  # why: only a lake without a manifest is queried; the manifest path needs none
 
     files = str(Path(lake_dir) / "account-events" / "hour=*" / "*.parquet").replace("'", "''")
     with duckdb.connect(":memory:") as con:

@@ -19,11 +19,11 @@ import msgspec
 
 from features.security import CREDENTIALS, NEW_COUNTRY, NEW_DEVICE
 from features.windows import DAY, HOUR
-from pipelines.recovery import cases as rc
 from pipelines.contracts import schemas
 from pipelines.contracts.schemas import AccountEvent, MessageSent, TransferRequested
 from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.tables import raw_table, raw_topic
+from pipelines.recovery import cases as rc
 
 log = logging.getLogger(__name__)
 SIGNALS = "recovery-signals"

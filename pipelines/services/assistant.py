@@ -17,9 +17,9 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.services import requests as rq
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Recent, Service, now_ms,
                                        read_json, serve, validate)
 

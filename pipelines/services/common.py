@@ -32,8 +32,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from pipelines.contracts import settings as settings_mod
-from pipelines.kafka.clients import Publisher, consumer, ensure_topics
 from pipelines.contracts.topics import InvalidEvent, decode
+from pipelines.kafka.clients import Publisher, consumer, ensure_topics
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

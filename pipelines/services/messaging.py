@@ -19,9 +19,9 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.services import requests as rq
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000

@@ -21,12 +21,12 @@ from typing import Optional
 
 from aiohttp import web
 
-from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.settings import env_seconds
-from pipelines.services.common import (ApiError, GroupReader, LogReader, Service,
-                                       now_ms, read_json, serve)
+from pipelines.services import requests as rq
+from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, now_ms, read_json,
+                                       serve)
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2  # how often due payouts and missed deadlines are looked at

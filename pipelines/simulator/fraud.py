@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 from pipelines.services.requests import ChargebackRequest, ScamReportRequest, TakeoverReportRequest
 from pipelines.simulator.population import FRAUD_COUNTRIES, User, new_card, new_device, new_ip
-from pipelines.simulator.world import (Script, World, crook, fraud_account, mule_account,
-                                       onboard, open_app, pay_after_talk)
+from pipelines.simulator.world import (Script, World, crook, fraud_account, mule_account, onboard,
+                                       open_app, pay_after_talk)
 
 EURO = 100
 DEFAULT_MIX: dict[str, float] = {

@@ -12,8 +12,8 @@ from typing import Optional
 
 from pipelines.services.requests import ChargebackRequest, ScamReportRequest
 from pipelines.simulator.population import TRAVEL_COUNTRIES, User, new_ip
-from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Script, World,
-                                       new_phone, onboard, open_app, pay_after_talk)
+from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Script, World, new_phone,
+                                       onboard, open_app, pay_after_talk)
 
 EURO = 100
 LEGIT_DISPUTE = "legit_dispute"  # the simulator's truth on a dispute of an honest payment

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from pipelines.services import requests as rq
 from pipelines.contracts import settings
+from pipelines.services import requests as rq
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.owners import Owners
 from pipelines.simulator.timing import LIVE

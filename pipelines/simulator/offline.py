@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from pipelines.simulator import fraud, legit
 from pipelines.lake.writer import LakeWriter
+from pipelines.simulator import fraud, legit
 from pipelines.simulator.offline_services import EventLog
 from pipelines.simulator.timing import DAY, HOUR, OFFLINE
 from pipelines.simulator.world import LABEL_COMMANDS, Script, World, onboard

@@ -11,12 +11,14 @@ from typing import Callable, Optional
 
 from msgspec.structs import replace
 
-from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
-from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
+from pipelines.services import requests as rq
 from pipelines.services.assistant import SUGGESTION_TTL_MS
-from pipelines.simulator.world import AnalystVerdict, AssistantSwitch, Suggestion, SuggestionResponse
+from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Suggestion,
+                                       SuggestionResponse)
+
 
 class EventLog:
     """``handlers`` maps each request or command type to what the services would do with it."""

@@ -13,9 +13,9 @@ import random
 from typing import Callable, Generator, NamedTuple, Optional
 
 from pipelines.services.requests import (AccountEventRequest, ChargebackRequest, MessageRequest,
-                                RecoveryAnswerRequest, ScamReportRequest,
-                                SuggestionResponseRequest, TakeoverReportRequest,
-                                TransferRequest)
+                                         RecoveryAnswerRequest, ScamReportRequest,
+                                         SuggestionResponseRequest, TakeoverReportRequest,
+                                         TransferRequest)
 from pipelines.simulator import texts
 from pipelines.simulator.population import Population, User, new_device
 from pipelines.simulator.timing import Timing

@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 
 from features.vector import FEATURE_NAMES, WARNING_CODES, combine, transfer_part
-from models import policy
-from models import registry
+from models import policy, registry
 from models.scorer import Scorer
 from pipelines.contracts import schemas
+from pipelines.contracts.topics import decode
 from pipelines.kafka.tables import raw_topic
 from pipelines.stream.acks import InOrderAcks
 from pipelines.stream.control import Control
 from pipelines.stream.envelopes import PART_DECODER, Part
-from pipelines.contracts.topics import decode
 
 log = logging.getLogger(__name__)
 # Decide with the parts that came, as a last resort: a part only comes late, never lost (parts

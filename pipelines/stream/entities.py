@@ -16,15 +16,14 @@ import msgspec
 
 from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
-from pipelines.stream import watermarks
+from pipelines.contracts.schemas import TransferRequested
+from pipelines.contracts.topics import TOPICS, decode
 from pipelines.kafka.tables import raw_table, raw_topic
+from pipelines.stream import watermarks
 from pipelines.stream.acks import InOrderAcks
 from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
                                         MAX_BUNDLE, TRANSFER_PARTS, Part, Routed, Stored,
-                                        decode_stored, encode, partition_for,
-                                        source_id)
-from pipelines.contracts.schemas import TransferRequested
-from pipelines.contracts.topics import TOPICS, decode
+                                        decode_stored, encode, partition_for, source_id)
 
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000

@@ -14,10 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from models.expectations import EVENT_TOPICS
-from pipelines.lake import parquet as lake
 from pipelines.contracts import settings as settings_mod
-from pipelines.stream import quality
 from pipelines.contracts.topics import TOPICS, InvalidEvent, decode
+from pipelines.lake import parquet as lake
+from pipelines.stream import quality
 
 log = logging.getLogger(__name__)
 COMPACT_AFTER_MS = 2 * 3600 * 1000  # an hour's files are merged once it ended this long ago

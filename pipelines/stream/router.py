@@ -13,8 +13,7 @@ from pipelines.contracts import schemas
 from pipelines.contracts.topics import FEATURE_TOPICS
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
-from pipelines.stream import control as control_mod
-from pipelines.stream import entities, ingest
+from pipelines.stream import control as control_mod, entities, ingest
 from pipelines.stream.envelopes import source_id
 
 log = logging.getLogger(__name__)

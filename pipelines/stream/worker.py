@@ -4,10 +4,8 @@ path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
 from pipelines.kafka.tables import raw_topic
-from pipelines.stream import lake_sink
 from pipelines.recovery import stage as recovery
-from pipelines.stream import control as control_mod
-from pipelines.stream import decide, entities, ingest
+from pipelines.stream import control as control_mod, decide, entities, ingest, lake_sink
 from pipelines.stream.app import make_app
 from pipelines.stream.router import Router
 

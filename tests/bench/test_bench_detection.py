@@ -8,12 +8,12 @@ import pandas as pd
 from click.testing import CliRunner
 
 from models.labels import label_transfers
+from models.tables import labels_table
 from pipelines.bench.detection import export_history
 from pipelines.cli import main
-from pipelines.simulator.offline import run_offline
-from pipelines.lake.sources import lake_families
-from models.tables import labels_table
 from pipelines.lake.event_log import read_topic
+from pipelines.lake.sources import lake_families
+from pipelines.simulator.offline import run_offline
 
 
 def _fraud_ids(lake) -> set[str]:

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, wait_for
-from pipelines.lake import parquet as lake
+
 from pipelines.kafka.broker import free_port
+from pipelines.lake import parquet as lake
 
 pytestmark = pytest.mark.kafka
 

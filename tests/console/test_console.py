@@ -9,9 +9,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from console_lake import write_lake
 from streamlit.testing.v1 import AppTest
 
-from console_lake import write_lake
 from pipelines.contracts import schemas
 
 pytestmark = pytest.mark.kafka
@@ -68,8 +68,8 @@ def ok(at: AppTest) -> None:
 
 def read_back(topic: str, ids: list[str], timeout: float = 20.0) -> list:
     """The events with these ids on ``topic`` (AnalystAction/Label ids; ModelUpdate ids)."""
-    from pipelines.kafka.clients import consumer
     from pipelines.contracts.topics import TOPICS
+    from pipelines.kafka.clients import consumer
 
     decoder = msgspec.json.Decoder(TOPICS[topic].schema)
 

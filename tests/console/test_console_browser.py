@@ -9,11 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, wait_for
 from console_lake import write_lake
-from pipelines.lake import parquet as lake
+
 from pipelines.kafka.broker import free_port
+from pipelines.lake import parquet as lake
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "console"

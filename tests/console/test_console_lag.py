@@ -29,6 +29,7 @@ def test_lag_is_end_minus_committed_per_partition(kafka):
         # a topic of its own: records on a real input topic would be dead-lettered by every
         # worker the later tests start, and counted there
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
         from pipelines.contracts import settings
 
         admin = AIOKafkaAdminClient(**settings.load().kafka.aiokafka_kwargs())
@@ -79,6 +80,7 @@ def test_overview_shows_the_worker_lag(kafka, tmp_path, monkeypatch):
 
 def test_overview_says_when_the_broker_is_unreachable(tmp_path, monkeypatch):
     from console_lake import write_lake
+
     from pipelines.kafka.broker import free_port
 
     monkeypatch.setenv("VIGIE_DATA_DIR", str(tmp_path))

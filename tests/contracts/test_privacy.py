@@ -9,13 +9,13 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from conftest import wait_for
 
 import pipelines.services.requests as rq
-from conftest import wait_for
-from pipelines.lake import parquet as lake
 from pipelines.contracts import settings
 from pipelines.kafka.broker import free_port
 from pipelines.kafka.clients import consumer
+from pipelines.lake import parquet as lake
 from pipelines.simulator import live
 
 pytestmark = pytest.mark.kafka

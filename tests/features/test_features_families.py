@@ -9,8 +9,8 @@ from features.links import DeviceState
 from features.routing import STATE_CLASSES
 from features.sources import FEATURE_FAMILY
 from features.vector import DECLARED, FEATURE_NAMES, WARNING_CODES
-from pipelines.stream.decide import warning_code
 from pipelines.contracts.schemas import ReasonCode
+from pipelines.stream.decide import warning_code
 
 # the mapping decide.py listed by hand before the families declared it
 WARNINGS_BEFORE = {

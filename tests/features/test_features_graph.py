@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 from features.account import AccountState
-from pipelines.simulator.events import T0, Log, hashed
 from features.graph import NeighbourFlagged
 from features.replay import replay
 from features.routing import routes
 from features.windows import DAY, HOUR, MINUTE
+from pipelines.simulator.events import T0, Log, hashed
 
 
 def features(log: Log) -> dict[str, dict[str, float]]:

@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from pipelines.simulator.events import T0, Log, hashed, synthetic_log
 from features.replay import replay, shard_of
 from features.routing import STATE_CLASSES, order_key, routes
 from features.vector import FEATURE_NAMES, TRANSFER_NAMES, combine
 from features.windows import DAY, HOUR
 from pipelines.contracts import schemas as s
+from pipelines.simulator.events import T0, Log, hashed, synthetic_log
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import random
 import pytest
 
 from features import state as state_module
-from pipelines.simulator.events import T0, Log, hashed
 from features.graph import NeighbourFlagged
 from features.replay import replay
 from features.routing import order_key, routes
 from features.velocity import Flow
 from features.windows import DAY, HOUR, MINUTE, MONTH, WEEK
+from pipelines.simulator.events import T0, Log, hashed
 
 
 def features(log: Log) -> dict[str, dict[str, float]]:

@@ -9,11 +9,11 @@ from msgspec.structs import replace
 
 from features import state as state_module
 from features.account import AccountState
-from pipelines.simulator.events import T0, Log, synthetic_log
 from features.links import DeviceState
 from features.replay import replay
 from features.routing import STATE_CLASSES, order_key
 from features.windows import DAY, HOUR, MINUTE, WEEK
+from pipelines.simulator.events import T0, Log, synthetic_log
 
 
 def same(a: dict[str, float], b: dict[str, float]) -> bool:

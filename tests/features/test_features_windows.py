@@ -7,10 +7,10 @@ import math
 import pytest
 
 from features.account import AccountState
-from pipelines.simulator.events import T0, Log
 from features.replay import replay
 from features.velocity import HISTORY, MAX_ROWS
 from features.windows import DAY, HOUR, MINUTE, WEEK, WINDOWS
+from pipelines.simulator.events import T0, Log
 
 
 def features(log: Log) -> dict[str, dict[str, float]]:

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.lake.event_log import read_log, read_topic
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.lake.event_log import read_log, read_topic
 from pipelines.lake.sources import lake_families, signup_source
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 import pipelines.services.requests as rq
-from pipelines.lake import parquet as lake
 from pipelines.contracts import schemas
+from pipelines.lake import parquet as lake
 from pipelines.stream.lake_sink import LakeWriter, flushed_offset
 
 T0 = 1_790_000_000_000

@@ -7,12 +7,12 @@ import time
 
 import msgspec
 import pytest
-
-from pipelines.lake import parquet as lake
-from pipelines.contracts import schemas
-from pipelines.stream.quality import Sampler, check
-from pipelines.contracts.privacy import pseudonymize as h
 from conftest import wait_for
+
+from pipelines.contracts import schemas
+from pipelines.contracts.privacy import pseudonymize as h
+from pipelines.lake import parquet as lake
+from pipelines.stream.quality import Sampler, check
 
 DAY = 86_400_000
 

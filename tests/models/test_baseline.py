@@ -10,8 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models import registry, synthetic
-from models.baseline import FEATURES as BASE_FEATURES
-from models.baseline import Baseline
+from models.baseline import FEATURES as BASE_FEATURES, Baseline
 from models.metrics import average_precision, roc_auc
 from models.train import fit, time_split, train
 
@@ -70,8 +69,7 @@ def test_training_stores_the_baseline_and_reports_both(table, tmp_path):
 
 
 def test_card_and_compare_warn_when_the_model_loses_to_the_baseline(table, tmp_path, monkeypatch):
-    from models import card
-    from models import compare as compare_mod
+    from models import card, compare as compare_mod
     from models.evaluate import full_report
 
     text, meta, details = fit(table.assign(sender=table["transfer_id"].str[-2:]), NOISE, seed=7)

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from models.datasets import DAY_MS
 from models.metrics import topk_daily_precision
-from test_lifecycle import lake  # noqa: F401  (a simulated week, a fixture)
 
 HEADLINE = {"average_precision", "roc_auc", "topk_daily_precision", "k"}
 

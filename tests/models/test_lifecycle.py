@@ -14,20 +14,13 @@ from features.vector import FEATURE_NAMES
 from models import registry
 from models.datasets import DAY_MS, training_set
 from models.evaluate import evaluate
-from pipelines.lake import parquet as lake_mod
+from models.tables import feature_table
 from pipelines.contracts import schemas
+from pipelines.lake import parquet as lake_mod
 from pipelines.lake.event_log import read_topic
 from pipelines.simulator.offline import EPOCH_MS, run_offline
-from models.tables import feature_table
 
 LAKE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-requests", "labels")
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lifecycle") / "lake"
-    run_offline(out, seed=3, users=1500, days=7)
-    return out
 
 
 @pytest.fixture(scope="module")

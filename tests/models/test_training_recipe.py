@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from models import registry, synthetic
-from models import train as recipe
+from models import registry, synthetic, train as recipe
 from models.train import fit, time_split
 
 FEATURES = synthetic.feature_names(8)

@@ -9,12 +9,12 @@ import msgspec
 import pytest
 
 from features.account import AccountState
-from pipelines.simulator.events import T0, Log, hashed
 from features.routing import routes
 from features.windows import DAY, HOUR, MINUTE
-from pipelines.recovery import cases as rc
 from pipelines.contracts import schemas as s
+from pipelines.recovery import cases as rc
 from pipelines.recovery.stage import Recovery, signal_for
+from pipelines.simulator.events import T0, Log, hashed
 
 NOW = T0 + 30 * DAY + 400_000  # wall clock of the tests (ms): just after the takeover below
 ANN = hashed("account", "ann")
@@ -333,8 +333,8 @@ def test_bench_figures_on_a_hand_built_takeover_and_a_new_phone():
 
 
 def test_console_actions_open_cases_and_ask_for_transitions():
-    from pipelines.recovery.stage import SIGNALS, from_analyst
     from pipelines.contracts.topics import InvalidEvent
+    from pipelines.recovery.stage import SIGNALS, from_analyst
 
     def action(kind, target_kind, target, **params):
         return s.AnalystAction(id=f"x-{kind}", ts=NOW, actor="alice", role="analyst", action=kind,

@@ -5,19 +5,19 @@ need" requests, a friend paying, the attacker trying to pay out)."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import signal
 import time
 import uuid
+from collections import Counter
 
 import pytest
+from service_support import Tap, acc, aio, eventually, publisher, rid, serving
 
-from pipelines.recovery import cases as rc
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.recovery import cases as rc
 from pipelines.services import messaging, payment
 from pipelines.services.common import now_ms
-from service_support import Tap, acc, aio, eventually, publisher, rid, serving
 
 pytestmark = pytest.mark.kafka
 DAY = 24 * 3600 * 1000

@@ -10,14 +10,13 @@ import logging
 import uuid
 
 import pytest
+from service_support import Tap, acc, aio, eventually, publisher, rid, serving
 
-from pipelines.services import requests as rq
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services import assistant, messaging, payment
-from pipelines.services.common import now_ms
 from pipelines.contracts.topics import decode
-from service_support import Tap, acc, aio, eventually, publisher, rid, serving
+from pipelines.services import assistant, messaging, payment, requests as rq
+from pipelines.services.common import now_ms
 
 pytestmark = pytest.mark.kafka
 

@@ -19,11 +19,11 @@ from aiohttp import web
 
 from features.message_signals import derive
 from pipelines.lake import parquet as lake
+from pipelines.lake.writer import LakeWriter
 from pipelines.services import requests as rq
 from pipelines.simulator import fraud, legit, texts
-from pipelines.lake.writer import LakeWriter
-from pipelines.simulator.offline_services import EventLog
 from pipelines.simulator.offline import EPOCH_MS, run_offline
+from pipelines.simulator.offline_services import EventLog
 
 USERS, DAYS = 600, 7.0
 MIX = {code: rate * 10 for code, rate in fraud.DEFAULT_MIX.items()}  # a few cases of each

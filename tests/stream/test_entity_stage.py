@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pipelines.services.requests as rq
 from pipelines.contracts import schemas
+from pipelines.contracts.privacy import pseudonymize
 from pipelines.stream.entities import EntityStage, routed_for
 from pipelines.stream.envelopes import PART_DECODER, source_id
-from pipelines.contracts.privacy import pseudonymize
-import pipelines.services.requests as rq
 
 
 def test_a_redelivered_transfer_resends_its_part_and_learns_nothing():

@@ -16,15 +16,15 @@ import urllib.request
 from collections import Counter
 
 import pytest
-
 from conftest import Processes, wait_for
+from stream_support import (DecisionWatcher, compare_features, hand_transfer, publish, read_labels,
+                            replayed_features, simulated_log)
+
 from features.vector import FEATURE_NAMES
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.simulator import fraud
 from pipelines.simulator.fraud import DEFAULT_MIX
-from stream_support import (DecisionWatcher, compare_features, hand_transfer, publish,
-                            read_labels, replayed_features, simulated_log)
 
 pytestmark = pytest.mark.kafka
 STREAM_USERS, STREAM_DAYS = 150, 1.0
@@ -46,8 +46,8 @@ PACE_S = 0.01
 def model(kafka, session_dir):
     """A model trained on an offline simulation, in the registry every worker reads."""
     from models import registry
-    from pipelines.simulator.offline import run_offline
     from models.lifecycle import train_lake
+    from pipelines.simulator.offline import run_offline
 
     lake = session_dir / "train-lake"
     run_offline(lake, seed=101, users=1500, days=3, mix=FRAUD_HEAVY)
@@ -165,9 +165,10 @@ def with_a_reported_mule(events: list, tag: str) -> list:
     """``events`` plus a mule whose payers report it while it keeps being paid: labels naming
     their transfers' parties, known between transfers (a one-day simulation has few such), and an
     analyst clearing one of them, so the counterparty-risk features take non-zero values."""
-    from pipelines.simulator.events import Log
-    from features.routing import order_key
     from stream_support import namespaced
+
+    from features.routing import order_key
+    from pipelines.simulator.events import Log
 
     log, t = Log(), events[0].ts + 3_600_000
     hour = 3_600_000

@@ -17,18 +17,17 @@ import msgspec
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from msgspec.structs import replace
-
 from conftest import wait_for
 from factories import INPUT_TOPICS, MALFORMATIONS, malformed, valid_event
+from msgspec.structs import replace
+
 from features.vector import FEATURE_NAMES
-from pipelines.lake import parquet as lake
-from pipelines.contracts import schemas
-from pipelines.contracts import settings
-from pipelines.stream.envelopes import BUNDLE_DECODER, BUNDLE_KEY, source_id
-from pipelines.kafka.clients import Publisher, consumer
+from pipelines.contracts import schemas, settings
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.topics import FEATURE_TOPICS
+from pipelines.kafka.clients import Publisher, consumer
+from pipelines.lake import parquet as lake
+from pipelines.stream.envelopes import BUNDLE_DECODER, BUNDLE_KEY, source_id
 
 pytestmark = pytest.mark.kafka
 CONTROL_CHANGELOG = "vigie-control-changelog"  # the control table's (pipelines/stream/control.py)
