@@ -192,7 +192,7 @@ class DecisionWatcher:
             return list(self.seen.get(transfer_id, []))
 
     def wait_all(self, transfer_ids, timeout: float, what: str = "decisions"):
-        from conftest import wait_for
+        from process_support import wait_for
 
         ids = set(transfer_ids)
         wait_for(lambda: len(self.decisions(ids)) == len(ids), timeout=timeout, interval=0.5,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
+from process_support import ROOT, wait_for
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake

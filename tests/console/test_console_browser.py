@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
 from console_lake import write_lake
+from process_support import ROOT, wait_for
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake

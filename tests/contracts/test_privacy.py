@@ -9,7 +9,7 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from conftest import wait_for
+from process_support import wait_for
 
 import pipelines.services.requests as rq
 from pipelines.contracts import settings

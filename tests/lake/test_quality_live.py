@@ -7,7 +7,7 @@ import time
 
 import msgspec
 import pytest
-from conftest import wait_for
+from process_support import wait_for
 
 from pipelines.contracts import schemas
 from pipelines.contracts.privacy import pseudonymize as h

@@ -16,7 +16,7 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from conftest import Processes, wait_for
+from process_support import Processes, wait_for
 from stream_support import (DecisionWatcher, compare_features, hand_transfer, publish, read_labels,
                             replayed_features, simulated_log)
 

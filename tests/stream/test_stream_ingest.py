@@ -17,9 +17,9 @@ import msgspec
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from conftest import wait_for
 from factories import INPUT_TOPICS, MALFORMATIONS, malformed, valid_event
 from msgspec.structs import replace
+from process_support import wait_for
 
 from features.vector import FEATURE_NAMES
 from pipelines.contracts import schemas, settings
