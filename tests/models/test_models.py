@@ -69,9 +69,31 @@ def test_thresholds_respect_the_budget_on_validation(table, trained, scorer):
     assert np.mean(scores >= t["hold"]) < np.mean(scores >= t["warn"])
     assert np.mean(scores[~y] >= t["warn"]) <= budget["warn_rate"]  # honest senders warned
     assert t["warn"] <= t["hold"] <= t["block"]
-    if t["block"] <= 1:
-        assert y[scores >= t["block"]].mean() >= budget["block_precision"]
+    # block, recomputed by brute force with the default budget (not the model's own record)
+    assert {k: budget[k] for k in ("block_precision", "block_min_frauds")} == {
+        "block_precision": 0.90, "block_min_frauds": 5}
+    assert t["block"] == pytest.approx(_block_by_brute_force(y, scores, t["hold"]))
     assert meta["metrics"]["validation"]["hold"]["rate"] == pytest.approx(np.mean(scores >= t["hold"]))
+
+
+def _block_by_brute_force(y, scores, hold) -> float:
+    """The lowest score whose band holds at least 5 frauds at 90 % precision or more, never
+    below an enabled hold; DISABLED when no band does."""
+    precise = [c for c in np.unique(scores) if y[scores >= c].sum() >= 5 and y[scores >= c].mean() >= 0.90]
+    if not precise:
+        return thresholds.DISABLED
+    return min(precise) if hold == thresholds.DISABLED else max(min(precise), hold)
+
+
+def test_block_threshold_on_a_signal_strong_enough_to_block(scorer):
+    """The trained model's validation slice has no band precise enough to block (its block is
+    DISABLED); a stronger planted signal has one, and derive finds exactly it."""
+    strong = synthetic.table(n=5_000, seed=3, planted_shift=6.0)
+    scores = scorer.score(strong[FEATURES].to_numpy())
+    y = strong["label"].to_numpy().astype(bool)
+    t = thresholds.derive(y, scores)
+    assert t["block"] <= 1.0 and y[scores >= t["block"]].mean() >= 0.90
+    assert t["block"] == pytest.approx(_block_by_brute_force(y, scores, t["hold"]))
 
 
 def test_rate_threshold_is_tight_and_keeps_ties_together():
@@ -246,12 +268,21 @@ def test_reasons_add_up_and_name_the_planted_feature(scorer, table):
 
 def test_actions_follow_thresholds(scorer):
     t = scorer.thresholds
-    probes = [0.0, t["warn"], t["hold"] - 1e-9, t["hold"], min(t["block"], 1.0)]
-    singles = [scorer.action_for(p) for p in probes]
-    assert singles[:3] == ["approve", "warn", "warn"]
-    # block is never below hold; when they meet, the whole hold band is precise enough to block
-    assert singles[3] == ("block" if t["block"] == t["hold"] else "hold")
-    assert singles[4] == ("block" if t["block"] <= 1.0 else "hold")
-    assert scorer.actions(probes) == singles
-    held = Scorer(scorer.booster, {**scorer.meta, "thresholds": {"warn": 0.2, "hold": 0.5, "block": 0.9}})
-    assert held.actions([0.1, 0.2, 0.5, 0.89, 0.9, 1.0]) == ["approve", "warn", "hold", "hold", "block", "block"]
+    probes = [0.0, t["warn"], t["hold"] - 1e-9, t["hold"], t["block"]]
+    assert scorer.actions(probes) == [scorer.action_for(p) for p in probes]
+    assert [scorer.action_for(p) for p in probes[:3]] == ["approve", "warn", "warn"]
+    assert scorer.action_for(t["block"]) == "block"  # enabled: see the budget test
+
+    def acting(warn, hold, block):
+        return Scorer(scorer.booster, {**scorer.meta, "thresholds": {"warn": warn, "hold": hold, "block": block}})
+
+    scores = [0.1, 0.2, 0.5, 0.89, 0.9, 1.0]
+    assert acting(0.2, 0.5, 0.9).actions(scores) == ["approve", "warn", "hold", "hold", "block", "block"]
+    # block meets hold: the whole hold band is precise enough to block
+    assert acting(0.2, 0.5, 0.5).actions(scores) == ["approve", "warn", "block", "block", "block", "block"]
+    # block disabled: even a score of 1 is only held
+    assert acting(0.2, 0.5, thresholds.DISABLED).actions(scores) == [
+        "approve", "warn", "hold", "hold", "hold", "hold"]
+    # hold disabled (a tie bigger than the review budget): block still stands on its precision
+    assert acting(0.2, thresholds.DISABLED, 0.9).actions(scores) == [
+        "approve", "warn", "warn", "warn", "block", "block"]
