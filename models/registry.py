@@ -74,10 +74,14 @@ def save(model_text: str, meta: dict, root: Path | None = None, now: datetime | 
     return version
 
 
+class NotAVersion(ValueError):
+    """A name that is not a model version (versions arrive in console events)."""
+
+
 def _dir_of(version: str, root: Path | None) -> Path:
     # versions arrive in console events: never let one name a path outside the registry
     if not VERSION.match(version):
-        raise ValueError(f"not a model version: {version!r}")
+        raise NotAVersion(f"not a model version: {version!r}")
     path = models_dir(root) / version
     if not path.is_dir():
         raise FileNotFoundError(f"no model {version} in {models_dir(root)}")
@@ -86,6 +90,13 @@ def _dir_of(version: str, root: Path | None) -> Path:
 
 def load_meta(version: str, root: Path | None = None) -> dict:
     return json.loads((_dir_of(version, root) / "meta.json").read_text())
+
+
+def missing_features(meta: dict, available) -> list[str]:
+    """The features a model (its ``meta``) needs that ``available`` does not hold, in its order:
+    a scorer would see them as always missing, which the model never saw in training."""
+    have = set(available)
+    return [name for name in meta["feature_names"] if name not in have]
 
 
 def load(version: str, root: Path | None = None) -> tuple[lgb.Booster, dict]:

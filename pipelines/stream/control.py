@@ -2,7 +2,10 @@
 allow/block lists, in a Faust GlobalTable that changes as events arrive (analyst actions, model
 updates) and takes effect everywhere without a restart.
 
-Keys: ``model:acting``, ``model:shadow`` (a version or ""), ``rules`` and ``lists`` (JSON).
+Keys: ``model:acting``, ``model:previous``, ``model:shadow`` (a version or ""), ``rules`` and
+``lists`` (JSON), and ``transfer:<id>`` (JSON) for each held transfer an analyst claimed or
+decided: who claimed it, and the first release or block, which wins over any later one. These
+grow with analysts' actions only (~100 bytes per transfer an analyst touched).
 Writes go to the table's changelog only, and every worker (the writer too) applies them from
 there, in changelog order; the writer reads its own writes from ``_written`` until then.
 
@@ -29,6 +32,13 @@ def control_table(app):
                             recovery_buffer_size=1, use_partitioner=True)
     table.key_serializer = table.value_serializer = "raw"
     return table
+
+
+class ActionError(ValueError):
+    """An analyst action that an earlier one on the same transfer stands against."""
+
+
+PAST = {"release": "released", "block": "blocked"}
 
 
 class Control:
@@ -76,6 +86,12 @@ class Control:
         raw = self._raw(f"model:{which}".encode())
         return raw.decode() or None if raw else None
 
+    def transfer(self, transfer_id: str) -> dict:
+        """The analysts' record of a held transfer: ``claimed`` and ``decided`` (absent until
+        someone claims or decides it), each ``{actor, action, id}``."""
+        return self._get(f"transfer:{transfer_id}".encode(),
+                         lambda raw: json.loads(raw) if raw else {})
+
     # --- writes: through the changelog, which every worker follows ---------------------------
     async def _write(self, key: bytes, value: bytes) -> None:
         before, values, _ = self._written.get(key) or (self.table.get(key), [], 0.0)
@@ -94,8 +110,34 @@ class Control:
         lists.purge(int(change["ts"]))
         await self._write(b"lists", json.dumps(lists.to_json()).encode())
 
+    async def transfer_action(self, action) -> None:
+        """Record an analyst's claim, assign, release or block of a held transfer (an
+        ``AnalystAction``), or raise ``ActionError`` (nothing changes): the first release or
+        block wins, and a transfer claimed by one analyst cannot be claimed by another (a lead
+        reassigns it with ``assign``). The same action read again (a redelivery) passes."""
+        record = dict(self.transfer(action.target))
+        done, claimed = record.get("decided"), record.get("claimed")
+        me = {"actor": action.actor, "action": action.action, "id": action.id}
+        if done and done["id"] == action.id or claimed and claimed["id"] == action.id:
+            return
+        if done:
+            raise ActionError(f"transfer {action.target} was already {PAST[done['action']]} by "
+                              f"{done['actor']} (action {done['id']})")
+        if action.action in PAST:
+            record["decided"] = me
+        elif action.action == "assign":
+            record["claimed"] = {**me, "actor": action.params["assignee"]}
+        elif claimed and claimed["actor"] != action.actor:
+            raise ActionError(f"transfer {action.target} is claimed by {claimed['actor']} "
+                              f"(action {claimed['id']})")
+        elif claimed:
+            return  # claimed again by its owner: nothing new
+        else:
+            record["claimed"] = me
+        await self._write(f"transfer:{action.target}".encode(), json.dumps(record).encode())
+
     async def set_model(self, which: str, version: str) -> None:
         await self._write(f"model:{which}".encode(), version.encode())
 
 
-__all__ = ["Control", "control_table", "RuleError", "ListError"]
+__all__ = ["Control", "control_table", "ActionError", "RuleError", "ListError"]

@@ -64,15 +64,24 @@ class DecideStage:
         self.pending: dict[str, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
         self._latest_checked, self._latest_version = float("-inf"), None
+        self._last_acting = None  # the last promoted model this worker scored with
         self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
 
     def scorer(self, which: str):
-        """The acting or shadow model. An acting version this worker cannot load (promoted
-        before its files reached this machine, say) falls back to the newest model in the
-        registry: deciding with the last good model beats holding every transfer."""
-        scorer = self._load(self.control.model(which), which)
-        if scorer is None and which == "acting":
-            scorer = self._load(self._latest(), which)
+        """The acting or shadow model, loaded whole before it scores anything (a batch holds
+        one scorer throughout, and names its version in every decision). An acting version
+        this worker cannot load (promoted before its files reached this machine, say, or one
+        needing features it does not compute) leaves the model that acted before in place, or
+        on a fresh worker the newest model in the registry: deciding with the last good model
+        beats holding every transfer."""
+        version = self.control.model(which)
+        scorer = self._load(version, which)
+        if which != "acting":
+            return scorer
+        if scorer is not None:
+            self._last_acting = scorer
+        else:
+            scorer = self._last_acting or self._load(self._latest(), which)
         return scorer
 
     def _latest(self):
@@ -88,7 +97,11 @@ class DecideStage:
             return None
         if version not in self._scorers:
             try:
-                self._scorers[version] = Scorer.load(version, self.models_root)
+                scorer = Scorer.load(version, self.models_root)
+                missing = registry.missing_features(scorer.meta, FEATURE_NAMES)
+                if missing:  # the router refuses its promotion; never score with it anyway
+                    raise ValueError(f"needs features the worker does not compute: {missing}")
+                self._scorers[version] = scorer
             except Exception as exc:  # a missing or corrupt model must not stop decisions
                 log.error("cannot load %s model %s: %s", which, version, exc)
                 self._scorers[version] = None

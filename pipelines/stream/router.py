@@ -9,6 +9,8 @@ import time
 from typing import Optional
 
 from features import routing
+from features.vector import FEATURE_NAMES
+from models import registry
 from pipelines.contracts import schemas
 from pipelines.contracts.topics import FEATURE_TOPICS
 from pipelines.kafka.tables import raw_topic
@@ -43,7 +45,7 @@ class Router:
         elif topic == "analyst-actions":
             await self.analyst_action(event, message)
         elif topic == "model-updates":
-            await self.model_update(event)
+            await self.model_update(event, message)
 
     def skipped(self, message) -> None:
         """A dead-lettered input record: handled too, as far as its source's progress goes."""
@@ -77,14 +79,18 @@ class Router:
                                            "author": action.actor, "reason": action.reason})
             elif action.action in ("release", "block") and action.target_kind == "transfer":
                 await self.analyst_decision(action, params)
+            elif action.action in ("claim", "assign") and action.target_kind == "transfer":
+                await self.control.transfer_action(action)
             elif action.action in ("open_case", "case_transition"):  # account recovery
                 topic, key, value = recovery.from_analyst(action)
                 await raw_topic(self.entity_topic.app, topic).send(key=key, value=value)
-        except (control_mod.RuleError, control_mod.ListError, KeyError, ValueError) as exc:
+        except (control_mod.RuleError, control_mod.ListError, control_mod.ActionError, KeyError,
+                ValueError) as exc:
             await self.refuse(f"{action.action} refused: {exc}", message)
 
     async def analyst_decision(self, action: schemas.AnalystAction, params: dict) -> None:
-        """Release or block a held transfer: a decision the payment service applies."""
+        """Release or block a held transfer: a decision the payment service applies. The first
+        analyst's wins; a later one is refused (``Control.transfer_action``), never sent."""
         decision = schemas.Decision(
             id=f"{action.target}.a{action.ts}", ts=int(time.time() * 1000),
             transfer_id=action.target, sender=params["sender"], recipient=params["recipient"],
@@ -92,21 +98,45 @@ class Router:
             action="approve" if action.action == "release" else "block",
             score=0.0, model_version=f"analyst:{action.actor}", reasons=[],
         )
+        await self.control.transfer_action(action)
         await self.decisions.send(key=decision.sender.encode(), value=schemas.encode(decision))
 
-    async def model_update(self, update: schemas.ModelUpdate) -> None:
+    async def model_update(self, update: schemas.ModelUpdate, message) -> None:
+        """Move the acting, previous and shadow models; refuse (dead letter with the reason, the
+        models unchanged) a model the worker cannot feed or a rollback with nowhere to go."""
         control = self.control
-        if update.action == "promote":
-            acting = control.model("acting")
-            if acting and acting != update.version:
-                await control.set_model("previous", acting)
-            await control.set_model("acting", update.version)
-        elif update.action == "rollback":
-            previous = control.model("previous")
-            if previous:
+        try:
+            if update.action in ("promote", "shadow"):
+                check_model(update.version)
+            if update.action == "promote":
+                acting = control.model("acting")
+                if acting and acting != update.version:
+                    await control.set_model("previous", acting)
+                await control.set_model("acting", update.version)
+            elif update.action == "rollback":
+                previous = control.model("previous")
+                if not previous:
+                    raise ValueError("no previous model to roll back to")
                 await control.set_model("previous", control.model("acting") or "")
                 await control.set_model("acting", previous)
-        elif update.action == "shadow":
-            await control.set_model("shadow", update.version)
-        elif update.action == "unshadow":
-            await control.set_model("shadow", "")
+            elif update.action == "shadow":
+                await control.set_model("shadow", update.version)
+            elif update.action == "unshadow":
+                await control.set_model("shadow", "")
+        except (KeyError, ValueError) as exc:  # KeyError: a meta.json without feature_names
+            await self.refuse(f"{update.action} {update.version} refused: {exc}", message)
+
+
+def check_model(version: str) -> None:
+    """Raise ValueError for a model in the registry that this worker could not score with: one
+    needing features the feature stage does not compute. A version not in the registry here
+    passes, as before: its files may reach this machine after the update (``decide`` keeps the
+    model that acted meanwhile)."""
+    try:
+        meta = registry.load_meta(version)
+    except (FileNotFoundError, registry.NotAVersion):
+        return
+    missing = registry.missing_features(meta, FEATURE_NAMES)
+    if missing:
+        raise ValueError(f"model {version} needs features the worker does not compute: "
+                         f"{', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))
