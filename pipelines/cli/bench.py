@@ -5,13 +5,13 @@ import json
 
 import click
 
-from pipelines.bench import detection, foundation, report, stream
+from pipelines.bench import detection, foundation, report, soak, stream
 
 
 @click.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection"]),
+@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak"]),
               default=None,
-              help="Run one group of benchmarks.")
+              help="Run one group of benchmarks (train and soak only on request).")
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
     append to docs/benchmarks.md."""
@@ -27,5 +27,9 @@ def bench(only: str | None) -> None:
         results.update(training_bench.run())
     if only in (None, "detection"):  # Vigie against the baseline on three histories (~15 min)
         results.update(detection.run())
+    if only == "soak":  # 70 min by default (VIGIE_BENCH_SOAK_MINUTES, ..._BURST_MINUTES)
+        results.update(soak.run())
     merged = report.write(results)
+    if only == "soak":
+        soak.append_section(results)  # the soak's own table and chart, after the figures
     click.echo(json.dumps(merged, indent=2, default=str))
