@@ -1,13 +1,19 @@
 """Validation at the door of the stream: every input event is checked against its topic's
-schema; a bad one goes to the dead-letter topic with the reason, its source
-topic/partition/offset and its original bytes, and the stream keeps going."""
+schema, and its times against the worker's clock (``ahead_of_clock``); a bad one goes to the
+dead-letter topic with the reason, its source topic/partition/offset and its original bytes, and
+the stream keeps going.
+
+Why the clock check: docs/stream.md#clocks
+"""
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import logging
 import os
 import time
+from typing import Optional
 
 from pipelines.contracts import schemas
 from pipelines.contracts.topics import INPUT_TOPICS, InvalidEvent, decode
@@ -32,6 +38,41 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
 BATCH = 1000
 BATCH_WITHIN_S = float(os.environ.get("VIGIE_INGEST_WINDOW_MS") or 20) / 1000
 
+# How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
+# seconds, a badly kept host by minutes: accepted, the event is merely early (or the others
+# late, docs/stream.md#clocks). Beyond this, a clock is wrong by more than any host should be,
+# or a time is not in ms: such an event would move its source's watermark and the stream time
+# ahead of every real event (all later ones then ordered by arrival, not event time) and sweep
+# the feature windows of every entity it touches, so it is refused. 0 turns the check off.
+MAX_AHEAD_S = float(os.environ.get("VIGIE_MAX_CLOCK_AHEAD_S") or 600)
+# The instants an event says something happened or became known. Not payout_due_ts: a deadline,
+# in the future by design (the payment service reads it against its own clock).
+STAMPS = ("ts", "known_at", "compromise_from_ts", "compromise_to_ts")
+
+
+def ahead_of_clock(event, now_ms: int, max_ahead_s: float = MAX_AHEAD_S) -> Optional[str]:
+    """Why ``event`` is refused for a time too far ahead of ``now_ms``, or None.
+
+    >>> update = schemas.ModelUpdate(id="u1", ts=1_800_000_900_000, action="shadow",
+    ...                              version="m1", actor="ops")
+    >>> reason = ahead_of_clock(update, now_ms=1_800_000_000_000, max_ahead_s=600)
+    >>> reason[:reason.index(" (")]
+    "clock skew: ts 2027-01-15T08:15:00+00:00 is 900 s ahead of the worker's clock"
+    >>> ahead_of_clock(update, now_ms=1_800_000_300_000, max_ahead_s=600) is None  # 10 min ahead
+    True
+    """
+    if max_ahead_s <= 0:
+        return None
+    for name in STAMPS:
+        value = getattr(event, name, None)
+        if value is not None and value - now_ms > max_ahead_s * 1000:
+            when = dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).isoformat(
+                timespec="seconds")
+            return (f"clock skew: {name} {when} is {(value - now_ms) / 1000:.0f} s ahead of the "
+                    f"worker's clock (at most {max_ahead_s:.0f} s, VIGIE_MAX_CLOCK_AHEAD_S): the "
+                    f"producer's clock is wrong or the time is not in ms; never applied")
+    return None
+
 
 def register(app, handle_valid) -> None:
     """Add the ingest agent to ``app``; ``handle_valid(topic, event, message)`` gets every
@@ -47,20 +88,24 @@ def register(app, handle_valid) -> None:
 
     async def handle(batch) -> bool:
         """Handle a micro-batch; False if the app began stopping first (nothing flushed)."""
+        now = int(time.time() * 1000)
         for event in batch:
             if app.should_stop:
                 return False
             message = event.message
             try:
                 valid = decode(message.topic, event.value)
+                reason = ahead_of_clock(valid, now)
             except InvalidEvent as exc:
-                letter = dead_letter(str(exc), message.topic, message.partition,
+                valid, reason = None, str(exc)
+            if reason is not None:
+                letter = dead_letter(reason, message.topic, message.partition,
                                      message.offset, event.value)
                 await dead_letters.send(value=schemas.encode(letter))
                 log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                          message.offset, letter.reason)
                 if skipped is not None:
-                    skipped(message)
+                    skipped(message)  # handled, as far as its source's progress goes
                 continue
             await handle_valid(message.topic, valid, message)
         if flush is not None:
