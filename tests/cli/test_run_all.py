@@ -1,8 +1,10 @@
 """`vigie run` (what `make run` starts) brings the whole system up on its own embedded broker,
-fills the lake from all three services within 60 s, and Ctrl-C leaves no process behind."""
+fills the lake from all three services within a minute (README: "Set up"; ~15 s measured here),
+prints the lake's row counts every 10 s, and Ctrl-C leaves no process behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake
 
 pytestmark = pytest.mark.kafka
+PROMISE_S = 60  # README, "Set up"
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -47,9 +50,16 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _note_reports(run_log: Path, seen: list) -> None:
+    """Append the time of each new lake row-count report in ``run_log`` to ``seen``."""
+    reports = len(re.findall(r"^lake: (messages=|not readable)", run_log.read_text(), re.MULTILINE))
+    seen += [time.monotonic()] * (reports - len(seen))
+
+
 def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env["PYTHONUNBUFFERED"] = "1"  # each line in the log when printed, as on a terminal
     env.update(VIGIE_DATA_DIR=str(data_dir), VIGIE_BROKER_PORT=str(free_port()),
                VIGIE_MESSAGING_PORT=str(free_port()), VIGIE_PAYMENT_PORT=str(free_port()),
                VIGIE_ASSISTANT_PORT=str(free_port()), VIGIE_CONSOLE_PORT=str(free_port()))
@@ -57,15 +67,29 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--rate", "100"], cwd=ROOT,
                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run_log, seen = tmp_path / "run.log", []  # seen: when each lake report appeared in the log
+
+    def noting(predicate):  # every wait also notes the lake reports printed meanwhile
+        def check():
+            _note_reports(run_log, seen)
+            return predicate()
+        return check
+
     try:
-        counts = wait_for(lambda: (c := _lake_counts(data_dir / "lake")) and all(c.values()) and c,
-                          timeout=90, interval=1.0, what="every service's events in the lake")
-        took = time.monotonic() - started
-        print(f"lake filled from all services {took:.1f}s after `vigie run` started: {counts}")
-        assert took <= 60 + 30  # 60 s is the promise; the margin is for a loaded CI machine
+        # The README's promise, as the wait's own bound: a minute from `vigie run` to events of
+        # all three services in the lake (a fresh data dir: the first model trains meanwhile).
+        counts = wait_for(noting(lambda: (c := _lake_counts(data_dir / "lake")) and all(c.values()) and c),
+                          timeout=PROMISE_S - (time.monotonic() - started), interval=0.5,
+                          what=f"every service's events in the lake within {PROMISE_S}s")
+        print(f"lake filled from all services {time.monotonic() - started:.1f}s after `vigie run` "
+              f"started: {counts}")
         assert run.poll() is None
         console = f"http://127.0.0.1:{env['VIGIE_CONSOLE_PORT']}/_stcore/health"
-        wait_for(lambda: _answers(console), timeout=30, interval=0.5, what="the console")
+        wait_for(noting(lambda: _answers(console)), timeout=30, interval=0.5, what="the console")
+        # "Every 10 s it prints the row counts of the lake": two reports, about 10 s apart
+        wait_for(noting(lambda: len(seen) >= 2), timeout=40, interval=0.5,
+                 what="two lake row-count reports")
+        assert 8 <= seen[1] - seen[0] <= 15, seen
     finally:
         run.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -73,7 +97,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
-    output = (tmp_path / "run.log").read_text()
+    output = run_log.read_text()
     assert "stopped" in output, output[-2000:]
     wait_for(lambda: not _processes_with(f"VIGIE_DATA_DIR={data_dir}"), timeout=10,
              what="every child process to exit")
