@@ -15,11 +15,13 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 from process_support import Processes
+from service_support import publisher, rid, serving
 from stream_support import DecisionWatcher, compare_features, publish
 
 from features.replay import replay
 from features.routing import order_key
 from pipelines.contracts import schemas as s
+from pipelines.services import common, payment
 from pipelines.simulator.events import Log
 
 pytestmark = pytest.mark.kafka
@@ -138,3 +140,46 @@ def test_skewed_producers_are_ordered_by_event_time_and_far_future_events_refuse
             assert worker.poll() is None and "Traceback" not in procs.log_of(worker)
         finally:
             procs.stop_all()
+
+
+# --- deadlines: the payment host's own clock -------------------------------------------------
+@pytest.mark.parametrize("skew", [AHEAD, BEHIND], ids=["ahead", "behind"])
+def test_a_skewed_payment_host_still_waits_out_its_availability_delay(kafka, monkeypatch, skew):
+    """``payout_due_ts`` is stamped and checked on the payment host's clock, so a host 5 minutes
+    off either way still gives Vigie the whole delay (here 2 s): an undecided transfer is held
+    by the fallback neither 5 minutes early nor 5 minutes late, an approved one paid out after
+    the delay, whatever the stamps of the stream's decisions (the worker's clock)."""
+    monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "2")
+    monkeypatch.setattr(payment, "now_ms", lambda: common.now_ms() + skew)  # the host's clock
+
+    async def run() -> dict[str, tuple[float, list]]:
+        async with publisher() as pub, serving(payment) as client:
+            sent, views = {}, {}
+            for name in ("undecided", "approved"):
+                resp = await client.post("/v1/transfers", json={
+                    "sender": rid(), "recipient": rid(), "amount_cents": 2_500})
+                assert resp.status == 201, await resp.text()
+                sent[name] = time.monotonic()
+                views[name] = await (await client.get(
+                    f"/v1/transfers/{(await resp.json())['transfer_id']}")).json()
+            v = views["approved"]
+            await pub.publish("decisions", s.Decision(
+                id=f"{v['transfer_id']}.d", ts=common.now_ms(), transfer_id=v["transfer_id"],
+                sender=v["sender"], recipient=v["recipient"], amount_cents=v["amount_cents"],
+                action="approve", score=0.1, model_version="clock-test"))
+            final, out = {"undecided": "held", "approved": "paid_out"}, {}
+            deadline = time.monotonic() + 30
+            while len(out) < len(final) and time.monotonic() < deadline:
+                for name, view in views.items():
+                    got = await (await client.get(f"/v1/transfers/{view['transfer_id']}")).json()
+                    if name not in out and got["status"] == final[name]:
+                        out[name] = (time.monotonic() - sent[name], got["history"])
+                await asyncio.sleep(0.05)
+            return out
+
+    settled = asyncio.run(run())
+    assert set(settled) == {"undecided", "approved"}, f"not settled within 30 s: {settled}"
+    for name, (after_s, history) in settled.items():
+        assert 1.9 <= after_s <= 10, (name, after_s, history)  # the delay, on the host's clock
+    assert [h["status"] for h in settled["approved"][1]] == ["pending", "approved", "paid_out"]
+    assert settled["undecided"][1][-1]["reason"] == "fallback: no decision by deadline"
