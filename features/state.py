@@ -9,7 +9,8 @@ Contract (the stream and the replay call only these):
 - ``seen(seq)`` / ``mark(seq)``: ``seq`` increases along every event an entity receives (the
   stream: the offset in the one partition that carries all of this entity's events; the
   replay: the event's rank). ``if not st.seen(seq): st.learn_one(ev, role); st.mark(seq)``;
-- ``to_bytes()`` / ``cls.from_bytes(b)``: msgpack, a few hundred bytes;
+- ``to_bytes()`` / ``cls.from_bytes(b)``: msgpack, a few hundred bytes, led by the layout's
+  format version (below);
 - ``expire(ts)`` then ``is_empty()``: lets the stream delete dead keys.
 
 Times inside a state are milliseconds relative to ``base``, an absolute time at most ~45 days in
@@ -21,6 +22,17 @@ A part of a state (a ``Struct`` field of an entity state) declares where it keep
 ``TIMES`` (``Rows``, ``Buckets``, ``Stamps``, ``Moments``, ``Moment``, ``Nested``), each with how
 long it keeps them; ``forget(t, day)``, when a part has it, drops what a declaration cannot say.
 A part is empty when it equals a fresh one.
+
+Stored states outlive the worker that wrote them (the stream's RocksDB table and its changelog),
+so the bytes say which layout they are in: one byte, the kind's ``FORMAT`` (a msgpack positive
+fixint, 1..127), then the state as a msgpack array. Bytes written before versions existed start
+with the array itself (a msgpack array header is 0x90 or more): they are format 1. A change of
+layout that old bytes cannot be decoded into (a field moved, removed or re-read; appending a part
+with a default needs nothing) bumps the kind's ``FORMAT`` and adds ``MIGRATIONS[n]``, a function
+from format n's fields (the array as plain msgpack values) to format n+1's: a newer worker reads
+older states through them, in order. A state in a format newer than the worker's is refused
+(``StateFormatError``), never guessed at: the entity stage then leaves it untouched, for the newer
+worker (see docs/contracts.md).
 
 >>> class Seen(Struct, array_like=True):
 ...     ts: list[int] = []
@@ -34,7 +46,7 @@ A part is empty when it equals a fresh one.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import msgspec
 from msgspec import Struct
@@ -47,6 +59,10 @@ REBASE_AT = 40 * DAY  # ...and moves once the newest time is this far from it (<
 SWEEP_EVERY = WEEK
 
 _ENCODER = msgspec.msgpack.Encoder()
+
+
+class StateFormatError(ValueError):
+    """Stored state in a format this worker cannot read (newer than its own, or not a format)."""
 
 
 # --- where a part keeps times ---------------------------------------------------------------
@@ -177,6 +193,8 @@ class EntityState(Struct, array_like=True, gc=False):
 
     KIND: ClassVar[str]
     READS: ClassVar[dict[str, tuple[Family, ...]]]  # role -> the families a transfer reads
+    FORMAT: ClassVar[int] = 1  # the stored layout's version (see the module's docstring)
+    MIGRATIONS: ClassVar[dict[int, Callable[[list], list]]] = {}  # n -> format n to n + 1
     _decoders: ClassVar[dict] = {}
 
     # --- idempotence ------------------------------------------------------------------------
@@ -232,14 +250,29 @@ class EntityState(Struct, array_like=True, gc=False):
 
     # --- serialisation ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        return _ENCODER.encode(self)
+        return _FORMAT_BYTE[self.FORMAT] + _ENCODER.encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes):
-        dec = cls._decoders.get(cls)
-        if dec is None:
-            dec = cls._decoders[cls] = msgspec.msgpack.Decoder(cls)
-        return dec.decode(data)
+        if not data:
+            raise StateFormatError(f"empty {cls.KIND} state")
+        if data[0] >= 0x80:  # no version byte: written before versions, format 1
+            version, body = 1, data
+        else:
+            version, body = data[0], memoryview(data)[1:]
+        if version == cls.FORMAT:
+            dec = cls._decoders.get(cls)
+            if dec is None:
+                dec = cls._decoders[cls] = msgspec.msgpack.Decoder(cls)
+            return dec.decode(body)
+        if not 1 <= version < cls.FORMAT:
+            raise StateFormatError(
+                f"{cls.KIND} state in format {version}: this worker reads formats 1 to "
+                f"{cls.FORMAT} (a newer worker wrote it?); left as it is")
+        fields = msgspec.msgpack.decode(body)
+        for n in range(version, cls.FORMAT):
+            fields = cls.MIGRATIONS[n](fields)
+        return msgspec.convert(fields, cls)
 
     # --- reading ----------------------------------------------------------------------------
     def features_for(self, transfer, role: str) -> dict[str, float]:
@@ -260,3 +293,4 @@ class EntityState(Struct, array_like=True, gc=False):
 
 
 _OWN_FIELDS = len(EntityState.__struct_fields__)  # seq, base, last: the parts come after
+_FORMAT_BYTE = [bytes((n,)) for n in range(128)]  # a msgpack positive fixint: the format

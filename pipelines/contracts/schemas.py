@@ -5,8 +5,12 @@ UTC epoch milliseconds) and ``v`` (schema version). Unknown fields are refused,
 so there is no room for a message body, a card number or a raw device/IP id:
 identifier fields only accept keyed hashes (see ``pipelines.contracts.privacy``).
 
-To evolve a schema, add a new version beside the old one and accept both in
-``TOPICS`` until every producer has moved; never change a published version.
+To evolve a schema, add a new version beside the old one and accept both until every producer
+has moved; never change a published version. A topic's ``schema`` (``pipelines.contracts.topics``)
+is the struct every stage reads; its other wire versions are listed beside it (``TopicSpec.also``)
+and each turns itself into that struct (``as_current()``), so the stages, the replay and the lake
+never see two shapes. Today: ``transfer-requests`` reads v1 and v2 (``TransferRequestedV2``);
+every other topic, v1 only. The rules are written out in docs/contracts.md.
 """
 from __future__ import annotations
 
@@ -90,6 +94,39 @@ class TransferRequested(Event, kw_only=True):
     amount_edited: bool = False
     recipient_edited: bool = False
     payout_due_ts: Millis  # end of the availability delay: a decision is needed before it
+
+
+class Money(Struct, forbid_unknown_fields=True, frozen=True):
+    cents: Cents
+    currency: Currency  # always stated: no default
+
+
+class TransferRequestedV2(Event, kw_only=True):
+    """Version 2 of a transfer request: the amount travels with its currency as one value,
+    ``amount: {"cents": 2500, "currency": "EUR"}``, and the currency is always stated (v1's
+    ``currency`` defaults to EUR, so a producer that forgets it silently claims euros). Every other
+    field is v1's. No producer writes it yet (the payment service writes v1): the stream accepts
+    both meanwhile and reads a v2 request as the v1 struct (``as_current``)."""
+    v: Literal[2] = 2
+    transfer_id: TransferId
+    sender: AccountId
+    recipient: AccountId
+    amount: Money
+    conversation: Optional[ConversationId] = None
+    device: Optional[DeviceId] = None
+    ip: Optional[IpId] = None
+    card: Optional[CardId] = None
+    suggestion_id: Optional[EventId] = None
+    amount_edited: bool = False
+    recipient_edited: bool = False
+    payout_due_ts: Millis
+
+    def as_current(self) -> TransferRequested:
+        """The request as every stage reads it (``TransferRequested``, whose ``v`` is then 1: the
+        wire version is not kept, the layout is)."""
+        fields = {f: getattr(self, f) for f in self.__struct_fields__ if f not in ("v", "amount")}
+        return TransferRequested(**fields, amount_cents=self.amount.cents,
+                                 currency=self.amount.currency)
 
 
 class AssistantEvent(Event, kw_only=True):

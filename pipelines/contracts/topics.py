@@ -7,6 +7,13 @@ scale-out story. ``decode`` validates a record's bytes against its topic's schem
 ... except InvalidEvent as refused:
 ...     print(refused)
 JSON is malformed: invalid character (byte 4)
+
+A topic may accept more than one version of its schema while producers move (see
+``pipelines.contracts.schemas``): ``schema`` is the struct every stage reads (and version 1 on
+the wire), ``also`` the other wire versions, each recognised by its ``v`` and turned into
+``schema`` by its ``as_current()``. ``decode`` is the one place the versions are told apart; the
+raw bytes travel on between stages and every stage decodes them with it. A version the topic
+does not list is refused with a reason naming the versions it reads.
 """
 from __future__ import annotations
 
@@ -28,16 +35,14 @@ class TopicSpec:
     key_field: Optional[str]  # the field the producer keys by; None for single-partition topics
     writer: str
     input: bool = False  # validated by the stream's ingest agent
-
-    @property
-    def decoder(self) -> msgspec.json.Decoder:
-        return _DECODERS[self.name]
+    also: tuple[type, ...] = ()  # other wire versions accepted, each with ``as_current()``
 
 
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("messages", s.MessageSent, "sender", "messaging service", input=True),
     TopicSpec("account-events", s.AccountEvent, "account", "messaging service", input=True),
-    TopicSpec("transfer-requests", s.TransferRequested, "sender", "payment service", input=True),
+    TopicSpec("transfer-requests", s.TransferRequested, "sender", "payment service", input=True,
+              also=(s.TransferRequestedV2,)),
     TopicSpec("assistant-events", s.AssistantEvent, "user", "assistant service", input=True),
     TopicSpec("labels", s.Label, "account", "payment/messaging services, console", input=True),
     TopicSpec("analyst-actions", s.AnalystAction, None, "console", input=True),
@@ -58,21 +63,45 @@ INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]
 _DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
 
 
+def _version(schema: type) -> int:
+    return next(f.default for f in msgspec.structs.fields(schema) if f.name == "v")
+
+
+class _Version(msgspec.Struct):
+    v: int = 1  # every other field is skipped; no "v" is version 1, as for the schemas
+
+
+_PEEK = msgspec.json.Decoder(_Version)
+# topic -> version -> decoder, for the topics with more than one version (the others skip the peek)
+_VERSIONS = {name: {_version(t): msgspec.json.Decoder(t) for t in (spec.schema, *spec.also)}
+             for name, spec in TOPICS.items() if spec.also}
+
+
 class InvalidEvent(ValueError):
     """Why an event was refused; the message is the dead-letter reason."""
 
 
 def decode(topic: str, raw: bytes | None):
-    """Validate one record's bytes against its topic's schema, or raise InvalidEvent."""
+    """Validate one record's bytes against its topic's schema (any version the topic reads), as
+    the topic's current struct; or raise InvalidEvent."""
     if raw is None:
         raise InvalidEvent("empty record (no value)")
     limit = MAX_EVENT_BYTES if TOPICS[topic].input else MAX_RECORD_BYTES
     if len(raw) > limit:
         raise InvalidEvent(f"oversized: {len(raw)} bytes > {limit}")
+    versions = _VERSIONS.get(topic)
     try:
-        return _DECODERS[topic].decode(raw)
+        if versions is None:
+            return _DECODERS[topic].decode(raw)
+        version = _PEEK.decode(raw).v
+        decoder = versions.get(version)
+        if decoder is None:
+            raise InvalidEvent(f"unknown schema version {version} for {topic} "
+                               f"(this worker reads versions {', '.join(map(str, versions))})")
+        event = decoder.decode(raw)
     except msgspec.DecodeError as exc:  # covers bad JSON and ValidationError
         raise InvalidEvent(str(exc)) from None
+    return event if type(event) is TOPICS[topic].schema else event.as_current()
 
 
 def key_of(topic: str, event) -> bytes | None:
