@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 import numpy as np
@@ -34,9 +36,11 @@ THRESHOLDS = {"warn": 0.5, "hold": 0.8, "block": 0.95}
 PACE_S = 0.04  # the traffic during a model switch: ~20 transfers/s, each acknowledged
 
 
-def register_model(features: list[str], fraud_above_cents: float, seed: int) -> str:
+def register_model(features: list[str], fraud_above_cents: float, seed: int, root=None,
+                   now=None) -> str:
     """A booster whose score rises with ``transfer_amount_cents`` (its first feature) past
-    ``fraud_above_cents``, saved in the registry; returns its version."""
+    ``fraud_above_cents``, saved in the registry (``root``: the settings' one) as if at ``now``;
+    returns its version."""
     import lightgbm as lgb
 
     from models import registry
@@ -49,7 +53,7 @@ def register_model(features: list[str], fraud_above_cents: float, seed: int) -> 
                          "num_threads": 1}, lgb.Dataset(x, y.astype(int), feature_name=features),
                         num_boost_round=15)
     return registry.save(booster.model_to_string(), {"feature_names": features,
-                                                     "thresholds": THRESHOLDS})
+                                                     "thresholds": THRESHOLDS}, root, now)
 
 
 def update(action: str, version: str) -> s.ModelUpdate:
@@ -92,7 +96,7 @@ def stage(tmp_path_factory):
     from pipelines.bench.harness import fresh_environment
 
     features = list(FEATURE_NAMES)
-    with fresh_environment() as _:
+    with fresh_environment() as (_, root):
         models = {"A": register_model(features[:12], 200_000, seed=1),
                   "B": register_model(features[:20], 20_000, seed=2),
                   "S": register_model(features[:8], 100_000, seed=3)}
@@ -109,6 +113,7 @@ def stage(tmp_path_factory):
                 assert "Traceback" not in procs.log_of(worker)
         finally:
             procs.stop_all()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # --- (a) two analysts, one held transfer ----------------------------------------------------
@@ -244,7 +249,7 @@ def test_promotion_and_rollback_in_flight_every_decision_names_its_whole_model(s
     def first_arrival_of(version: str, after: float) -> float:
         """When the first decision named ``version`` arrived after ``after`` (monotonic)."""
         def seen():
-            return min((at for ds in list(watcher.seen.values()) for at, d in ds
+            return min((at for t in list(watcher.seen) for at, d in watcher.arrivals(t)
                         if at > after and d.model_version == version and not d.shadow), default=None)
         return wait_for(seen, 30, 0.1, f"a decision by {version}")
 
@@ -320,3 +325,35 @@ def test_a_model_needing_features_the_worker_lacks_is_refused_at_promotion(stage
              what="its shadow decision")
     (sd,) = stage.watcher.decisions([probe.transfer_id], shadow=True)[probe.transfer_id]
     assert sd.model_version == stage.models["S"]
+
+
+class Acting:
+    """The control table's view, as the decide stage reads it: only the models."""
+
+    def __init__(self):
+        self.versions = {}
+
+    def model(self, which: str):
+        return self.versions.get(which)
+
+
+def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path):
+    """Behind the router's refusal: should such a model become acting anyway (promoted on a
+    machine where its files were not there yet), the model that acted stays."""
+    from pipelines.stream.decide import DecideStage
+
+    features = list(FEATURE_NAMES)
+    good = register_model(features[:12], 200_000, seed=1, root=tmp_path)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)  # the registry's newest
+    unfed = register_model([features[0], "sender_mood_score"], 20_000, seed=4, root=tmp_path,
+                           now=later)
+    control = Acting()
+    stage = DecideStage(control, models_root=tmp_path)
+    control.versions["acting"] = good
+    assert stage.scorer("acting").version == good
+    control.versions["acting"] = unfed
+    assert stage.scorer("acting").version == good
+    control.versions["shadow"] = unfed
+    assert stage.scorer("shadow") is None
+    control.versions["acting"] = "m-20990101-000000-00000000"  # not on this machine (yet)
+    assert stage.scorer("acting").version == good
