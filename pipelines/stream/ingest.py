@@ -61,17 +61,53 @@ def ahead_of_clock(event, now_ms: int, max_ahead_s: float = MAX_AHEAD_S) -> Opti
     >>> ahead_of_clock(update, now_ms=1_800_000_300_000, max_ahead_s=600) is None  # 10 min ahead
     True
     """
-    if max_ahead_s <= 0:
+    name, ahead = furthest_ahead(event, now_ms)
+    if max_ahead_s <= 0 or ahead <= max_ahead_s * 1000:
         return None
-    for name in STAMPS:
-        value = getattr(event, name, None)
-        if value is not None and value - now_ms > max_ahead_s * 1000:
-            when = dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).isoformat(
-                timespec="seconds")
-            return (f"clock skew: {name} {when} is {(value - now_ms) / 1000:.0f} s ahead of the "
-                    f"worker's clock (at most {max_ahead_s:.0f} s, VIGIE_MAX_CLOCK_AHEAD_S): the "
-                    f"producer's clock is wrong or the time is not in ms; never applied")
-    return None
+    when = dt.datetime.fromtimestamp((now_ms + ahead) / 1000, dt.timezone.utc)
+    return (f"clock skew: {name} {when.isoformat(timespec='seconds')} is {ahead / 1000:.0f} s "
+            f"ahead of the worker's clock (at most {max_ahead_s:.0f} s, VIGIE_MAX_CLOCK_AHEAD_S): "
+            f"the producer's clock is wrong or the time is not in ms; never applied")
+
+
+def furthest_ahead(event, now_ms: int) -> tuple[Optional[str], int]:
+    """The event's instant furthest ahead of ``now_ms``: (its field, ms ahead); (None, 0) when
+    none is ahead."""
+    name, ahead = None, 0
+    for field in STAMPS:
+        value = getattr(event, field, None)
+        if value is not None and value - now_ms > ahead:
+            name, ahead = field, value - now_ms
+    return name, ahead
+
+
+# An accepted event this far ahead is said in the worker's log (at most once a minute): a
+# producer minutes ahead makes every other producer's events late and shifts the windows that
+# combine them (docs/stream.md#clocks), which nothing else would show.
+WARN_AHEAD_S = 30.0
+WARN_EVERY_S = 60.0
+
+
+class Early:
+    """The furthest ahead of the worker's clock each input topic's accepted events were since
+    it was last said."""
+
+    def __init__(self):
+        self.most: dict[str, int] = {}  # topic -> ms ahead
+        self.said = float("-inf")
+
+    def note(self, topic: str, event, now_ms: int) -> None:
+        ahead = furthest_ahead(event, now_ms)[1]
+        if ahead > WARN_AHEAD_S * 1000 and ahead > self.most.get(topic, 0):
+            self.most[topic] = ahead
+
+    def say(self) -> None:
+        if self.most and time.monotonic() - self.said >= WARN_EVERY_S:
+            log.warning("events ahead of this worker's clock (a producer's clock, or this "
+                        "one's, is off): %s", ", ".join(f"{topic} up to {ms / 1000:.0f} s"
+                                                        for topic, ms in sorted(self.most.items())))
+            self.most.clear()
+            self.said = time.monotonic()
 
 
 def register(app, handle_valid) -> None:
@@ -85,6 +121,7 @@ def register(app, handle_valid) -> None:
                        key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic("dead-letters", key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
+    early = Early()
 
     async def handle(batch) -> bool:
         """Handle a micro-batch; False if the app began stopping first (nothing flushed)."""
@@ -107,9 +144,11 @@ def register(app, handle_valid) -> None:
                 if skipped is not None:
                     skipped(message)  # handled, as far as its source's progress goes
                 continue
+            early.note(message.topic, valid, now)
             await handle_valid(message.topic, valid, message)
         if flush is not None:
             await flush()
+        early.say()
         return True
 
     @app.agent(inputs, name="ingest")

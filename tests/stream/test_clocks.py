@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 
 import msgspec
@@ -109,6 +110,10 @@ def test_skewed_producers_are_ordered_by_event_time_and_far_future_events_refuse
             assert not diffs, f"{len(diffs)} feature values differ from the replay: {diffs[:3]}"
             assert any(v for d in decided.values() for k, v in d.features.items()
                        if k.startswith("sender_pair_msgs")), "the messages reached no transfer"
+
+            # accepted, and said in the worker's log: the payment host runs minutes ahead
+            said = re.search(r"transfer-requests up to (\d+) s", procs.log_of(worker))
+            assert said and 240 <= int(said.group(1)) <= 300, procs.log_of(worker)[-3000:]
 
             # the two far-future events, and only they, dead-lettered with the skew named
             letters = dead_letters()
