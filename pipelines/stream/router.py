@@ -11,6 +11,7 @@ from typing import Optional
 from features import routing
 from features.vector import FEATURE_NAMES
 from models import registry
+from models.scorer import Scorer
 from pipelines.contracts import schemas
 from pipelines.contracts.topics import FEATURE_TOPICS
 from pipelines.kafka.tables import raw_topic
@@ -123,20 +124,23 @@ class Router:
                 await control.set_model("shadow", update.version)
             elif update.action == "unshadow":
                 await control.set_model("shadow", "")
-        except (KeyError, ValueError) as exc:  # KeyError: a meta.json without feature_names
+        except ValueError as exc:
             await self.refuse(f"{update.action} {update.version} refused: {exc}", message)
 
 
 def check_model(version: str) -> None:
     """Raise ValueError for a model in the registry that this worker could not score with: one
-    needing features the feature stage does not compute. A version not in the registry here
-    passes, as before: its files may reach this machine after the update (``decide`` keeps the
-    model that acted meanwhile)."""
+    that does not load, or needs features the feature stage does not compute. A version not in
+    the registry here passes, as before: its files may reach this machine after the update
+    (``decide`` keeps the model that acted meanwhile). Loading takes tens of milliseconds, once
+    per model update."""
     try:
-        meta = registry.load_meta(version)
+        scorer = Scorer.load(version)
     except (FileNotFoundError, registry.NotAVersion):
         return
-    missing = registry.missing_features(meta, FEATURE_NAMES)
+    except Exception as exc:  # a corrupt model file or meta: LightGBM's errors, KeyError...
+        raise ValueError(f"model {version} cannot be loaded: {exc!r}"[:300]) from exc
+    missing = registry.missing_features(scorer.meta, FEATURE_NAMES)
     if missing:
         raise ValueError(f"model {version} needs features the worker does not compute: "
                          f"{', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))

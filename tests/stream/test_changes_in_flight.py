@@ -305,6 +305,8 @@ def test_promotion_and_rollback_in_flight_every_decision_names_its_whole_model(s
 
 # --- (c) a model the worker cannot feed --------------------------------------------------------
 def test_a_model_needing_features_the_worker_lacks_is_refused_at_promotion(stage):
+    from models import registry
+
     a = stage.models["A"]
     assert stage.acting("pre") == a
     unfed = register_model(["transfer_amount_cents", "sender_mood_score"], 20_000, seed=4)
@@ -314,17 +316,26 @@ def test_a_model_needing_features_the_worker_lacks_is_refused_at_promotion(stage
                       what="the promotion refused")
     assert letter.reason == (f"promote {unfed} refused: model {unfed} needs features the worker "
                              "does not compute: sender_mood_score")
-    assert stage.acting("post") == a  # the acting model stays
+    broken = "m-20200101-000000-0badf00d"  # whole on disk, but its model text is not a model
+    (registry.models_dir() / broken).mkdir()
+    (registry.models_dir() / broken / "meta.json").write_text(json.dumps(
+        {"version": broken, "feature_names": ["transfer_amount_cents"], "thresholds": THRESHOLDS}))
+    (registry.models_dir() / broken / "model.txt").write_text("not a model\n")
+    promote = update("promote", broken)
+    publish([promote])
+    letter = wait_for(lambda: stage.refusals().get(promote.id), 30, what="the promotion refused")
+    assert letter.reason.startswith(f"promote {broken} refused: model {broken} cannot be loaded")
     shadow = update("shadow", unfed)
     publish([shadow])
     wait_for(lambda: stage.refusals().get(shadow.id), 30, what="the shadow refused")
+    # the acting and shadow models stay
     probe = hand_transfer(f"cf-sh-{time.time_ns()}", "cf-sh-payee", 900, "cfsh")
     publish([probe])
-    stage.watcher.wait_all([probe.transfer_id], 30, "a probe")
+    (d,) = stage.watcher.wait_all([probe.transfer_id], 30, "a probe")[probe.transfer_id]
     wait_for(lambda: stage.watcher.decisions([probe.transfer_id], shadow=True), 30,
              what="its shadow decision")
     (sd,) = stage.watcher.decisions([probe.transfer_id], shadow=True)[probe.transfer_id]
-    assert sd.model_version == stage.models["S"]
+    assert (d.model_version, sd.model_version) == (a, stage.models["S"])
 
 
 class Acting:
