@@ -23,6 +23,11 @@ def kafka(session_dir):
     broker = EmbeddedKafka(free_port(), session_dir / "broker").start()
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     os.environ["VIGIE_DATA_DIR"] = str(session_dir / "data")
+    # The suite's simulated logs are moved days ahead of the present (stream_support's
+    # simulated_log, so each test's events come after the shared broker's earlier ones): far
+    # past the worker's far-future bound, which is off for the session; the bound has its own
+    # test, whose worker sets it back (tests/stream/test_clocks.py).
+    os.environ["VIGIE_MAX_CLOCK_AHEAD_S"] = "0"
     from pipelines.kafka.clients import ensure_topics
 
     asyncio.run(ensure_topics())
