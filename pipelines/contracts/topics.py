@@ -96,8 +96,9 @@ def decode(topic: str, raw: bytes | None):
         version = _PEEK.decode(raw).v
         decoder = versions.get(version)
         if decoder is None:
-            raise InvalidEvent(f"unknown schema version {version} for {topic} "
-                               f"(this worker reads versions {', '.join(map(str, versions))})")
+            raise InvalidEvent(  # msgspec's words for a one-version topic, and which it reads
+                f"Invalid enum value {version} - at `$.v`: {topic} is read in schema versions "
+                f"{', '.join(map(str, versions))}")
         event = decoder.decode(raw)
     except msgspec.DecodeError as exc:  # covers bad JSON and ValidationError
         raise InvalidEvent(str(exc)) from None

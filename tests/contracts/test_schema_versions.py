@@ -60,8 +60,8 @@ def test_a_version_the_topic_does_not_read_is_refused_with_its_reason():
     tr = next(e for e in synthetic_log(n_accounts=20, days=1, seed=2)
               if type(e) is s.TransferRequested)
     v1, v2 = wire(tr), wire(as_v2(tr))
-    assert refusal(msgspec.json.encode({**v2, "v": 3})) == \
-        "unknown schema version 3 for transfer-requests (this worker reads versions 1, 2)"
+    assert refusal(msgspec.json.encode({**v2, "v": 3})) == (
+        "Invalid enum value 3 - at `$.v`: transfer-requests is read in schema versions 1, 2")
     # each version has its own shape: a v1 body stamped 2, or a v2 body stamped 1, is refused
     assert "unknown field `amount_cents`" in refusal(msgspec.json.encode({**v1, "v": 2}))
     assert "unknown field `amount`" in refusal(msgspec.json.encode({**v2, "v": 1}))
@@ -74,8 +74,8 @@ def test_a_version_the_topic_does_not_read_is_refused_with_its_reason():
     # a topic with one version refuses any other, as before
     message = next(e for e in synthetic_log(n_accounts=20, days=1, seed=2)
                    if type(e) is s.MessageSent)
-    assert "Invalid enum value 2" in refusal(msgspec.json.encode({**wire(message), "v": 2}),
-                                             "messages")
+    assert refusal(msgspec.json.encode({**wire(message), "v": 2}), "messages") == \
+        "Invalid enum value 2 - at `$.v`"
 
 
 # --- on the real broker -----------------------------------------------------------------------
@@ -101,11 +101,19 @@ TOPIC_OF = {s.MessageSent: "messages", s.AccountEvent: "account-events",
             s.Label: "labels"}
 
 
-def same_decision(a: s.Decision, b: s.Decision) -> bool:
-    """The same outcome: action, score (NaN without a model), rule and list hits, features."""
-    return (a.action, a.rule_hits, a.list_hits, a.features) == \
-        (b.action, b.rule_hits, b.list_hits, b.features) and \
-        (a.score == b.score or (math.isnan(a.score) and math.isnan(b.score)))
+def outcome(a: s.Decision, b: s.Decision) -> list[tuple]:
+    """What differs between two decisions of the same events: features, score (NaN without a
+    model), rule and list hits, action. Not the recovery stage's holds: they follow its cases,
+    opened as its own records arrive, so they depend on timing, not on the events; a decision
+    with one may differ from its twin only by that hit and by being a hold."""
+    def parts(d: s.Decision) -> tuple:
+        return (d.features, None if math.isnan(d.score) else d.score, d.list_hits,
+                [hit for hit in d.rule_hits if not hit.startswith("recovery:")])
+
+    pairs = list(zip(parts(a), parts(b)))
+    if not any(hit.startswith("recovery:") for hit in a.rule_hits + b.rule_hits):
+        pairs.append((a.action, b.action))
+    return [(x, y) for x, y in pairs if x != y]
 
 
 @pytest.mark.kafka
@@ -150,11 +158,11 @@ def test_v1_and_v2_requests_interleaved_are_decided_as_the_same_log_in_v1(
         (letter, *_) = refused()
 
     first = {t: ds[0] for t, ds in decided.items()}
-    differ = [t for t in ids if not same_decision(first[t], first[twins[t]])]
-    assert not differ, (f"{len(differ)} of {len(ids)} transfers decided differently, e.g. "
-                        f"{first[differ[0]]} vs {first[twins[differ[0]]]}")
+    differ = {t: outcome(first[t], first[twins[t]]) for t in ids}
+    differ = {t: what for t, what in differ.items() if what}
+    assert not differ, f"{len(differ)} of {len(ids)} transfers decided differently: {differ}"
     replayed = replayed_features(plain)
     assert not compare_features({twins[t]: first[t] for t in ids}, replayed)
     assert all(first[t].features for t in ids)
-    assert (letter.topic, letter.reason) == ("transfer-requests", "unknown schema version 3 for "
-                                             "transfer-requests (this worker reads versions 1, 2)")
+    assert letter.topic == "transfer-requests" and letter.reason == (
+        "Invalid enum value 3 - at `$.v`: transfer-requests is read in schema versions 1, 2")
