@@ -88,7 +88,8 @@ class Control:
 
     def transfer(self, transfer_id: str) -> dict:
         """The analysts' record of a held transfer: ``claimed`` and ``decided`` (absent until
-        someone claims or decides it), each ``{actor, action, id}``."""
+        someone claims or decides it), each ``{actor, action, id}``, and the ids of every action
+        ``accepted`` on it."""
         return self._get(f"transfer:{transfer_id}".encode(),
                          lambda raw: json.loads(raw) if raw else {})
 
@@ -114,15 +115,16 @@ class Control:
         """Record an analyst's claim, assign, release or block of a held transfer (an
         ``AnalystAction``), or raise ``ActionError`` (nothing changes): the first release or
         block wins, and a transfer claimed by one analyst cannot be claimed by another (a lead
-        reassigns it with ``assign``). The same action read again (a redelivery) passes."""
+        reassigns it with ``assign``). An action accepted before passes again (a redelivery
+        after a crash, read against the state the actions after it left)."""
         record = dict(self.transfer(action.target))
         done, claimed = record.get("decided"), record.get("claimed")
-        me = {"actor": action.actor, "action": action.action, "id": action.id}
-        if done and done["id"] == action.id or claimed and claimed["id"] == action.id:
+        if action.id in record.get("accepted", ()):
             return
         if done:
             raise ActionError(f"transfer {action.target} was already {PAST[done['action']]} by "
                               f"{done['actor']} (action {done['id']})")
+        me = {"actor": action.actor, "action": action.action, "id": action.id}
         if action.action in PAST:
             record["decided"] = me
         elif action.action == "assign":
@@ -130,10 +132,9 @@ class Control:
         elif claimed and claimed["actor"] != action.actor:
             raise ActionError(f"transfer {action.target} is claimed by {claimed['actor']} "
                               f"(action {claimed['id']})")
-        elif claimed:
-            return  # claimed again by its owner: nothing new
-        else:
+        elif not claimed:
             record["claimed"] = me
+        record["accepted"] = [*record.get("accepted", ()), action.id]
         await self._write(f"transfer:{action.target}".encode(), json.dumps(record).encode())
 
     async def set_model(self, which: str, version: str) -> None:

@@ -1,7 +1,8 @@
 """The Router: what happens to a valid input event after validation. A feature event is routed
 to the entities it touches (bundled by entity-events partition); an analyst action changes rules
-or lists, decides a held transfer or drives a recovery case; a model update moves the acting,
-previous and shadow models."""
+or lists, claims or decides a held transfer (the first release or block wins) or drives a
+recovery case; a model update moves the acting, previous and shadow models. An action or update
+that cannot apply is refused: a dead letter with the reason, nothing changed."""
 from __future__ import annotations
 
 import logging
