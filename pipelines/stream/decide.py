@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # undecided at its payout deadline, so waiting costs no money.
 PART_TIMEOUT_S = 60.0
 LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
+LOAD_RETRY_S = 5.0  # how soon a model that could not be loaded is tried again
 NO_MODEL = "none"
 
 
@@ -63,6 +64,7 @@ class DecideStage:
         self.models_root = models_root
         self.pending: dict[str, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
+        self._failed: dict[str, float] = {}  # version -> when it last failed to load
         self._latest_checked, self._latest_version = float("-inf"), None
         self._last_acting = None  # the last promoted model this worker scored with
         self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
@@ -93,18 +95,23 @@ class DecideStage:
         return self._latest_version
 
     def _load(self, version, which: str):
+        """The scorer of ``version``, loaded once; None while it cannot be (tried again every
+        ``LOAD_RETRY_S``: a promoted model's files may reach this machine after the update)."""
         if version is None:
             return None
         if version not in self._scorers:
+            if time.monotonic() - self._failed.get(version, float("-inf")) < LOAD_RETRY_S:
+                return None
             try:
                 scorer = Scorer.load(version, self.models_root)
                 missing = registry.missing_features(scorer.meta, FEATURE_NAMES)
                 if missing:  # the router refuses its promotion; never score with it anyway
                     raise ValueError(f"needs features the worker does not compute: {missing}")
-                self._scorers[version] = scorer
             except Exception as exc:  # a missing or corrupt model must not stop decisions
                 log.error("cannot load %s model %s: %s", which, version, exc)
-                self._scorers[version] = None
+                self._failed[version] = time.monotonic()
+                return None
+            self._scorers[version] = scorer
         return self._scorers[version]
 
     def add(self, part: Part, event) -> list[Pending]:

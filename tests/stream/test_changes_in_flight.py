@@ -352,9 +352,10 @@ class Acting:
         return self.versions.get(which)
 
 
-def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path):
+def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path, monkeypatch):
     """Behind the router's refusal: should such a model become acting anyway (promoted on a
     machine where its files were not there yet), the model that acted stays."""
+    from pipelines.stream import decide
     from pipelines.stream.decide import DecideStage
 
     features = list(FEATURE_NAMES)
@@ -370,5 +371,11 @@ def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path):
     assert stage.scorer("acting").version == good
     control.versions["shadow"] = unfed
     assert stage.scorer("shadow") is None
-    control.versions["acting"] = "m-20990101-000000-00000000"  # not on this machine (yet)
+    # promoted before its files reached this machine: the model that acted stays until they come
+    elsewhere = tmp_path / "elsewhere"
+    coming = register_model(features[:10], 50_000, seed=5, root=elsewhere)
+    control.versions["acting"] = coming
     assert stage.scorer("acting").version == good
+    (elsewhere / coming).rename(tmp_path / coming)
+    monkeypatch.setattr(decide, "LOAD_RETRY_S", 0.0)
+    assert stage.scorer("acting").version == coming
