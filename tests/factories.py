@@ -68,7 +68,7 @@ def malformed(topic: str, kind: str, rnd: random.Random) -> bytes:
     elif kind == "oversized":
         good["padding"] = "x" * (MAX_EVENT_BYTES + 10)
     elif kind == "unknown_version":
-        good["v"] = 2
+        good["v"] = 99
     elif kind == "unknown_field":
         good["text"] = "this message body must never be stored"
     elif kind == "raw_identifier":

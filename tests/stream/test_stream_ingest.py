@@ -204,7 +204,7 @@ def test_malformed_events_are_dead_lettered_and_valid_ones_processed(kafka, proc
     assert {t for t, _, _ in bad_at} == set(INPUT_TOPICS)
     for kind, fragment in [("bad_json", "truncated"), ("wrong_type", "Expected `int`, got `str`"),
                            ("missing_field", "missing required field"), ("oversized", "oversized"),
-                           ("unknown_version", "Invalid enum value 2"),
+                           ("unknown_version", "Invalid enum value 99"),
                            ("unknown_field", "unknown field `text`"),
                            ("raw_identifier", "matching regex"),
                            ("not_an_object", "Expected `object`, got `array`")]:
