@@ -139,8 +139,16 @@ def now_ms() -> int:
     return wall if wall - int(last) < 3_600_000 else int(last)
 
 
+# Analyst actions the worker refused (a second decision on a transfer, a conflicting claim...):
+# their ids and reasons, from the analyst-actions topic's dead letters (pipelines/stream/router.py).
+REFUSED_ACTIONS_SQL = """
+SELECT try(json_extract_string(decode(from_base64(original_b64)), '$.id')) AS id,
+       any_value(reason) AS refused
+FROM dead_letters WHERE topic = 'analyst-actions' GROUP BY 1"""
+
 HELD_SQL = """
-WITH ever AS (  -- the few transfers ever held: every scan below is narrowed to them
+WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
+ever AS (  -- the few transfers ever held: every scan below is narrowed to them
     SELECT DISTINCT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
 d AS (
     SELECT *, row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC) AS rn
@@ -150,7 +158,8 @@ s AS (SELECT transfer_id, arg_max(status, ts) AS status FROM transfer_status
 c AS (SELECT target AS transfer_id,
              arg_max(CASE WHEN action = 'assign' THEN json_extract_string(params, '$.assignee')
                           ELSE actor END, ts) AS owner
-      FROM analyst_actions WHERE action IN ('claim', 'assign') AND target_kind = 'transfer'
+      FROM analyst_actions a LEFT JOIN refused r USING (id)
+      WHERE action IN ('claim', 'assign') AND target_kind = 'transfer' AND r.refused IS NULL
       GROUP BY 1)
 SELECT d.transfer_id, d.ts AS decided_ts, t.ts AS requested_ts, d.sender, d.recipient,
        d.amount_cents, d.score, d.score * d.amount_cents AS risk_amount, d.model_version,
