@@ -28,7 +28,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import BrokerResponseError, CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from pipelines.contracts import settings as settings_mod
@@ -133,7 +133,19 @@ class Service:
         """Subclasses rebuild their state here, then start their consumers (before serving)."""
 
     async def publish(self, topic: str, event) -> None:
-        await self.publisher.publish(topic, event)  # waits for the broker's ack
+        publisher = self.publisher
+        try:
+            await publisher.publish(topic, event)  # waits for the broker's ack
+        except BrokerResponseError as exc:
+            if not exc.retriable and publisher is self.publisher:
+                # aiokafka's idempotent producer does not reset a partition's sequence after
+                # the broker refused a batch: every later record there would be refused as
+                # out of order. A new producer (a new producer id) starts afresh.
+                log.warning("%s: the broker refused a record (%s): new producer", self.name,
+                            type(exc).__name__)
+                self.publisher = await Publisher(self.conf).start()
+                await publisher.stop()
+            raise
 
     async def start_reader(self, reader: R) -> R:
         """Start a log or group reader; it is stopped at cleanup."""

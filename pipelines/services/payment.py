@@ -6,7 +6,8 @@ out without a decision (``EFFECTS``; none by then: ``VIGIE_NO_DECISION_FALLBACK`
 blocks it, and a late one acts through ``late_steps``). Only the first automated decision
 acts; analysts' act on held transfers only; shadow ones never. A recovery case locks its
 account (new transfers get 423). Every change is published as a ``TransferStatus`` (id
-``<transfer>.<n>``); on start, the state is rebuilt from the log before serving.
+``<transfer>.<n>``), and applied in memory only once the broker has it; on start, the state
+is rebuilt from the log before serving.
 
 The state diagram, why, and how it would scale: docs/services.md#payment
 """
@@ -16,10 +17,13 @@ import asyncio
 import logging
 import os
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from functools import partial
+from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
@@ -66,6 +70,9 @@ class Transfer:
     status: str = "pending"
     pay_at: Optional[int] = None  # set while approved, warned or released
     history: list = field(default_factory=list)
+    # Held from looking at the state to applying the change published from it, so that two
+    # changes (a decision and the deadline, say) never both start from the same state.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     def view(self) -> dict:
         r = self.request
@@ -88,13 +95,15 @@ class Payment(Service):
         self.open: dict[str, Transfer] = {}  # not yet paid, returned or held: the timer's work
         self.locks: dict[str, str] = {}  # account hash -> why it is locked
         self.banned: set[str] = set()
+        # Changes the log refused, each tried again every tick, with the state it finds then.
+        self.retries: deque[Callable[[], Awaitable[None]]] = deque()
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
                 web.post("/v1/chargebacks", self.chargeback)]
 
     # --- state changes: one place, used live and when replaying the log -------------------
-    def _record(self, t: Transfer, status: str, reason: str, ts: int) -> s.TransferStatus:
+    def _record(self, t: Transfer, status: str, reason: str, ts: int) -> None:
         r = t.request
         t.status = status
         t.history.append({"status": status, "ts": ts, "reason": reason})
@@ -105,18 +114,32 @@ class Payment(Service):
             self.open[r.transfer_id] = t
         else:
             self.open.pop(r.transfer_id, None)
-        return s.TransferStatus(id=f"{r.transfer_id}.{len(t.history)}", ts=ts,
-                                transfer_id=r.transfer_id, sender=r.sender, recipient=r.recipient,
-                                amount_cents=r.amount_cents, status=status, reason=reason)
 
-    async def _change(self, t: Transfer, *steps: tuple[str, str]) -> None:
-        """Apply the steps in memory at once (no other coroutine sees a half-done change),
-        then publish them in order. Should publishing fail, memory is ahead of the log until a
-        restart, when the log wins: a transfer back to pending gets the fallback, never a payout."""
-        ts = now_ms()
-        events = [self._record(t, status, reason, ts) for status, reason in steps]
-        for event in events:
-            await self.publish("transfer-status", event)
+    async def _change(self, t: Transfer, steps_for: Callable[[Transfer], list]) -> None:
+        """Publish the steps ``steps_for`` finds in the transfer's state, then apply them.
+        Memory is never ahead of the log: nothing is acted on (a payout, a GET) that a restart
+        would not find. A failed publish raises with memory as it was; the cause is looked at
+        again later (``_act``, the timer), and a step the log did get is published again with
+        its id, which the replay skips."""
+        async with t.lock:
+            steps = steps_for(t)
+            r, ts, n = t.request, now_ms(), len(t.history)
+            for i, (status, reason) in enumerate(steps, n + 1):
+                await self.publish("transfer-status", s.TransferStatus(
+                    id=f"{r.transfer_id}.{i}", ts=ts, transfer_id=r.transfer_id, sender=r.sender,
+                    recipient=r.recipient, amount_cents=r.amount_cents, status=status,
+                    reason=reason))
+            for status, reason in steps:
+                self._record(t, status, reason, ts)
+
+    async def _act(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run a change now; if the log refuses it, keep it to run again on the next tick."""
+        try:
+            await action()
+        except KafkaError as exc:
+            log.warning("a transfer change did not reach the log (%s): tried again next tick",
+                        type(exc).__name__)
+            self.retries.append(action)
 
     # --- HTTP ----------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
@@ -126,14 +149,17 @@ class Payment(Service):
             raise ApiError(423, f"account locked: {self.locks[sender]}")
         transfer_id = uuid.uuid4().hex
         event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", now_ms(), self.delay_ms)
-        # Known before it is published: its decision may come back before the ack does.
+        # Known before it is published: its decision may come back before the ack does. If
+        # the log refuses it, it is forgotten and the 503 says so: a retry creates it.
         t = self.transfers[transfer_id] = Transfer(event)
         try:
             await self.publish("transfer-requests", event)
         except BaseException:
             del self.transfers[transfer_id]
             raise
-        await self._change(t, ("pending", ""))
+        if not t.history:  # in the log, undecided: open, as a replay finds it
+            self.open[transfer_id] = t
+        await self._act(partial(self._change, t, lambda t: [] if t.history else [("pending", "")]))
         return web.json_response({"transfer_id": transfer_id, "status": t.status,
                                   "payout_due_ts": event.payout_due_ts}, status=201)
 
@@ -154,27 +180,38 @@ class Payment(Service):
         return web.json_response({"id": label.id}, status=202)
 
     # --- decisions, deadlines, locks -----------------------------------------------------
-    async def on_decision(self, d: s.Decision) -> None:
-        t = self.transfers.get(d.transfer_id)
-        if d.shadow or t is None:
-            return
+    @staticmethod
+    def _decided(d: s.Decision, t: Transfer) -> list[tuple[str, str]]:
         analyst = d.model_version.startswith("analyst:")
         if not analyst and t.status == "held" and t.history and t.history[-1]["reason"] == FALLBACK:
-            await self._change(t, *late_steps(d))  # the first automated decision, after the hold
-            return
+            return late_steps(d)  # the first automated decision, after the hold
         acts_on = "held" if analyst else "pending"
         statuses = EFFECTS[acts_on].get(d.action) if t.status == acts_on else None
-        if statuses:  # anything else (a repeat or a redundant decision) changes nothing
-            why = f"decision:{d.action} model={d.model_version}"
-            await self._change(t, *[(st, RETURNED if st == "returned" else why) for st in statuses])
+        # anything else (a repeat or a redundant decision) changes nothing
+        why = f"decision:{d.action} model={d.model_version}"
+        return [(st, RETURNED if st == "returned" else why) for st in statuses or ()]
+
+    async def on_decision(self, d: s.Decision) -> None:
+        t = self.transfers.get(d.transfer_id)
+        if not d.shadow and t is not None:
+            await self._act(partial(self._change, t, partial(self._decided, d)))
+
+    def _due(self, t: Transfer) -> list[tuple[str, str]]:
+        now = now_ms()
+        if t.status == "pending" and now >= t.request.payout_due_ts:
+            return FALLBACKS[self.fallback]
+        if t.pay_at is not None and now >= t.pay_at:
+            return [("paid_out", "availability delay over")]
+        return []
 
     async def on_tick(self) -> None:
-        now = now_ms()
+        for _ in range(len(self.retries)):  # first what the log refused before, in order
+            await self._act(self.retries.popleft())
+        if self.retries:  # still refused: nothing acts ahead of it (a lock's hold, a decision)
+            return
         for t in list(self.open.values()):
-            if t.status == "pending" and now >= t.request.payout_due_ts:
-                await self._change(t, *FALLBACKS[self.fallback])
-            elif t.pay_at is not None and now >= t.pay_at:
-                await self._change(t, ("paid_out", "availability delay over"))
+            if self._due(t):
+                await self._change(t, self._due)
 
     async def _timer(self) -> None:
         while True:
@@ -194,21 +231,25 @@ class Payment(Service):
             self.locks.pop(ev.account, None)
 
     async def _hold_open(self, account: str) -> None:
+        def hold(t: Transfer) -> list[tuple[str, str]]:
+            return [("held", "account locked")] if t.status in OPEN else []
         for t in [t for t in self.open.values() if t.request.sender == account]:
-            await self._change(t, ("held", "account locked"))
+            await self._change(t, hold)
 
     async def on_recovery(self, ev: s.RecoveryEvent) -> None:
         self._set_lock(ev)
         if ev.account in self.locks:
-            await self._hold_open(ev.account)
+            await self._act(partial(self._hold_open, ev.account))
 
     # --- start: rebuild from the log, then follow it -------------------------------------
     async def _replay_request(self, ev: s.TransferRequested) -> None:
         self.open[ev.transfer_id] = self.transfers[ev.transfer_id] = Transfer(ev)
 
     async def _replay_status(self, ev: s.TransferStatus) -> None:
-        if ev.transfer_id in self.transfers:
-            self._record(self.transfers[ev.transfer_id], ev.status, ev.reason, ev.ts)
+        t = self.transfers.get(ev.transfer_id)
+        # A step is published again (same id) when its first publish failed but reached the log.
+        if t is not None and int(ev.id.rpartition(".")[2]) > len(t.history):
+            self._record(t, ev.status, ev.reason, ev.ts)
 
     async def _replay_recovery(self, ev: s.RecoveryEvent) -> None:
         self._set_lock(ev)
