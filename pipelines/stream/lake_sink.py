@@ -15,9 +15,9 @@ from pathlib import Path
 
 from models.expectations import EVENT_TOPICS
 from pipelines.contracts import settings as settings_mod
-from pipelines.contracts.topics import TOPICS, InvalidEvent, decode
+from pipelines.contracts.topics import INPUT_TOPICS, TOPICS, InvalidEvent, decode
 from pipelines.lake import parquet as lake
-from pipelines.stream import quality
+from pipelines.stream import ingest, quality
 
 log = logging.getLogger(__name__)
 COMPACT_AFTER_MS = 2 * 3600 * 1000  # an hour's files are merged once it ended this long ago
@@ -36,9 +36,12 @@ def flushed_offset(lake_dir: Path, topic: str, partition: int) -> int:
 class LakeWriter:
     """Turns a batch of Kafka records into Parquet files, skipping offsets already written."""
 
-    def __init__(self, lake_dir: Path, observe=None):
+    def __init__(self, lake_dir: Path, observe=None, max_ahead_s: float = ingest.MAX_AHEAD_S):
         self.lake_dir = lake_dir
         self.observe = observe  # called with (topic, event) for each event written
+        # the worker's far-future bound: an input event it refuses never reaches the lake either,
+        # so training replays what the stream applied (its dead letter is sunk like any other)
+        self.max_ahead_s = max_ahead_s
         self.tables = {topic: lake.TopicTable(topic, with_kafka_columns=True) for topic in TOPICS}
         self.flushed: dict[tuple[str, int], int] = {}
         self.rows_written = 0
@@ -52,17 +55,20 @@ class LakeWriter:
                 self.flushed[key] = flushed_offset(self.lake_dir, topic, partition)
             if offset > self.flushed[key]:
                 batches[key].append((offset, value))
-        written = 0
+        written, now = 0, int(time.time() * 1000)
         for (topic, partition), rows in batches.items():
             events, offsets = [], []
             for offset, value in rows:
                 try:
-                    events.append(decode(topic, value))
-                    offsets.append(offset)
-                    if self.observe is not None:
-                        self.observe(topic, events[-1])
+                    event = decode(topic, value)
                 except InvalidEvent:
-                    pass  # the worker dead-letters it; the dead-letter topic is sunk too
+                    continue  # the worker dead-letters it; the dead-letter topic is sunk too
+                if topic in INPUT_TOPICS and ingest.ahead_of_clock(event, now, self.max_ahead_s):
+                    continue  # refused by the worker too, for the same reason
+                events.append(event)
+                offsets.append(offset)
+                if self.observe is not None:
+                    self.observe(topic, event)
             first, last = rows[0][0], rows[-1][0]
             if events:
                 lake.write_batch(self.lake_dir, topic, self.tables[topic], events,

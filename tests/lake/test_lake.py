@@ -1,6 +1,9 @@
 """The lake: atomic, idempotent Parquet batches and DuckDB views over them."""
 from __future__ import annotations
 
+import time
+
+import msgspec
 import pyarrow.parquet as pq
 
 import pipelines.services.requests as rq
@@ -109,3 +112,15 @@ def test_compaction_merges_a_closed_hours_files_and_loses_nothing(tmp_path):
     assert flushed_offset(tmp_path, "messages", 0) == 114
     assert LakeWriter(tmp_path).write(_records(events[:5], 0, 0)) == 0
     assert lake.compact(tmp_path, closed_before_ms=end_of_first_hour)["files_merged"] == 0
+
+
+def test_an_input_event_the_worker_refuses_as_far_future_never_reaches_the_lake(tmp_path):
+    """The sink holds the worker's far-future bound: training replays what the stream applied."""
+    now = int(time.time() * 1000)
+    on_time, far = _messages(2)
+    on_time = msgspec.structs.replace(on_time, ts=now - 60_000)
+    far = msgspec.structs.replace(far, ts=now + 3_600_000)  # an hour ahead
+    assert LakeWriter(tmp_path, max_ahead_s=600).write(_records([on_time, far])) == 1
+    assert lake.connect(tmp_path).sql("SELECT id FROM messages").fetchall() == [(on_time.id,)]
+    assert flushed_offset(tmp_path, "messages", 0) == 1  # its offset is behind us, like a bad one
+    assert LakeWriter(tmp_path / "off", max_ahead_s=0).write(_records([on_time, far])) == 2
