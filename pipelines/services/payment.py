@@ -217,7 +217,10 @@ class Payment(Service):
         while True:
             try:
                 await self.on_tick()
-            except Exception:  # the broker may be briefly away: try again next tick
+            except KafkaError as exc:  # the broker away or refusing: due again next tick
+                log.warning("payout timer: a change did not reach the log (%s)",
+                            type(exc).__name__)
+            except Exception:
                 log.exception("payout timer")
             await asyncio.sleep(TICK_S)
 
