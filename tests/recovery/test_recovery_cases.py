@@ -238,6 +238,19 @@ def test_an_answer_given_in_time_counts_even_if_it_arrives_after_the_deadline(at
     assert h.states()[-1] in ("transfers_review", "restored")
 
 
+def test_an_answer_read_before_the_deadline_counts_whatever_its_stamp_says(ato_signals):
+    """The messaging host's clock runs 5 minutes ahead: its stamp is past the deadline, but
+    the worker reads the answer a minute before it."""
+    h = Harness()
+    for sig in ato_signals:
+        h.signal(sig)
+    case = h.case()
+    skewed = msgspec.structs.replace(answer(case, "confirm_compromise"),
+                                     ts=case.deadline_ts + 5 * 60_000)
+    h.request(skewed, case.deadline_ts - 60_000)
+    assert h.states()[-1] in ("transfers_review", "restored")
+
+
 def test_an_answer_given_after_the_deadline_changes_nothing(ato_signals):
     h = Harness()
     for sig in ato_signals:
