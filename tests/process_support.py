@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,12 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str 
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a process's health or home page)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_support import ROOT, wait_for
+from process_support import ROOT, answers, wait_for
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake
@@ -38,16 +38,6 @@ def _lake_counts(lake_dir: Path) -> dict:
     topics = ["messages", "account-events", "transfer-requests", "assistant-events"]
     con = lake.connect(lake_dir, topics)
     return {t: con.execute(f"SELECT count(*) FROM {lake.view_name(t)}").fetchone()[0] for t in topics}
-
-
-def _answers(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _note_reports(run_log: Path, seen: list) -> None:
@@ -85,7 +75,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
               f"started: {counts}")
         assert run.poll() is None
         console = f"http://127.0.0.1:{env['VIGIE_CONSOLE_PORT']}/_stcore/health"
-        wait_for(noting(lambda: _answers(console)), timeout=30, interval=0.5, what="the console")
+        wait_for(noting(lambda: answers(console)), timeout=30, interval=0.5, what="the console")
         # "Every 10 s it prints the row counts of the lake": two reports, about 10 s apart
         wait_for(noting(lambda: len(seen) >= 2), timeout=40, interval=0.5,
                  what="two lake row-count reports")

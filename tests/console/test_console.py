@@ -200,22 +200,7 @@ def test_verdicts_publish_an_action_and_a_label(console, button, is_fraud):
 
 
 def _labels_for(transfer_id: str) -> list:
-    from pipelines.kafka.clients import consumer
-
-    decoder = msgspec.json.Decoder(schemas.Label)
-
-    async def go():
-        c = consumer("labels")
-        await c.start()
-        out = []
-        try:
-            for records in (await c.getmany(timeout_ms=3000)).values():
-                out += [decoder.decode(r.value) for r in records]
-        finally:
-            await c.stop()
-        return [l for l in out if l.transfer_id == transfer_id]
-
-    return asyncio.run(go())
+    return [l for l in _topic_events("labels", schemas.Label) if l.transfer_id == transfer_id]
 
 
 def test_claim_assign_open_case_and_add_to_list(console):

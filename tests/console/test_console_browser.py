@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from console_lake import write_lake
-from process_support import ROOT, wait_for
+from process_support import ROOT, answers, wait_for
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake
@@ -38,14 +38,6 @@ def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
-
-
-def _health(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def _shot(page, name: str) -> None:
@@ -77,7 +69,7 @@ def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
                        ("payment", ["serve", "payment"]), ("console", ["console"])]:
         processes.start(name, *args, env=env)
     ui = f"http://127.0.0.1:{ui_port}"
-    wait_for(lambda: _health(f"{ui}/_stcore/health"), timeout=60, what="the console")
+    wait_for(lambda: answers(f"{ui}/_stcore/health"), timeout=60, what="the console")
     pay = f"http://127.0.0.1:{pay_port}/v1/transfers"
     created = wait_for(lambda: _try_post(pay, {"sender": "e2e-alice", "recipient": "e2e-bob",
                                                "amount_cents": 4200, "device": "e2e-phone"}),
