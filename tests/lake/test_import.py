@@ -28,34 +28,33 @@ ROOT = Path(__file__).resolve().parents[2]
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
 DAY_MS = 86_400_000
 HEADER = ["transfer_id", "ts", "sender", "recipient", "amount", "currency"]
+GOOD = {"ts": "2026-01-10T10:00:00Z", "sender": "zq-acct-00001", "recipient": "zq-acct-00002",
+        "amount": "5.00", "currency": "EUR"}
+
+
+def bad(transfer_id: str, reason: str, **fields) -> tuple[list[str], str]:
+    """A good row with ``fields`` changed, and the reason it must be rejected with."""
+    row = {**GOOD, "transfer_id": transfer_id, **fields}
+    return [row[c] for c in HEADER], reason
+
+
 # (row, expected reason): bad rows put among the good ones
 BAD = [
-    (["bad-1", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "0.00", "EUR"],
-     "amount: zero or negative"),
-    (["bad-2", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "-5.00", "EUR"],
-     "amount: zero or negative"),
-    (["bad-3", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "1.005", "EUR"],
-     "amount: more than 2 decimals"),
-    (["bad-4", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "12,50", "EUR"],
-     "amount: not a decimal number"),
-    (["bad-5", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUROS"],
-     "currency: not an ISO 4217 currency code"),
-    (["bad-6", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "QQQ"],
-     "currency: not an ISO 4217 currency code"),
-    (["bad-7", "last tuesday", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
-     "ts: not ISO 8601 or epoch milliseconds"),
-    (["bad-8", "1768039200", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
-     "ts: out of range (2001-2286; epoch seconds instead of milliseconds?)"),
-    (["bad-9", "2026-01-10T10:00:00Z", "", "zq-acct-00002", "5.00", "EUR"], "sender: missing"),
-    (["bad-10", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "", "EUR"],
-     "amount: missing"),
-    (["bad 11", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
-     "transfer_id: not 1-62 characters of A-Z a-z 0-9 _ . : -"),
-    (["", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
-     "transfer_id: missing"),
+    bad("bad-1", "amount: zero or negative", amount="0.00"),
+    bad("bad-2", "amount: zero or negative", amount="-5.00"),
+    bad("bad-3", "amount: more than 2 decimals", amount="1.005"),
+    bad("bad-4", "amount: not a decimal number", amount="12,50"),
+    bad("bad-5", "currency: not an ISO 4217 currency code", currency="EUROS"),
+    bad("bad-6", "currency: not an ISO 4217 currency code", currency="QQQ"),
+    bad("bad-7", "ts: not ISO 8601 or epoch milliseconds", ts="last tuesday"),
+    bad("bad-8", "ts: out of range (2001-2286; epoch seconds instead of milliseconds?)",
+        ts="1768039200"),
+    bad("bad-9", "sender: missing", sender=""),
+    bad("bad-10", "amount: missing", amount=""),
+    bad("bad 11", "transfer_id: not 1-62 characters of A-Z a-z 0-9 _ . : -"),
+    bad("", "transfer_id: missing"),
     (["bad-13", "2026-01-10T10:00:00Z", "zq-acct-00001"], "row: 3 columns, expected 6"),
-    (["T000001", "2026-01-10T10:00:00Z", "zq-acct-00001", "zq-acct-00002", "5.00", "EUR"],
-     "transfer_id: repeated (an earlier line has it)"),
+    bad("T000001", "transfer_id: repeated (an earlier line has it)"),
 ]
 
 
