@@ -34,6 +34,7 @@ from aiokafka.structs import TopicPartition
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.clients import Publisher, consumer, ensure_topics
+from pipelines.services.errors import ApiError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -48,14 +49,6 @@ def now_ms() -> int:
 
 
 # --- HTTP --------------------------------------------------------------------------------
-class ApiError(Exception):
-    """Raised by a handler; answered as ``{"error": reason}`` with ``status``."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
 def _route(request: web.BaseRequest) -> str:
     info = getattr(request, "match_info", None)
     resource = info.route.resource if info is not None else None
@@ -67,7 +60,7 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:  # aiohttp's own: 404 no route, 405, 413 body too large
         if exc.status < 400:
             raise
