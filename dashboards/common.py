@@ -201,28 +201,30 @@ def held_transfers() -> pd.DataFrame:
     return df
 
 
-# The console's model updates publish an AnalystAction too (params.update: the update's id);
-# ``vigie promote`` and the others publish the update alone. The audit lists each model change
-# once, from ``model_updates`` (actor and reason on it), refused if the worker refused it.
+# A console model change is an AnalystAction (role, reason; params.update: its update's id) and
+# the ModelUpdate it sends (id ``CONSOLE_UPDATE``…); ``vigie promote`` and the others send the
+# update alone. The audit lists each change once: the console's as its action, the others as
+# their update (role "command line"); either with the worker's refusal if it refused it.
+CONSOLE_UPDATE = "cm-"
 AUDIT_SQL = """
 WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
 refused_updates AS (
     SELECT try(json_extract_string(decode(from_base64(original_b64)), '$.id')) AS id,
            any_value(reason) AS refused
     FROM dead_letters WHERE topic = 'model-updates' GROUP BY 1),
-console_updates AS (
-    SELECT json_extract_string(params, '$.update') AS id, role, reason
-    FROM analyst_actions WHERE target_kind = 'model'),
 audit AS (
     SELECT a.ts, a.actor, a.role, a.action, a.target_kind, a.target, a.reason,
-           CAST(a.params AS VARCHAR) AS params, r.refused
-    FROM analyst_actions a LEFT JOIN refused r USING (id) WHERE a.target_kind <> 'model'
+           CAST(a.params AS VARCHAR) AS params, coalesce(r.refused, ru.refused) AS refused
+    FROM analyst_actions a LEFT JOIN refused r USING (id)
+    LEFT JOIN refused_updates ru ON ru.id = json_extract_string(a.params, '$.update')
     UNION ALL
-    SELECT u.ts, u.actor, coalesce(c.role, 'command line') AS role, u.action,
-           'model' AS target_kind, u.version AS target,
-           coalesce(nullif(u.reason, ''), c.reason, '') AS reason, NULL AS params, r.refused
-    FROM model_updates u LEFT JOIN console_updates c USING (id)
-    LEFT JOIN refused_updates r USING (id))
+    SELECT u.ts, u.actor, 'command line' AS role, u.action, 'model' AS target_kind,
+           u.version AS target,
+           -- through the row's JSON: a lake whose updates all predate the field has no column
+           coalesce(json_extract_string(to_json(u), '$.reason'), '') AS reason, NULL AS params,
+           ru.refused
+    FROM model_updates u LEFT JOIN refused_updates ru USING (id)
+    WHERE NOT starts_with(u.id, '""" + CONSOLE_UPDATE + """'))
 SELECT * FROM audit WHERE (? = '' OR actor = ?) AND (? = '' OR action = ?)
 ORDER BY ts DESC LIMIT 2000"""
 
@@ -344,8 +346,8 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
 
 def model_update(action: str, version: str, reason: str) -> str:
     user = current_user() or {}
-    update = ModelUpdate(id=f"cm-{uuid.uuid4().hex}", ts=int(time.time() * 1000), action=action,
-                         version=version, actor=user.get("username", "?"),
+    update = ModelUpdate(id=f"{CONSOLE_UPDATE}{uuid.uuid4().hex}", ts=int(time.time() * 1000),
+                         action=action, version=version, actor=user.get("username", "?"),
                          reason=(reason or "").strip()[:500])
     return publish_action(action, "model", version, reason,
                           {"version": version, "update": update.id},
