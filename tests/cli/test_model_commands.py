@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from pipelines.cli import main
-from pipelines.cli import models as model_commands
+from pipelines.cli import main, models as model_commands
 
 COMMANDS = [["promote", "m-20260101-000000-deadbeef"], ["shadow", "m-20260101-000000-deadbeef"],
             ["rollback"], ["unshadow"]]
