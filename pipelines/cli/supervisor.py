@@ -58,6 +58,14 @@ def _lake_counts(lake_dir: Path) -> str:
     return " ".join(counts)
 
 
+def _promotion_on_record(lake_dir: Path) -> bool:
+    """Whether the lake records a promotion (a data dir trained before promotions were needed
+    may have none: its worker then decides with rules and lists alone)."""
+    con = lake.connect(lake_dir, ["model-updates"])
+    promotions = con.execute("SELECT count(*) FROM model_updates WHERE action = 'promote'")
+    return promotions.fetchone()[0] > 0
+
+
 def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     conf = settings_mod.load()
     log_dir = conf.data_dir / "logs"
@@ -80,6 +88,9 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
                    "as the demo's model; the simulator starts after that (~30 s)…")
         one_shots.append(Child("bootstrap-model", ["--log-level", "warning", "train", "--bootstrap"],
                                log_dir))
+    elif not _promotion_on_record(conf.lake_dir):
+        click.echo(f"no promotion in the lake: decisions may be rules-only until one, e.g. "
+                   f"`vigie promote {registry.latest()} --reason …`")
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
     children += [Child(s, ["serve", s], log_dir) for s in SERVICES]
     click.echo(console_users.describe(console_users.users_path(),
