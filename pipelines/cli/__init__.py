@@ -34,6 +34,7 @@ COMMANDS = {  # name -> "module:attribute" of its click command
     "shadow": "pipelines.cli.models:shadow",
     "rollback": "pipelines.cli.models:rollback",
     "bench": "pipelines.cli.bench:bench",
+    "tokens": "pipelines.cli.tokens:tokens",
 }
 
 
