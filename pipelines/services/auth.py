@@ -137,7 +137,7 @@ class Verifier:
 
     def _key(self, kid) -> object:
         age = time.monotonic() - self.loaded_at
-        if age > self.RELOAD_S or (kid not in self.keys and age > 1.0):
+        if age > self.RELOAD_S or (kid not in self.keys and (age > 1.0 or not self.keys)):
             self._load()
         if kid not in self.keys:
             raise ApiError(401, "invalid token: unknown signing key", BEARER)
@@ -163,15 +163,16 @@ class Verifier:
 
 
 BEARER = {"WWW-Authenticate": 'Bearer realm="vigie"'}
+CALLER = web.RequestKey("caller", Caller)  # where the middleware leaves the request's caller
 OPEN_PATHS = frozenset({"/healthz"})
 
 
 def middleware(verifier: Verifier):
-    """Authenticates every request but ``OPEN_PATHS``; the caller is ``request["caller"]``."""
+    """Authenticates every request but ``OPEN_PATHS``; the caller is ``request[CALLER]``."""
     @web.middleware
     async def authenticate(request: web.Request, handler):
         if request.path not in OPEN_PATHS:
-            request["caller"] = verifier.caller(request.headers.get("Authorization"))
+            request[CALLER] = verifier.caller(request.headers.get("Authorization"))
         return await handler(request)
     return authenticate
 
@@ -184,7 +185,7 @@ def acting_for(request: web.Request, raw_account: str) -> Caller:
 
 def acting_for_account(request: web.Request, account: str) -> Caller:
     """The same, with the account as a keyed hash (as stored with a transfer)."""
-    caller: Caller = request["caller"]
+    caller: Caller = request[CALLER]
     if caller.scope != "user":
         raise ApiError(403, "an end user's token is required here")
     if caller.account != account:
@@ -194,7 +195,7 @@ def acting_for_account(request: web.Request, account: str) -> Caller:
 
 def internal(request: web.Request) -> Caller:
     """The caller, if it is an internal service; 403 for an end user's token."""
-    caller: Caller = request["caller"]
+    caller: Caller = request[CALLER]
     if caller.scope != "internal":
         raise ApiError(403, "internal endpoint: an internal service token is required")
     return caller

@@ -29,7 +29,7 @@ from aiohttp import web
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services import requests as rq
-from pipelines.services.auth import acting_for, internal
+from pipelines.services.auth import CALLER, acting_for, internal
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
@@ -37,9 +37,9 @@ BACKEND_EVENTS = frozenset({"signup", "login", "login_failed", "password_reset"}
 
 
 def _account_event_caller(request: web.Request, req: rq.AccountEventRequest) -> None:
-    if req.kind in BACKEND_EVENTS:
+    if req.kind in BACKEND_EVENTS or request[CALLER].scope == "internal":
         internal(request)
-    elif request["caller"].scope != "internal":
+    else:
         acting_for(request, req.account)
 
 
