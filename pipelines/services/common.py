@@ -54,7 +54,10 @@ def now_ms() -> int:
 
 # --- HTTP --------------------------------------------------------------------------------
 def _route(request: web.BaseRequest) -> str:
-    info = getattr(request, "match_info", None)
+    try:
+        info = request.match_info
+    except (AttributeError, AssertionError):  # a request aiohttp could not parse has none
+        info = None
     resource = info.route.resource if info is not None else None
     return resource.canonical if resource is not None else "(no route)"
 
