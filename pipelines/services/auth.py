@@ -59,7 +59,8 @@ def rotate(directory: Optional[Path] = None) -> str:
     directory = directory or keys_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = time.time()  # microseconds in the kid: two rotations in one second still sort
-    kid = time.strftime("k%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}-{os.urandom(3).hex()}"
+    kid = (time.strftime("k%Y%m%dT%H%M%S", time.gmtime(now))
+           + f"{int(now % 1 * 1e6):06d}-{os.urandom(3).hex()}")
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())

@@ -56,7 +56,8 @@ class RepeatLimiter(logging.Filter):
             seen[1] += 1
             return False
         if seen is not None and seen[1]:
-            record.msg = f"{record.msg} [and {seen[1]} more like it in the last {now - seen[0]:.1f} s]"
+            age = now - seen[0]
+            record.msg = f"{record.msg} [and {seen[1]} more like it in the last {age:.1f} s]"
         if seen is None and len(self.kinds) >= MAX_KINDS:
             self.kinds.pop(next(iter(self.kinds)))
         self.kinds[key] = [now, 0]

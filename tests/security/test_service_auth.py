@@ -201,5 +201,6 @@ def test_a_rotated_key_signs_from_then_on_and_a_removed_one_stops_verifying(tmp_
     verifier.loaded_at -= auth.Verifier.RELOAD_S  # as after the reload period
     with pytest.raises(ApiError) as refused:
         verifier.caller(f"Bearer {old}")
-    assert (refused.value.status, refused.value.reason) == (401, "invalid token: unknown signing key")
+    assert (refused.value.status, refused.value.reason) == (
+        401, "invalid token: unknown signing key")
     assert verifier.caller(f"Bearer {new}").user == "u1"

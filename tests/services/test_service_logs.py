@@ -4,6 +4,7 @@ raw identifier there, only the error's kind; a broker outage does not flood it (
 test stops."""
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -54,7 +55,8 @@ def _raw(port: int, *requests: bytes) -> None:
 def _post_message(url: str, headers: dict, user: str, timeout: float) -> None:
     req = urllib.request.Request(f"{url}/v1/messages", method="POST", headers={
         **headers, "Content-Type": "application/json"},
-        data=f'{{"sender": "{user}", "recipient": "r", "conversation": "c", "text": "hi"}}'.encode())
+        data=json.dumps({"sender": user, "recipient": "r", "conversation": "c",
+                         "text": "hi"}).encode())
     try:
         urllib.request.urlopen(req, timeout=timeout).close()
     except OSError:
