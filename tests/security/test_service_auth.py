@@ -204,3 +204,25 @@ def test_a_rotated_key_signs_from_then_on_and_a_removed_one_stops_verifying(tmp_
     assert (refused.value.status, refused.value.reason) == (
         401, "invalid token: unknown signing key")
     assert verifier.caller(f"Bearer {new}").user == "u1"
+
+
+def test_vigie_tokens_mints_what_the_services_accept_and_rotates(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipelines.cli.tokens import tokens
+
+    monkeypatch.setenv("VIGIE_JWT_DIR", str(tmp_path))
+    run = CliRunner().invoke
+    user = run(tokens, ["mint", "--client", "ops", "--user", "alice", "--ttl", "60"])
+    internal = run(tokens, ["mint", "--client", "backoffice", "--internal"])
+    verifier = auth.Verifier(tmp_path)
+    assert verifier.caller(f"Bearer {user.output.strip()}") == auth.Caller("ops", "user", "alice")
+    assert verifier.caller(f"Bearer {internal.output.strip()}") == auth.Caller(
+        "backoffice", "internal")
+    assert jwt.decode(user.output.strip(), options={"verify_signature": False})["exp"] - \
+        jwt.decode(user.output.strip(), options={"verify_signature": False})["iat"] == 60
+    for wrong in (["--client", "x"], ["--client", "x", "--user", "a", "--internal"]):
+        result = run(tokens, ["mint", *wrong])
+        assert result.exit_code == 2 and "either --user U or --internal" in result.output
+    rotated = run(tokens, ["rotate"])
+    assert rotated.exit_code == 0 and len(list(tmp_path.glob("*.key"))) == 2
