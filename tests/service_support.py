@@ -47,6 +47,7 @@ def as_internal(client: str = "test-backoffice") -> dict:
 
 @asynccontextmanager
 async def serving(module):
+    auth.ensure_keys()  # as `vigie run` does: the service verifies tokens with these keys
     client = TestClient(TestServer(module.build_app(), access_log_class=RouteAccessLogger))
     await client.start_server()  # runs on_startup: state rebuilt, consumers started
     try:

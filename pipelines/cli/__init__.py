@@ -35,6 +35,7 @@ COMMANDS = {  # name -> "module:attribute" of its click command
     "unshadow": "pipelines.cli.models:unshadow",
     "rollback": "pipelines.cli.models:rollback",
     "bench": "pipelines.cli.bench:bench",
+    "tokens": "pipelines.cli.tokens:tokens",
 }
 
 

@@ -22,6 +22,7 @@ from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import ensure_topics
 from pipelines.lake import parquet as lake
+from pipelines.services import auth
 
 # The lake row counts printed every 10 s.
 REPORTED_TOPICS = ["messages", "account-events", "transfer-requests", "decisions", "dead-letters"]
@@ -78,6 +79,8 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         click.echo(f"broker: Apache Kafka ready at {kafka.bootstrap} in "
                    f"{time.monotonic() - started:.1f}s (log {kafka.log_dir})")
     asyncio.run(ensure_topics(conf))
+    click.echo(f"service tokens: signing key {auth.ensure_keys(auth.keys_dir(conf))} in "
+               f"{auth.keys_dir(conf)} (vigie tokens mint --client C --user U)")
     from models import registry  # why local: it loads lightgbm (~1 s, ~130 MB) for one look
 
     one_shots = []

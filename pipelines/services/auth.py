@@ -19,6 +19,7 @@ for another user, or the wrong scope), each with its reason.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.errors import ApiError
 
+log = logging.getLogger(__name__)
 AUDIENCE = "vigie"
 SCOPES = ("user", "internal")
 ALGORITHM = "EdDSA"
@@ -56,7 +58,9 @@ def rotate(directory: Optional[Path] = None) -> str:
     """Make a new key pair; it signs from now on (kids sort by creation time)."""
     directory = directory or keys_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    kid = time.strftime("k%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.urandom(3).hex()}"
+    now = time.time()  # microseconds in the kid: two rotations in one second still sort
+    kid = (time.strftime("k%Y%m%dT%H%M%S", time.gmtime(now))
+           + f"{int(now % 1 * 1e6):06d}-{os.urandom(3).hex()}")
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -86,6 +90,8 @@ class Issuer:
 
     def mint(self, client: str, user: Optional[str] = None, scope: str = "user",
              ttl_s: int = 3600) -> str:
+        if ttl_s <= 0:
+            raise ValueError("a token's lifetime is positive")
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
         if (scope == "user") != (user is not None):
@@ -110,14 +116,20 @@ class Caller:
 
 
 class Verifier:
-    """Checks tokens against the public keys in the keys directory (re-read for an unknown kid,
-    at most every 10 s, so a rotation needs no restart)."""
+    """Checks tokens against the public keys in the keys directory, re-read every
+    ``RELOAD_S`` (a removed key stops verifying, a new one starts, with no restart) and at once
+    for an unknown kid (at most once a second: a new kid right after ``rotate``)."""
+
+    RELOAD_S = 10.0
 
     def __init__(self, directory: Optional[Path] = None):
         self.directory = directory or keys_dir()
         self.keys: dict = {}
         self.loaded_at = float("-inf")
         self._load()
+        if not self.keys:
+            log.warning("no token signing keys in %s yet: every request will get a 401 until "
+                        "there are (vigie run or vigie tokens rotate makes them)", self.directory)
 
     def _load(self) -> None:
         self.keys = {p.stem: serialization.load_pem_public_key(p.read_bytes())
@@ -125,7 +137,8 @@ class Verifier:
         self.loaded_at = time.monotonic()
 
     def _key(self, kid) -> object:
-        if kid not in self.keys and time.monotonic() - self.loaded_at > 10:
+        age = time.monotonic() - self.loaded_at
+        if age > self.RELOAD_S or (kid not in self.keys and (age > 1.0 or not self.keys)):
             self._load()
         if kid not in self.keys:
             raise ApiError(401, "invalid token: unknown signing key", BEARER)
@@ -151,15 +164,16 @@ class Verifier:
 
 
 BEARER = {"WWW-Authenticate": 'Bearer realm="vigie"'}
+CALLER = web.RequestKey("caller", Caller)  # where the middleware leaves the request's caller
 OPEN_PATHS = frozenset({"/healthz"})
 
 
 def middleware(verifier: Verifier):
-    """Authenticates every request but ``OPEN_PATHS``; the caller is ``request["caller"]``."""
+    """Authenticates every request but ``OPEN_PATHS``; the caller is ``request[CALLER]``."""
     @web.middleware
     async def authenticate(request: web.Request, handler):
         if request.path not in OPEN_PATHS:
-            request["caller"] = verifier.caller(request.headers.get("Authorization"))
+            request[CALLER] = verifier.caller(request.headers.get("Authorization"))
         return await handler(request)
     return authenticate
 
@@ -172,7 +186,7 @@ def acting_for(request: web.Request, raw_account: str) -> Caller:
 
 def acting_for_account(request: web.Request, account: str) -> Caller:
     """The same, with the account as a keyed hash (as stored with a transfer)."""
-    caller: Caller = request["caller"]
+    caller: Caller = request[CALLER]
     if caller.scope != "user":
         raise ApiError(403, "an end user's token is required here")
     if caller.account != account:
@@ -182,7 +196,7 @@ def acting_for_account(request: web.Request, account: str) -> Caller:
 
 def internal(request: web.Request) -> Caller:
     """The caller, if it is an internal service; 403 for an end user's token."""
-    caller: Caller = request["caller"]
+    caller: Caller = request[CALLER]
     if caller.scope != "internal":
         raise ApiError(403, "internal endpoint: an internal service token is required")
     return caller

@@ -26,7 +26,7 @@ import msgspec
 import numpy as np
 import pytest
 from process_support import Processes, wait_for
-from service_support import aio, serving
+from service_support import aio, as_user, serving
 from stream_support import DecisionWatcher, hand_transfer, publish
 
 from features.vector import FEATURE_NAMES
@@ -167,17 +167,19 @@ async def test_the_first_analyst_decision_wins_and_the_second_is_refused_with_th
         async def held_transfer() -> dict:
             """A transfer the rule holds (retried until the rule has reached the worker)."""
             for _ in range(20):
+                payer = f"cf-payer-{uuid.uuid4().hex[:8]}"
                 resp = await pay.post("/v1/transfers", json={
-                    "sender": f"cf-payer-{uuid.uuid4().hex[:8]}", "recipient": f"cf-payee-{n}",
-                    "amount_cents": amount})
+                    "sender": payer, "recipient": f"cf-payee-{n}", "amount_cents": amount},
+                    headers=as_user(payer))
                 tid = (await resp.json())["transfer_id"]
+                PAYERS[tid] = payer
                 d = (await asyncio.to_thread(stage.watcher.wait_all, [tid], 30, "a transfer"))[tid]
                 if d[0].action == "hold":
                     break
                 await asyncio.sleep(0.5)
             assert d[0].action == "hold", "the hold rule never took effect"
             await wait_status(pay, tid, ("held",))
-            return (await (await pay.get(f"/v1/transfers/{tid}")).json())
+            return (await (await pay.get(f"/v1/transfers/{tid}", headers=as_user(payer))).json())
 
         async def two_analysts(first: str, second: str) -> tuple:
             t = await held_transfer()
@@ -210,17 +212,22 @@ async def test_the_first_analyst_decision_wins_and_the_second_is_refused_with_th
                            for d in stage.watcher.decisions([tid])[tid]
                            if d.model_version.startswith("analyst:")}
             assert by_analysts == {(f"{tid}.a{first.ts}", action, "analyst:alice")}
-        view = await (await pay.get(f"/v1/transfers/{released}")).json()
+        view = await (await pay.get(f"/v1/transfers/{released}",
+                                    headers=as_user(PAYERS[released]))).json()
         history = [h["status"] for h in view["history"]]
         assert "blocked" not in history, history
     await asyncio.to_thread(publish, [analyst("lea", "rule_change", rule,
                                               {"op": "delete", "name": rule}, "lead", "rule")])
 
 
+PAYERS: dict[str, str] = {}  # transfer id -> its raw sender, whose token reads it
+
+
 async def wait_status(pay, transfer_id: str, statuses: tuple, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while (status := (await (await pay.get(f"/v1/transfers/{transfer_id}")).json())["status"]) \
-            not in statuses:
+    headers = as_user(PAYERS[transfer_id])
+    while (status := (await (await pay.get(f"/v1/transfers/{transfer_id}",
+                                           headers=headers)).json())["status"]) not in statuses:
         assert time.monotonic() < deadline, f"{transfer_id} still {status}, not {statuses}"
         await asyncio.sleep(0.1)
 

@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 from process_support import Processes, wait_for
+from service_support import as_user
 from stream_support import (DecisionWatcher, compare_features, hand_transfer, publish, read_labels,
                             replayed_features, simulated_log)
 
@@ -497,10 +498,11 @@ def test_fraud_scenarios_get_decisions_with_fitting_reasons(baseline):
 
 
 # --- 6. end to end with the payment and messaging services ------------------------------------
-def _http(method: str, url: str, body=None):
+def _http(method: str, url: str, body=None, user: str = "nobody"):
+    """(status, JSON body) of a call by ``user``'s app."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **as_user(user)})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -548,7 +550,7 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
     for action, (sender, amount) in cases.items():
         status, body = _http("POST", f"{pay}/v1/transfers",
                              {"sender": sender, "recipient": f"e2e-payee-{n}",
-                              "amount_cents": amount})
+                              "amount_cents": amount}, user=sender)
         assert status == 201, body
         ids[action] = body["transfer_id"]
         due_ms = body["payout_due_ts"]
@@ -558,16 +560,18 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
         {a: (decided[t][0].action, decided[t][0].rule_hits, decided[t][0].score) for a, t in ids.items()}
 
     def status_of(action):
-        return _http("GET", f"{pay}/v1/transfers/{ids[action]}")[1]["status"]
+        return _http("GET", f"{pay}/v1/transfers/{ids[action]}", user=cases[action][0])[1]["status"]
 
     wait_for(lambda: status_of("block") == "returned", 30, what="the blocked transfer returned")
-    history = [h["status"] for h in _http("GET", f"{pay}/v1/transfers/{ids['block']}")[1]["history"]]
+    history = [h["status"] for h in _http("GET", f"{pay}/v1/transfers/{ids['block']}",
+                                          user=blocked_sender)[1]["history"]]
     assert history == ["pending", "blocked", "returned"], history
     wait_for(lambda: status_of("hold") == "held", 30, what="the held transfer")
     wait_for(lambda: status_of("warn") in ("warned", "paid_out"), 30, what="the warned transfer")
 
     def warning():
-        found = _http("GET", f"{msg}/v1/notifications/{warned_sender}")[1]["notifications"]
+        found = _http("GET", f"{msg}/v1/notifications/{warned_sender}",
+                      user=warned_sender)[1]["notifications"]
         return [x for x in found if x["transfer_id"] == ids["warn"]]
 
     notes = wait_for(warning, 30, what="the warning in the sender's notifications")
