@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 from process_support import ROOT, wait_for
+from service_support import as_user
 from streamlit.testing.v1 import AppTest
 
 from pipelines.kafka.broker import free_port
@@ -22,9 +23,9 @@ from pipelines.services.payment import FALLBACK
 pytestmark = pytest.mark.kafka
 
 
-def _http(url: str, body: dict | None = None):
+def _http(url: str, user: str, body: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json", **as_user(user)})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
@@ -70,17 +71,19 @@ def test_fallback_holds_are_in_the_queue_and_analysts_release_or_block_them(
     processes.start("sink", "sink", env=env)
     pay = f"http://127.0.0.1:{port}/v1/transfers"
     n = time.time_ns() % 10**9
-    ids = {}
+    ids, senders = {}, {}
     for case in ("release", "block"):
-        made = wait_for(lambda: _http(pay, {"sender": f"fb-{case}-{n}", "recipient": f"fb-payee-{n}",
-                                            "amount_cents": 1_500}), 60, what="the payment service")
-        ids[case] = made["transfer_id"]
+        sender = f"fb-{case}-{n}"
+        made = wait_for(lambda: _http(pay, sender, {"sender": sender, "recipient": f"fb-payee-{n}",
+                                                    "amount_cents": 1_500}),
+                        60, what="the payment service")
+        ids[case], senders[made["transfer_id"]] = made["transfer_id"], sender
 
     # No worker: no decision by the payout deadline, the fallback holds them...
     for tid in ids.values():
-        wait_for(lambda: (_http(f"{pay}/{tid}") or {}).get("status") == "held", 30,
+        wait_for(lambda: (_http(f"{pay}/{tid}", senders[tid]) or {}).get("status") == "held", 30,
                  what="the fallback hold")
-        assert _http(f"{pay}/{tid}")["history"][-1]["reason"] == FALLBACK
+        assert _http(f"{pay}/{tid}", senders[tid])["history"][-1]["reason"] == FALLBACK
     # ...and the queue lists them, with that reason and no decision
     wait_for(lambda: all(queue(lake_dir).get(t, (None,))[0] == FALLBACK for t in ids.values()),
              60, what="the fallback holds in the queue")
@@ -93,16 +96,19 @@ def test_fallback_holds_are_in_the_queue_and_analysts_release_or_block_them(
     wait_for(lambda: all(queue(lake_dir).get(t, ("",))[0].startswith(late) for t in ids.values()),
              120, what="the late decisions in the queue")
     assert {queue(lake_dir)[t][1:] for t in ids.values()} == {("hold", "rules-only")}
-    assert all(_http(f"{pay}/{t}")["status"] == "held" for t in ids.values())
+    assert all(_http(f"{pay}/{t}", senders[t])["status"] == "held" for t in ids.values())
 
     # Analysts act from the queue page; the payment service applies their decisions.
     act_on(ids["release"], "release")
     act_on(ids["block"], "block", "no answer from the sender")
-    wait_for(lambda: _http(f"{pay}/{ids['release']}")["status"] == "paid_out", 60,
+    def seen_by_sender(case: str) -> dict:
+        return _http(f"{pay}/{ids[case]}", senders[ids[case]])
+
+    wait_for(lambda: seen_by_sender("release")["status"] == "paid_out", 60,
              what="the released transfer paid out")
-    wait_for(lambda: _http(f"{pay}/{ids['block']}")["status"] == "returned", 60,
+    wait_for(lambda: seen_by_sender("block")["status"] == "returned", 60,
              what="the blocked transfer returned")
-    history = [h["status"] for h in _http(f"{pay}/{ids['release']}")["history"]]
+    history = [h["status"] for h in seen_by_sender("release")["history"]]
     assert history == ["pending", "held", "held", "released", "paid_out"], history
     # released and blocked: out of the queue
     wait_for(lambda: not set(ids.values()) & set(queue(lake_dir)), 60,
