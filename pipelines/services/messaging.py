@@ -8,9 +8,9 @@ reports; ``POST /v1/takeover-reports`` a confirmed account takeover with its com
 offline). ``GET /v1/notifications/{account}`` delivers what the stream told this user
 (transfer and contact warnings, step-up challenges): the service follows the
 ``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
-``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
-and publishes it on ``recovery`` (the stream checks it against the case; see
-``pipelines.recovery.cases``).
+The step-up challenge's code, sent to the owner's verified contact, and the owner's answer
+with it (``POST /v1/recovery/{case_id}/answer``), published on ``owner-verification`` for the
+stream to check: ``pipelines.services.owner_channel``.
 """
 from __future__ import annotations
 
@@ -23,16 +23,9 @@ from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services import requests as rq
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
+from pipelines.services.owner_channel import AccountPath, OwnerChannel
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
-
-
-class AccountPath(msgspec.Struct, forbid_unknown_fields=True):
-    account: rq.RawId
-
-
-class CasePath(msgspec.Struct, forbid_unknown_fields=True):
-    case_id: s.EventId
 
 
 class Messaging(Service):
@@ -48,11 +41,12 @@ class Messaging(Service):
     def __init__(self, conf=None):
         super().__init__(conf)
         self.notifications = Recent(per_key=50, max_age_ms=KEEP_NOTIFICATIONS_MS)
+        self.owner_channel = OwnerChannel(self, self.conf)
 
     def routes(self):
         posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
-                        web.post("/v1/recovery/{case_id}/answer", self.recovery_answer)]
+                        *self.owner_channel.routes()]
 
     def _intake(self, kind, build, topic):
         async def handler(request: web.Request) -> web.Response:
@@ -60,18 +54,6 @@ class Messaging(Service):
             await self.publish(topic, event)
             return web.json_response({"id": event.id}, status=202)
         return handler
-
-    async def recovery_answer(self, request: web.Request) -> web.Response:
-        """Publishes the answer as a RecoveryEvent by the owner; the stream checks it against
-        the case (a wrong account or a closed case changes nothing) and moves the case on."""
-        case_id = validate(dict(request.match_info), CasePath).case_id
-        body = await read_json(request, rq.RecoveryAnswerRequest)
-        event = s.RecoveryEvent(id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id,
-                                account=pseudonymize("account", body.account),
-                                state="owner_verification", actor=body.actor,
-                                reason=f"answer:{body.answer}")
-        await self.publish("recovery", event)
-        return web.json_response({"id": event.id}, status=202)
 
     async def get_notifications(self, request: web.Request) -> web.Response:
         raw = validate(dict(request.match_info), AccountPath).account
@@ -86,6 +68,7 @@ class Messaging(Service):
                                            since_ms=now_ms() - KEEP_NOTIFICATIONS_MS))
         await reader.catch_up(self.on_notification)
         self.background(reader.follow(self.on_notification), "notifications reader")
+        await self.owner_channel.start()
 
 
 def build_app(conf=None) -> web.Application:
