@@ -18,9 +18,9 @@ import aiohttp
 import msgspec
 
 from pipelines.contracts import settings
-from pipelines.services import requests as rq
+from pipelines.services import auth, requests as rq
 from pipelines.simulator import fraud, legit
-from pipelines.simulator.owners import Owners
+from pipelines.simulator.owners import Owners, VerifiedContact
 from pipelines.simulator.timing import LIVE
 from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Challenges, Deck,
                                        RecoveryAnswer, Script, Suggestion, SuggestionResponse,
@@ -66,6 +66,7 @@ class ServiceClient:
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
         self.verdicts_left = 0  # analyst verdicts: live, the analysts give theirs in the console
+        self.issuer: Optional[auth.Issuer] = None  # tokens from the data dir's keys, when needed
         m, p = urls["messaging"], urls["payment"]
         self._posts = {  # request type -> (endpoint name, url)
             rq.MessageRequest: ("POST /v1/messages", f"{m}/v1/messages"),
@@ -120,12 +121,33 @@ class ServiceClient:
             return None
         if kind is Challenges:
             return await self._challenges(command.user)
-        if kind is RecoveryAnswer:
+        if kind is RecoveryAnswer:  # from the owner's app (or the attacker in its session)
             url = f"{self.urls['messaging']}/v1/recovery/{quote(command.case_id, safe='')}/answer"
-            status, _ = await self._call("POST /v1/recovery/{case_id}/answer", "POST", url, (202,),
-                                         data=_encode(command.request), headers=_JSON)
+            status, _ = await self._call(
+                "POST /v1/recovery/{case_id}/answer", "POST", url, (202,),
+                data=_encode(command.request),
+                headers={**_JSON, **self._token(command.request.account)})
             return status is not None
+        if kind is VerifiedContact:
+            return await self._verified_contact(command)
         raise TypeError(f"no endpoint for {kind.__name__}")
+
+    def _token(self, user: Optional[str] = None) -> dict:
+        """Authorization for an end user's app (``user``) or, without one, for the internal
+        delivery gateway: minted with the data dir's keys, one per call (no expiry to track)."""
+        self.issuer = self.issuer or auth.Issuer()
+        token = self.issuer.mint("simulator", user=user) if user is not None \
+            else self.issuer.mint("sms-gateway", scope="internal")
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _verified_contact(self, query: VerifiedContact) -> Optional[str]:
+        url = f"{self.urls['messaging']}/v1/owner-channel/{quote(query.user, safe='')}/outbox"
+        _, body = await self._call("GET /v1/owner-channel/{account}/outbox", "GET", url, (200,),
+                                   read=True, headers=self._token())
+        messages = body.get("messages") if isinstance(body, dict) else None
+        codes = [m.get("code") for m in messages or ()
+                 if isinstance(m, dict) and m.get("case_id") == query.case_id]
+        return codes[-1] if codes and isinstance(codes[-1], str) else None
 
     async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
         status, body = await self._call("POST /v1/transfers", "POST",
@@ -138,7 +160,8 @@ class ServiceClient:
 
     async def _challenges(self, user: str) -> list[dict]:
         url = f"{self.urls['messaging']}/v1/notifications/{quote(user, safe='')}"
-        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True)
+        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True,
+                                   headers=self._token(user))
         items = body.get("notifications") if isinstance(body, dict) else None
         return [n for n in items or () if isinstance(n, dict)
                 and n.get("kind") == "step_up_challenge" and n.get("case_id")
@@ -287,6 +310,7 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
             "refused_transfers": client.refused, "owner_answers": runner.owners.answered,
+            "attacker_answers": runner.owners.attacked,
             "verdicts_left_to_analysts": client.verdicts_left,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
             "users": len(runner.world.pop)}
