@@ -154,6 +154,7 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         assert "overdue" in escalated.reason and escalated.actor == "stream"
         fires = deadline + rc.IN_FLIGHT_MS  # answers given in time may still be in flight
         assert fires <= escalated.ts < fires + 20_000, escalated.ts - deadline
+        print("slow case:", [(e.id, e.state, e.ts, e.reason[:40]) for e in transitions(tap, acc(slow))])
         assert [e.state for e in transitions(tap, acc(slow))] == [
             "opened", "contained", "owner_verification", "escalated"]
 
