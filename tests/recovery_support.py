@@ -11,6 +11,7 @@ from service_support import Tap, acc, as_internal, as_user
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.kafka.clients import consumer
 from pipelines.recovery import cases as rc
 from pipelines.services.common import now_ms
 
@@ -45,6 +46,24 @@ def transitions(tap: Tap, account: str) -> list[s.RecoveryEvent]:
 async def state_is(tap: Tap, account: str, state: str, timeout: float = 20.0) -> s.RecoveryEvent:
     return await tap.until(lambda t: next((e for e in transitions(t, account) if e.state == state),
                                           None), timeout)
+
+
+async def in_the_table(account: str, timeout: float = 20.0) -> None:
+    """Wait until the worker's ``recovery-cases`` table has the account's case in its changelog,
+    the durable copy a restarted worker recovers. The transitions go out a moment before it
+    (the stage publishes, then updates the table): a worker killed in between re-opens the case
+    on restart, with the same transition ids."""
+    reader = consumer("vigie-recovery-cases-changelog", enable_auto_commit=False)
+    await reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batches = await reader.getmany(timeout_ms=200)
+            if any(r.key == account.encode() for records in batches.values() for r in records):
+                return
+        raise AssertionError(f"no case in the recovery table after {timeout}s")
+    finally:
+        await reader.stop()
 
 
 async def refused(pay, body: dict, within_s: float = 2.0):

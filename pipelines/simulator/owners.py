@@ -74,7 +74,7 @@ class Owners:
         self.deck = Deck(self.rng, check_owner_mix(mix))
         self.watching: dict[str, int] = {}  # raw user id -> watch until (ms)
         self.taken: set[str] = set()  # challenge (notification) ids already taken up
-        self.answered: dict[str, str] = {}  # case id -> behaviour, answers the service took
+        self.answered: dict[str, str] = {}  # case id -> behaviour, once the service took its answers
         self.attacked: dict[str, int] = {}  # case id -> the attacker's guesses the service took
         self.attacker_rng = random.Random(f"attackers:{seed}")  # the owners' draws unchanged
         self.since = world.now()  # older challenges (a restarted simulator) are not ours
@@ -121,11 +121,13 @@ class Owners:
             return  # nothing came: the case times out to an analyst
         tries = [mistyped(code, n) for n in range(rc.MAX_CODE_ATTEMPTS)] \
             if behaviour == "wrong" else [code]
+        taken = 0
         for typed in tries:
             request = RecoveryAnswerRequest(account=user.id, actor="simulator-owner",
                                             answer=answer_for(user, note["ts"]), code=typed)
-            if (yield RecoveryAnswer(note["case_id"], request)):
-                self.answered[note["case_id"]] = behaviour
+            taken += bool((yield RecoveryAnswer(note["case_id"], request)))
+        if taken == len(tries):  # all of them (a run may stop between two mistyped codes)
+            self.answered[note["case_id"]] = behaviour
 
     def _attack(self, user: User, note: dict) -> Script:
         """The attacker, in the victim's session, says "it was me" with a guessed code."""

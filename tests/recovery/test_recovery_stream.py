@@ -11,8 +11,8 @@ import uuid
 from collections import Counter
 
 import pytest
-from recovery_support import (answer, code_for, get_json, notes, refused, state_is, takeover,
-                              transitions)
+from recovery_support import (answer, code_for, get_json, in_the_table, notes, refused, state_is,
+                              takeover, transitions)
 from service_support import Tap, acc, aio, eventually, publisher, rid, serving
 
 from pipelines.contracts import schemas as s
@@ -147,6 +147,7 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         deadline = opened.ts + 25_000
 
         # SIGKILL mid-case: the case and its deadline live in the table, not in the process
+        await in_the_table(acc(slow))
         processes.stop(worker, signal.SIGKILL)
         await pub.publish("account-events", trigger)  # redelivered while it was down
         processes.start("worker2", "worker", env=env)
@@ -154,7 +155,6 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         assert "overdue" in escalated.reason and escalated.actor == "stream"
         fires = deadline + rc.IN_FLIGHT_MS  # answers given in time may still be in flight
         assert fires <= escalated.ts < fires + 20_000, escalated.ts - deadline
-        print("slow case:", [(e.id, e.state, e.ts, e.reason[:40]) for e in transitions(tap, acc(slow))])
         assert [e.state for e in transitions(tap, acc(slow))] == [
             "opened", "contained", "owner_verification", "escalated"]
 
