@@ -58,13 +58,13 @@ class Limits:
     def table(self) -> list[dict]:
         """The limits as rows for a screen: setting, value, environment variable."""
         return [
-            {"limit": "maximum per transfer", "value": euros(self.max_amount_cents),
+            {"limit": "maximum per transfer", "current": euros(self.max_amount_cents),
              "setting": "VIGIE_MAX_TRANSFER_CENTS"},
-            {"limit": "allowed currencies", "value": ", ".join(self.currencies),
+            {"limit": "allowed currencies", "current": ", ".join(self.currencies),
              "setting": "VIGIE_CURRENCIES"},
             {"limit": "an account is new for (days after its first transfer)",
-             "value": str(self.new_account_days), "setting": "VIGIE_NEW_ACCOUNT_DAYS"},
-            {"limit": "a new account may send in 24 h", "value": euros(self.new_account_daily_cents),
+             "current": str(self.new_account_days), "setting": "VIGIE_NEW_ACCOUNT_DAYS"},
+            {"limit": "a new account may send in 24 h", "current": euros(self.new_account_daily_cents),
              "setting": "VIGIE_NEW_ACCOUNT_DAILY_CENTS"},
         ]
 

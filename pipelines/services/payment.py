@@ -9,6 +9,12 @@ account (new transfers get 423). Every change is published as a ``TransferStatus
 ``<transfer>.<n>``), and applied in memory only once the broker has it; on start, the state
 is rebuilt from the log before serving.
 
+A transfer sent with an ``Idempotency-Key`` takes the key's keyed hash as its id, so a retry
+finds it (in memory or, after a restart, in the log) and gets the same answer, or 422 for
+another body; past ``VIGIE_PUBLISH_DEADLINE_S`` the answer is 503 with ``Retry-After`` and the
+publish goes on, joined by the retry (``idempotency``). Hard limits (``contracts.limits``) are
+checked before anything is published.
+
 The state diagram, why, and how it would scale: docs/services.md#payment
 """
 from __future__ import annotations
