@@ -53,7 +53,8 @@ class Limits:
         return None
 
     def is_new(self, first_transfer_ts: Optional[int], now_ms: int) -> bool:
-        return first_transfer_ts is None or now_ms - first_transfer_ts < self.new_account_days * DAY_MS
+        return (first_transfer_ts is None
+                or now_ms - first_transfer_ts < self.new_account_days * DAY_MS)
 
     def table(self) -> list[dict]:
         """The limits as rows for a screen: setting, value, environment variable."""
@@ -64,7 +65,8 @@ class Limits:
              "setting": "VIGIE_CURRENCIES"},
             {"limit": "an account is new for (days after its first transfer)",
              "current": str(self.new_account_days), "setting": "VIGIE_NEW_ACCOUNT_DAYS"},
-            {"limit": "a new account may send in 24 h", "current": euros(self.new_account_daily_cents),
+            {"limit": "a new account may send in 24 h",
+             "current": euros(self.new_account_daily_cents),
              "setting": "VIGIE_NEW_ACCOUNT_DAILY_CENTS"},
         ]
 

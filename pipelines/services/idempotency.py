@@ -142,8 +142,8 @@ class Replies:
         return answer
 
 
-async def once(replies: Replies, flights: Flights, request: web.Request, scope: str,
-               what: str, body: bytes, handle: Callable[[], Awaitable[web.Response]]) -> web.Response:
+async def once(replies: Replies, flights: Flights, request: web.Request, scope: str, what: str,
+               body: bytes, handle: Callable[[], Awaitable[web.Response]]) -> web.Response:
     """Handle a POST once per key (without a key: as it comes): a retry with the same key and
     body gets the first answer, joins it while it runs, and waits at most the deadline."""
     key = header(request)
@@ -166,3 +166,16 @@ async def once(replies: Replies, flights: Flights, request: web.Request, scope: 
     if answer is None:  # forgotten meanwhile (the bound): never handled twice
         raise ApiError(409, f"{HEADER} expired: use a new key")
     return answer
+
+
+def keyed(handler: Callable[[web.Request], Awaitable[web.Response]]):
+    """``handler`` answering each ``Idempotency-Key`` once (``once``), with its own memory of
+    answers: for a route, as ``web.post(path, keyed(handler))``. In memory only (24 h, one
+    instance): a retry after a restart is handled again."""
+    replies, flights = Replies(), Flights()
+
+    async def wrapped(request: web.Request) -> web.Response:
+        scope = caller_scope(request, "unauthenticated")
+        return await once(replies, flights, request, scope, request.path, await request.read(),
+                          lambda: handler(request))
+    return wrapped

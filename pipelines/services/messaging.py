@@ -21,7 +21,7 @@ from aiohttp import web
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services import requests as rq
+from pipelines.services import idempotency as idem, requests as rq
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
@@ -50,9 +50,10 @@ class Messaging(Service):
         self.notifications = Recent(per_key=50, max_age_ms=KEEP_NOTIFICATIONS_MS)
 
     def routes(self):
-        posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
+        posts = [web.post(path, idem.keyed(self._intake(*spec)))
+                 for path, spec in self.INTAKE.items()]
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
-                        web.post("/v1/recovery/{case_id}/answer", self.recovery_answer)]
+                        web.post("/v1/recovery/{case_id}/answer", idem.keyed(self.recovery_answer))]
 
     def _intake(self, kind, build, topic):
         async def handler(request: web.Request) -> web.Response:

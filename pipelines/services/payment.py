@@ -206,7 +206,8 @@ class Payment(Service):
         status it was created in (its first in the log)."""
         r = t.request
         return web.json_response(
-            {"transfer_id": r.transfer_id, "status": t.history[0]["status"] if t.history else "pending",
+            {"transfer_id": r.transfer_id,
+             "status": t.history[0]["status"] if t.history else "pending",
              "payout_due_ts": r.payout_due_ts},
             status=201, headers={idem.REPLAYED: "true"} if replayed else None)
 

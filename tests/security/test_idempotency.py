@@ -12,7 +12,7 @@ import uuid
 import pytest
 from service_support import Tap, acc, aio, as_internal, as_user, rid, serving
 
-from pipelines.services import payment
+from pipelines.services import assistant, messaging, payment
 
 pytestmark = pytest.mark.kafka
 
@@ -97,3 +97,26 @@ async def test_a_keyed_chargeback_is_answered_once_and_refused_with_another_body
     assert answers[0] == answers[1] == (202, {"id": f"{transfer_id}.cb"})
     assert answers[2][0] == 422
     assert [e.transfer_id for e in tap.events("labels")] == [transfer_id]
+
+
+@aio
+async def test_the_other_services_posts_answer_a_key_once(kafka):
+    """The messaging and assistant POSTs (``idempotency.keyed``): in memory, for 24 h."""
+    sender, key = rid(), uuid.uuid4().hex
+    message = {"sender": sender, "recipient": rid(), "conversation": rid("conv"), "text": "hi"}
+    headers = keyed(sender, key)
+    async with Tap("messages") as tap, serving(messaging) as client:
+        answers = []
+        for text in ("hi", "hi", "hello"):
+            resp = await client.post("/v1/messages", json={**message, "text": text},
+                                     headers=headers)
+            answers.append((resp.status, await resp.json()))
+        await tap.drain()
+    assert answers[0][0] == 202 and answers[1] == answers[0]
+    assert answers[2][0] == 422
+    assert [e.id for e in tap.events("messages") if e.sender == acc(sender)] == [answers[0][1]["id"]]
+    async with serving(assistant) as client:  # a refusal is not remembered: checked again
+        for _ in range(2):
+            resp = await client.post("/v1/suggestions/nope/response", headers=headers,
+                                     json={"user": sender, "response": "declined"})
+            assert resp.status == 404

@@ -150,7 +150,8 @@ async def test_a_broker_outage_under_load_pays_nobody_twice(own_broker, monkeypa
     figures = {
         "outage_s": round(outage_s, 1), "requests before the outage": before,
         "attempts": dict(load.attempts), "keys answered 201": len(load.created),
-        "transfers in the log": len(requests), "longest client wait_s": round(load.longest_wait_s, 1),
+        "transfers in the log": len(requests),
+        "longest client wait_s": round(load.longest_wait_s, 1),
         "keys with two transfers": sum(len(ids) > 1 for ids in load.created.values()),
         "transfers requested twice in the log": sum(n > 1 for n in requests.values()),
         "paid twice": sum(n > 1 for n in paid.values()), "paid": len(paid),
@@ -173,7 +174,8 @@ async def test_a_broker_outage_under_load_pays_nobody_twice(own_broker, monkeypa
     assert load.attempts["gave up"] == 0
     assert set(served) == set(rebuilt) == set(requested)
     for transfer_id, status in last.items():
-        assert served[transfer_id] == rebuilt[transfer_id] and served[transfer_id]["status"] == status
+        assert served[transfer_id] == rebuilt[transfer_id]
+        assert served[transfer_id]["status"] == status
         fallback = any(h["reason"] == payment.FALLBACK for h in served[transfer_id]["history"])
         expected = {"approve": "paid_out", "warn": "paid_out", "hold": "held",
                     "block": "returned", None: "held"}[verdict(transfer_id)]
