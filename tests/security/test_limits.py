@@ -8,6 +8,7 @@ from service_support import Tap, acc, aio, as_user, rid, serving
 
 from pipelines.contracts import limits
 from pipelines.services import payment
+from tests.console import test_console as console_support
 
 pytestmark = pytest.mark.kafka
 
@@ -72,3 +73,16 @@ def test_limits_only_come_from_one_place_and_refuse_nonsense(monkeypatch):
     defaults = limits.load()
     assert defaults.currencies == ("EUR",) and defaults.max_amount_cents == 1_000_000
     assert payment.limits_mod is limits  # the service reads them there, as the console does
+
+
+console = console_support.console  # the console test's fixture: a small lake and users
+
+
+def test_the_console_shows_the_limits_read_only(console, monkeypatch):
+    monkeypatch.setenv("VIGIE_CURRENCIES", "EUR,GBP")
+    at = console_support.page("rules_lists", "analyst")
+    console_support.ok(at)
+    [shown] = [d.value for d in at.dataframe if "setting" in d.value.columns]
+    assert list(shown["current"]) == ["10,000.00", "EUR, GBP", "7", "5,000.00"]
+    assert list(shown["setting"]) == ["VIGIE_MAX_TRANSFER_CENTS", "VIGIE_CURRENCIES",
+                                      "VIGIE_NEW_ACCOUNT_DAYS", "VIGIE_NEW_ACCOUNT_DAILY_CENTS"]
