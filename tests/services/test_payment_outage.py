@@ -1,21 +1,20 @@
 """The issue's "retries pay twice" probe, as a test: a real broker stopped for 30 s under load,
 with HTTP clients that give up waiting (after 10 s, and some after 3 s: before the service's
-publish deadline) and retry with their ``Idempotency-Key`` until they get an answer. A stand-in
-decision publisher (a consumer group on ``transfer-requests`` publishing a decision for each,
-through the same outage) plays the stream worker: the real one needs a trained model and about
-a minute to start on CI's machine, and what is tested here is the payment service.
+publish deadline) and retry with their ``Idempotency-Key`` until they get an answer. Decided by
+the real stream worker (with a promoted model), and again by a stand-in decision publisher (a
+consumer group on ``transfer-requests``) that leaves 5 % undecided, so that the no-decision
+fallback holds some transfers during the outage too.
 
 Afterwards, from the log: no key made two transfers, no transfer was paid twice or without an
 approving decision, every transfer ended paid out, returned or held (in the status log as held),
 and a fresh instance rebuilt from the log agrees. The figures are printed (``-s``).
 
-A broker of its own: it is stopped mid-test.
+A broker of its own: it is stopped mid-test. About 90 s a decider on 2 shared cores.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import time
 import uuid
@@ -49,11 +48,11 @@ def verdict(transfer_id: str) -> Optional[str]:
 
 
 @asynccontextmanager
-async def decisions_made(log_dir) -> AsyncIterator[None]:
-    """Something deciding every transfer: the stand-in, or with ``VIGIE_OUTAGE_REAL_WORKER=1``
-    the real stream worker (a process) acting with a promoted model whose score rises with the
-    amount past 50.00 (so the senders' 25.00 and 90.00 transfers get different decisions)."""
-    if os.environ.get("VIGIE_OUTAGE_REAL_WORKER") != "1":
+async def decisions_made(decider: str, log_dir) -> AsyncIterator[None]:
+    """Something deciding the transfers: the real stream worker (a process) acting with a
+    promoted model whose score rises with the amount past 50.00 (so the senders' 25.00 and
+    90.00 transfers get different decisions), or the stand-in, which leaves some undecided."""
+    if decider == "stand-in":
         task = asyncio.ensure_future(stand_in_worker(settings.load()))
         yield
         task.cancel()
@@ -148,14 +147,15 @@ async def decider_at_work(client, tap: Tap) -> set[str]:
     return probes
 
 
+@pytest.mark.parametrize("decider", ["worker", "stand-in"])
 @aio
-async def test_a_broker_outage_under_load_pays_nobody_twice(own_broker, monkeypatch, capsys,
-                                                            tmp_path):
+async def test_a_broker_outage_under_load_pays_nobody_twice(decider, own_broker, monkeypatch,
+                                                            capsys, tmp_path):
     monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "12")
     monkeypatch.setenv("VIGIE_PUBLISH_DEADLINE_S", "5")
     monkeypatch.setenv("VIGIE_NEW_ACCOUNT_DAILY_CENTS", "100000000")  # load, not limits
     async with Tap("transfer-requests", "transfer-status", "decisions") as tap, \
-            decisions_made(tmp_path):
+            decisions_made(decider, tmp_path):
         service = payment.Payment()
         async with serving(as_served(service)) as client:
             probes = await decider_at_work(client, tap)
@@ -213,7 +213,7 @@ async def test_a_broker_outage_under_load_pays_nobody_twice(own_broker, monkeypa
         "not in a final state after 90 s": len(unsettled),
     }
     with capsys.disabled():
-        print(f"\npayment outage figures: {figures}")
+        print(f"\npayment outage figures ({decider}): {figures}")
     assert load.attempts[503] > 0, "the outage was not felt: nothing tested"
     assert not unsettled, "transfers left pending"
     assert figures["keys answered with two ids"] == 0
@@ -223,7 +223,7 @@ async def test_a_broker_outage_under_load_pays_nobody_twice(own_broker, monkeypa
     assert figures["paid without an approve"] == 0
     assert answered <= set(requests), "a 201 for a transfer the log does not have"
     assert load.attempts["gave up"] == 0
-    assert set(served) == set(rebuilt) == set(requested)
+    assert set(requested) <= set(served) and set(requested) <= set(rebuilt)
     first = {}  # the decision that acts: the first one (a transfer's are on one partition)
     for d in tap.events("decisions"):
         first.setdefault(d.transfer_id, d.action)
