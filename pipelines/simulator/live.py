@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import time
+import uuid
 from typing import Optional
 from urllib.parse import quote
 
@@ -101,6 +102,7 @@ class ServiceClient:
         self.sent: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
+        self.over_limit = 0  # 422: past a hard limit of the payment service
         self.verdicts_left = 0  # analyst verdicts: live, the analysts give theirs in the console
         m, p = urls["messaging"], urls["payment"]
         self._posts = {  # request type -> (endpoint name, url)
@@ -178,12 +180,16 @@ class ServiceClient:
         return codes[-1] if codes and isinstance(codes[-1], str) else None
 
     async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
+        # A key per transfer, as every client must send (a retry would reuse it).
+        headers = {**self.tokens.headers(req.sender), "Idempotency-Key": uuid.uuid4().hex}
         status, body = await self._call("POST /v1/transfers", "POST",
-                                        f"{self.urls['payment']}/v1/transfers", (201, 423),
-                                        read=True, data=_encode(req),
-                                        headers=self.tokens.headers(req.sender))
+                                        f"{self.urls['payment']}/v1/transfers", (201, 422, 423),
+                                        read=True, data=_encode(req), headers=headers)
         if status == 423:
             self.refused += 1
+            return None
+        if status == 422:  # past a hard limit (pipelines/contracts/limits.py)
+            self.over_limit += 1
             return None
         return body.get("transfer_id") if isinstance(body, dict) else None
 
@@ -273,9 +279,9 @@ class LiveRunner:
     async def report(self, every_s: float = 10.0) -> None:
         while True:
             await asyncio.sleep(every_s)
-            log.info("simulator: %d requests, %d errors %s, %d refused transfers",
-                     self.client.total, sum(self.client.errors.values()), self.client.errors,
-                     self.client.refused)
+            log.info("simulator: %d requests, %d errors %s, %d refused transfers (locked), "
+                     "%d past a limit", self.client.total, sum(self.client.errors.values()),
+                     self.client.errors, self.client.refused, self.client.over_limit)
 
     async def stop(self) -> None:
         for task in list(self.tasks):
@@ -339,7 +345,7 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
     return {"requests": client.total, "seconds": round(seconds, 3),
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
-            "refused_transfers": client.refused, "owner_answers": runner.owners.answered,
+            "refused_transfers": client.refused, "over_limit_transfers": client.over_limit, "owner_answers": runner.owners.answered,
             "attacker_answers": runner.owners.attacked,
             "verdicts_left_to_analysts": client.verdicts_left,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
