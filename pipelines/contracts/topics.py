@@ -45,7 +45,8 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
               also=(s.TransferRequestedV2,)),
     TopicSpec("assistant-events", s.AssistantEvent, "user", "assistant service", input=True),
     TopicSpec("labels", s.Label, "account", "payment/messaging services, console", input=True),
-    TopicSpec("analyst-actions", s.AnalystAction, None, "console", input=True),
+    TopicSpec("analyst-actions", s.AnalystAction, None, "console (signed)", input=True,
+              also=(s.AnalystActionV1,)),
     TopicSpec("transfer-status", s.TransferStatus, "sender", "payment service"),
     TopicSpec("decisions", s.Decision, "sender", "stream"),
     TopicSpec("notifications", s.Notification, "account", "stream"),
@@ -53,6 +54,7 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback", input=True),
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
     TopicSpec("data-quality", s.DataQuality, "topic", "lake sink (sampled GX checks)"),
+    TopicSpec("console-audit", s.ConsoleAudit, None, "console (sign-ins, SQL queries)"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
 # The topics that feed features, in the order that breaks ties between equal timestamps.

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from service_support import Tap, acc, aio, eventually, publisher, rid, serving
 
-from pipelines.contracts import schemas as s
+from pipelines.contracts import schemas as s, signatures
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.recovery import cases as rc
 from pipelines.services import messaging, payment
@@ -330,9 +330,10 @@ async def test_analysts_open_and_close_cases_from_the_console(kafka, processes):
     suspect = acc(rid())
 
     def action(kind, target_kind, target, **params):
-        return s.AnalystAction(id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice",
-                               role="analyst", action=kind, target_kind=target_kind,
-                               target=target, reason="customer called", params=params)
+        return signatures.sign(s.AnalystAction(
+            id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice", role="analyst",
+            action=kind, target_kind=target_kind, target=target, reason="customer called",
+            params=params))
 
     async with Tap("recovery") as tap, publisher() as pub:
         processes.start("worker", "worker")
