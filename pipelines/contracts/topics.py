@@ -9,8 +9,8 @@ scale-out story. ``decode`` validates a record's bytes against its topic's schem
 JSON is malformed: invalid character (byte 4)
 
 A topic may accept more than one version of its schema while producers move (see
-``pipelines.contracts.schemas``): ``schema`` is the struct every stage reads (and version 1 on
-the wire), ``also`` the other wire versions, each recognised by its ``v`` and turned into
+``pipelines.contracts.schemas``): ``schema`` is the struct every stage reads (and its version
+on the wire: 1, or 2 for analyst-actions), ``also`` the other wire versions, each recognised by its ``v`` and turned into
 ``schema`` by its ``as_current()``. ``decode`` is the one place the versions are told apart; the
 raw bytes travel on between stages and every stage decodes them with it. A version the topic
 does not list is refused with a reason naming the versions it reads.
