@@ -1,5 +1,6 @@
 """A small lake for the console tests: a few accounts, transfers, decisions (some held), statuses,
-labels, analyst actions, a recovery case and dead letters, written with the lake's own writer."""
+labels, analyst actions, recovery cases (one escalated after wrong codes) and dead letters,
+written with the lake's own writer."""
 from __future__ import annotations
 
 import base64
@@ -84,6 +85,19 @@ def write_lake(lake_dir: Path, now_ms: int | None = None) -> dict:
         schemas.RecoveryEvent(id="case-1.2", ts=t0 + 41 * MIN, case_id="case-1", account=acct(2),
                               state="contained", actor="stream"),
     ]
+    # case-2: its challenge failed (three wrong codes): escalated, waiting for an analyst
+    for n, state in enumerate(("opened", "contained", "owner_verification", "escalated"), 1):
+        recovery.append(schemas.RecoveryEvent(
+            id=f"case-2.{n}", ts=t0 + 30 * MIN + n, case_id="case-2", account=acct(3), state=state,
+            actor="stream", reason="owner verification failed: 3 wrong codes" if n == 4 else ""))
+    sent_code = h("account", "a code").replace("a_", "v_")  # stands in for its keyed hash
+    verification = [schemas.OwnerVerification(
+        id="ov-0", ts=t0 + 30 * MIN + 3, kind="code_sent", case_id="case-2", account=acct(3),
+        code_digest=sent_code, challenge_id="case-2.sc3")]
+    verification += [schemas.OwnerVerification(
+        id=f"ov-{n}", ts=t0 + 31 * MIN + n, kind="answer", case_id="case-2", account=acct(3),
+        code_digest=h("account", f"guess {n}").replace("a_", "v_"), answer="it_was_me")
+        for n in range(1, 4)]
     secret = json.dumps({"sender": "user-1", "text": "my card 4111 1111 1111 1111"}).encode()
     dead = [schemas.DeadLetter(ts=t0 + 50 * MIN + i, reason="Expected `str` matching regex - at `$.sender`",
                                topic="messages", partition=0, offset=i,
@@ -93,6 +107,7 @@ def write_lake(lake_dir: Path, now_ms: int | None = None) -> dict:
                           ("transfer-requests", transfers), ("decisions", decisions),
                           ("transfer-status", statuses), ("labels", labels),
                           ("analyst-actions", actions), ("recovery", recovery),
+                          ("owner-verification", verification),
                           ("dead-letters", dead)]:
         lake.write_batch(lake_dir, topic, lake.TopicTable(topic, with_kafka_columns=True), events,
                          "test", partitions=[0] * len(events), offsets=list(range(len(events))))

@@ -1,9 +1,12 @@
 """Recovery cases: the account-recovery workflow's cases, from the ``recovery`` topic.
 
-A case's transitions are the RecoveryEvents the stream wrote (id ``<case_id>.<n>``). An analyst's
-move is the audited AnalystAction ``case_transition`` (target the case, params ``state`` and
-``account``): the worker turns it into a request that the recovery agent checks against the
-case's state before writing the real transition."""
+A case's transitions are the RecoveryEvents the stream wrote (id ``<case_id>.<n>``). Escalated
+cases (a failed step-up challenge: too many wrong codes, or no answer in time) wait for an
+analyst at the top; a case's owner verification (codes sent to the verified contact, answers
+and whether their code was right, from ``owner-verification``; never a code) shows with it. An
+analyst's move is the audited AnalystAction ``case_transition`` (target the case, params
+``state`` and ``account``): the worker turns it into a request that the recovery agent checks
+against the case's state before writing the real transition."""
 import pandas as pd
 import streamlit as st
 
@@ -22,6 +25,15 @@ cases = common.q(f"""
 if cases.empty:
     st.info("No recovery case in the lake.")
     st.stop()
+waiting = cases[cases["state"] == "escalated"]
+if not waiting.empty:
+    why = common.q(f"""SELECT case_id, arg_max(reason, ts) AS why FROM recovery
+                       WHERE {TRANSITIONS} AND state = 'escalated' GROUP BY 1""")
+    st.subheader(f"Waiting for an analyst: {len(waiting)} escalated")
+    st.caption("The owner could not be verified (wrong codes, or no answer in time): the "
+               "account stays locked until an analyst moves the case.")
+    st.dataframe(waiting.merge(why, on="case_id", how="left")[["case_id", "account", "why"]],
+                 hide_index=True, width="stretch")
 states = st.multiselect("State", sorted(cases["state"].unique()), key="states")
 view = cases[cases["state"].isin(states)] if states else cases
 for col in ("opened_ts", "updated_ts"):
@@ -36,6 +48,19 @@ history = common.q(f"""SELECT ts, state, actor, reason, compromise_from_ts,
 history.insert(0, "time", pd.to_datetime(history["ts"], unit="ms", utc=True))
 st.subheader(f"Case {case_id} ({case['state']})")
 st.dataframe(history.drop(columns="ts"), hide_index=True, width="stretch")
+# the step-up challenge: what reached the owner's verified contact and what came back (an
+# answer's code compared with the last code sent before it, by their keyed hashes)
+verification = common.q("""
+    SELECT a.ts, a.kind, a.answer, a.actor,
+           CASE WHEN a.kind = 'answer' THEN coalesce(a.code_digest = (
+               SELECT arg_max(c.code_digest, c.ts) FROM owner_verification c
+               WHERE c.case_id = a.case_id AND c.kind = 'code_sent' AND c.ts <= a.ts), false)
+           END AS right_code
+    FROM owner_verification a WHERE a.case_id = ? ORDER BY a.ts""", case_id)
+if not verification.empty:
+    verification.insert(0, "time", pd.to_datetime(verification["ts"], unit="ms", utc=True))
+    st.caption("Owner verification: codes sent to the verified contact, answers from the app")
+    st.dataframe(verification.drop(columns="ts"), hide_index=True, width="stretch")
 
 moves = list(ANALYST_MOVES.get(case["state"], ()))
 if not moves:

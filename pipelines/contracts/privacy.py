@@ -32,6 +32,7 @@ PREFIXES = {
 }
 HEX_CHARS = 20  # 80 bits: collision-free at messenger scale, short in logs and Parquet
 PATTERNS = {kind: f"^{prefix}[0-9a-f]{{{HEX_CHARS}}}$" for kind, prefix in PREFIXES.items()}
+CODE_DIGEST = f"^v_[0-9a-f]{{{HEX_CHARS}}}$"  # the shape of ``code_digest``
 _ANY_HASH = re.compile(r"^[adikbc]_[0-9a-f]{%d}$" % HEX_CHARS)
 _warned = False
 
@@ -56,3 +57,11 @@ def pseudonymize(kind: str, raw: str) -> str:
 
 def is_pseudonym(value: str) -> bool:
     return bool(_ANY_HASH.match(value))
+
+
+def code_digest(scope: str, code: str) -> str:
+    """The keyed hash of a one-time code, bound to ``scope`` (a recovery case), e.g. what a
+    topic carries for a verification code sent to an account's owner. Not cached, unlike
+    ``pseudonymize``: a code is a secret and does not stay in memory once hashed."""
+    digest = hmac.new(_key(), f"code:{scope}:{code}".encode(), hashlib.sha256).hexdigest()
+    return "v_" + digest[:HEX_CHARS]

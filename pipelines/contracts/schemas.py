@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Optional, Union
 import msgspec
 from msgspec import Meta, Struct
 
-from pipelines.contracts.privacy import PATTERNS
+from pipelines.contracts.privacy import CODE_DIGEST, PATTERNS
 
 # --- field types ------------------------------------------------------------------
 AccountId = Annotated[str, Meta(pattern=PATTERNS["account"])]
@@ -39,6 +39,7 @@ Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 ShortText = Annotated[str, Meta(max_length=500)]  # reasons typed by people, never message text
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
 Actor = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:-]+$")]
+CodeDigest = Annotated[str, Meta(pattern=CODE_DIGEST)]  # a one-time code's keyed hash, never a code
 
 
 class Event(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -285,6 +286,22 @@ class RecoveryEvent(Event, kw_only=True):
     actor: Actor  # "stream", "simulator-owner", or an analyst
     reason: ShortText = ""
     compromise_from_ts: Optional[Millis] = None
+
+
+class OwnerVerification(Event, kw_only=True):
+    """The owner's verified channel, as the messaging service saw it (``owner-verification``):
+    ``code_sent``, a one-time code delivered to the contact the owner verified before the
+    compromise, for the step-up challenge ``challenge_id``; ``answer``, the owner's answer given
+    in the app with a code. Both carry only the code's keyed hash (``privacy.code_digest``,
+    bound to the case); the recovery stage compares them, counts wrong codes and is the only
+    one to write the transition that says the owner was verified."""
+    kind: Literal["code_sent", "answer"]
+    case_id: EventId
+    account: AccountId
+    code_digest: CodeDigest
+    challenge_id: Optional[EventId] = None  # code_sent: the step_up_challenge notification
+    answer: Optional[Literal["confirm_compromise", "it_was_me"]] = None  # answer only
+    actor: Actor = "owner"  # answer: "owner" or "simulator-owner", as the app said
 
 
 class ModelUpdate(Event, kw_only=True):

@@ -3,8 +3,9 @@
 A case is event-sourced: every transition is a ``RecoveryEvent`` on ``recovery`` (keyed by the
 account) and ``Case.apply`` folds them into the state (``fold`` for a whole log). A ``Machine``
 takes one input (``on_signal``: a suspicion, an activity, an SLA timeout, an expiry;
-``on_request``: an owner's answer or analyst's move) and returns its ``Effects``: transitions,
-notifications, labels and decisions. An input already seen (by id) causes nothing.
+``on_owner``: a code sent to the owner's verified channel, or the owner's answer with a code;
+``on_request``: an analyst's move) and returns its ``Effects``: transitions, notifications,
+labels and decisions. An input already seen (by id) causes nothing.
 
 >>> account = "a_" + "0" * 20
 >>> suspicion = Signal(kind="suspicion", id="ev-1", account=account, ts=1, reasons=["new_device"])
@@ -20,6 +21,7 @@ The states, what each one does, and its SLA: docs/recovery.md#cases
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from typing import Optional
 
@@ -54,7 +56,9 @@ ANALYST_MOVES = {
     "contained": ("owner_verification", "closed_legitimate", "closed_fraudulent", "escalated"),
 }
 OWNER_ACTORS = ("owner", "simulator-owner")
-ANSWERS = ("confirm_compromise", "it_was_me")  # anything else is a failed verification
+# wrong codes a challenge takes before it fails and the case escalates to an analyst (3 in a
+# million codes: an attacker who guesses has a 3e-6 chance; the owner who mistypes, two more)
+MAX_CODE_ATTEMPTS = 3
 STREAM = "stream"
 
 
@@ -102,6 +106,10 @@ class Case(Struct, kw_only=True, array_like=True):
     escalated_from: Optional[str] = None
     labelled: bool = False
     seen: list[str] = []
+    # the step-up challenge in progress: the keyed hash of the code sent to the owner's
+    # verified channel (None: none sent yet, or used), and the wrong codes given so far
+    code_digest: Optional[str] = None
+    code_attempts: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -220,8 +228,11 @@ class Machine:
         self._warn_contacts(now)
 
     def _on_owner_verification(self, now: int) -> None:
-        self._note(self.case.account, "step_up_challenge", "account_recovery", now,
-                   f"sc{self.case.seq}")
+        """A new challenge: the messaging service sends a code to the owner's verified channel
+        when it reads this notification and tells us its hash (``on_owner``)."""
+        c = self.case
+        c.code_digest, c.code_attempts = None, 0
+        self._note(c.account, "step_up_challenge", "account_recovery", now, f"sc{c.seq}")
 
     def _on_secured(self, now: int) -> None:
         self._label("ato_confirmed", now)
@@ -317,31 +328,57 @@ class Machine:
         seen.append(input_id)
         del seen[:-SEEN_KEEP]
 
-    def on_request(self, ev: s.RecoveryEvent, now: int) -> Effects:
-        """A RecoveryEvent someone other than the stream wrote: the owner's answer, or an
-        analyst's transition request. The stream checks it and writes the real transition."""
+    def on_owner(self, ev: s.OwnerVerification, now: int) -> Effects:
+        """The owner's verified channel (the messaging service): a code sent for the current
+        challenge, or an answer with a code. Only an answer whose code is the one sent verifies
+        the owner; the ``MAX_CODE_ATTEMPTS``-th wrong one fails the challenge and escalates the
+        case to an analyst. The app's word alone ("it_was_me") proves nothing: an attacker
+        holding the owner's session says it too."""
         c = self.case
-        if c is None or is_transition(ev) or c.case_id != ev.case_id or ev.id in c.seen:
+        if c is None or c.case_id != ev.case_id or ev.id in c.seen:
             return self.out
         self._seen(ev.id)
-        if ev.actor in OWNER_ACTORS:
-            # late: given after the deadline (its stamp) and read after it (our clock); a
-            # messaging host whose clock runs ahead must not make an answer in time look late
-            if c.state != "owner_verification" or (c.deadline_ts is not None
-                                                   and min(ev.ts, now) > c.deadline_ts):
-                return self.out  # a late or repeated answer changes nothing
-            answer = ev.reason.removeprefix("answer:")
-            if answer == "confirm_compromise":
-                self._go("secured", now, "owner confirmed the takeover: credentials reset, "
-                         f"devices removed ({', '.join(c.devices) or 'none known'}), assistant "
-                         f"suggestions paused until {now + SUGGESTIONS_PAUSE_MS}", actor=ev.actor)
-                self._review(now)
-            elif answer == "it_was_me":
-                self._go("closed_legitimate", now, "owner: it was me (false alarm)", actor=ev.actor)
-            else:
-                self._go("escalated", now, f"owner verification failed ({answer[:60]})",
-                         actor=ev.actor)
+        if c.state != "owner_verification":
+            return self.out  # a code or answer for a challenge that is over changes nothing
+        if ev.kind == "code_sent":
+            if ev.challenge_id == f"{c.case_id}.sc{c.seq}"[:64]:
+                c.code_digest = ev.code_digest  # a code sent again replaces the first
             return self.out
+        # late: given after the deadline (its stamp) and read after it (our clock); a messaging
+        # host whose clock runs ahead must not make an answer in time look late. The deadline
+        # is the code's lifetime: past it the SLA timer escalates the case.
+        if c.deadline_ts is not None and min(ev.ts, now) > c.deadline_ts:
+            return self.out
+        if ev.answer is None or ev.actor not in OWNER_ACTORS:
+            return self.out
+        if c.code_digest is not None and hmac.compare_digest(ev.code_digest, c.code_digest):
+            c.code_digest = None  # used
+            if ev.answer == "confirm_compromise":
+                self._go("secured", now, "owner confirmed the takeover with the code sent to "
+                         "the verified contact: credentials reset, devices removed "
+                         f"({', '.join(c.devices) or 'none known'}), assistant suggestions "
+                         f"paused until {now + SUGGESTIONS_PAUSE_MS}", actor=ev.actor)
+                self._review(now)
+            else:
+                self._go("closed_legitimate", now, "owner, verified by the code sent to the "
+                         "verified contact: it was me (false alarm)", actor=ev.actor)
+            return self.out
+        c.code_attempts += 1
+        if c.code_attempts >= MAX_CODE_ATTEMPTS:
+            self._go("escalated", now, f"owner verification failed: {c.code_attempts} wrong "
+                     "codes; an analyst must verify the owner")
+        return self.out
+
+    def on_request(self, ev: s.RecoveryEvent, now: int) -> Effects:
+        """An analyst's transition request (a console action the worker routed here). The
+        stream checks it against the case and writes the real transition. A request in the
+        name of the owner or the stream is refused: the owner is verified only by a code
+        (``on_owner``)."""
+        c = self.case
+        if c is None or is_transition(ev) or c.case_id != ev.case_id or ev.id in c.seen \
+                or ev.actor in (*OWNER_ACTORS, STREAM):
+            return self.out
+        self._seen(ev.id)
         if ev.state in ANALYST_MOVES.get(c.state, ()):
             reason = f"{ev.actor}: {ev.reason}" if ev.reason else ev.actor
             if ev.state == "secured":
@@ -359,7 +396,8 @@ def _reopen_after_ms() -> int:
 
 def is_transition(ev: s.RecoveryEvent) -> bool:
     """A transition the stream wrote (id ``<case>.<n>``), whoever its actor; any other
-    RecoveryEvent is a request (an owner's answer, an analyst's move) the stream checks."""
+    RecoveryEvent is an analyst's request the stream checks (it travels on
+    ``recovery-signals``: only the stream writes ``recovery``)."""
     head, _, n = ev.id.rpartition(".")
     return head == ev.case_id and n.isdigit()
 

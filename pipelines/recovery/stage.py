@@ -2,9 +2,12 @@
 
 ``signal_for`` (the entity stage's hook, where account state lives) turns an account's
 takeover signals into a ``Signal`` on ``recovery-signals``, keyed by account like
-``recovery``. The ``recovery`` agent reads both, keeps each case in ``recovery-cases`` (with its
-SLA deadline, checked by a 1 s timer), lets ``pipelines.recovery.cases`` decide, and publishes
-the transitions with their notifications, labels and decisions. ``recovery-flags`` (a global
+``recovery``. The ``recovery`` agent reads it and ``owner-verification`` (the codes the
+messaging service sent to owners' verified channels, and the owners' answers, keyed the same
+way), keeps each case in ``recovery-cases`` (with its SLA deadline, checked by a 1 s timer, and
+its challenge's code hash and wrong attempts), lets ``pipelines.recovery.cases`` decide, and
+publishes the transitions with their notifications, labels and decisions: it is the only writer
+of ``recovery``, so the only one that can say an owner was verified. ``recovery-flags`` (a global
 table) tells the decide stage which accounts are under recovery or recently restored.
 
 How and why: docs/recovery.md#stage
@@ -27,6 +30,7 @@ from pipelines.recovery import cases as rc
 
 log = logging.getLogger(__name__)
 SIGNALS = "recovery-signals"
+OWNER = "owner-verification"  # codes sent and answers given (messaging service)
 WATCH_CHANGES = (*CREDENTIALS, NEW_DEVICE, NEW_COUNTRY)
 BURST = 8  # money requests in an hour that are suspicious even without a security change
 SEVERITY = {"approve": 0, "warn": 1, "hold": 2, "block": 3}
@@ -171,15 +175,13 @@ class Recovery:
         now = now if now is not None else now_ms()
         raw = self.table.get(key)
         machine = rc.Machine(rc.decode_case(raw))
-        if topic == "recovery":
+        if topic == OWNER:
             try:
-                ev = decode("recovery", value)
+                ev = decode(OWNER, value)
             except InvalidEvent as exc:
-                log.warning("unreadable recovery event: %s", exc)
+                log.warning("unreadable owner verification: %s", exc)
                 return
-            if rc.is_transition(ev):
-                return  # our own (or a replayed) transition: already in the table
-            out = machine.on_request(ev, now)
+            out = machine.on_owner(ev, now)
         else:
             sig = rc.decode_signal(value)
             if sig.kind == "request":
@@ -246,7 +248,7 @@ class Recovery:
 
 def register(app) -> Recovery:
     signals = raw_topic(app, SIGNALS)
-    inputs = app.topic("recovery", SIGNALS, key_type=bytes, value_type=bytes,
+    inputs = app.topic(OWNER, SIGNALS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     outputs = {name: raw_topic(app, name) for name in ("recovery", "notifications", "labels",
                                                       "decisions")}

@@ -8,9 +8,9 @@ reports; ``POST /v1/takeover-reports`` a confirmed account takeover with its com
 offline). ``GET /v1/notifications/{account}`` delivers what the stream told this user
 (transfer and contact warnings, step-up challenges): the service follows the
 ``notifications`` topic and keeps the last day's, a bounded number per account, in memory.
-``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
-and publishes it on ``recovery`` (the stream checks it against the case; see
-``pipelines.recovery.cases``).
+The step-up challenge's code, sent to the owner's verified contact, and the owner's answer
+with it (``POST /v1/recovery/{case_id}/answer``), published on ``owner-verification`` for the
+stream to check: ``pipelines.services.owner_channel``.
 
 Who may call what (``pipelines.services.auth``): a message, its sender's app; a scam report,
 its reporter's; notifications and a recovery answer, the account owner's; a takeover report,
@@ -31,6 +31,7 @@ from pipelines.contracts.privacy import pseudonymize
 from pipelines.services import requests as rq
 from pipelines.services.auth import CALLER, acting_for, internal
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
+from pipelines.services.owner_channel import AccountPath, OwnerChannel
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
 BACKEND_EVENTS = frozenset({"signup", "login", "login_failed", "password_reset"})
@@ -41,14 +42,6 @@ def _account_event_caller(request: web.Request, req: rq.AccountEventRequest) -> 
         internal(request)
     else:
         acting_for(request, req.account)
-
-
-class AccountPath(msgspec.Struct, forbid_unknown_fields=True):
-    account: rq.RawId
-
-
-class CasePath(msgspec.Struct, forbid_unknown_fields=True):
-    case_id: s.EventId
 
 
 class Messaging(Service):
@@ -69,11 +62,12 @@ class Messaging(Service):
     def __init__(self, conf=None):
         super().__init__(conf)
         self.notifications = Recent(per_key=50, max_age_ms=KEEP_NOTIFICATIONS_MS)
+        self.owner_channel = OwnerChannel(self, self.conf)
 
     def routes(self):
         posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
-                        web.post("/v1/recovery/{case_id}/answer", self.recovery_answer)]
+                        *self.owner_channel.routes()]
 
     def _intake(self, kind, build, topic, check_caller):
         async def handler(request: web.Request) -> web.Response:
@@ -83,19 +77,6 @@ class Messaging(Service):
             await self.publish(topic, event)
             return web.json_response({"id": event.id}, status=202)
         return handler
-
-    async def recovery_answer(self, request: web.Request) -> web.Response:
-        """Publishes the answer as a RecoveryEvent by the owner; the stream checks it against
-        the case (a wrong account or a closed case changes nothing) and moves the case on."""
-        case_id = validate(dict(request.match_info), CasePath).case_id
-        body = await read_json(request, rq.RecoveryAnswerRequest)
-        acting_for(request, body.account)  # the owner's session only
-        event = s.RecoveryEvent(id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id,
-                                account=pseudonymize("account", body.account),
-                                state="owner_verification", actor=body.actor,
-                                reason=f"answer:{body.answer}")
-        await self.publish("recovery", event)
-        return web.json_response({"id": event.id}, status=202)
 
     async def get_notifications(self, request: web.Request) -> web.Response:
         raw = validate(dict(request.match_info), AccountPath).account
@@ -111,6 +92,7 @@ class Messaging(Service):
                                            since_ms=now_ms() - KEEP_NOTIFICATIONS_MS))
         await reader.catch_up(self.on_notification)
         self.background(reader.follow(self.on_notification), "notifications reader")
+        await self.owner_channel.start()
 
 
 def build_app(conf=None) -> web.Application:

@@ -91,10 +91,11 @@ class TakeoverReportRequest(Request):
 
 
 class RecoveryAnswerRequest(Request):
-    """The owner's answer to a step-up challenge: "confirm_compromise", "it_was_me", or
-    anything else (e.g. "wrong_code"), which the stream treats as a failed verification."""
+    """The owner's answer to a step-up challenge, "confirm_compromise" or "it_was_me", with
+    the code sent to the owner's verified contact (without it, the answer proves nothing)."""
     account: RawId
-    answer: Annotated[str, Meta(pattern=r"^[a-z_]{1,40}$")]
+    answer: Literal["confirm_compromise", "it_was_me"]
+    code: Annotated[str, Meta(pattern=r"^[0-9]{6}$")]
     actor: Literal["owner", "simulator-owner"] = "owner"
 
 

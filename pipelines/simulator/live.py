@@ -23,7 +23,7 @@ from pipelines.contracts import settings
 from pipelines.services import auth, requests as rq
 from pipelines.services.messaging import BACKEND_EVENTS
 from pipelines.simulator import fraud, legit
-from pipelines.simulator.owners import Owners
+from pipelines.simulator.owners import Owners, VerifiedContact
 from pipelines.simulator.timing import LIVE
 from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Challenges, Deck,
                                        RecoveryAnswer, Script, Suggestion, SuggestionResponse,
@@ -158,13 +158,24 @@ class ServiceClient:
             return None
         if kind is Challenges:
             return await self._challenges(command.user)
-        if kind is RecoveryAnswer:
+        if kind is RecoveryAnswer:  # from the owner's app (or the attacker in its session)
             url = f"{self.urls['messaging']}/v1/recovery/{quote(command.case_id, safe='')}/answer"
             status, _ = await self._call("POST /v1/recovery/{case_id}/answer", "POST", url, (202,),
                                          data=_encode(command.request),
                                          headers=self.tokens.headers(command.request.account))
             return status is not None
+        if kind is VerifiedContact:
+            return await self._verified_contact(command)
         raise TypeError(f"no endpoint for {kind.__name__}")
+
+    async def _verified_contact(self, query: VerifiedContact) -> Optional[str]:
+        url = f"{self.urls['messaging']}/v1/owner-channel/{quote(query.user, safe='')}/outbox"
+        _, body = await self._call("GET /v1/owner-channel/{account}/outbox", "GET", url, (200,),
+                                   read=True, headers=self.tokens.headers(None))
+        messages = body.get("messages") if isinstance(body, dict) else None
+        codes = [m.get("code") for m in messages or ()
+                 if isinstance(m, dict) and m.get("case_id") == query.case_id]
+        return codes[-1] if codes and isinstance(codes[-1], str) else None
 
     async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
         status, body = await self._call("POST /v1/transfers", "POST",
@@ -329,6 +340,7 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
             "refused_transfers": client.refused, "owner_answers": runner.owners.answered,
+            "attacker_answers": runner.owners.attacked,
             "verdicts_left_to_analysts": client.verdicts_left,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,
             "users": len(runner.world.pop)}

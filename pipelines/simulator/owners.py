@@ -1,17 +1,22 @@
-"""The account owners' side of the recovery workflow, live (``vigie simulate --live``).
+"""The account owners' side of the recovery workflow, live (``vigie simulate --live``), and
+the attackers who hold a taken-over account's session.
 
 A member whose account has just seen a security change polls their notifications every
-``POLL_MS`` for ``WATCH_MS`` and answers each ``step_up_challenge`` through
-``POST /v1/recovery/{case_id}/answer`` (actor ``simulator-owner``): ``correct``, ``wrong`` or
+``POLL_MS`` for ``WATCH_MS``. For each ``step_up_challenge`` the owner reads the code their
+verified contact received (``VerifiedContact``: through the delivery gateway, which only the
+owner holds) and answers through ``POST /v1/recovery/{case_id}/answer`` (actor
+``simulator-owner``): ``correct``, ``wrong`` (mistyped codes, until the challenge fails) or
 ``late``, drawn as relative weights (``DEFAULT_OWNER_MIX``) from a generator of their own, so
-a seed gives the same sequence whatever the timing of the rest of the traffic.
+a seed gives the same sequence whatever the timing of the rest of the traffic. On an account the
+simulator took over, the attacker sees the challenge too (the session is theirs) and answers
+"it_was_me" first with a guessed code: wrong, it unlocks nothing.
 
 The behaviours in detail: docs/simulator.md#owners
 """
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from pipelines.recovery import cases as rc
 from pipelines.services.requests import AccountEventRequest, RecoveryAnswerRequest
@@ -25,6 +30,15 @@ POLL_MS, WATCH_MS = 2000, 120_000
 THINK_MS = (1000, 4000)  # reading the challenge and answering it
 LATE_MS = (2000, 5000)  # past the SLA
 KNOWS_TAKEOVER_MS = 24 * 3600 * 1000  # the owner ties a challenge to a takeover this recent
+ATTACKER_MS = (300, 1500)  # the attacker, watching the session, answers before the owner
+CODE_TRIES = 5  # looks at the verified contact this many times, POLL_MS apart, for the code
+
+
+class VerifiedContact(NamedTuple):
+    """Live only: the newest code the owner's verified contact received for recovery case
+    ``case_id`` (the delivery gateway's outbox, an internal endpoint): the code, or None."""
+    user: str
+    case_id: str
 
 
 def check_owner_mix(mix: Optional[dict]) -> dict[str, float]:
@@ -36,12 +50,19 @@ def check_owner_mix(mix: Optional[dict]) -> dict[str, float]:
     return mix
 
 
-def answer_for(user: User, behaviour: str, challenged_ts: int) -> str:
-    if behaviour == "wrong":
-        return "wrong_code"
-    taken_over = user.taken_over_ts is not None \
+def taken_over(user: User, challenged_ts: int) -> bool:
+    return user.taken_over_ts is not None \
         and 0 <= challenged_ts - user.taken_over_ts < KNOWS_TAKEOVER_MS
-    return "confirm_compromise" if taken_over else "it_was_me"
+
+
+def answer_for(user: User, challenged_ts: int) -> str:
+    return "confirm_compromise" if taken_over(user, challenged_ts) else "it_was_me"
+
+
+def mistyped(code: str, n: int) -> str:
+    """The code with its ``n``-th digit off by one: never the code."""
+    i = n % len(code)
+    return code[:i] + str((int(code[i]) + 1) % 10) + code[i + 1:]
 
 
 class Owners:
@@ -53,7 +74,9 @@ class Owners:
         self.deck = Deck(self.rng, check_owner_mix(mix))
         self.watching: dict[str, int] = {}  # raw user id -> watch until (ms)
         self.taken: set[str] = set()  # challenge (notification) ids already taken up
-        self.answered: dict[str, str] = {}  # case id -> behaviour, answers the service took
+        self.answered: dict[str, str] = {}  # case id -> behaviour, once the service took its answers
+        self.attacked: dict[str, int] = {}  # case id -> the attacker's guesses the service took
+        self.attacker_rng = random.Random(f"attackers:{seed}")  # the owners' draws unchanged
         self.since = world.now()  # older challenges (a restarted simulator) are not ours
 
     def saw(self, command) -> None:
@@ -81,13 +104,36 @@ class Owners:
                     behaviour = self.deck.draw()
                     wait = self.rng.uniform(*(LATE_MS if behaviour == "late" else THINK_MS))
                     self.world.spawn(self._answer(user, note, behaviour, int(wait)))
+                    if taken_over(user, note["ts"]):
+                        self.world.spawn(self._attack(user, note))
         del self.watching[user.id]
 
     def _answer(self, user: User, note: dict, behaviour: str, wait_ms: int) -> Script:
         if behaviour == "late":  # past the deadline, which runs from the challenge
             wait_ms += note["ts"] + int(rc.sla_s("owner_verification") * 1000) - self.world.now()
         yield max(0, wait_ms)
-        request = RecoveryAnswerRequest(account=user.id, actor="simulator-owner",
-                                        answer=answer_for(user, behaviour, note["ts"]))
-        if (yield RecoveryAnswer(note["case_id"], request)):
+        code = None
+        for _ in range(CODE_TRIES):  # the SMS may take a moment
+            if (code := (yield VerifiedContact(user.id, note["case_id"]))):
+                break
+            yield POLL_MS
+        if code is None:
+            return  # nothing came: the case times out to an analyst
+        tries = [mistyped(code, n) for n in range(rc.MAX_CODE_ATTEMPTS)] \
+            if behaviour == "wrong" else [code]
+        taken = 0
+        for typed in tries:
+            request = RecoveryAnswerRequest(account=user.id, actor="simulator-owner",
+                                            answer=answer_for(user, note["ts"]), code=typed)
+            taken += bool((yield RecoveryAnswer(note["case_id"], request)))
+        if taken == len(tries):  # all of them (a run may stop between two mistyped codes)
             self.answered[note["case_id"]] = behaviour
+
+    def _attack(self, user: User, note: dict) -> Script:
+        """The attacker, in the victim's session, says "it was me" with a guessed code."""
+        yield int(self.attacker_rng.uniform(*ATTACKER_MS))
+        guess = f"{self.attacker_rng.randrange(10 ** 6):06d}"
+        request = RecoveryAnswerRequest(account=user.id, actor="owner", answer="it_was_me",
+                                        code=guess)
+        if (yield RecoveryAnswer(note["case_id"], request)):
+            self.attacked[note["case_id"]] = self.attacked.get(note["case_id"], 0) + 1

@@ -320,13 +320,28 @@ def test_lists_show_entries_and_a_lead_removes_one(console):
 def test_recovery_case_detail_and_transition_request(console):
     at = page("recovery_cases", "analyst")
     ok(at)
-    assert list(at.dataframe[0].value["state"]) == ["contained"]
+    cases = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(cases["state"]) == ["contained", "escalated"]  # the newest first
     at.text_input(key="case_reason").input("owner called back")
     at.button(key="case_transition").click().run()
     ok(at)
     [action] = read_back("analyst-actions", sent(at))
     assert (action.action, action.target_kind, action.target) == ("case_transition", "case", "case-1")
     assert action.params == {"state": "owner_verification", "account": console["accounts"][2]}
+
+
+def test_an_escalated_case_waits_for_an_analyst_with_its_failed_challenge(console):
+    at = page("recovery_cases", "analyst")
+    ok(at)
+    waiting = next(d.value for d in at.dataframe if "why" in d.value.columns)
+    assert list(waiting["case_id"]) == ["case-2"] and "3 wrong codes" in waiting["why"][0]
+    at.selectbox(key="case").select("case-2").run()
+    ok(at)
+    answers = next(d.value for d in at.dataframe if "right_code" in d.value.columns)
+    assert list(answers["kind"]) == ["code_sent", "answer", "answer", "answer"]
+    assert list(answers["right_code"][1:]) == [False] * 3
+    assert not any("code_digest" in d.value.columns for d in at.dataframe)  # hashes stay off screen
+    assert "restored" in at.selectbox(key="target_state").options
 
 
 def test_models_promote_and_rollback_for_a_data_scientist(console):

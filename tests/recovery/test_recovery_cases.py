@@ -12,12 +12,14 @@ from features.account import AccountState
 from features.routing import routes
 from features.windows import DAY, HOUR, MINUTE
 from pipelines.contracts import schemas as s
+from pipelines.contracts.privacy import code_digest
 from pipelines.recovery import cases as rc
 from pipelines.recovery.stage import Recovery, signal_for
 from pipelines.simulator.events import T0, Log, hashed
 
 NOW = T0 + 30 * DAY + 400_000  # wall clock of the tests (ms): just after the takeover below
 ANN = hashed("account", "ann")
+CODE = "418307"  # the code the messaging service sent to Ann's verified contact
 
 
 def feed(events) -> list[rc.Signal]:
@@ -77,7 +79,21 @@ class Harness:
                                          rc.encode(sig), now))
 
     def request(self, ev: s.RecoveryEvent, now: int = NOW) -> None:
-        asyncio.run(self.stage.on_record("recovery", ev.account.encode(), s.encode(ev), now))
+        """An analyst's request, as the worker routes a console action (``from_analyst``)."""
+        self.signal(rc.Signal(kind="request", id=ev.id, account=ev.account, ts=ev.ts,
+                              request=s.encode(ev)), now)
+
+    def owner(self, ev: s.OwnerVerification, now: int = NOW) -> None:
+        """A code sent or an answer, as the messaging service publishes them."""
+        asyncio.run(self.stage.on_record("owner-verification", ev.account.encode(),
+                                         s.encode(ev), now))
+
+    def challenged(self, signals: list[rc.Signal], code: str = CODE) -> rc.Case:
+        """The takeover's signals in, and the code sent to Ann's verified contact."""
+        for sig in signals:
+            self.signal(sig)
+        self.owner(code_sent(self.case(), code))
+        return self.case()
 
     def case(self, account: str = ANN) -> rc.Case:
         return rc.decode_case(self.table.get(account.encode()))
@@ -91,9 +107,23 @@ class Harness:
         return [e.state for e in self.out("recovery")]
 
 
-def answer(case: rc.Case, what: str, actor: str = "owner", n: int = 1) -> s.RecoveryEvent:
-    return s.RecoveryEvent(id=f"ans-{what}-{n}", ts=NOW, case_id=case.case_id, account=case.account,
-                           state="owner_verification", actor=actor, reason=f"answer:{what}")
+def code_sent(case: rc.Case, code: str = CODE, n: int = 1,
+              challenge: str | None = None) -> s.OwnerVerification:
+    return s.OwnerVerification(id=f"code-{n}", ts=NOW, kind="code_sent", case_id=case.case_id,
+                               account=case.account, code_digest=code_digest(case.case_id, code),
+                               challenge_id=challenge or f"{case.case_id}.sc{case.seq}")
+
+
+def answer(case: rc.Case, what: str, code: str = CODE, actor: str = "owner",
+           n: int = 1) -> s.OwnerVerification:
+    return s.OwnerVerification(id=f"ans-{what}-{n}", ts=NOW, kind="answer", case_id=case.case_id,
+                               account=case.account, code_digest=code_digest(case.case_id, code),
+                               answer=what, actor=actor)
+
+
+def analyst(case: rc.Case, state: str, actor: str = "alice", n: int = 1) -> s.RecoveryEvent:
+    return s.RecoveryEvent(id=f"console-{n}", ts=NOW, case_id=case.case_id, account=case.account,
+                           state=state, actor=actor, reason="customer called")
 
 
 @pytest.fixture
@@ -167,18 +197,23 @@ def test_redelivered_inputs_leave_the_case_unchanged(ato_signals):
     for sig in ato_signals:  # every input again
         h.signal(sig, NOW + 5000)
     assert h.table[ANN.encode()] == before and len(h.sent) == sent
+    wrong = answer(h.case(), "it_was_me", code="000000")
+    h.owner(code_sent(h.case()))
+    h.owner(wrong)
+    assert h.case().code_attempts == 1
+    h.owner(wrong, NOW + 1000)  # a redelivered wrong code is not a second attempt
+    assert h.case().code_attempts == 1
     ans = answer(h.case(), "confirm_compromise")
-    h.request(ans)
+    h.owner(ans)
     after, sent = h.table[ANN.encode()], len(h.sent)
-    h.request(ans, NOW + 9000)
+    h.owner(ans, NOW + 9000)
     assert h.table[ANN.encode()] == after and len(h.sent) == sent
 
 
 def test_confirmed_takeover_is_secured_reviewed_and_restored(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    h.request(answer(h.case(), "confirm_compromise"), NOW + 60_000)
+    h.challenged(ato_signals)
+    h.owner(answer(h.case(), "confirm_compromise"), NOW + 60_000)
     assert h.states()[3:] == ["secured", "transfers_review", "restored"]
     secured = h.out("recovery")[3]
     assert secured.actor == "owner" and "credentials reset" in secured.reason
@@ -196,10 +231,9 @@ def test_confirmed_takeover_is_secured_reviewed_and_restored(ato_signals):
 
 def test_false_alarm_closes_legitimate_releases_and_labels_not_ato(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    h.request(answer(h.case(), "it_was_me"))
-    assert h.states()[-1] == "closed_legitimate"
+    h.challenged(ato_signals)
+    h.owner(answer(h.case(), "it_was_me"))
+    assert h.states()[-1] == "closed_legitimate" and h.out("recovery")[-1].actor == "owner"
     (label,) = h.out("labels")
     assert label.kind == "not_ato" and not label.is_fraud
     assert [d.action for d in h.out("decisions")] == ["approve"]
@@ -208,33 +242,68 @@ def test_false_alarm_closes_legitimate_releases_and_labels_not_ato(ato_signals):
     assert h.states()[-1] == "closed_legitimate"  # the same 24 h signals do not reopen it
 
 
-def test_failed_verification_escalates_then_an_analyst_closes_it_fraudulent(ato_signals):
+def test_the_owners_word_without_the_code_changes_nothing(ato_signals):
+    """An attacker holding Ann's session sees the challenge and its case id; "it was me"
+    without the code sent to her verified contact, or with a guess, unlocks nothing."""
+    h = Harness()
+    case = h.challenged(ato_signals)
+    for n, guess in enumerate(("000000", "123456"), 1):
+        h.owner(answer(case, "it_was_me", code=guess, n=n))
+    assert h.states()[-1] == "owner_verification" and h.case().code_attempts == 2
+    # nor in the owner's name through the analysts' door (from_analyst routes it here)
+    h.request(analyst(case, "closed_legitimate", actor="owner"))
+    h.request(analyst(case, "closed_legitimate", actor="stream", n=2))
+    assert h.states()[-1] == "owner_verification" and h.out("labels") == []
+    # the owner, with the code, within the limit: verified
+    h.owner(answer(case, "confirm_compromise", n=3))
+    assert h.states()[3] == "secured" and h.out("recovery")[3].actor == "owner"
+    # the code is used: given again, it proves nothing more
+    h.owner(answer(case, "it_was_me", n=4))
+    assert "closed_legitimate" not in h.states()
+
+
+def test_an_answer_before_any_code_or_with_an_old_challenges_code_is_wrong(ato_signals):
     h = Harness()
     for sig in ato_signals:
         h.signal(sig)
     case = h.case()
-    h.request(answer(case, "wrong_code"))
+    h.owner(answer(case, "it_was_me"))  # no code sent yet: nothing can match
+    h.owner(code_sent(case, challenge=f"{case.case_id}.sc1"))  # not this challenge's
+    h.owner(answer(case, "it_was_me", n=2))
+    assert h.case().code_attempts == 2 and h.states()[-1] == "owner_verification"
+    h.owner(code_sent(case, "555111", n=2))
+    h.owner(code_sent(case, "777222", n=3))  # sent again (a redelivered challenge): the last counts
+    h.owner(answer(case, "it_was_me", code="555111", n=3))
+    assert h.states()[-1] == "escalated"  # the third wrong code
+
+
+def test_three_wrong_codes_escalate_then_an_analyst_closes_it_fraudulent(ato_signals):
+    h = Harness()
+    case = h.challenged(ato_signals)
+    for n in range(1, rc.MAX_CODE_ATTEMPTS + 1):
+        assert h.states()[-1] == "owner_verification"
+        h.owner(answer(case, "it_was_me", code=f"{n:06d}", n=n))
     assert h.states()[-1] == "escalated" and h.case().escalated_from == "owner_verification"
-    h.request(answer(case, "it_was_me", n=2))  # too late: changes nothing
+    escalated = h.out("recovery")[-1]
+    assert escalated.actor == "stream" and f"{rc.MAX_CODE_ATTEMPTS} wrong codes" in escalated.reason
+    h.owner(answer(case, "it_was_me", n=9))  # the right code, too late: changes nothing
     assert h.states()[-1] == "escalated"
-    h.request(s.RecoveryEvent(id="console-1", ts=NOW, case_id=case.case_id, account=ANN,
-                              state="closed_fraudulent", actor="alice", reason="no answer"))
+    assert msgspec.msgpack.decode(h.flags[ANN.encode()])[0] == "escalated"  # still held
+    h.request(analyst(case, "closed_fraudulent"))
     assert h.states()[-1] == "closed_fraudulent"
     closing = h.out("recovery")[-1]
-    assert closing.actor == "alice" and "no answer" in closing.reason
+    assert closing.actor == "alice" and "customer called" in closing.reason
     assert [lb.kind for lb in h.out("labels")] == ["ato_confirmed"]
     assert {d.action for d in h.out("decisions")} == {"block"}
 
 
 def test_an_answer_given_in_time_counts_even_if_it_arrives_after_the_deadline(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    case = h.case()
+    case = h.challenged(ato_signals)
     # taken by the service at the deadline, read just after it
     in_time = msgspec.structs.replace(answer(case, "confirm_compromise"), ts=case.deadline_ts)
     assert h.stage.overdue(case.deadline_ts + rc.IN_FLIGHT_MS - 1) == []  # no time-out yet
-    h.request(in_time, case.deadline_ts + rc.IN_FLIGHT_MS - 1)
+    h.owner(in_time, case.deadline_ts + rc.IN_FLIGHT_MS - 1)
     assert h.states()[-1] in ("transfers_review", "restored")
 
 
@@ -242,23 +311,19 @@ def test_an_answer_read_before_the_deadline_counts_whatever_its_stamp_says(ato_s
     """The messaging host's clock runs 5 minutes ahead: its stamp is past the deadline, but
     the worker reads the answer a minute before it."""
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    case = h.case()
+    case = h.challenged(ato_signals)
     skewed = msgspec.structs.replace(answer(case, "confirm_compromise"),
                                      ts=case.deadline_ts + 5 * 60_000)
-    h.request(skewed, case.deadline_ts - 60_000)
+    h.owner(skewed, case.deadline_ts - 60_000)
     assert h.states()[-1] in ("transfers_review", "restored")
 
 
 def test_an_answer_given_after_the_deadline_changes_nothing(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    case = h.case()
+    case = h.challenged(ato_signals)
     # arrives before the time-out fires, but was given too late
     late = msgspec.structs.replace(answer(case, "confirm_compromise"), ts=case.deadline_ts + 1)
-    h.request(late, case.deadline_ts + 2)
+    h.owner(late, case.deadline_ts + 2)
     assert h.states()[-1] == "owner_verification"
     (key, timeout), = h.stage.overdue(case.deadline_ts + rc.IN_FLIGHT_MS)
     h.signal(timeout, case.deadline_ts + rc.IN_FLIGHT_MS)
@@ -286,10 +351,9 @@ def test_an_overdue_case_escalates_once_and_stale_timeouts_do_nothing(ato_signal
 
 def test_the_table_equals_the_fold_of_the_transitions(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    h.request(answer(h.case(), "confirm_compromise"))
-    folded = rc.fold(h.out("recovery") + [answer(h.case(), "it_was_me", n=9)])
+    h.challenged(ato_signals)
+    h.owner(answer(h.case(), "confirm_compromise"))
+    folded = rc.fold(h.out("recovery") + [analyst(h.case(), "escalated", n=9)])  # a request
     case = h.case()
     (rebuilt,) = folded.values()
     assert (rebuilt.state, rebuilt.seq, rebuilt.deadline_ts, rebuilt.contained_ts) == \
@@ -375,9 +439,8 @@ def test_console_actions_open_cases_and_ask_for_transitions():
 
 def test_a_closed_case_leaves_the_table_after_a_week(ato_signals):
     h = Harness()
-    for sig in ato_signals:
-        h.signal(sig)
-    h.request(answer(h.case(), "it_was_me"))
+    h.challenged(ato_signals)
+    h.owner(answer(h.case(), "it_was_me"))
     assert h.stage.overdue(NOW + DAY) == []
     (key, expire), = h.stage.overdue(NOW + rc.KEEP_CLOSED_MS)
     h.signal(expire, NOW + rc.KEEP_CLOSED_MS)
@@ -393,9 +456,8 @@ def test_an_expired_case_takes_its_flag_along_once_the_strict_period_is_over(ato
         await h.stage._set_in_place(key, value)
 
     h.stage.set_flag = set_flag
-    for sig in ato_signals:
-        h.signal(sig)
-    h.request(answer(h.case(), "confirm_compromise"))
+    h.challenged(ato_signals)
+    h.owner(answer(h.case(), "confirm_compromise"))
     assert msgspec.msgpack.decode(h.flags[ANN.encode()])[0] == "restored"
     (key, expire), = h.stage.overdue(NOW + rc.KEEP_CLOSED_MS)
     h.signal(expire, NOW + rc.KEEP_CLOSED_MS)

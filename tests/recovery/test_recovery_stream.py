@@ -11,69 +11,17 @@ import uuid
 from collections import Counter
 
 import pytest
+from recovery_support import (answer, code_for, get_json, in_the_table, notes, refused, state_is,
+                              takeover, transitions)
 from service_support import Tap, acc, aio, as_user, eventually, publisher, rid, serving
 
 from pipelines.contracts import schemas as s, signatures
-from pipelines.contracts.privacy import pseudonymize
+from pipelines.contracts.privacy import code_digest, pseudonymize
 from pipelines.recovery import cases as rc
 from pipelines.services import messaging, payment
 from pipelines.services.common import now_ms
 
 pytestmark = pytest.mark.kafka
-DAY = 24 * 3600 * 1000
-
-
-def account_event(raw: str, kind: str, ts: int, device: str, country: str, n: str = "") -> s.AccountEvent:
-    return s.AccountEvent(id=f"rc-{kind}-{uuid.uuid4().hex[:10]}{n}", ts=ts, account=acc(raw),
-                          kind=kind, device=pseudonymize("device", device),
-                          ip=pseudonymize("ip", f"ip-{device}"), country=country)
-
-
-async def takeover(pub, victim: str) -> s.AccountEvent:
-    """A month-old account taken over now; returns the event that should trigger the case:
-    the first login from a new device in another country."""
-    now = now_ms()
-    await pub.publish("account-events", account_event(victim, "signup", now - 30 * DAY, "home", "FR"))
-    await pub.publish("account-events", account_event(victim, "login", now - DAY, "home", "FR"))
-    for _ in range(2):
-        await pub.publish("account-events", account_event(victim, "login_failed", now_ms(), "evil", "NG"))
-    trigger = account_event(victim, "login", now_ms(), "evil", "NG")
-    await pub.publish("account-events", trigger)
-    for kind in ("device_added", "password_reset"):
-        await pub.publish("account-events", account_event(victim, kind, now_ms(), "evil", "NG"))
-    return trigger
-
-
-def transitions(tap: Tap, account: str) -> list[s.RecoveryEvent]:
-    return [e for e in tap.events("recovery") if e.account == account and rc.is_transition(e)]
-
-
-async def state_is(tap: Tap, account: str, state: str, timeout: float = 20.0) -> s.RecoveryEvent:
-    return await tap.until(lambda t: next((e for e in transitions(t, account) if e.state == state),
-                                          None), timeout)
-
-
-async def refused(pay, body: dict, within_s: float = 2.0):
-    """POST a transfer until the payment service refuses it (423), for ``within_s``: it applies
-    a lock when its own consumer reads the transition, a few ms after the test's tap may have.
-    A transfer that slips through before is held by the stream (the account is flagged)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        resp = await pay.post("/v1/transfers", json=body, headers=as_user(body["sender"]))
-        if resp.status == 423 or time.monotonic() > deadline:
-            return resp
-        await asyncio.sleep(0.05)
-
-
-async def get_json(client, path, user: str):
-    resp = await client.get(path, headers=as_user(user))
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-async def notes(client, raw: str, kind: str) -> list[dict]:
-    found = (await get_json(client, f"/v1/notifications/{raw}", raw))["notifications"]
-    return [n for n in found if n["kind"] == kind]
 
 
 @aio
@@ -125,12 +73,11 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
         await eventually(lambda: _status(pay, held_id, "held" if decision.action == "hold"
                                          else ("blocked", "returned"), friends[0]))
 
-        # the owner is challenged and confirms the takeover
+        # the owner is challenged, gets the code on the verified contact and confirms the takeover
         (challenge,) = await eventually(lambda: notes(msg, victim, "step_up_challenge"))
         assert challenge["case_id"] == case_id
-        resp = await msg.post(f"/v1/recovery/{case_id}/answer",
-                              json={"account": victim, "answer": "confirm_compromise"},
-                              headers=as_user(victim))
+        code = await eventually(lambda: code_for(msg, victim, case_id))
+        resp = await answer(msg, victim, case_id, "confirm_compromise", code)
         assert resp.status == 202
         restored = await state_is(tap, acc(victim), "restored")
         states = [e.state for e in transitions(tap, acc(victim))]
@@ -174,9 +121,8 @@ async def test_false_alarm_unlocks_within_seconds_and_redelivery_changes_nothing
         resp = await refused(pay, {"sender": owner, "recipient": rid(), "amount_cents": 500})
         assert resp.status == 423
         await pub.publish("account-events", trigger)  # the same event again: nothing new
-        resp = await msg.post(f"/v1/recovery/{verification.case_id}/answer",
-                              json={"account": owner, "answer": "it_was_me"},
-                              headers=as_user(owner))
+        code = await eventually(lambda: code_for(msg, owner, verification.case_id))
+        resp = await answer(msg, owner, verification.case_id, "it_was_me", code)
         assert resp.status == 202
         asked = time.monotonic()
         closed = await state_is(tap, acc(owner), "closed_legitimate")
@@ -204,6 +150,7 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         deadline = opened.ts + 25_000
 
         # SIGKILL mid-case: the case and its deadline live in the table, not in the process
+        await in_the_table(acc(slow))
         processes.stop(worker, signal.SIGKILL)
         await pub.publish("account-events", trigger)  # redelivered while it was down
         processes.start("worker2", "worker", env=env)
@@ -214,18 +161,23 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         assert [e.state for e in transitions(tap, acc(slow))] == [
             "opened", "contained", "owner_verification", "escalated"]
 
-        # a failed verification escalates at once; an analyst closes both as fraud
+        # a failed verification (wrong codes, as the messaging service publishes them: no
+        # messaging service here, so no code was sent) escalates; an analyst closes both as fraud
         await takeover(pub, failing)
         case = await state_is(tap, acc(failing), "owner_verification")
-        await pub.publish("recovery", s.RecoveryEvent(
-            id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case.case_id, account=acc(failing),
-            state="owner_verification", actor="simulator-owner", reason="answer:wrong_code"))
+        for n in range(rc.MAX_CODE_ATTEMPTS):
+            await pub.publish("owner-verification", s.OwnerVerification(
+                id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), kind="answer", case_id=case.case_id,
+                account=acc(failing), code_digest=code_digest(case.case_id, f"{n:06d}"),
+                answer="it_was_me", actor="simulator-owner"))
         failed = await state_is(tap, acc(failing), "escalated")
-        assert "verification failed" in failed.reason and failed.actor == "simulator-owner"
+        assert "verification failed" in failed.reason and failed.actor == "stream"
         for account, case_id in ((acc(slow), escalated.case_id), (acc(failing), case.case_id)):
-            await pub.publish("recovery", s.RecoveryEvent(
-                id=f"console-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id, account=account,
-                state="closed_fraudulent", actor="alice", reason="owner unreachable"))
+            await pub.publish("analyst-actions", signatures.sign(s.AnalystAction(
+                id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice", role="analyst",
+                action="case_transition", target_kind="case", target=case_id,
+                reason="owner unreachable", params={"account": account,
+                                                    "state": "closed_fraudulent"})))
             closed = await state_is(tap, account, "closed_fraudulent")
             assert closed.actor == "alice"
             label = await tap.first("labels", account=account)
@@ -237,8 +189,9 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
                                                                         monkeypatch):
     """The simulator's own ATO scenario, live over HTTP against the real services and worker,
     with the simulator's own owners: they learn of each step-up challenge from the messaging
-    service and answer it correctly, wrongly or after the SLA (each once first, in the order
-    the seed fixes: correct, late, wrong), while the attacker, locked out, tries to pay out."""
+    service, read the code on their verified contact and answer correctly, wrongly or after
+    the SLA (each once first, in the order the seed fixes: correct, late, wrong), while the
+    attacker, locked out, tries to pay out and to answer the challenge with a guessed code."""
     from pipelines.services import assistant
     from pipelines.simulator.live import run_live
 
@@ -248,7 +201,7 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     sla_s = 15
     monkeypatch.setenv("VIGIE_RECOVERY_SLA_OWNER_VERIFICATION_S", str(sla_s))
     async with Tap("recovery", "account-events", "messages", "transfer-requests",
-                   "notifications") as tap, \
+                   "notifications", "owner-verification") as tap, \
             serving(payment) as pay, serving(messaging) as msg, serving(assistant) as asst:
         worker = processes.start("worker", "worker")
         # The 2 s promise is about a running worker: start the attackers once it is ready.
@@ -296,8 +249,10 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     # owner meaning to answer in time who was slowed down (the challenge delivered late, a
     # busy machine) is judged as late, as the stream judges them.
     assert set(answered.values()) == {"correct", "wrong", "late"}, answered
-    requests = {e.case_id: e for e in tap.events("recovery")
-                if not rc.is_transition(e) and e.actor == "simulator-owner"}
+    requests = {}  # case id -> the owner's first answer
+    for e in tap.events("owner-verification"):
+        if e.kind == "answer" and e.actor == "simulator-owner":
+            requests.setdefault(e.case_id, e)
     judged = Counter()
     for case_id, behaviour in answered.items():
         evs = cases[case_id]
@@ -318,9 +273,9 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
             assert [e.state for e in by_owner] in (["secured"], ["closed_legitimate"]), evs
             assert evs[-1].state in ("restored", "closed_legitimate"), evs
             judged["correct"] += 1
-        elif behaviour == "wrong":
-            assert [(e.state, evs[-1].state) for e in by_owner] == [("escalated", "escalated")]
-            assert "verification failed (wrong_code)" in by_owner[0].reason
+        elif behaviour == "wrong":  # mistyped codes until the challenge failed: an analyst's
+            assert not by_owner and evs[-1].state == "escalated", evs
+            assert evs[-1].actor == "stream" and "wrong codes" in evs[-1].reason
             judged["wrong"] += 1
         else:
             raise AssertionError(f"a late owner answered in time: {evs}")
@@ -328,6 +283,10 @@ async def test_the_live_simulators_takeovers_are_contained_and_restored(kafka, p
     assert judged["correct"] and judged["wrong"] and judged["late"], judged
     restored = [evs for evs in contained if evs[-1].state == "restored"]
     assert restored, "no case was restored"
+    # the attackers answered from the victims' sessions ("it_was_me", a guessed code, actor
+    # "owner"): not one transition is theirs
+    assert stats["attacker_answers"], "no attacker tried the challenge"
+    assert not [e for evs in cases.values() for e in evs if e.actor == "owner"]
 
 
 @aio

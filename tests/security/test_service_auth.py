@@ -123,7 +123,8 @@ async def test_messaging_endpoints_want_their_callers_token(kafka):
             "compromise_to_ts": start + 1000}, None, 202),
         Endpoint("GET", f"/v1/notifications/{user}", None, user, 200),
         Endpoint("POST", f"/v1/recovery/{case_id}/answer",
-                 {"account": user, "answer": "it_was_me"}, user, 202),
+                 {"account": user, "answer": "it_was_me", "code": "123456"}, user, 202),
+        Endpoint("GET", f"/v1/owner-channel/{user}/outbox", None, None, 200),
     ]
     async with serving(messaging) as client:
         for ep in endpoints:

@@ -272,6 +272,7 @@ class Stub:
         self.money_talk: dict[tuple[str, str], int] = {}  # (user, conversation) -> amount
         self.inbox: dict[str, list[dict]] = {}  # raw account -> its notifications
         self.answers: list[tuple[str, rq.RecoveryAnswerRequest]] = []
+        self.outbox: dict[str, list[dict]] = {}  # raw account -> its verified contact's codes
         self.verifier = auth.Verifier()
 
     @web.middleware
@@ -300,6 +301,7 @@ class Stub:
         app.router.add_put("/v1/users/{user}/assistant", self.switch)
         app.router.add_get("/v1/notifications/{account}", self.notifications)
         app.router.add_post("/v1/recovery/{case_id}/answer", self.answer)
+        app.router.add_get("/v1/owner-channel/{account}/outbox", self.verified_contact)
         return app
 
     async def _decode(self, request: web.Request, struct):
@@ -349,6 +351,11 @@ class Stub:
         self.received.append((time.monotonic(), request.path))
         self._subject(request, request.match_info["account"])
         return web.json_response({"notifications": self.inbox.get(request.match_info["account"], [])})
+
+    async def verified_contact(self, request):
+        self.received.append((time.monotonic(), request.path))
+        self._subject(request, None)  # the delivery gateway: internal
+        return web.json_response({"messages": self.outbox.get(request.match_info["account"], [])})
 
     async def answer(self, request):
         self.answers.append((request.match_info["case_id"],
@@ -442,6 +449,7 @@ def test_live_client_speaks_the_recovery_contract():
     import aiohttp
 
     from pipelines.simulator.live import Pacer, ServiceClient
+    from pipelines.simulator.owners import VerifiedContact
     from pipelines.simulator.world import Challenges, RecoveryAnswer
 
     challenge = {"id": "rc-1.sc3", "ts": EPOCH_MS, "account": "a_x", "kind": "step_up_challenge",
@@ -451,6 +459,8 @@ def test_live_client_speaks_the_recovery_contract():
     async def scenario():
         stub = Stub()
         stub.inbox["user-000007"] = [warning, challenge]
+        stub.outbox["user-000007"] = [{"ts": EPOCH_MS, "case_id": "rc-0", "code": "111111"},
+                                      {"ts": EPOCH_MS, "case_id": "rc-1", "code": "204518"}]
         runner, url = await _serve(stub.app())
         try:
             async with aiohttp.ClientSession() as session:
@@ -458,8 +468,12 @@ def test_live_client_speaks_the_recovery_contract():
                                        Pacer(1000))
                 found = await client.handle(Challenges("user-000007"))
                 none = await client.handle(Challenges("user-000008"))
+                code = await client.handle(VerifiedContact("user-000007", "rc-1"))
+                no_code = await client.handle(VerifiedContact("user-000007", "rc-2"))
+                assert (code, no_code) == ("204518", None)
                 took = await client.handle(RecoveryAnswer("rc-1", rq.RecoveryAnswerRequest(
-                    account="user-000007", answer="it_was_me", actor="simulator-owner")))
+                    account="user-000007", answer="it_was_me", code=code,
+                    actor="simulator-owner")))
                 await client.handle(rq.TakeoverReportRequest(
                     account="user-000007", occurred_ts=EPOCH_MS, compromise_from_ts=EPOCH_MS,
                     compromise_to_ts=EPOCH_MS + 60_000))
@@ -470,7 +484,9 @@ def test_live_client_speaks_the_recovery_contract():
     stub, found, none, took, client = asyncio.run(scenario())
     assert not stub.invalid and not client.errors
     assert found == [challenge] and none == [] and took is True
-    assert [(case, a.answer) for case, a in stub.answers] == [("rc-1", "it_was_me")]
+    assert [(case, a.answer, a.code) for case, a in stub.answers] == [("rc-1", "it_was_me", "204518")]
+    # the gateway's outbox read with an internal token, the answer with the owner's app's: any
+    # other token would be in stub.invalid
     assert client.sent["POST /v1/takeover-reports"] == 1
 
 
@@ -487,10 +503,13 @@ def test_live_survives_services_that_are_down():
 
 
 # --- the owners' side of account recovery, live --------------------------------------------------
+CODE = "583920"  # what the owners' verified contacts receive in _owner_run
+
+
 def _owner_run(seed: int, monkeypatch):
     """Drives the owner agent's scripts by hand: a victim of a takeover and an owner who reset
     their own password are challenged; returns (case -> (user, answer, wait), owners, users)."""
-    from pipelines.simulator.owners import POLL_MS, WATCH_MS, Owners
+    from pipelines.simulator.owners import POLL_MS, WATCH_MS, Owners, VerifiedContact
     from pipelines.simulator.timing import LIVE
     from pipelines.simulator.world import Challenges, RecoveryAnswer, World
 
@@ -522,15 +541,32 @@ def _owner_run(seed: int, monkeypatch):
         assert watcher.send(inbox[user.id]) == POLL_MS
         assert watcher.send(None) == Challenges(user.id)
         assert watcher.send(inbox[user.id]) == POLL_MS  # the same challenges: answered once
-    assert len(spawned) == 3  # the challenge older than the simulator is not its own
-    sent = {}
-    for script in spawned:
+    # the challenge older than the simulator is not its own; the victim's attacker answers too
+    assert len(spawned) == 3 + 2
+    sent, attacks = {}, {}
+    for n, script in enumerate(spawned):
         wait = next(script)
-        answer = script.send(None)
-        assert isinstance(answer, RecoveryAnswer) and answer.request.actor == "simulator-owner"
-        with pytest.raises(StopIteration):
-            script.send(True)  # the service took it
-        sent[answer.case_id] = (answer.request.account, answer.request.answer, wait)
+        first = script.send(None)
+        if isinstance(first, RecoveryAnswer):  # the attacker, in the victim's session: a guess
+            assert (first.request.account, first.request.actor) == (victim.id, "owner")
+            attacks[first.case_id] = (first.request.answer, first.request.code, wait)
+            with pytest.raises(StopIteration):
+                script.send(True)
+            continue
+        assert first == VerifiedContact(first.user, first.case_id)
+        if n == 0:  # the code is not there yet: the owner looks again
+            assert script.send(None) == POLL_MS
+            assert script.send(None) == first
+        answer, codes = script.send(CODE), []
+        while True:
+            assert isinstance(answer, RecoveryAnswer) and answer.request.actor == "simulator-owner"
+            codes.append(answer.request.code)
+            try:
+                answer = script.send(True)  # the service took it
+            except StopIteration:
+                break
+        sent[answer.case_id] = (answer.request.account, answer.request.answer, codes, wait)
+    owners.attacks = attacks
     now[0] += WATCH_MS
     for watcher, user in zip(watchers, (victim, owner)):  # WATCH_MS after the last change
         assert watcher.send(None) == Challenges(user.id)
@@ -541,18 +577,31 @@ def _owner_run(seed: int, monkeypatch):
 
 
 def test_owners_answer_challenges_correctly_wrongly_or_late_as_their_seed_says(monkeypatch):
+    from pipelines.recovery.cases import MAX_CODE_ATTEMPTS
+    from pipelines.simulator.owners import ATTACKER_MS
+
     sent, owners, victim, owner = _owner_run(5, monkeypatch)
     assert sorted(owners.answered.values()) == ["correct", "late", "wrong"]  # each once first
-    for case_id, (account, answer, wait) in sent.items():
+    for case_id, (account, answer, codes, wait) in sent.items():
         behaviour = owners.answered[case_id]
         truth = "confirm_compromise" if account == victim.id else "it_was_me"
-        assert answer == {"wrong": "wrong_code"}.get(behaviour, truth), (behaviour, account)
+        assert answer == truth, (behaviour, account)
+        if behaviour == "wrong":  # mistyped until the challenge fails
+            assert len(set(codes)) == MAX_CODE_ATTEMPTS and CODE not in codes
+        else:  # the code from the verified contact
+            assert codes == [CODE]
         if behaviour == "late":  # past the 10 s SLA that runs from the challenge
             assert 12_000 <= wait <= 15_000
         else:
             assert 1000 <= wait <= 4000
+    # the attacker says "it was me" to the victim's challenges, with a guess (not the code)
+    assert set(owners.attacks) == {"rc-v1", "rc-v2"} and owners.attacked == {"rc-v1": 1, "rc-v2": 1}
+    for answer, code, wait in owners.attacks.values():
+        assert answer == "it_was_me" and len(code) == 6 and code != CODE
+        assert ATTACKER_MS[0] <= wait <= ATTACKER_MS[1]
     again, owners_again, *_ = _owner_run(5, monkeypatch)
     assert again == sent and owners_again.answered == owners.answered  # the seed's sequence
+    assert owners_again.attacks == owners.attacks
     with pytest.raises(ValueError, match="owner behaviours"):
         from pipelines.simulator.owners import check_owner_mix
         check_owner_mix({"correct": 1, "forgetful": 1})
