@@ -1,5 +1,6 @@
 """Rules and lists: the live rule set and lists (folded from the audited change events, as the
-stream folds them), versioned edits, and a backtest of a draft over the replayed features."""
+stream folds them), versioned edits, a backtest of a draft over the replayed features, and the
+payment service's hard limits (read-only: ``pipelines.contracts.limits``)."""
 
 import pandas as pd
 import streamlit as st
@@ -11,6 +12,7 @@ from models.labels import label_transfers
 from models.lists import ListError, ListStore
 from models.rules import ACTIONS, Rule, RuleError, RuleSet
 from models.tables import feature_table, labels_table
+from pipelines.contracts import limits
 
 user = common.require(*common.ALL)
 can_edit = user["role"] in common.ACTION_ROLES["rule_change"]
@@ -45,7 +47,8 @@ def current_lists() -> ListStore:
 
 
 ruleset, refused = current_rules()
-rules_tab, edit_tab, backtest_tab, lists_tab = st.tabs(["Rules", "Edit", "Backtest", "Lists"])
+rules_tab, edit_tab, backtest_tab, lists_tab, limits_tab = st.tabs(
+    ["Rules", "Edit", "Backtest", "Lists", "Hard limits"])
 
 with rules_tab:
     table = pd.DataFrame([r.to_dict() for r in ruleset.rules])
@@ -152,3 +155,11 @@ with lists_tab:
             name_, kind, value = pick.split(":", 2)
             common.act("remove from list", common.publish_action, "remove_from_list", kind, value,
                        l_reason, {"list": name_})
+
+with limits_tab:
+    st.caption("Enforced by the payment service before a transfer reaches Kafka (422 with the "
+               "reason): the rules, lists and models above decide only what they let through, so "
+               "they can only tighten them. Set in the environment (README, configuration); "
+               "read-only here. Shown as this console's environment has them: the payment "
+               "service's must be the same.")
+    st.dataframe(pd.DataFrame(limits.load().table()), hide_index=True, width="stretch")

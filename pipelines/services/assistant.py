@@ -22,7 +22,7 @@ from aiohttp import web
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services import requests as rq
+from pipelines.services import idempotency as idem, requests as rq
 from pipelines.services.auth import acting_for
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Recent, Service, now_ms,
                                        read_json, serve, validate)
@@ -52,7 +52,7 @@ class Assistant(Service):
 
     def routes(self):
         return [web.get("/v1/suggestions", self.list_suggestions),
-                web.post("/v1/suggestions/{id}/response", self.respond),
+                web.post("/v1/suggestions/{id}/response", idem.keyed(self.respond)),
                 web.put("/v1/users/{user}/assistant", self.switch)]
 
     # --- stream side ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.services import requests as rq
+from pipelines.services import idempotency as idem, requests as rq
 from pipelines.services.auth import CALLER, acting_for, internal
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 from pipelines.services.owner_channel import AccountPath, OwnerChannel
@@ -65,7 +65,8 @@ class Messaging(Service):
         self.owner_channel = OwnerChannel(self, self.conf)
 
     def routes(self):
-        posts = [web.post(path, self._intake(*spec)) for path, spec in self.INTAKE.items()]
+        posts = [web.post(path, idem.keyed(self._intake(*spec)))
+                 for path, spec in self.INTAKE.items()]
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
                         *self.owner_channel.routes()]
 

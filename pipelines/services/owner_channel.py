@@ -38,7 +38,7 @@ from aiohttp import web
 
 from pipelines.contracts import schemas as s, settings as settings_mod
 from pipelines.contracts.privacy import code_digest, pseudonymize
-from pipelines.services import auth, requests as rq
+from pipelines.services import auth, idempotency as idem, requests as rq
 from pipelines.services.common import GroupReader, Service, now_ms, read_json, validate
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class OwnerChannel:
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/owner-channel/{account}/outbox", self.get_outbox),
-                web.post("/v1/recovery/{case_id}/answer", self.answer)]
+                web.post("/v1/recovery/{case_id}/answer", idem.keyed(self.answer))]
 
     async def start(self) -> None:
         reader = await self.service.start_reader(GroupReader(self.conf, "notifications", GROUP))

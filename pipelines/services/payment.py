@@ -9,6 +9,12 @@ account (new transfers get 423). Every change is published as a ``TransferStatus
 ``<transfer>.<n>``), and applied in memory only once the broker has it; on start, the state
 is rebuilt from the log before serving.
 
+A transfer sent with an ``Idempotency-Key`` takes the key's keyed hash as its id, so a retry
+finds it (in memory or, after a restart, in the log) and gets the same answer, or 422 for
+another body; past ``VIGIE_PUBLISH_DEADLINE_S`` the answer is 503 with ``Retry-After`` and the
+publish goes on, joined by the retry (``idempotency``). Hard limits (``contracts.limits``) are
+checked before anything is published.
+
 The state diagram, why, and how it would scale: docs/services.md#payment
 """
 from __future__ import annotations
@@ -22,13 +28,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Awaitable, Callable, Optional
 
+import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from pipelines.contracts import schemas as s
+from pipelines.contracts import limits as limits_mod, schemas as s
+from pipelines.contracts.limits import DAY_MS
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.settings import env_seconds
-from pipelines.services import requests as rq
+from pipelines.services import idempotency as idem, requests as rq
 from pipelines.services.auth import acting_for, acting_for_account, internal
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, now_ms, read_json,
                                        serve)
@@ -98,6 +106,10 @@ class Payment(Service):
         self.banned: set[str] = set()
         # Changes the log refused, each tried again every tick, with the state it finds then.
         self.retries: deque[Callable[[], Awaitable[None]]] = deque()
+        self.limits = limits_mod.load()
+        self.by_sender: dict[str, list[Transfer]] = {}  # in creation order: for the limits
+        self.flights = idem.Flights()  # creations (by transfer id) and keyed chargebacks
+        self.replies = idem.Replies()  # keyed chargebacks' answers
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
@@ -147,23 +159,68 @@ class Payment(Service):
         req = await read_json(request, rq.TransferRequest)
         acting_for(request, req.sender)  # only the sender's app debits the sender
         sender = pseudonymize("account", req.sender)
+        key = idem.header(request)
+        # With a key, the transfer id is the key's keyed hash: a retry names the same transfer
+        # whatever happened to the first try, and the log holds the key across restarts.
+        transfer_id = (idem.key_id(idem.caller_scope(request), key, "transfer")
+                       if key is not None else uuid.uuid4().hex)
+        event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", now_ms(), self.delay_ms)
+        t = self.transfers.get(transfer_id)
+        if t is not None:  # the key's transfer: made, or on its way to the log
+            if rq.transfer_content(t.request) != rq.transfer_content(event):
+                raise ApiError(422, f"{idem.HEADER} already used for another transfer")
+            await self.flights.wait(transfer_id, idem.deadline_s())
+            return self._created(t, replayed=True)
         if sender in self.locks:
             raise ApiError(423, f"account locked: {self.locks[sender]}")
-        transfer_id = uuid.uuid4().hex
-        event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", now_ms(), self.delay_ms)
-        # Known before it is published: its decision may come back before the ack does. If
-        # the log refuses it, it is forgotten and the 503 says so: a retry creates it.
+        refusal = self.limits.refusal(event.amount_cents, event.currency, *self._sent(sender),
+                                      event.ts)
+        if refusal:
+            raise ApiError(422, refusal)
+        # Known before it is published: its decision may come back before the ack does, and a
+        # retry with the key joins the publish instead of starting another.
         t = self.transfers[transfer_id] = Transfer(event)
+        self.by_sender.setdefault(sender, []).append(t)
+        self.flights.start(transfer_id, self._publish_new(t))
+        # A keyless client cannot retry safely: it waits for the outcome, as before.
+        await self.flights.wait(transfer_id, idem.deadline_s() if key is not None else None)
+        return self._created(t)
+
+    async def _publish_new(self, t: Transfer) -> None:
+        """The request into the log, then its first status. Runs to its end even if the client
+        stopped waiting: aiokafka's idempotent producer retries a record until the broker has
+        it (it never expires one), so a record sent in an outage lands when the broker is
+        back. If the broker refuses it, it is forgotten: a retry creates it."""
+        r = t.request
         try:
-            await self.publish("transfer-requests", event)
+            await self.publish("transfer-requests", r)
         except BaseException:
-            del self.transfers[transfer_id]
+            del self.transfers[r.transfer_id]
+            self.by_sender[r.sender].remove(t)
             raise
         if not t.history:  # in the log, undecided: open, as a replay finds it
-            self.open[transfer_id] = t
+            self.open[r.transfer_id] = t
         await self._act(partial(self._change, t, lambda t: [] if t.history else [("pending", "")]))
-        return web.json_response({"transfer_id": transfer_id, "status": t.status,
-                                  "payout_due_ts": event.payout_due_ts}, status=201)
+
+    @staticmethod
+    def _created(t: Transfer, replayed: bool = False) -> web.Response:
+        """The answer to a transfer's creation, the same every time it is asked for: the
+        status it was created in (its first in the log)."""
+        r = t.request
+        return web.json_response(
+            {"transfer_id": r.transfer_id,
+             "status": t.history[0]["status"] if t.history else "pending",
+             "payout_due_ts": r.payout_due_ts},
+            status=201, headers={idem.REPLAYED: "true"} if replayed else None)
+
+    def _sent(self, sender: str) -> tuple[Optional[int], int]:
+        """For the limits: when the sender's first transfer was made, and what its transfers
+        of the last 24 h add up to (all but those whose money went back)."""
+        mine = self.by_sender.get(sender, ())
+        since = now_ms() - DAY_MS
+        recent = sum(t.request.amount_cents for t in mine
+                     if t.request.ts >= since and t.status != "returned")
+        return (mine[0].request.ts if mine else None), recent
 
     def _find(self, transfer_id: str) -> Transfer:
         if transfer_id not in self.transfers:
@@ -179,10 +236,15 @@ class Payment(Service):
         internal(request)  # the card network's word, relayed by the bank's back office
         req = await read_json(request, rq.ChargebackRequest)
         t = self._find(req.transfer_id)
-        # One chargeback label per transfer, whatever the retries: the id says so.
-        label = rq.chargeback_label(req, t.request, f"{req.transfer_id}.cb", now_ms())
-        await self.publish("labels", label)
-        return web.json_response({"id": label.id}, status=202)
+
+        async def handle() -> web.Response:
+            # One chargeback label per transfer, whatever the retries: the id says so.
+            label = rq.chargeback_label(req, t.request, f"{req.transfer_id}.cb", now_ms())
+            await self.publish("labels", label)
+            return web.json_response({"id": label.id}, status=202)
+        scope = idem.caller_scope(request)
+        return await idem.once(self.replies, self.flights, request, scope, "chargeback",
+                               msgspec.json.encode(req), handle)
 
     # --- decisions, deadlines, locks -----------------------------------------------------
     @staticmethod
@@ -251,7 +313,10 @@ class Payment(Service):
 
     # --- start: rebuild from the log, then follow it -------------------------------------
     async def _replay_request(self, ev: s.TransferRequested) -> None:
-        self.open[ev.transfer_id] = self.transfers[ev.transfer_id] = Transfer(ev)
+        if ev.transfer_id in self.transfers:  # published again after an unknown outcome
+            return
+        t = self.open[ev.transfer_id] = self.transfers[ev.transfer_id] = Transfer(ev)
+        self.by_sender.setdefault(ev.sender, []).append(t)
 
     async def _replay_status(self, ev: s.TransferStatus) -> None:
         t = self.transfers.get(ev.transfer_id)

@@ -146,6 +146,17 @@ def transfer_event(req: TransferRequest, transfer_id: str, event_id: str, now_ms
     )
 
 
+# What a transfer event says about the request that made it: everything but when it was made.
+_NOT_CONTENT = frozenset({"id", "ts", "v", "payout_due_ts"})
+
+
+def transfer_content(event: s.TransferRequested) -> tuple:
+    """The request a transfer event was made from, as keyed hashes: two requests are the same
+    transfer exactly when their events' contents are equal (an ``Idempotency-Key`` retry's
+    check; the event in the log is its record, so it survives restarts)."""
+    return tuple(getattr(event, f) for f in event.__struct_fields__ if f not in _NOT_CONTENT)
+
+
 def scam_report_label(req: ScamReportRequest, event_id: str, now_ms: int) -> s.Label:
     """The reported account is the party accused (the recipient of the payment); a report naming
     its transfer names the transfer's parties too (the reporter paid the reported account)."""

@@ -100,7 +100,7 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
 
 async def _status(client, transfer_id: str, status, sender: str) -> bool:
     """Whether the transfer's status is ``status`` (or one of them, given a tuple)."""
-    now = (await get_json(client, f"/v1/transfers/{transfer_id}", sender))["status"]
+    now = (await get_json(client, f"/v1/transfers/{transfer_id}", as_user(sender)))["status"]
     return now in status if isinstance(status, tuple) else now == status
 
 

@@ -4,7 +4,8 @@ new transfer gets a 503 and does not exist, a decision and a due payout are not 
 memory keeps what the log has. Once the broker takes records again, the changes that failed
 are made, in order, and memory equals what a fresh instance rebuilds from the log.
 
-A broker of its own: the refusal is a topic setting, which the session's broker must not see.
+A broker of its own (``own_broker``, tests/services/conftest.py): the refusal is a topic setting,
+which the session's broker must not see.
 """
 from __future__ import annotations
 
@@ -24,14 +25,6 @@ from tests.services.test_services import decide, send_money, transfer
 
 pytestmark = pytest.mark.kafka
 REFUSING = ("transfer-requests", "transfer-status")
-
-
-@pytest.fixture(scope="module")
-def own_broker():
-    from pipelines.bench.harness import fresh_environment
-
-    with fresh_environment() as (broker, _):
-        yield broker
 
 
 async def refuse_records(refuse: bool) -> None:
