@@ -1,7 +1,8 @@
 """Vigie analyst console: ``streamlit run dashboards/app.py`` (``vigie console`` does it).
 
 Sign in here; the pages you may open are listed in the sidebar. Each page checks your role again
-on the server, and so does each action.
+on the server, and so does each action. Failed sign-ins lock the name out for a while, and every
+sign-in is audited (``common.sign_in``).
 """
 from __future__ import annotations
 
@@ -38,12 +39,15 @@ def login() -> None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
-        role = common.check_password(username.strip(), password)
-        if role:
-            st.session_state["auth"] = {"username": username.strip(), "role": role}
+        user, refused = common.sign_in(username.strip(), password)
+        if user:
+            st.session_state["auth"] = user
+            st.session_state.pop("session_ended", None)
             st.rerun()
         else:
-            st.error("Wrong username or password.")
+            st.error(refused)
+    elif st.session_state.get("session_ended"):
+        st.warning(st.session_state["session_ended"])
     if not common.users_path().exists():
         st.info("No console users yet: run `vigie console-users`.")
 
@@ -58,5 +62,6 @@ else:
         st.text(f"{user['username']} ({user['role']})")
         if st.button("Sign out"):
             st.session_state.pop("auth", None)
+            common.audit("signed_out", strict=False, actor=user["username"], role=user["role"])
             st.rerun()
     st.navigation(pages).run()

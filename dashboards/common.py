@@ -1,14 +1,18 @@
 """What every console page shares: logins and roles, lake queries, and publishing actions.
 
 The console reads the lake only through ``pipelines.lake.parquet.connect`` and changes nothing
-itself: every action is an event published to Kafka. Roles are checked here, on the server,
-for every page (``require``) and again for every action (``publish_action``). Text from events
-is shown with ``st.text`` / ``st.dataframe`` only, never as markdown. Why: docs/console.md.
+itself: every action is an event published to Kafka, signed by the console. Roles are checked
+here, on the server, for every page (``require``) and again for every action
+(``publish_action``); the user is looked up again in the users file at every run, so a removed
+or re-roled user's session ends at their next click. Sign-ins and SQL queries are audited
+(``audit``, the ``console-audit`` topic). Text from events is shown with ``st.text`` /
+``st.dataframe`` only, never as markdown. Why: docs/console.md.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -19,34 +23,21 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboards.users import ROLES, users_path
+from dashboards.users import ROLES, Throttle, users_path
 from models.policy import RULES_ONLY
-from pipelines.contracts import settings as settings_mod
-from pipelines.contracts.schemas import AnalystAction, Label, ModelUpdate
+from pipelines.contracts import settings as settings_mod, signatures
+from pipelines.contracts.schemas import (ACTION_ROLES, AnalystAction, ConsoleAudit, Label,
+                                         ModelUpdate)
 from pipelines.contracts.topics import TOPICS
 from pipelines.kafka import lag
 from pipelines.kafka.clients import Publisher
 from pipelines.lake import parquet as lake_mod
 
+log = logging.getLogger(__name__)
 ALL = ROLES
 REFRESH_S = 5  # cached lake queries are re-run at most this often
-
-# Who may do what; checked server-side by publish_action whatever the page shows.
-ACTION_ROLES = {
-    "release": ("analyst", "lead", "admin"),
-    "block": ("analyst", "lead", "admin"),
-    "confirm_fraud": ("analyst", "lead", "admin"),
-    "mark_legitimate": ("analyst", "lead", "admin"),
-    "open_case": ("analyst", "lead", "admin"),
-    "case_transition": ("analyst", "lead", "admin"),
-    "add_to_list": ("analyst", "lead", "admin"),
-    "remove_from_list": ("lead", "admin"),
-    "claim": ("analyst", "lead", "admin"),
-    "assign": ("lead", "admin"),
-    "rule_change": ("lead", "admin"),
-    "promote": ("data_scientist", "admin"),
-    "rollback": ("data_scientist", "admin"),
-}
+# Who may do what (ACTION_ROLES, from the AnalystAction contract): checked server-side by
+# publish_action whatever the page shows, and again by the worker on the signed action.
 REASON_REQUIRED = {"block", "confirm_fraud", "mark_legitimate", "add_to_list", "remove_from_list",
                    "rule_change", "promote", "rollback", "assign", "open_case"}
 
@@ -72,14 +63,47 @@ def load_users(path: Optional[Path] = None) -> dict:
     return data.get("users", {})
 
 
+# An unknown name is checked against this hash, at the users' cost (rounds=10 like theirs):
+# the answer takes as long as for a known name with a wrong password.
+_NOBODY = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=10))
+
+
 def check_password(username: str, password: str, path: Optional[Path] = None) -> Optional[str]:
-    """The user's role if the password is right, else None (same answer for an unknown user)."""
+    """The user's role if the password is right, else None (same answer, in the same time, for
+    an unknown user)."""
     user = load_users(path).get(username)
-    if not user or not password:
-        return None
-    if bcrypt.checkpw(password.encode(), user["password_hash"].encode()) and user["role"] in ROLES:
+    stored = user["password_hash"].encode() if user else _NOBODY
+    right = bcrypt.checkpw(password.encode(), stored)  # even for an empty password: same time
+    if user and password and right and user["role"] in ROLES:
         return user["role"]
     return None
+
+
+def sign_in(username: str, password: str) -> tuple[Optional[dict], str]:
+    """(the session's user, "") or (None, why not): a locked name is refused whatever the
+    password; each failure counts towards the lockout. Every outcome is audited; a sign-in is
+    refused if its audit cannot be written (a failure's audit is best effort: the lockout
+    counts it anyway)."""
+    throttle = Throttle()
+    known = username if username in load_users() else None  # never record a mistyped password
+    left = throttle.locked_for(username)
+    if left:
+        audit("sign_in_failed", strict=False, actor=known, outcome="locked out")
+        return None, f"Too many failed sign-ins: try again in {max(1, round(left / 60))} min."
+    role = check_password(username, password)
+    if not role:
+        locked = throttle.failed(username)
+        audit("locked_out" if locked else "sign_in_failed", strict=False, actor=known,
+              outcome="wrong username or password")
+        return None, "Wrong username or password." + (
+            " Too many failed sign-ins: this name is locked for a while." if locked else "")
+    user = {"username": username, "role": role}
+    try:
+        audit("sign_in", actor=username, role=role)
+    except Exception as exc:  # the broker is down: no unaudited session
+        return None, f"Cannot sign in now: the audit log is unreachable ({exc.__class__.__name__})."
+    throttle.succeeded(username)
+    return user, ""
 
 
 def is_username(name: str) -> bool:
@@ -87,14 +111,27 @@ def is_username(name: str) -> bool:
 
 
 def current_user() -> Optional[dict]:
-    return st.session_state.get("auth")
+    """The signed-in user, checked against the users file at every run: a user removed or given
+    another role since signing in is signed out now (audited) and must sign in again."""
+    auth = st.session_state.get("auth")
+    if not auth:
+        return None
+    now = load_users().get(auth["username"])
+    if now and now.get("role") == auth["role"]:
+        return auth
+    why = "user removed" if not now else f"role changed from {auth['role']} to {now.get('role')}"
+    st.session_state.pop("auth", None)
+    st.session_state["session_ended"] = f"Your session ended ({why}): sign in again."
+    audit("session_ended", strict=False, actor=auth["username"], role=auth["role"], outcome=why)
+    return None
 
 
 def require(*roles: str) -> dict:
     """Stop the page unless someone with one of ``roles`` is signed in. Call it first."""
     user = current_user()
     if not user:
-        st.error("Sign in first (open the console's home page).")
+        st.error(st.session_state.get("session_ended")
+                 or "Sign in first (open the console's home page).")
         st.stop()
     if user["role"] not in roles:
         st.error(f"Access refused: this page is for {', '.join(roles)}; you are {user['role']}.")
@@ -297,6 +334,32 @@ def _publish(events: list[tuple[str, object]]) -> None:
     asyncio.run(send())
 
 
+def audit(kind: str, strict: bool = True, **fields) -> None:
+    """Publish one ConsoleAudit event (acks=all). ``strict``: raise if it cannot be written;
+    else log that it could not, and carry on."""
+    event = ConsoleAudit(id=f"cu-{uuid.uuid4().hex}", ts=int(time.time() * 1000), kind=kind,
+                         **fields)
+    try:
+        _publish([("console-audit", event)])
+    except Exception as exc:
+        if strict:
+            raise
+        log.warning("console audit %s not written: %s", kind, exc.__class__.__name__)
+
+
+CONSOLE_AUDIT_SQL = """
+SELECT ts, kind, actor, role, outcome, sql, rows, duration_ms
+FROM console_audit WHERE ts >= ? ORDER BY ts DESC LIMIT ?"""
+
+
+def console_audit(since_ms: int = 0, limit: int = 1000) -> pd.DataFrame:
+    """The console's own audit (sign-ins, failed ones, lockouts, ended sessions, SQL queries),
+    newest first, with ``time`` as a datetime, for the audit page."""
+    df = q(CONSOLE_AUDIT_SQL, since_ms, limit)
+    df["time"] = pd.to_datetime(df["ts"], unit="ms")
+    return df
+
+
 def publish_action(action: str, target_kind: str, target: str, reason: str = "",
                    params: Optional[dict] = None, extra: Iterable[tuple[str, object]] = ()) -> str:
     """Check the signed-in user's role, then publish one audited AnalystAction (and the
@@ -316,10 +379,11 @@ def publish_action(action: str, target_kind: str, target: str, reason: str = "",
 
 def _action_event(user: dict, action: str, target_kind: str, target: str, reason: str,
                   params: Optional[dict]):
-    return AnalystAction(id=f"ca-{uuid.uuid4().hex}", ts=int(time.time() * 1000),
-                         actor=user["username"], role=user["role"], action=action,
-                         target_kind=target_kind, target=target, reason=reason.strip()[:500],
-                         params={k: str(v) for k, v in (params or {}).items()})
+    """The action, signed by the console: the worker applies nothing unsigned."""
+    return signatures.sign(AnalystAction(
+        id=f"ca-{uuid.uuid4().hex}", ts=int(time.time() * 1000), actor=user["username"],
+        role=user["role"], action=action, target_kind=target_kind, target=target,
+        reason=reason.strip()[:500], params={k: str(v) for k, v in (params or {}).items()}))
 
 
 def transfer_action(action: str, row: dict, reason: str) -> str:

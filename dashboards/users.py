@@ -1,21 +1,28 @@
-"""Console users: bcrypt-hashed passwords in ``<data dir>/console/users.yaml`` (outside git).
+"""Console users: bcrypt-hashed passwords in ``<data dir>/console/users.yaml`` (outside git),
+and the failed sign-ins that lock a name out for a while (``Throttle``).
 
 ``vigie console-users`` (run by ``vigie run``) sets demo users, one per role, to a fresh password
 and prints how to sign in; ``--add NAME --role ROLE`` adds or replaces one user with a password you choose.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import secrets
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import bcrypt
 import yaml
 
 from pipelines.contracts import settings
+from pipelines.contracts.schemas import Role
 
-ROLES = ("analyst", "lead", "data_scientist", "admin")
+ROLES = get_args(Role)
 DEMO = {"alice": "analyst", "leo": "lead", "dana": "data_scientist", "root": "admin"}
 
 
@@ -69,3 +76,72 @@ def describe(path: Path, created: dict) -> str:
     password = next(iter(created.values()))[1]
     names = ", ".join(f"{name} ({role})" for name, (role, _) in created.items())
     return f"console users: {names}; password {password} (stored hashed in {path})"
+
+
+# --- sign-in throttling -------------------------------------------------------------------------
+def max_failures() -> int:
+    return int(os.environ.get("VIGIE_CONSOLE_MAX_FAILURES") or 5)
+
+
+def lockout_s() -> float:
+    return float(os.environ.get("VIGIE_CONSOLE_LOCKOUT_S") or 300)
+
+
+class Throttle:
+    """Failed sign-ins per name, in ``<data dir>/console/sign-in-failures.json`` (0600): after
+    ``max_failures()`` in a row the name is locked for ``lockout_s()``, whatever the password,
+    in every console process and across restarts. Unknown names count the same way, so a
+    lockout says nothing about whether a name exists. Names are stored as SHA-256 digests."""
+
+    def __init__(self, path: Optional[Path] = None):
+        self.path = path or users_path().with_name("sign-in-failures.json")
+
+    @contextmanager
+    def _entries(self):
+        """The file's entries, read and written back under an exclusive lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                entries = json.loads(self.path.read_text()) if self.path.exists() else {}
+            except ValueError:
+                entries = {}  # a damaged file counts nothing: it never locks everyone out
+            yield entries
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            fd_tmp = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd_tmp, "w") as f:
+                json.dump(entries, f)
+            os.replace(tmp, self.path)
+        finally:
+            os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()
+
+    def locked_for(self, name: str, now: Optional[float] = None) -> float:
+        """Seconds left of ``name``'s lockout (0: not locked)."""
+        now = time.time() if now is None else now
+        with self._entries() as entries:
+            until = entries.get(self._key(name), {}).get("locked_until", 0)
+        return max(0.0, until - now)
+
+    def failed(self, name: str, now: Optional[float] = None) -> bool:
+        """Count a failed sign-in; True if it locks the name (it was the last one allowed)."""
+        now = time.time() if now is None else now
+        with self._entries() as entries:
+            entry = entries.get(self._key(name), {})
+            if entry.get("locked_until", 0) <= now and now - entry.get("last", now) > lockout_s():
+                entry = {}  # failures long ago, or a lockout that has ended: start again
+            entry["failures"] = entry.get("failures", 0) + 1
+            entry["last"] = now
+            locks = entry["failures"] >= max_failures()
+            if locks:
+                entry = {"failures": 0, "last": now, "locked_until": now + lockout_s()}
+            entries[self._key(name)] = entry
+        return locks
+
+    def succeeded(self, name: str) -> None:
+        with self._entries() as entries:
+            entries.pop(self._key(name), None)

@@ -113,3 +113,17 @@ def write_lake(lake_dir: Path, now_ms: int | None = None) -> dict:
                          "test", partitions=[0] * len(events), offsets=list(range(len(events))))
     held.sort(key=lambda t: -int(t.split("-")[1]))  # higher index: higher score and amount
     return {"held": held, "accounts": [acct(i) for i in range(8)], "now": now}
+
+
+def signed_in(at, username: str, role: str):
+    """``at`` (a Streamlit AppTest) signed in as ``username``, a user with ``role`` in the data
+    dir's users file (the console checks the file at every run: a session of a user who is not
+    there ends at once)."""
+    import secrets
+
+    from dashboards import users
+
+    users.write_users(users.users_path(), {username: (role, secrets.token_urlsafe(9))})
+    at.session_state["auth"] = {"username": username, "role": role}
+    return at
+

@@ -7,7 +7,7 @@ import random
 import msgspec
 
 import pipelines.services.requests as rq
-from pipelines.contracts import schemas
+from pipelines.contracts import schemas, signatures
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.topics import INPUT_TOPICS, MAX_EVENT_BYTES
 
@@ -39,9 +39,9 @@ def valid_event(topic: str, rnd: random.Random):
         return rq.scam_report_label(rq.ScamReportRequest(reporter=a, reported=b, category="romance"),
                                     f"f-l{i}", ts)
     if topic == "analyst-actions":
-        return schemas.AnalystAction(id=f"f-x{i}", ts=ts, actor="alice", role="analyst",
-                                     action="claim", target_kind="transfer", target=f"t{i}",
-                                     reason="looking into it")
+        return signatures.sign(schemas.AnalystAction(  # as the console writes it: signed
+            id=f"f-x{i}", ts=ts, actor="alice", role="analyst", action="claim",
+            target_kind="transfer", target=f"t{i}", reason="looking into it"))
     if topic == "model-updates":
         return schemas.ModelUpdate(id=f"f-u{i}", ts=ts, action="shadow", version=f"m-test-{i}",
                                    actor="dana")

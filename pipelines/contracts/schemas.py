@@ -10,7 +10,8 @@ has moved; never change a published version. A topic's ``schema`` (``pipelines.c
 is the struct every stage reads; its other wire versions are listed beside it (``TopicSpec.also``)
 and each turns itself into that struct (``as_current()``), so the stages, the replay and the lake
 never see two shapes. Today: ``transfer-requests`` reads v1 and v2 (``TransferRequestedV2``);
-every other topic, v1 only. The rules are written out in docs/contracts.md.
+``analyst-actions`` reads v2 (signed, the struct every stage reads) and v1 (``AnalystActionV1``,
+unsigned, read as an unsigned v2); every other topic, v1 only. The rules are written out in docs/contracts.md.
 """
 from __future__ import annotations
 
@@ -220,16 +221,60 @@ class Label(Event, kw_only=True):
     compromise_to_ts: Optional[Millis] = None
 
 
+Role = Literal["analyst", "lead", "data_scientist", "admin"]
+AnalystActionKind = Literal["release", "block", "confirm_fraud", "mark_legitimate", "open_case",
+                            "add_to_list", "remove_from_list", "claim", "assign", "rule_change",
+                            "promote", "rollback", "case_transition"]
+# Who may take which action: the console checks it before signing, the worker again after
+# verifying the signature (a role the action does not allow is refused, signed or not).
+ACTION_ROLES: dict[str, tuple[str, ...]] = {
+    "release": ("analyst", "lead", "admin"),
+    "block": ("analyst", "lead", "admin"),
+    "confirm_fraud": ("analyst", "lead", "admin"),
+    "mark_legitimate": ("analyst", "lead", "admin"),
+    "open_case": ("analyst", "lead", "admin"),
+    "case_transition": ("analyst", "lead", "admin"),
+    "add_to_list": ("analyst", "lead", "admin"),
+    "remove_from_list": ("lead", "admin"),
+    "claim": ("analyst", "lead", "admin"),
+    "assign": ("lead", "admin"),
+    "rule_change": ("lead", "admin"),
+    "promote": ("data_scientist", "admin"),
+    "rollback": ("data_scientist", "admin"),
+}
+Signature = Annotated[str, Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]  # base64url
+
+
 class AnalystAction(Event, kw_only=True):
+    """What an analyst did in the console, signed by the console (version 2): ``signature`` is
+    its Ed25519 signature over every other field, actor and role included
+    (``pipelines.contracts.signatures``). The worker applies only a signed action whose role
+    may take it; anything else is dead-lettered with the reason."""
+    v: Literal[2] = 2
     actor: Actor
-    role: Literal["analyst", "lead", "data_scientist", "admin"]
-    action: Literal["release", "block", "confirm_fraud", "mark_legitimate", "open_case",
-                    "add_to_list", "remove_from_list", "claim", "assign", "rule_change",
-                    "promote", "rollback", "case_transition"]
+    role: Role
+    action: AnalystActionKind
     target_kind: Literal["transfer", "account", "device", "card", "rule", "model", "case"]
     target: Annotated[str, Meta(min_length=1, max_length=128)]
     reason: ShortText = ""
     params: dict[str, str] = {}
+    signature: Signature = ""
+
+
+class AnalystActionV1(Event, kw_only=True):
+    """Version 1: an analyst action without a signature. Still read (an old record decodes), as
+    an unsigned version 2, which the worker refuses: nothing unsigned moves money."""
+    actor: Actor
+    role: Role
+    action: AnalystActionKind
+    target_kind: Literal["transfer", "account", "device", "card", "rule", "model", "case"]
+    target: Annotated[str, Meta(min_length=1, max_length=128)]
+    reason: ShortText = ""
+    params: dict[str, str] = {}
+
+    def as_current(self) -> AnalystAction:
+        fields = {f: getattr(self, f) for f in self.__struct_fields__ if f != "v"}
+        return AnalystAction(**fields)
 
 
 class RecoveryEvent(Event, kw_only=True):
@@ -288,6 +333,22 @@ class DataQuality(Event, kw_only=True):
     to_ts: Optional[Millis] = None
 
 
+class ConsoleAudit(Event, kw_only=True):
+    """Something that happened in the console that is not an action on the data: a sign-in, a
+    failed one, a lockout, a session ended because its user was removed or changed role, a SQL
+    query. ``actor`` is a console user's name, set only when the name is a known user (a name
+    typed at sign-in may be a mistyped password: an unknown one is not recorded). Never a
+    password."""
+    kind: Literal["sign_in", "sign_in_failed", "locked_out", "signed_out", "session_ended",
+                  "sql_query"]
+    actor: Optional[Actor] = None
+    role: Optional[Role] = None
+    outcome: ShortText = ""  # why a sign-in failed, a session ended, a query was refused
+    sql: Annotated[str, Meta(max_length=10_000)] = ""  # the query, as typed
+    rows: Optional[int] = None
+    duration_ms: Optional[float] = None
+
+
 class DeadLetter(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """An event that failed validation, kept whole with the reason it failed."""
     ts: Millis  # when it was dead-lettered
@@ -300,7 +361,8 @@ class DeadLetter(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
 
 
 AnyEvent = Union[MessageSent, AccountEvent, TransferRequested, AssistantEvent, TransferStatus,
-                 Decision, Notification, Label, AnalystAction, RecoveryEvent, ModelUpdate]
+                 Decision, Notification, Label, AnalystAction, RecoveryEvent, ModelUpdate,
+                 ConsoleAudit]
 
 ENCODER = msgspec.json.Encoder()
 

@@ -9,8 +9,8 @@ scale-out story. ``decode`` validates a record's bytes against its topic's schem
 JSON is malformed: invalid character (byte 4)
 
 A topic may accept more than one version of its schema while producers move (see
-``pipelines.contracts.schemas``): ``schema`` is the struct every stage reads (and version 1 on
-the wire), ``also`` the other wire versions, each recognised by its ``v`` and turned into
+``pipelines.contracts.schemas``): ``schema`` is the struct every stage reads (and its version
+on the wire: 1, or 2 for analyst-actions), ``also`` the other wire versions, each recognised by its ``v`` and turned into
 ``schema`` by its ``as_current()``. ``decode`` is the one place the versions are told apart; the
 raw bytes travel on between stages and every stage decodes them with it. A version the topic
 does not list is refused with a reason naming the versions it reads.
@@ -45,7 +45,8 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
               also=(s.TransferRequestedV2,)),
     TopicSpec("assistant-events", s.AssistantEvent, "user", "assistant service", input=True),
     TopicSpec("labels", s.Label, "account", "payment/messaging services, console", input=True),
-    TopicSpec("analyst-actions", s.AnalystAction, None, "console", input=True),
+    TopicSpec("analyst-actions", s.AnalystAction, None, "console (signed)", input=True,
+              also=(s.AnalystActionV1,)),
     TopicSpec("transfer-status", s.TransferStatus, "sender", "payment service"),
     TopicSpec("decisions", s.Decision, "sender", "stream"),
     TopicSpec("notifications", s.Notification, "account", "stream"),
@@ -54,6 +55,7 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec("model-updates", s.ModelUpdate, None, "console, vigie promote/rollback", input=True),
     TopicSpec("dead-letters", s.DeadLetter, None, "stream"),
     TopicSpec("data-quality", s.DataQuality, "topic", "lake sink (sampled GX checks)"),
+    TopicSpec("console-audit", s.ConsoleAudit, None, "console (sign-ins, SQL queries)"),
 ]}
 INPUT_TOPICS = [t.name for t in TOPICS.values() if t.input]
 # The topics that feed features, in the order that breaks ties between equal timestamps.

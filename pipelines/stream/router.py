@@ -1,7 +1,7 @@
 """The Router: what happens to a valid input event after validation. A feature event is routed
-to the entities it touches (bundled by entity-events partition); an analyst action changes rules
-or lists, claims or decides a held transfer (the first release or block wins) or drives a
-recovery case; a model update moves the acting, previous and shadow models. An action or update
+to the entities it touches (bundled by entity-events partition); an analyst action, once its
+console signature and its role are checked, changes rules or lists, claims or decides a held
+transfer (the first release or block wins) or drives a recovery case; a model update moves the acting, previous and shadow models. An action or update
 that cannot apply is refused: a dead letter with the reason, nothing changed."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from features import routing
 from features.vector import FEATURE_NAMES
 from models import registry
 from models.scorer import Scorer
-from pipelines.contracts import schemas
+from pipelines.contracts import schemas, signatures
 from pipelines.contracts.topics import FEATURE_TOPICS
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
@@ -70,6 +70,10 @@ class Router:
         log.warning("refused %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
 
     async def analyst_action(self, action: schemas.AnalystAction, message) -> None:
+        unverified = action_refusal(action)
+        if unverified:  # before anything else: a forged or over-reaching action changes nothing
+            await self.refuse(f"{action.action} refused: {unverified}", message)
+            return
         params = dict(action.params)
         try:
             if action.action == "rule_change":
@@ -127,6 +131,17 @@ class Router:
                 await control.set_model("shadow", "")
         except ValueError as exc:
             await self.refuse(f"{update.action} {update.version} refused: {exc}", message)
+
+
+def action_refusal(action: schemas.AnalystAction) -> Optional[str]:
+    """Why the worker may not apply ``action`` (None: it may): it must carry the console's
+    signature over all its fields (actor and role included), and its role must allow it."""
+    unsigned = signatures.verify(action)
+    if unsigned:
+        return unsigned
+    if action.role not in schemas.ACTION_ROLES.get(action.action, ()):
+        return f"the role {action.role} may not {action.action.replace('_', ' ')}"
+    return None
 
 
 def check_model(version: str) -> None:

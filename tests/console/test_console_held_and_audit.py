@@ -13,6 +13,7 @@ import time
 
 import msgspec
 import pytest
+from console_lake import signed_in
 from process_support import ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -115,9 +116,8 @@ def lake_dir(tmp_path_factory):
 
 
 def page(name: str, username: str, role: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
-    at.session_state["auth"] = {"username": username, "role": role}
-    return at.run()
+    return signed_in(AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60), username,
+                     role).run()
 
 
 def test_every_held_transfer_is_in_the_queue_with_what_held_it(lake_dir):

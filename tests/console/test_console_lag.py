@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from console_lake import signed_in
 from streamlit.testing.v1 import AppTest
 
 from pipelines.kafka import lag
@@ -17,9 +18,7 @@ OVERVIEW = Path(__file__).resolve().parents[2] / "dashboards" / "pages" / "overv
 
 
 def overview() -> AppTest:
-    at = AppTest.from_file(str(OVERVIEW), default_timeout=60)
-    at.session_state["auth"] = {"username": "alice", "role": "analyst"}
-    return at.run()
+    return signed_in(AppTest.from_file(str(OVERVIEW), default_timeout=60), "alice", "analyst").run()
 
 
 def _create_topic(name: str, partitions: int) -> None:

@@ -7,7 +7,7 @@ import os
 
 import msgspec
 import pytest
-from console_lake import write_lake
+from console_lake import signed_in, write_lake
 from process_support import ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -44,9 +44,7 @@ def refused_lake(tmp_path_factory):
 
 
 def test_the_audit_shows_the_refused_action_with_the_workers_reason(refused_lake):
-    at = AppTest.from_file(str(PAGE), default_timeout=60)
-    at.session_state["auth"] = {"username": "leo", "role": "lead"}
-    at.run()
+    at = signed_in(AppTest.from_file(str(PAGE), default_timeout=60), "leo", "lead").run()
     assert not at.exception and not at.error
     log = at.dataframe[0].value.set_index("actor")
     assert log.loc["bob", "refused"] == refused_lake["reason"]

@@ -7,6 +7,7 @@ import time
 
 import msgspec
 import pytest
+from console_lake import signed_in
 from process_support import wait_for
 
 from pipelines.contracts import schemas
@@ -125,9 +126,7 @@ def test_console_shows_the_latest_result_per_topic_as_text(tmp_path, monkeypatch
     table = lake.TopicTable("data-quality", with_kafka_columns=False)
     lake.write_batch(tmp_path / "lake", "data-quality", table, results, name="p0-1-3")
     page = Path(__file__).resolve().parents[2] / "dashboards" / "pages" / "models_quality.py"
-    at = AppTest.from_file(str(page), default_timeout=60)
-    at.session_state["auth"] = {"username": "dana", "role": "data_scientist"}
-    at.run()
+    at = signed_in(AppTest.from_file(str(page), default_timeout=60), "dana", "data_scientist").run()
     assert not at.exception, [e.value for e in at.exception]
     [shown] = [d.value for d in at.dataframe if "failed expectations" in d.value.columns]
     latest = dict(zip(shown["topic"], shown["success"]))

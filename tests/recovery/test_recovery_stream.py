@@ -15,7 +15,7 @@ from recovery_support import (answer, code_for, get_json, in_the_table, notes, r
                               takeover, transitions)
 from service_support import Tap, acc, aio, as_user, eventually, publisher, rid, serving
 
-from pipelines.contracts import schemas as s
+from pipelines.contracts import schemas as s, signatures
 from pipelines.contracts.privacy import code_digest, pseudonymize
 from pipelines.recovery import cases as rc
 from pipelines.services import messaging, payment
@@ -173,11 +173,11 @@ async def test_a_killed_worker_resumes_cases_and_timers_failures_escalate_and_cl
         failed = await state_is(tap, acc(failing), "escalated")
         assert "verification failed" in failed.reason and failed.actor == "stream"
         for account, case_id in ((acc(slow), escalated.case_id), (acc(failing), case.case_id)):
-            await pub.publish("analyst-actions", s.AnalystAction(
+            await pub.publish("analyst-actions", signatures.sign(s.AnalystAction(
                 id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice", role="analyst",
                 action="case_transition", target_kind="case", target=case_id,
                 reason="owner unreachable", params={"account": account,
-                                                    "state": "closed_fraudulent"}))
+                                                    "state": "closed_fraudulent"})))
             closed = await state_is(tap, account, "closed_fraudulent")
             assert closed.actor == "alice"
             label = await tap.first("labels", account=account)
@@ -294,9 +294,10 @@ async def test_analysts_open_and_close_cases_from_the_console(kafka, processes):
     suspect = acc(rid())
 
     def action(kind, target_kind, target, **params):
-        return s.AnalystAction(id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice",
-                               role="analyst", action=kind, target_kind=target_kind,
-                               target=target, reason="customer called", params=params)
+        return signatures.sign(s.AnalystAction(
+            id=f"x-{uuid.uuid4().hex[:12]}", ts=now_ms(), actor="alice", role="analyst",
+            action=kind, target_kind=target_kind, target=target, reason="customer called",
+            params=params))
 
     async with Tap("recovery") as tap, publisher() as pub:
         processes.start("worker", "worker")

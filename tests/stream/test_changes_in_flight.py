@@ -30,7 +30,7 @@ from service_support import aio, as_user, serving
 from stream_support import DecisionWatcher, hand_transfer, publish
 
 from features.vector import FEATURE_NAMES
-from pipelines.contracts import schemas as s
+from pipelines.contracts import schemas as s, signatures
 
 pytestmark = pytest.mark.kafka
 THRESHOLDS = {"warn": 0.5, "hold": 0.8, "block": 0.95}
@@ -64,9 +64,10 @@ def update(action: str, version: str) -> s.ModelUpdate:
 
 def analyst(actor: str, action: str, target: str, params=None, role="analyst",
             kind="transfer") -> s.AnalystAction:
-    return s.AnalystAction(id=f"cf-{uuid.uuid4().hex}", ts=int(time.time() * 1000), actor=actor,
-                           role=role, action=action, target_kind=kind, target=target,
-                           params=params or {}, reason="changes in flight test")
+    return signatures.sign(s.AnalystAction(
+        id=f"cf-{uuid.uuid4().hex}", ts=int(time.time() * 1000), actor=actor, role=role,
+        action=action, target_kind=kind, target=target, params=params or {},
+        reason="changes in flight test"))
 
 
 class Stage:

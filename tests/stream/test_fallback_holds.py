@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import pytest
+from console_lake import signed_in
 from process_support import ROOT, wait_for
 from service_support import as_user
 from streamlit.testing.v1 import AppTest
@@ -47,10 +48,8 @@ def queue(lake_dir) -> dict:
 
 def act_on(transfer_id: str, button: str, reason: str = "") -> None:
     """An analyst finds the transfer in the queue page and clicks ``button``."""
-    at = AppTest.from_file(str(ROOT / "dashboards" / "pages" / "review_queue.py"),
-                           default_timeout=60)
-    at.session_state["auth"] = {"username": "alice", "role": "analyst"}
-    at.run()
+    at = signed_in(AppTest.from_file(str(ROOT / "dashboards" / "pages" / "review_queue.py"),
+                                     default_timeout=60), "alice", "analyst").run()
     at.text_input(key="search").input(transfer_id).run()
     assert at.selectbox(key="transfer").value == transfer_id
     at.text_input(key="reason").input(reason)

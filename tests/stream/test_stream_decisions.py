@@ -22,7 +22,7 @@ from stream_support import (DecisionWatcher, compare_features, hand_transfer, pu
                             replayed_features, simulated_log)
 
 from features.vector import FEATURE_NAMES
-from pipelines.contracts import schemas as s
+from pipelines.contracts import schemas as s, signatures
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.simulator import fraud
 from pipelines.simulator.fraud import DEFAULT_MIX
@@ -329,9 +329,9 @@ LIVE_BUDGET_S = 2.0
 
 
 def _action(kind: str, target: str, params: dict, action: str = "rule_change") -> s.AnalystAction:
-    return s.AnalystAction(id=f"t4-{time.time_ns()}", ts=int(time.time() * 1000), actor="alice",
-                           role="lead", action=action, target_kind=kind, target=target,
-                           params=params, reason="stream test")
+    return signatures.sign(s.AnalystAction(
+        id=f"t4-{time.time_ns()}", ts=int(time.time() * 1000), actor="alice", role="lead",
+        action=action, target_kind=kind, target=target, params=params, reason="stream test"))
 
 
 def time_to_effect(watcher, change: s.AnalystAction, probe, shows, horizon_s: float = 6.0):

@@ -22,7 +22,7 @@ from msgspec.structs import replace
 from process_support import wait_for
 
 from features.vector import FEATURE_NAMES
-from pipelines.contracts import schemas, settings
+from pipelines.contracts import schemas, settings, signatures
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.topics import FEATURE_TOPICS
 from pipelines.kafka.clients import Publisher, consumer
@@ -151,9 +151,9 @@ def _valid(topic: str, rnd: random.Random):
     change."""
     event = valid_event(topic, rnd)
     if topic == "analyst-actions":
-        event = replace(event, action="release", params={
+        event = signatures.sign(replace(event, action="release", params={
             "sender": pseudonymize("account", "ingest-sender"),
-            "recipient": pseudonymize("account", "ingest-recipient"), "amount_cents": "100"})
+            "recipient": pseudonymize("account", "ingest-recipient"), "amount_cents": "100"}))
     return event
 
 
@@ -230,10 +230,10 @@ def test_malformed_events_are_dead_lettered_and_valid_ones_processed(kafka, proc
 
 
 def _rule_change(params: dict) -> schemas.AnalystAction:
-    return schemas.AnalystAction(id=f"stop-{uuid.uuid4().hex}", ts=int(time.time() * 1000),
-                                 actor="leo", role="lead", action="rule_change",
-                                 target_kind="rule", target=params["name"], params=params,
-                                 reason="ingest stop test")
+    return signatures.sign(schemas.AnalystAction(
+        id=f"stop-{uuid.uuid4().hex}", ts=int(time.time() * 1000), actor="leo", role="lead",
+        action="rule_change", target_kind="rule", target=params["name"], params=params,
+        reason="ingest stop test"))
 
 
 def test_a_stopping_worker_leaves_what_it_did_not_finish_to_the_next(kafka, processes):
