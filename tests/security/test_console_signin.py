@@ -194,3 +194,14 @@ def test_the_console_audit_reaches_the_lake_and_the_audit_query(console):
     shown = common.console_audit(since_ms=now)
     assert list(shown["kind"]) == ["sql_query", "sign_in"] and list(shown["sql"])[0] == "SELECT 1"
     assert str(shown["time"].dtype).startswith("datetime64")
+    # and a lead reads them on the audit page's second tab
+    from console_lake import signed_in
+    from process_support import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    at = signed_in(AppTest.from_file(str(ROOT / "dashboards" / "pages" / "audit_log.py"),
+                                     default_timeout=60), "leo", "lead")
+    at.run()
+    assert not at.exception and not at.error
+    audit = at.dataframe[1].value
+    assert {"sql_query", "sign_in"} <= set(audit["kind"]) and "SELECT 1" in set(audit["sql"])
