@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+from typing import Sequence
 
 import click
 
@@ -35,6 +37,22 @@ COMMANDS = {  # name -> "module:attribute" of its click command
     "rollback": "pipelines.cli.models:rollback",
     "bench": "pipelines.cli.bench:bench",
 }
+
+# The Kafka principal each command runs as on the embedded broker (pipelines/kafka/acls.py says
+# what each may do); `serve NAME` runs as NAME. VIGIE_KAFKA_PRINCIPAL, when set, wins.
+KAFKA_PRINCIPALS = {"worker": "worker", "sink": "sink", "console": "console",
+                    "promote": "console", "shadow": "console", "rollback": "console",
+                    "run": "admin", "broker": "admin", "topics": "admin", "bench": "admin"}
+
+
+def kafka_principal(args: Sequence[str]) -> str:
+    """The principal of the command line ``vigie ARGS`` ("" for a command without Kafka)."""
+    args = list(args)
+    while args and args[0].startswith("--"):  # the group's options: --log-level LEVEL
+        args = args[1 if "=" in args[0] else 2:]
+    if args[:1] == ["serve"]:
+        return args[1] if len(args) > 1 else ""
+    return KAFKA_PRINCIPALS.get(args[0], "") if args else ""
 
 
 class LazyGroup(click.Group):
@@ -66,7 +84,10 @@ def _logging(level: str) -> None:
 
 @click.group(cls=LazyGroup, lazy_subcommands=COMMANDS)
 @click.option("--log-level", default="info", show_default=True)
-def main(log_level: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
     """Vigie: real-time fraud decisions for money sent in a chat messenger."""
     _logging(log_level)
+    if ctx.invoked_subcommand in KAFKA_PRINCIPALS:  # `serve` sets its own
+        os.environ.setdefault("VIGIE_KAFKA_PRINCIPAL", KAFKA_PRINCIPALS[ctx.invoked_subcommand])
 
