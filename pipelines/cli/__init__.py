@@ -12,6 +12,8 @@ from typing import Sequence
 
 import click
 
+from pipelines.contracts.settings import MissingSecret
+
 COMMANDS = {  # name -> "module:attribute" of its click command
     "broker": "pipelines.cli.processes:broker",
     "topics": "pipelines.cli.processes:topics",
@@ -74,6 +76,12 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"{module}:{attr} is not a click command")
         return command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MissingSecret as exc:  # a missing key or password: say which, no traceback
+            raise click.ClickException(str(exc)) from None
 
 
 def _logging(level: str) -> None:

@@ -118,7 +118,9 @@ def provision(admin: AdminClient, secrets: dict[str, str], timeout_s: float = 30
 
     wanted, ours = wanted_acls(), {f"User:{p}" for p in PRINCIPALS}
     existing = set(admin.describe_acls(EVERY_ACL).result())
-    stale = [b for b in existing - wanted if b.principal in ours]
+    stale = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                              b.operation, b.permission_type)
+             for b in existing - wanted if b.principal in ours]
     if stale:
         _wait(admin.delete_acls(stale))
     if wanted - existing:

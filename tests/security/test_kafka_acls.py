@@ -1,0 +1,168 @@
+"""Every Kafka client authenticates and may write only its own topics (issue 11, item 2): on the
+session's embedded broker, as an attacker on the same host would try it."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (GroupAuthorizationFailedError, KafkaConnectionError,
+                             TopicAuthorizationFailedError)
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                   ResourcePatternType, ResourceType)
+
+from pipelines.contracts.settings import KafkaSettings
+from pipelines.contracts.topics import INTERNAL_TOPICS, TOPICS
+from pipelines.kafka import acls
+
+pytestmark = pytest.mark.kafka
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def produce(login: KafkaSettings, topic: str, value: bytes = b"probe"):
+    """Write one record as ``login``; its metadata (partition, offset)."""
+    producer = AIOKafkaProducer(**login.aiokafka_kwargs(), acks="all", enable_idempotence=True,
+                                request_timeout_ms=10_000)
+    try:
+        await producer.start()
+        return await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+async def read(login: KafkaSettings, topic: str, group: str | None = None) -> list:
+    """Read ``topic`` from the beginning as ``login`` (in ``group`` if given) for a moment."""
+    consumer = AIOKafkaConsumer(topic, **login.aiokafka_kwargs(), group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        await consumer.start()
+        batches = await consumer.getmany(timeout_ms=3_000)
+        return [r for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+
+
+def test_a_client_without_credentials_is_refused(kafka):
+    anonymous = KafkaSettings(kafka.bootstrap)  # PLAINTEXT: what worked before issue 11
+    with pytest.raises(KafkaConnectionError):
+        run(produce(anonymous, "decisions"))
+
+
+def test_a_wrong_password_is_refused_as_such(kafka, caplog):
+    forged = dataclasses.replace(kafka.login("worker"), sasl_password="guessed",
+                                 sasl_password_file=None)
+    with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
+        run(produce(forged, "decisions"))
+    assert "Authentication failed during authentication due to invalid credentials" in caplog.text
+
+
+def test_an_unknown_user_is_refused(kafka, caplog):
+    stranger = dataclasses.replace(kafka.login("worker"), sasl_username="nobody",
+                                   sasl_password="anything", sasl_password_file=None)
+    with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
+        run(produce(stranger, "analyst-actions"))
+    assert "Authentication failed" in caplog.text
+
+
+@pytest.mark.parametrize("principal, topic", [
+    ("payment", "decisions"),  # a forged decision would pay out a held transfer
+    ("messaging", "analyst-actions"),  # a forged release by "nobody, admin"
+    ("messaging", "decisions"),
+    ("assistant", "model-updates"),
+    ("payment", "analyst-actions"),
+    ("sink", "decisions"),  # the sink reads everything, writes only its quality reports
+    ("worker", "analyst-actions"),  # only the console acts as an analyst
+    ("worker", "transfer-requests"),  # only the payment service creates transfers
+    ("console", "decisions"),  # an analyst's release goes through the worker, signed
+    ("messaging", "transfer-status"),
+])
+def test_a_component_cannot_write_another_ones_topic(kafka, principal, topic):
+    with pytest.raises(TopicAuthorizationFailedError):
+        run(produce(kafka.login(principal), topic))
+
+
+@pytest.mark.parametrize("principal, topic", [
+    ("worker", "decisions"), ("worker", "entity-events"), ("worker", "dead-letters"),
+    ("payment", "transfer-requests"), ("payment", "transfer-status"),
+    ("messaging", "messages"), ("messaging", "recovery"), ("assistant", "assistant-events"),
+    ("console", "analyst-actions"), ("console", "model-updates"), ("sink", "data-quality"),
+])
+def test_each_component_writes_its_own_topics(kafka, principal, topic):
+    assert run(produce(kafka.login(principal), topic)).offset >= 0
+
+
+@pytest.mark.parametrize("principal, topic", [
+    ("payment", "messages"),  # message metadata is the worker's and the assistant's
+    ("messaging", "decisions"),
+    ("assistant", "transfer-requests"),
+    ("console", "decisions"),  # the console reads the lake, not the topics
+    ("worker", "transfer-status"),
+])
+def test_a_component_cannot_read_a_topic_it_does_not_need(kafka, principal, topic):
+    with pytest.raises(TopicAuthorizationFailedError):
+        run(read(kafka.login(principal), topic))
+
+
+@pytest.mark.parametrize("principal, topic, group", [
+    ("payment", "decisions", acls.WORKER_APP),  # its topic, the worker's group
+    ("assistant", "messages", "vigie-payment"),
+    ("messaging", "notifications", "vigie-assistant"),
+    ("console", "analyst-actions", acls.SINK_APP),
+])
+def test_a_component_cannot_use_another_ones_consumer_group(kafka, principal, topic, group):
+    with pytest.raises((GroupAuthorizationFailedError, TopicAuthorizationFailedError)):
+        run(read(kafka.login(principal), topic, group))
+
+
+def test_the_sink_reads_every_topic_and_the_worker_writes_decisions(kafka):
+    marker = f"probe-{uuid.uuid4().hex}".encode()
+    written = run(produce(kafka.login("worker"), "decisions", marker))
+    every_topic = {*TOPICS, *INTERNAL_TOPICS}
+
+    async def read_everything():
+        consumer = AIOKafkaConsumer(*every_topic, **kafka.login("sink").aiokafka_kwargs(),
+                                    enable_auto_commit=False)  # no group: every partition
+        try:
+            await consumer.start()
+            await consumer.seek_to_end()
+            consumer.seek(TopicPartition("decisions", written.partition), written.offset)
+            got = await consumer.getmany(timeout_ms=3_000)  # a refused fetch would raise here
+            return {tp.topic for tp in consumer.assignment()}, [r.value for rs in got.values()
+                                                                 for r in rs]
+        finally:
+            await consumer.stop()
+
+    assigned, values = run(read_everything())
+    assert assigned == every_topic
+    assert marker in values
+
+
+def test_provisioning_at_start_removes_a_right_given_by_hand(kafka):
+    """The broker's start makes the ACLs exactly the table's: one added by hand (payment may
+    write decisions) is gone after the next provisioning, which changes nothing else."""
+    passwords = acls.passwords(kafka.secrets_dir)
+    admin = acls.admin_client(kafka.internal_bootstrap, passwords[acls.ADMIN])
+    extra = AclBinding(ResourceType.TOPIC, "decisions", ResourcePatternType.LITERAL,
+                       "User:payment", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+    admin.create_acls([extra])[extra].result()
+    try:
+        for _ in range(50):  # the broker's authorizer applies it shortly
+            try:
+                run(produce(kafka.login("payment"), "decisions"))
+                break
+            except TopicAuthorizationFailedError:
+                pass
+        else:
+            pytest.fail("the hand-made ACL never took effect")
+    finally:
+        acls.provision(admin, passwords)
+    assert extra not in set(admin.describe_acls(acls.EVERY_ACL).result())
+    assert set(admin.describe_acls(acls.EVERY_ACL).result()) >= acls.wanted_acls()
+    with pytest.raises(TopicAuthorizationFailedError):
+        run(produce(kafka.login("payment"), "decisions"))
