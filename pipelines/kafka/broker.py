@@ -24,8 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipelines.contracts import keyfiles
-from pipelines.contracts import settings as settings_mod
+from pipelines.contracts import keyfiles, settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka import acls
 

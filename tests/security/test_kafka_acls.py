@@ -9,14 +9,17 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import (GroupAuthorizationFailedError, KafkaConnectionError,
-                             TopicAuthorizationFailedError)
-from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
-                                   ResourcePatternType, ResourceType)
+from aiokafka.errors import (GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError,
+                             KafkaConnectionError, TopicAuthorizationFailedError)
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                   ResourceType)
+from process_support import wait_for
 
+from pipelines.contracts import settings
 from pipelines.contracts.settings import KafkaSettings
 from pipelines.contracts.topics import INTERNAL_TOPICS, TOPICS
 from pipelines.kafka import acls
+from pipelines.kafka.lag import group_lag_sync
 
 pytestmark = pytest.mark.kafka
 
@@ -166,3 +169,20 @@ def test_provisioning_at_start_removes_a_right_given_by_hand(kafka):
     assert set(admin.describe_acls(acls.EVERY_ACL).result()) >= acls.wanted_acls()
     with pytest.raises(TopicAuthorizationFailedError):
         run(produce(kafka.login("payment"), "decisions"))
+
+
+def _lag_or_none(group: str):
+    try:
+        return group_lag_sync(group, timeout_s=30)
+    except GroupCoordinatorNotAvailableError:
+        return None
+
+
+def test_the_console_sees_the_workers_lag_and_no_other_groups(kafka, monkeypatch):
+    monkeypatch.setenv("VIGIE_KAFKA_PRINCIPAL", "console")
+    # On a young broker the offsets topic is still being made: no coordinator for a moment.
+    rows = wait_for(lambda: _lag_or_none(acls.WORKER_APP), what="the worker group's lag")
+    assert {"transfer-requests", "analyst-actions"} <= {r["topic"] for r in rows}
+    with pytest.raises(GroupAuthorizationFailedError):
+        group_lag_sync("vigie-payment", timeout_s=30)
+    assert settings.load().kafka.sasl_username == "console"
