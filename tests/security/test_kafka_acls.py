@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import uuid
 
 import pytest
@@ -186,3 +187,19 @@ def test_the_console_sees_the_workers_lag_and_no_other_groups(kafka, monkeypatch
     with pytest.raises(GroupAuthorizationFailedError):
         group_lag_sync("vigie-payment", timeout_s=30)
     assert settings.load().kafka.sasl_username == "console"
+
+
+@pytest.mark.parametrize("args, principal", [
+    (["worker", "--name", "w2"], "worker"), (["--log-level", "warning", "sink"], "sink"),
+    (["serve", "payment"], "payment"), (["console"], "console"), (["promote", "m-1"], "console"),
+    (["topics"], "admin"),
+    (["simulate", "--live"], ""),  # talks to the services over HTTP, never to Kafka
+])
+def test_each_process_is_started_as_its_own_principal_not_as_its_parent(processes, args,
+                                                                        principal):
+    assert os.environ["VIGIE_KAFKA_PRINCIPAL"] == "admin"  # the tests' own clients
+    proc = processes.start("probe", *args, "--help")  # lives long enough to be looked at
+    # (empty for an instant while the child execs)
+    environ = wait_for(lambda: open(f"/proc/{proc.pid}/environ", "rb").read(), timeout=5,
+                       interval=0.01, what="the child's environment").split(b"\0")
+    assert f"VIGIE_KAFKA_PRINCIPAL={principal}".encode() in environ
