@@ -20,6 +20,7 @@ import streamlit as st
 import yaml
 
 from dashboards.users import ROLES, users_path
+from models.policy import RULES_ONLY
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.schemas import AnalystAction, Label, ModelUpdate
 from pipelines.contracts.topics import TOPICS
@@ -146,39 +147,117 @@ SELECT try(json_extract_string(decode(from_base64(original_b64)), '$.id')) AS id
        any_value(reason) AS refused
 FROM dead_letters WHERE topic = 'analyst-actions' GROUP BY 1"""
 
+# Every transfer whose money is held now (docs/console.md#queue): its latest payment status is
+# ``held``, whatever held it (a decision or rule, an account lock, the no-decision fallback, a
+# late decision kept held), or the stream held it and the payment service's status is not in
+# the lake yet. With the status's reason (``held_by``: the late decision is in it) and the latest
+# automated decision, if any. A rules-only decision has no score (``decide.RULES_ONLY``); risk x
+# amount counts an unscored transfer at its whole amount, so it is not buried at the bottom.
 HELD_SQL = """
 WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
 ever AS (  -- the few transfers ever held: every scan below is narrowed to them
-    SELECT DISTINCT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
-d AS (
+    SELECT transfer_id FROM transfer_status WHERE status = 'held'
+    UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
+s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
+    SELECT transfer_id, status, reason AS held_by,
+           row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
+    FROM transfer_status WHERE transfer_id IN (SELECT transfer_id FROM ever)),
+d AS (  -- each one's latest automated decision
     SELECT *, row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC) AS rn
-    FROM decisions WHERE NOT coalesce(shadow, false) AND transfer_id IN (SELECT transfer_id FROM ever)),
-s AS (SELECT transfer_id, arg_max(status, ts) AS status FROM transfer_status
-      WHERE transfer_id IN (SELECT transfer_id FROM ever) GROUP BY 1),
+    FROM decisions WHERE NOT coalesce(shadow, false) AND NOT starts_with(model_version, 'analyst:')
+      AND transfer_id IN (SELECT transfer_id FROM ever)),
 c AS (SELECT target AS transfer_id,
              arg_max(CASE WHEN action = 'assign' THEN json_extract_string(params, '$.assignee')
                           ELSE actor END, ts) AS owner
       FROM analyst_actions a LEFT JOIN refused r USING (id)
       WHERE action IN ('claim', 'assign') AND target_kind = 'transfer' AND r.refused IS NULL
-      GROUP BY 1)
-SELECT d.transfer_id, d.ts AS decided_ts, t.ts AS requested_ts, d.sender, d.recipient,
-       d.amount_cents, d.score, d.score * d.amount_cents AS risk_amount, d.model_version,
-       d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts, t.device, t.card,
-       coalesce(s.status, 'held') AS status, c.owner
-FROM d JOIN transfer_requests t USING (transfer_id)
-LEFT JOIN s USING (transfer_id) LEFT JOIN c USING (transfer_id)
-WHERE d.rn = 1 AND d.action = 'hold' AND coalesce(s.status, 'held') IN ('pending', 'held')
+      GROUP BY 1),
+held AS (
+    SELECT transfer_id, coalesce(s.status, 'pending') AS status,
+           CASE WHEN s.status = 'held' THEN s.held_by ELSE 'decision:hold (payment not applied yet)'
+           END AS held_by
+    FROM ever LEFT JOIN (SELECT * FROM s WHERE rn = 1) s USING (transfer_id)
+    LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id)
+    WHERE s.status = 'held' OR (coalesce(s.status, 'pending') = 'pending' AND d.action = 'hold'))
+SELECT h.transfer_id, h.held_by, d.action AS decision, d.ts AS decided_ts, t.ts AS requested_ts,
+       t.sender, t.recipient, t.amount_cents,
+       CASE WHEN d.model_version = '""" + RULES_ONLY + """' THEN NULL ELSE d.score END AS score,
+       coalesce(CASE WHEN d.model_version = '""" + RULES_ONLY + """' THEN NULL ELSE d.score END, 1.0)
+           * t.amount_cents AS risk_amount,
+       d.model_version, d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts,
+       t.device, t.card, h.status, c.owner
+FROM held h JOIN transfer_requests t USING (transfer_id)
+LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING (transfer_id)
 """
 
 
 def held_transfers() -> pd.DataFrame:
-    df = q(HELD_SQL + " ORDER BY risk_amount DESC")
+    df = q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
     df["minutes_left"] = (df["payout_due_ts"] - now) / 60_000
     df["amount_eur"] = df["amount_cents"] / 100
     df["rules"] = [", ".join(parse_json(v, [])) for v in df["rule_hits"]]
     return df
+
+
+# A console model change is an AnalystAction (role, reason; params.update: its update's id) and
+# the ModelUpdate it sends (id ``CONSOLE_UPDATE``…); ``vigie promote`` and the others send the
+# update alone. The audit lists each change once: the console's as its action, the others as
+# their update (role "command line"); either with the worker's refusal if it refused it.
+CONSOLE_UPDATE = "cm-"
+AUDIT_SQL = """
+WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
+refused_updates AS (
+    SELECT try(json_extract_string(decode(from_base64(original_b64)), '$.id')) AS id,
+           any_value(reason) AS refused
+    FROM dead_letters WHERE topic = 'model-updates' GROUP BY 1),
+audit AS (
+    SELECT a.ts, a.actor, a.role, a.action, a.target_kind, a.target, a.reason,
+           CAST(a.params AS VARCHAR) AS params, coalesce(r.refused, ru.refused) AS refused
+    FROM analyst_actions a LEFT JOIN refused r USING (id)
+    LEFT JOIN refused_updates ru ON ru.id = json_extract_string(a.params, '$.update')
+    UNION ALL
+    SELECT u.ts, u.actor, 'command line' AS role, u.action, 'model' AS target_kind,
+           u.version AS target,
+           -- through the row's JSON: a lake whose updates all predate the field has no column
+           coalesce(json_extract_string(to_json(u), '$.reason'), '') AS reason, NULL AS params,
+           ru.refused
+    FROM model_updates u LEFT JOIN refused_updates ru USING (id)
+    WHERE NOT starts_with(u.id, '""" + CONSOLE_UPDATE + """'))
+SELECT * FROM audit WHERE (? = '' OR actor = ?) AND (? = '' OR action = ?)
+ORDER BY ts DESC LIMIT 2000"""
+
+
+def audit_log(actor: str = "", action: str = "") -> pd.DataFrame:
+    """Analyst actions and model changes, newest first (the latest 2000), with the worker's
+    refusal of any it refused."""
+    return q(AUDIT_SQL, actor, actor, action, action)
+
+
+def acting_model() -> Optional[str]:
+    """The model the stream decides with now, as its latest automated decision of the last day
+    names it (``decide.RULES_ONLY``: none promoted, or none it can load); with no such decision,
+    RULES_ONLY unless a promotion is on record, else None (unknown)."""
+    since = (now_ms() - 86_400_000) // 3_600_000 * 3_600_000
+    latest = q("""SELECT arg_max(model_version, ts) FROM decisions
+                  WHERE ts >= ? AND NOT coalesce(shadow, false)
+                    AND NOT starts_with(model_version, 'analyst:')""", since).iloc[0, 0]
+    if isinstance(latest, str):
+        return latest
+    promoted = q("SELECT count(*) FROM model_updates WHERE action = 'promote'").iloc[0, 0]
+    return None if promoted else RULES_ONLY
+
+
+NO_MODEL_NOTE = ("No model promoted: decisions by rules and lists alone (a transfer no rule or list "
+                 "decides is held for review). A data scientist promotes one on Models & data "
+                 "quality, or `vigie promote VERSION --reason …`.")
+
+
+def no_model_note() -> None:
+    """Say so when no model acts (overview, review queue)."""
+    if acting_model() == RULES_ONLY:
+        st.warning(NO_MODEL_NOTE)
 
 
 LAG_ALERT = 1_000  # events; at the demo's 50 events/s, 20 s behind: most of the decision window
@@ -267,9 +346,11 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
 
 def model_update(action: str, version: str, reason: str) -> str:
     user = current_user() or {}
-    update = ModelUpdate(id=f"cm-{uuid.uuid4().hex}", ts=int(time.time() * 1000), action=action,
-                         version=version, actor=user.get("username", "?"))
-    return publish_action(action, "model", version, reason, {"version": version},
+    update = ModelUpdate(id=f"{CONSOLE_UPDATE}{uuid.uuid4().hex}", ts=int(time.time() * 1000),
+                         action=action, version=version, actor=user.get("username", "?"),
+                         reason=(reason or "").strip()[:500])
+    return publish_action(action, "model", version, reason,
+                          {"version": version, "update": update.id},
                           extra=[("model-updates", update)])
 
 

@@ -22,6 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 SEVERITY = {"approve": 0, "warn": 1, "hold": 2, "block": 3}
+# Before a first promotion (or with no promoted model a worker can load) rules and lists decide
+# alone, and a decision says so in its model_version. Where they say nothing, the model's place
+# is taken by a hold: never approve blind (an analyst's time is cheaper than a paid-out fraud).
+RULES_ONLY = "rules-only"
+NO_MODEL_ACTION = "hold"
 
 
 def decide(score: float, model_action: str, rule_hits: Iterable[tuple[str, str]],

@@ -1,5 +1,6 @@
 """Helpers for tests that talk to the thin services and the broker: run an async test, fresh
-raw ids, a service served in-process, a publisher, a tap that reads topics from now on."""
+raw ids, bearer-token headers, a service served in-process, a publisher, a tap that reads
+topics from now on."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.topics import decode
 from pipelines.kafka.clients import Publisher, consumer
+from pipelines.services import auth
 from pipelines.services.common import RouteAccessLogger
 
 
@@ -33,8 +35,19 @@ def acc(raw: str) -> str:
     return pseudonymize("account", raw)
 
 
+def as_user(raw_account: str, client: str = "test-app") -> dict:
+    """Headers of an end user's app signed in as ``raw_account``."""
+    return {"Authorization": f"Bearer {auth.Issuer().mint(client, user=raw_account)}"}
+
+
+def as_internal(client: str = "test-backoffice") -> dict:
+    """Headers of an internal service (chargebacks, labels, takeover reports)."""
+    return {"Authorization": f"Bearer {auth.Issuer().mint(client, scope='internal')}"}
+
+
 @asynccontextmanager
 async def serving(module):
+    auth.ensure_keys()  # as `vigie run` does: the service verifies tokens with these keys
     client = TestClient(TestServer(module.build_app(), access_log_class=RouteAccessLogger))
     await client.start_server()  # runs on_startup: state rebuilt, consumers started
     try:

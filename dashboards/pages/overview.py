@@ -7,6 +7,7 @@ from dashboards import common
 
 user = common.require(*common.ALL)
 st.title("Overview")
+common.no_model_note()
 
 live = st.toggle("Auto-refresh", value=True, key="live",
                  help=f"Re-read the lake every {common.REFRESH_S}s")
@@ -33,7 +34,7 @@ def body():
     lag, lag_error = common.consumer_lag(common.conf().kafka.bootstrap_servers)
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Transfers", int(totals["transfers"]))
-    c2.metric("Held now", len(held), help="Held transfers waiting for an analyst")
+    c2.metric("Held now", len(held), help="Transfers whose money is held, waiting for an analyst")
     c3.metric("Money held now", common.eur(held["amount_cents"].sum() if len(held) else 0))
     c4.metric("Dead letters", int(totals["dead_letters"]))
     c5.metric("Worker lag", "unknown" if lag_error else f"{int(lag['lag'].sum()):,}",

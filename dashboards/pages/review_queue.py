@@ -1,4 +1,6 @@
-"""Review queue: held transfers by risk x amount, a transfer's detail, and the actions on it."""
+"""Review queue: every transfer whose money is held (by a decision or rule, an account lock or the
+no-decision fallback), by risk x amount, with what held it; a transfer's detail, and the actions
+on it."""
 import time
 
 import altair as alt
@@ -9,6 +11,7 @@ from dashboards import common, entity_index, graph
 
 user = common.require("analyst", "lead", "admin")
 st.title("Review queue")
+common.no_model_note()
 
 held = common.held_transfers()
 if held.empty:
@@ -22,7 +25,8 @@ with st.expander("Filters", expanded=False):
     min_score = f2.slider("Minimum score", 0.0, 1.0, 0.0, 0.05)
     owner = f3.selectbox("Owner", ["anyone", "unclaimed", "mine"])
     rule = st.text_input("Rule hit contains", "")
-view = held[(held["amount_eur"] >= min_eur) & (held["score"] >= min_score)]
+# an unscored transfer (the fallback held it, or no model acts) passes any score filter
+view = held[(held["amount_eur"] >= min_eur) & (held["score"].isna() | (held["score"] >= min_score))]
 if owner == "unclaimed":
     view = view[view["owner"].isna()]
 elif owner == "mine":
@@ -32,13 +36,17 @@ if search:
 if rule:
     view = view[view["rules"].str.contains(rule, regex=False)]
 
-st.dataframe(view[["transfer_id", "score", "amount_eur", "risk_amount", "minutes_left", "age_min",
-                   "owner", "rules", "sender", "recipient"]],
+st.dataframe(view[["transfer_id", "held_by", "score", "amount_eur", "risk_amount", "minutes_left",
+                   "age_min", "owner", "rules", "decision", "sender", "recipient"]],
              hide_index=True, width="stretch",
-             column_config={"minutes_left": st.column_config.NumberColumn("min left", format="%.1f"),
+             column_config={"held_by": st.column_config.TextColumn("held by"),
+                            "decision": st.column_config.TextColumn("latest decision"),
+                            "minutes_left": st.column_config.NumberColumn("min left", format="%.1f"),
                             "age_min": st.column_config.NumberColumn("age (min)", format="%.1f"),
                             "risk_amount": st.column_config.NumberColumn("risk × amount", format="%.0f")})
-st.caption(f"{len(view)} of {len(held)} held transfers. Ordered by score × amount.")
+st.caption(f"{len(view)} of {len(held)} held transfers. Ordered by score × amount (no score: "
+           "the whole amount). \"held by\": the payment service's reason, a late decision "
+           "included; \"latest decision\": the stream's, if any came.")
 
 rows = {r["transfer_id"]: r for r in view.to_dict("records")}
 
@@ -59,11 +67,14 @@ tid = st.selectbox("Transfer", list(rows), key="transfer")
 row = rows[tid]
 st.header(f"Transfer {tid}")
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Score", f"{row['score']:.3f}")
+m1.metric("Score", "none" if pd.isna(row["score"]) else f"{row['score']:.3f}")
 m2.metric("Amount", common.eur(row["amount_cents"]))
 m3.metric("Time left before payout", f"{row['minutes_left']:.1f} min")
 m4.metric("Owner", row["owner"] if isinstance(row["owner"], str) else "unclaimed")
-st.text(f"Model {row['model_version']}   sender {row['sender']}   recipient {row['recipient']}")
+st.text(f"Held by: {row['held_by']}")  # text: a reason may quote a rule's name
+decided = (f"latest decision {row['decision']} by model {row['model_version']}"
+           if isinstance(row["decision"], str) else "no decision from the stream")
+st.text(f"{decided}   sender {row['sender']}   recipient {row['recipient']}")
 
 left, right = st.columns(2)
 with left:

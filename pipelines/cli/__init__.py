@@ -36,8 +36,10 @@ COMMANDS = {  # name -> "module:attribute" of its click command
     "drift": "pipelines.cli.models:drift",
     "promote": "pipelines.cli.models:promote",
     "shadow": "pipelines.cli.models:shadow",
+    "unshadow": "pipelines.cli.models:unshadow",
     "rollback": "pipelines.cli.models:rollback",
     "bench": "pipelines.cli.bench:bench",
+    "tokens": "pipelines.cli.tokens:tokens",
 }
 
 # The Kafka principal each command runs as on the embedded broker (pipelines/kafka/acls.py says

@@ -1,14 +1,19 @@
-"""``vigie evaluate``, ``compare``, ``drift``, ``promote``, ``shadow`` and ``rollback``: judging
-the registered models and switching the live one (``vigie train`` is in ``training.py``)."""
+"""``vigie evaluate``, ``compare``, ``drift``, ``promote``, ``shadow``, ``unshadow`` and
+``rollback``: judging the registered models and switching the live one, on the record (each
+switch names its actor and reason). ``vigie train`` (``training.py``) only registers a model:
+none acts before someone promotes it."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
 import click
+import msgspec
 
 from models import registry
 from models.compare import compare_decisions, compare_models, format_comparison
@@ -98,38 +103,84 @@ def drift(lake: Path | None, version: str | None, window: str, threshold: float 
         raise SystemExit(3)
 
 
+def os_user() -> str:
+    """Who runs this command, by default: the OS user (``--actor`` overrides it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid-{os.getuid()}"
+
+
+def audited(command):
+    """``--reason`` (required) and ``--actor``: a model change is on the record, like the
+    console's (docs/models.md#promotion)."""
+    command = click.option("--actor", default=None, show_default="the OS user",
+                           help="Who is making this change, for the audit.")(command)
+    return click.option("--reason", default=None, metavar="TEXT",
+                        help="Why (required; shown on the console's audit page).")(command)
+
+
 @click.command()
 @click.argument("version")
-def promote(version: str) -> None:
+@audited
+def promote(version: str, reason: str | None, actor: str | None) -> None:
     """Make VERSION the acting model in every running worker (no restart)."""
-    _model_update("promote", version)
+    _model_update("promote", version, reason, actor)
 
 
 @click.command()
 @click.argument("version")
-def shadow(version: str) -> None:
+@audited
+def shadow(version: str, reason: str | None, actor: str | None) -> None:
     """Score every transfer with VERSION too, recording its would-be decisions only."""
-    _model_update("shadow", version)
+    _model_update("shadow", version, reason, actor)
 
 
 @click.command()
-def rollback() -> None:
+@audited
+def unshadow(reason: str | None, actor: str | None) -> None:
+    """Stop scoring with the shadow model."""
+    _model_update("unshadow", "shadow", reason, actor)
+
+
+@click.command()
+@audited
+def rollback(reason: str | None, actor: str | None) -> None:
     """Go back to the model that acted before the last promotion."""
-    _model_update("rollback", "previous")
+    _model_update("rollback", "previous", reason, actor)
 
 
-def _model_update(action: str, version: str) -> None:
-    if action in ("promote", "shadow") and version not in registry.list_versions():
-        raise click.BadParameter(f"no model {version} in the registry")
+def model_update(action: str, version: str, actor: str, reason: str) -> ModelUpdate:
+    """The audited update, or ValueError saying what is missing or malformed."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError(f"a reason is required to {action}: --reason TEXT")
+    try:
+        return msgspec.convert({"id": uuid.uuid4().hex, "ts": int(time.time() * 1000),
+                                "action": action, "version": version, "actor": actor,
+                                "reason": reason}, ModelUpdate)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
 
+
+def send_model_update(update: ModelUpdate, conf=None) -> None:
+    """Publish a model update (acks=all: once this returns, the broker has it)."""
     async def send():
-        pub = await Publisher().start()
+        pub = await Publisher(conf).start()
         try:
-            await pub.publish("model-updates", ModelUpdate(
-                id=uuid.uuid4().hex, ts=int(time.time() * 1000), action=action, version=version,
-                actor="cli"))
+            await pub.publish("model-updates", update)
         finally:
             await pub.stop()
 
     asyncio.run(send())
-    click.echo(f"{action} {version}: sent")
+
+
+def _model_update(action: str, version: str, reason: str | None, actor: str | None) -> None:
+    try:
+        update = model_update(action, version, actor or os_user(), reason)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    if action in ("promote", "shadow") and version not in registry.list_versions():
+        raise click.BadParameter(f"no model {version} in the registry")
+    send_model_update(update)
+    click.echo(f"{action} {version}: sent (by {update.actor}: {update.reason})")

@@ -1,4 +1,8 @@
-"""``vigie run``: start every process of the demo, watch them, stop them all on Ctrl-C."""
+"""``vigie run``: start every process of the demo, watch them, stop them all on Ctrl-C.
+
+On a data dir without a model it trains the demo's first one beside the running system and
+promotes it on the record (actor ``vigie-run``): no model acts unpromoted. The simulated traffic
+starts only once that promotion is sent, so the first minute is not all rules-only holds."""
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +23,11 @@ from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import ensure_topics
 from pipelines.lake import parquet as lake
+from pipelines.services import auth
 
 # The lake row counts printed every 10 s.
 REPORTED_TOPICS = ["messages", "account-events", "transfer-requests", "decisions", "dead-letters"]
+DEMO_ACTOR, DEMO_REASON = "vigie-run", "demo bootstrap model"
 
 
 class Child:
@@ -56,6 +62,14 @@ def _lake_counts(lake_dir: Path) -> str:
     return " ".join(counts)
 
 
+def _promotion_on_record(lake_dir: Path) -> bool:
+    """Whether the lake records a promotion (a data dir trained before promotions were needed
+    may have none: its worker then decides with rules and lists alone)."""
+    con = lake.connect(lake_dir, ["model-updates"])
+    promotions = con.execute("SELECT count(*) FROM model_updates WHERE action = 'promote'")
+    return promotions.fetchone()[0] > 0
+
+
 def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     # A demo: keys and passwords generated once in the data dir's secrets (docs/security.md).
     os.environ.setdefault("VIGIE_DEMO", "1")
@@ -70,24 +84,34 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         click.echo(f"broker: Apache Kafka ready at {kafka.bootstrap} in "
                    f"{time.monotonic() - started:.1f}s (log {kafka.log_dir})")
     asyncio.run(ensure_topics(conf))
+    click.echo(f"service tokens: signing key {auth.ensure_keys(auth.keys_dir(conf))} in "
+               f"{auth.keys_dir(conf)} (vigie tokens mint --client C --user U)")
     from models import registry  # why local: it loads lightgbm (~1 s, ~130 MB) for one look
 
     one_shots = []
     if registry.latest() is None:
-        # Trained beside the running system: until the model lands in the registry the worker
-        # holds every transfer for review (never approves blind), then picks the model up.
-        click.echo("no model yet: training a first one on a simulated history (the worker holds "
-                   "every transfer until it is ready)…")
+        # Trained beside the running system; until it is promoted the worker decides with rules
+        # and lists alone (holding what they do not decide), so the traffic waits for it.
+        click.echo("no model yet: training a first one on a simulated history, to be promoted "
+                   "as the demo's model; the simulator starts after that (~30 s)…")
         one_shots.append(Child("bootstrap-model", ["--log-level", "warning", "train", "--bootstrap"],
                                log_dir))
+    elif not _promotion_on_record(conf.lake_dir):
+        click.echo(f"no promotion in the lake: decisions may be rules-only until one, e.g. "
+                   f"`vigie promote {registry.latest()} --reason …`")
     children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
     children += [Child(s, ["serve", s], log_dir) for s in SERVICES]
     click.echo(console_users.describe(console_users.users_path(),
                                       console_users.ensure_demo_users(console_users.users_path())))
     children.append(Child("console", ["console"], log_dir))
-    if simulator:
-        time.sleep(3)  # let the services bind their ports first
-        children.append(Child("simulator", ["simulate", "--live", "--rate", str(rate)], log_dir))
+
+    def start_simulator() -> None:
+        if simulator:
+            time.sleep(3)  # let the services bind their ports first
+            children.append(Child("simulator", ["simulate", "--live", "--rate", str(rate)], log_dir))
+
+    if not one_shots:
+        start_simulator()
     ports = conf.service_ports
     click.echo(f"services: messaging http://127.0.0.1:{ports['messaging']}  payment "
                f"http://127.0.0.1:{ports['payment']}  assistant http://127.0.0.1:{ports['assistant']}")
@@ -111,6 +135,9 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
                     one_shots.remove(job)
                     click.echo(f"{job.name}: " + ("done" if job.proc.returncode == 0 else
                                f"failed with code {job.proc.returncode}; see {job.log_path}"))
+                    if job.proc.returncode == 0:
+                        promote_demo_model(conf)
+                    start_simulator()
             for child in children:
                 if not child.alive() and not stopping:
                     click.echo(f"{child.name} exited with code {child.proc.returncode}; "
@@ -129,6 +156,21 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         if kafka is not None:
             kafka.stop()
         click.echo("stopped")
+
+
+def promote_demo_model(conf) -> None:
+    """Promote the model the bootstrap just trained (the registry's only one), on the record."""
+    from models import registry
+    from pipelines.cli.models import model_update, send_model_update
+
+    version = registry.latest()
+    try:
+        send_model_update(model_update("promote", version, DEMO_ACTOR, DEMO_REASON), conf)
+    except Exception as exc:  # the broker away: the demo runs on, rules-only, and says so
+        click.echo(f"could not promote {version} ({exc.__class__.__name__}: {exc}); decisions "
+                   f"stay rules-only until `vigie promote {version} --reason …`")
+        return
+    click.echo(f"promoted {version} (actor {DEMO_ACTOR}: {DEMO_REASON})")
 
 
 @click.command()

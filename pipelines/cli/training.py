@@ -1,4 +1,5 @@
-"""``vigie train``: the lake's point-in-time training set, validated, trained, registered.
+"""``vigie train``: the lake's point-in-time training set, validated, trained, registered (not
+promoted: no live decision changes until someone runs ``vigie promote``).
 
 Its own module because OpenMP reads its wait policy when lightgbm loads: ``passive_openmp``
 runs before the imports below, and only for training.
@@ -70,3 +71,6 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
         click.echo(str(err), err=True)
         raise SystemExit(2)
     click.echo(json.dumps(stats, indent=2, default=str))
+    # stderr: stdout is the JSON above, which scripts read
+    click.echo(f"registered {stats['version']}; it acts only once promoted: "
+               f"vigie promote {stats['version']} --reason TEXT", err=True)

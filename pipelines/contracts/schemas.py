@@ -243,9 +243,12 @@ class RecoveryEvent(Event, kw_only=True):
 
 
 class ModelUpdate(Event, kw_only=True):
+    """A change of the acting or shadow model, on the record: who (a console user, or the OS
+    user of ``vigie promote``…) and why. The audit page lists them."""
     action: Literal["promote", "rollback", "shadow", "unshadow"]
     version: Annotated[str, Meta(min_length=1, max_length=64)]
     actor: Actor
+    reason: ShortText = ""  # required by the console and the command line; "" in older records
 
 
 class QualityFailure(Struct, forbid_unknown_fields=True, frozen=True):

@@ -7,6 +7,9 @@ for an hour: ``GET /v1/suggestions?user=&conversation=`` lists it and
 ``POST /v1/suggestions/{id}/response`` publishes what the user did with it. A suggestion's id
 is derived from its message's id: a redelivered message suggests nothing new.
 
+Every endpoint is the user's own (``pipelines.services.auth``): the switch, the suggestions
+listed and the response, each only from that user's app.
+
 Why: docs/services.md#assistant
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from aiohttp import web
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services import requests as rq
+from pipelines.services.auth import acting_for
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Recent, Service, now_ms,
                                        read_json, serve, validate)
 
@@ -76,6 +80,7 @@ class Assistant(Service):
     # --- HTTP ----------------------------------------------------------------------------
     async def list_suggestions(self, request: web.Request) -> web.Response:
         q = validate(dict(request.query), SuggestionsQuery)
+        acting_for(request, q.user)
         key = (pseudonymize("account", q.user), pseudonymize("conversation", q.conversation))
         return web.json_response({"suggestions": [
             {"suggestion_id": e.suggestion_id, "amount_cents": e.amount_cents, "ts": e.ts}
@@ -83,6 +88,7 @@ class Assistant(Service):
 
     async def respond(self, request: web.Request) -> web.Response:
         req = await read_json(request, rq.SuggestionResponseRequest)
+        acting_for(request, req.user)
         suggestion_id = request.match_info["id"]
         now = now_ms()
         key = next(iter(self.keys.get(suggestion_id, now)), None)
@@ -101,6 +107,7 @@ class Assistant(Service):
         req = validate({"account": request.match_info["user"],
                         "kind": "assistant_enabled" if enabled else "assistant_disabled"},
                        rq.AccountEventRequest)
+        acting_for(request, req.account)
         event = rq.account_event(req, uuid.uuid4().hex, now_ms())
         await self.publish("account-events", event)
         await self.on_account_event(event)  # honoured at once, not when the log comes back

@@ -6,6 +6,8 @@ it keeps in memory from the log and starts its consumers. This module gives each
 - strict request decoding: JSON into a ``pipelines.services.requests`` struct; bad JSON, wrong types,
   missing or unknown fields get a 400, a body over 64 KiB a 413, a non-JSON content type a
   415, always as ``{"error": "<reason>"}``. Never a 500 for bad input;
+- authentication: every endpoint but ``/healthz`` wants a bearer token (``auth``: 401
+  without a valid one); each handler then checks the token's subject (403);
 - ``/healthz`` (503 once a background consumer has died);
 - the ``Publisher`` (started before serving, flushed and stopped after the last request);
 - log readers: ``LogReader`` reads whole topics without a consumer group (state rebuilt from
@@ -13,7 +15,8 @@ it keeps in memory from the log and starts its consumers. This module gives each
   after each batch (at-least-once: handlers are idempotent); both stopped at cleanup;
 - ``Recent``: a bounded in-memory store of the recent items per key;
 - privacy in logs: request bodies are never logged, and the access log names the route
-  template (``/v1/notifications/{account}``), never the path, which may hold a raw id.
+  template (``/v1/notifications/{account}``), never the path, which may hold a raw id;
+  ``pipelines.services.logs`` keeps raw request lines out and rate-limits repeated errors.
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from aiokafka.structs import TopicPartition
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.clients import Publisher, consumer, ensure_topics
+from pipelines.services import auth, logs
+from pipelines.services.errors import ApiError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -48,16 +53,11 @@ def now_ms() -> int:
 
 
 # --- HTTP --------------------------------------------------------------------------------
-class ApiError(Exception):
-    """Raised by a handler; answered as ``{"error": reason}`` with ``status``."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
 def _route(request: web.BaseRequest) -> str:
-    info = getattr(request, "match_info", None)
+    try:
+        info = request.match_info
+    except (AttributeError, AssertionError):  # a request aiohttp could not parse has none
+        info = None
     resource = info.route.resource if info is not None else None
     return resource.canonical if resource is not None else "(no route)"
 
@@ -67,7 +67,7 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:  # aiohttp's own: 404 no route, 405, 413 body too large
         if exc.status < 400:
             raise
@@ -125,6 +125,7 @@ class Service:
         self.publisher: Optional[Publisher] = None
         self.tasks: list[asyncio.Task] = []
         self.readers: list[LogReader] = []
+        self.verifier = auth.Verifier(auth.keys_dir(self.conf))
 
     def routes(self) -> list[web.RouteDef]:
         return []
@@ -184,7 +185,10 @@ class Service:
                                  status=503 if dead else 200)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+        logs.hide_request_lines()
+        # json_errors outermost: it answers the authentication's 401 as {"error": reason}
+        app = web.Application(client_max_size=MAX_BODY,
+                              middlewares=[json_errors, auth.middleware(self.verifier)])
         app.router.add_get("/healthz", self.healthz)
         app.add_routes(self.routes())
         app.on_startup.append(self._startup)
@@ -196,6 +200,7 @@ def serve(app: web.Application, name: str, port: Optional[int] = None) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight requests and stop consumers cleanly."""
     host = os.environ.get("VIGIE_BIND_HOST") or "127.0.0.1"
     port = port or settings_mod.load().service_ports[name]
+    logs.limit_repeats()  # a broker outage must not flood the log (aiokafka's loggers included)
     web.run_app(app, host=host, port=port, access_log_class=RouteAccessLogger, shutdown_timeout=10,
                 print=lambda _: log.info("%s service ready on http://%s:%d", name, host, port))
 

@@ -11,6 +11,13 @@ offline). ``GET /v1/notifications/{account}`` delivers what the stream told this
 ``POST /v1/recovery/{case_id}/answer`` takes an account owner's answer to a step-up challenge
 and publishes it on ``recovery`` (the stream checks it against the case; see
 ``pipelines.recovery.cases``).
+
+Who may call what (``pipelines.services.auth``): a message, its sender's app; a scam report,
+its reporter's; notifications and a recovery answer, the account owner's; a takeover report,
+internal services only. Account events: those of the identity back end (``BACKEND_EVENTS``:
+sign-ups, logins, failed logins, password resets happen before or without the user's
+session, so no user token can vouch for them) from internal services only; the others (what a
+signed-in user changes) from the account owner's app, or an internal service.
 """
 from __future__ import annotations
 
@@ -22,9 +29,18 @@ from aiohttp import web
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services import requests as rq
+from pipelines.services.auth import CALLER, acting_for, internal
 from pipelines.services.common import LogReader, Recent, Service, now_ms, read_json, serve, validate
 
 KEEP_NOTIFICATIONS_MS = 24 * 3600 * 1000
+BACKEND_EVENTS = frozenset({"signup", "login", "login_failed", "password_reset"})
+
+
+def _account_event_caller(request: web.Request, req: rq.AccountEventRequest) -> None:
+    if req.kind in BACKEND_EVENTS or request[CALLER].scope == "internal":
+        internal(request)
+    else:
+        acting_for(request, req.account)
 
 
 class AccountPath(msgspec.Struct, forbid_unknown_fields=True):
@@ -37,12 +53,17 @@ class CasePath(msgspec.Struct, forbid_unknown_fields=True):
 
 class Messaging(Service):
     name = "messaging"
-    # what POST route publishes what: path -> (request struct, event builder, topic)
+    # what POST route publishes what: path -> (request struct, event builder, topic, and the
+    # check of its caller, which raises a 403)
     INTAKE = {
-        "/v1/messages": (rq.MessageRequest, rq.message_event, "messages"),
-        "/v1/account-events": (rq.AccountEventRequest, rq.account_event, "account-events"),
-        "/v1/reports": (rq.ScamReportRequest, rq.scam_report_label, "labels"),
-        "/v1/takeover-reports": (rq.TakeoverReportRequest, rq.takeover_label, "labels"),
+        "/v1/messages": (rq.MessageRequest, rq.message_event, "messages",
+                         lambda request, req: acting_for(request, req.sender)),
+        "/v1/account-events": (rq.AccountEventRequest, rq.account_event, "account-events",
+                               _account_event_caller),
+        "/v1/reports": (rq.ScamReportRequest, rq.scam_report_label, "labels",
+                        lambda request, req: acting_for(request, req.reporter)),
+        "/v1/takeover-reports": (rq.TakeoverReportRequest, rq.takeover_label, "labels",
+                                 lambda request, req: internal(request)),
     }
 
     def __init__(self, conf=None):
@@ -54,9 +75,11 @@ class Messaging(Service):
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
                         web.post("/v1/recovery/{case_id}/answer", self.recovery_answer)]
 
-    def _intake(self, kind, build, topic):
+    def _intake(self, kind, build, topic, check_caller):
         async def handler(request: web.Request) -> web.Response:
-            event = build(await read_json(request, kind), uuid.uuid4().hex, now_ms())
+            req = await read_json(request, kind)
+            check_caller(request, req)
+            event = build(req, uuid.uuid4().hex, now_ms())
             await self.publish(topic, event)
             return web.json_response({"id": event.id}, status=202)
         return handler
@@ -66,6 +89,7 @@ class Messaging(Service):
         the case (a wrong account or a closed case changes nothing) and moves the case on."""
         case_id = validate(dict(request.match_info), CasePath).case_id
         body = await read_json(request, rq.RecoveryAnswerRequest)
+        acting_for(request, body.account)  # the owner's session only
         event = s.RecoveryEvent(id=f"ans-{uuid.uuid4().hex}", ts=now_ms(), case_id=case_id,
                                 account=pseudonymize("account", body.account),
                                 state="owner_verification", actor=body.actor,
@@ -75,6 +99,7 @@ class Messaging(Service):
 
     async def get_notifications(self, request: web.Request) -> web.Response:
         raw = validate(dict(request.match_info), AccountPath).account
+        acting_for(request, raw)
         found = self.notifications.get(pseudonymize("account", raw), now_ms())
         return web.json_response({"notifications": [msgspec.to_builtins(n) for n in found]})
 

@@ -29,6 +29,7 @@ from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.settings import env_seconds
 from pipelines.services import requests as rq
+from pipelines.services.auth import acting_for, acting_for_account, internal
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, now_ms, read_json,
                                        serve)
 
@@ -144,6 +145,7 @@ class Payment(Service):
     # --- HTTP ----------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
         req = await read_json(request, rq.TransferRequest)
+        acting_for(request, req.sender)  # only the sender's app debits the sender
         sender = pseudonymize("account", req.sender)
         if sender in self.locks:
             raise ApiError(423, f"account locked: {self.locks[sender]}")
@@ -169,9 +171,12 @@ class Payment(Service):
         return self.transfers[transfer_id]
 
     async def get(self, request: web.Request) -> web.Response:
-        return web.json_response(self._find(request.match_info["id"]).view())
+        t = self._find(request.match_info["id"])
+        acting_for_account(request, t.request.sender)  # the sender's only: see docs/services.md
+        return web.json_response(t.view())
 
     async def chargeback(self, request: web.Request) -> web.Response:
+        internal(request)  # the card network's word, relayed by the bank's back office
         req = await read_json(request, rq.ChargebackRequest)
         t = self._find(req.transfer_id)
         # One chargeback label per transfer, whatever the retries: the id says so.

@@ -1,7 +1,9 @@
 """``vigie simulate --live``: the same agent scripts, in real time, against the three HTTP
 services (request bodies are the msgspec structs of ``pipelines.services.requests``, JSON-encoded).
 ``run_live`` paces requests to a target rate and starts a fraud case every ~``fraud_every_s``;
-errors are counted and logged, never fatal.
+errors are counted and logged, never fatal. Each request carries the bearer token its
+service wants (``Tokens``): the simulated user's own, or an internal one for what back-end
+systems send (chargebacks, takeover reports, identity events), minted with the data dir's key.
 
 Live-only choices: docs/simulator.md#live
 """
@@ -18,7 +20,8 @@ import aiohttp
 import msgspec
 
 from pipelines.contracts import settings
-from pipelines.services import requests as rq
+from pipelines.services import auth, requests as rq
+from pipelines.services.messaging import BACKEND_EVENTS
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.owners import Owners
 from pipelines.simulator.timing import LIVE
@@ -57,11 +60,44 @@ class Pacer:
             await asyncio.sleep(at - now)
 
 
+class Tokens:
+    """Request headers with a bearer token per simulated user (``None``: an internal service's),
+    minted on first use and again halfway through their lifetime."""
+
+    TTL_S = 3600
+
+    def __init__(self, issuer: Optional[auth.Issuer] = None):
+        self.issuer = issuer or auth.Issuer()
+        self.cache: dict[Optional[str], tuple[float, dict]] = {}  # user -> (renew at, headers)
+
+    def headers(self, user: Optional[str]) -> dict:
+        renew_at, headers = self.cache.get(user, (0.0, {}))
+        if time.monotonic() >= renew_at:
+            token = self.issuer.mint("simulator", user=user,
+                                     scope="internal" if user is None else "user", ttl_s=self.TTL_S)
+            headers = {**_JSON, "Authorization": f"Bearer {token}"}
+            self.cache[user] = (time.monotonic() + self.TTL_S / 2, headers)
+        return headers
+
+
+def _subject(request) -> Optional[str]:
+    """Whose token a request goes with (``None``: an internal service's)."""
+    if isinstance(request, rq.MessageRequest):
+        return request.sender
+    if isinstance(request, rq.AccountEventRequest):
+        return None if request.kind in BACKEND_EVENTS else request.account
+    if isinstance(request, rq.ScamReportRequest):
+        return request.reporter
+    return None  # chargebacks and takeover reports: the bank's back office
+
+
 class ServiceClient:
     """Sends each request or command to its service; returns what the script gets back."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: dict[str, str], pacer: Pacer):
+    def __init__(self, session: aiohttp.ClientSession, urls: dict[str, str], pacer: Pacer,
+                 tokens: Optional[Tokens] = None):
         self.session, self.urls, self.pacer = session, urls, pacer
+        self.tokens = tokens or Tokens()
         self.sent: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
@@ -99,7 +135,7 @@ class ServiceClient:
         if kind in self._posts:
             endpoint, url = self._posts[kind]
             await self._call(endpoint, "POST", url, (200, 201, 202), data=_encode(command),
-                             headers=_JSON)
+                             headers=self.tokens.headers(_subject(command)))
             return None
         if kind is rq.TransferRequest:
             return await self._transfer(command)
@@ -111,26 +147,30 @@ class ServiceClient:
         if kind is SuggestionResponse:
             url = f"{self.urls['assistant']}/v1/suggestions/{quote(command.suggestion_id, safe='')}/response"
             status, _ = await self._call("POST /v1/suggestions/{id}/response", "POST", url,
-                                         (200, 202), data=_encode(command.request), headers=_JSON)
+                                         (200, 202), data=_encode(command.request),
+                                         headers=self.tokens.headers(command.request.user))
             return status is not None
         if kind is AssistantSwitch:
             url = f"{self.urls['assistant']}/v1/users/{quote(command.user, safe='')}/assistant"
             await self._call("PUT /v1/users/{user}/assistant", "PUT", url, (200, 202, 204),
-                             data=_encode({"enabled": command.enabled}), headers=_JSON)
+                             data=_encode({"enabled": command.enabled}),
+                             headers=self.tokens.headers(command.user))
             return None
         if kind is Challenges:
             return await self._challenges(command.user)
         if kind is RecoveryAnswer:
             url = f"{self.urls['messaging']}/v1/recovery/{quote(command.case_id, safe='')}/answer"
             status, _ = await self._call("POST /v1/recovery/{case_id}/answer", "POST", url, (202,),
-                                         data=_encode(command.request), headers=_JSON)
+                                         data=_encode(command.request),
+                                         headers=self.tokens.headers(command.request.account))
             return status is not None
         raise TypeError(f"no endpoint for {kind.__name__}")
 
     async def _transfer(self, req: rq.TransferRequest) -> Optional[str]:
         status, body = await self._call("POST /v1/transfers", "POST",
                                         f"{self.urls['payment']}/v1/transfers", (201, 423),
-                                        read=True, data=_encode(req), headers=_JSON)
+                                        read=True, data=_encode(req),
+                                        headers=self.tokens.headers(req.sender))
         if status == 423:
             self.refused += 1
             return None
@@ -138,7 +178,8 @@ class ServiceClient:
 
     async def _challenges(self, user: str) -> list[dict]:
         url = f"{self.urls['messaging']}/v1/notifications/{quote(user, safe='')}"
-        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True)
+        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True,
+                                   headers=self.tokens.headers(user))
         items = body.get("notifications") if isinstance(body, dict) else None
         return [n for n in items or () if isinstance(n, dict)
                 and n.get("kind") == "step_up_challenge" and n.get("case_id")
@@ -147,7 +188,8 @@ class ServiceClient:
     async def _suggestion(self, query: Suggestion):
         status, body = await self._call(
             "GET /v1/suggestions", "GET", f"{self.urls['assistant']}/v1/suggestions", (200,),
-            read=True, params={"user": query.user, "conversation": query.conversation})
+            read=True, params={"user": query.user, "conversation": query.conversation},
+            headers=self.tokens.headers(query.user))
         items = body.get("suggestions") if isinstance(body, dict) else None
         items = [item for item in items or () if isinstance(item, dict) and item.get("suggestion_id")]
         if not items:

@@ -31,9 +31,7 @@ log = logging.getLogger(__name__)
 # many seconds until every source's watermark is back. The payment service holds a transfer
 # undecided at its payout deadline, so waiting costs no money.
 PART_TIMEOUT_S = 60.0
-LATEST_RECHECK_S = 5.0  # how soon a newly trained model is picked up when none was promoted
 LOAD_RETRY_S = 5.0  # how soon a model that could not be loaded is tried again
-NO_MODEL = "none"
 
 
 def warning_code(reasons: list[schemas.ReasonCode]) -> str:
@@ -65,34 +63,24 @@ class DecideStage:
         self.pending: dict[str, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
         self._failed: dict[str, float] = {}  # version -> when it last failed to load
-        self._latest_checked, self._latest_version = float("-inf"), None
         self._last_acting = None  # the last promoted model this worker scored with
         self.adjust = None  # (transfer, action, rule hits) -> action, e.g. recovery holds
 
     def scorer(self, which: str):
         """The acting or shadow model, loaded whole before it scores anything (a batch holds
-        one scorer throughout, and names its version in every decision). An acting version
+        one scorer throughout, and names its version in every decision). Only a promoted model
+        acts: a model trained since, however new, waits for its promotion. An acting version
         this worker cannot load (promoted before its files reached this machine, say, or one
-        needing features it does not compute) leaves the model that acted before in place, or
-        on a fresh worker the newest model in the registry: deciding with the last good model
-        beats holding every transfer."""
-        version = self.control.model(which)
-        scorer = self._load(version, which)
+        needing features it does not compute) leaves the model that acted before in place (on
+        a fresh worker, the previous promoted one); with none, None: rules and lists decide."""
+        scorer = self._load(self.control.model(which), which)
         if which != "acting":
             return scorer
         if scorer is not None:
             self._last_acting = scorer
         else:
-            scorer = self._last_acting or self._load(self._latest(), which)
+            scorer = self._last_acting or self._load(self.control.model("previous"), "previous")
         return scorer
-
-    def _latest(self):
-        """The registry's newest version, listed at most every few seconds: this runs for every
-        micro-batch, and a directory listing per batch is waste on the hot path."""
-        now = time.monotonic()
-        if now - self._latest_checked > LATEST_RECHECK_S:
-            self._latest_checked, self._latest_version = now, registry.latest(self.models_root)
-        return self._latest_version
 
     def _load(self, version, which: str):
         """The scorer of ``version``, loaded once; None while it cannot be (tried again every
@@ -154,17 +142,17 @@ class DecideStage:
             matrix = scorer.matrix(vectors)
             scores = scorer.score(matrix)
             model_actions = scorer.actions(scores)
-        else:  # no model yet: never approve blind, hold for an analyst
-            matrix, scores, model_actions = None, np.full(len(transfers), np.nan), ["hold"] * len(transfers)
-        actions, whys = [], []
+        else:  # no model promoted: rules and lists alone (docs/models.md#promotion)
+            matrix, scores = None, np.full(len(transfers), np.nan)
+            model_actions = [policy.NO_MODEL_ACTION] * len(transfers)
+        actions = []
         for i, tr in enumerate(transfers):
             hits = lists.hits(tr.sender, tr.recipient, tr.device, tr.card, tr.ts)
-            action, why = policy.decide(float(scores[i]), model_actions[i],
-                                        rules.with_actions(rule_hits[i]), hits)
+            action, _ = policy.decide(float(scores[i]), model_actions[i],
+                                      rules.with_actions(rule_hits[i]), hits)
             if self.adjust is not None and not shadow:
                 action = self.adjust(tr, action, rule_hits[i])
             actions.append((action, hits))
-            whys.append(why)
         explain = [i for i, (action, _) in enumerate(actions) if action != "approve"]
         reasons = dict(zip(explain, scorer.reasons(matrix, explain))) if scorer and explain else {}
         now = int(time.time() * 1000)
@@ -175,7 +163,7 @@ class DecideStage:
                 id=f"{tr.transfer_id}.{'s' if shadow else 'd'}", ts=now,
                 transfer_id=tr.transfer_id, sender=tr.sender, recipient=tr.recipient,
                 amount_cents=tr.amount_cents, action=action, score=_clean(scores[i]) or 0.0,
-                model_version=scorer.version if scorer else NO_MODEL, shadow=shadow,
+                model_version=scorer.version if scorer else policy.RULES_ONLY, shadow=shadow,
                 rule_hits=list(rule_hits[i]), list_hits=hits,
                 reasons=reasons.get(i, []),
                 features={k: _clean(v) for k, v in vectors[i].items()},

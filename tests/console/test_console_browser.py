@@ -14,6 +14,7 @@ from process_support import ROOT, answers, wait_for
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake
+from pipelines.services import auth
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -26,16 +27,17 @@ pytestmark = [pytest.mark.kafka,
                                  reason=f"{CHROMIUM} is missing: apt-get install -y chromium")]
 
 
-def _get(url: str):
+def _get(url: str, headers: dict):
     try:
-        with urllib.request.urlopen(url, timeout=3) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=3) as r:
             return json.loads(r.read() or b"null") if r.status == 200 else None
     except (OSError, ValueError):
         return None
 
 
-def _post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def _post(url: str, body: dict, headers: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
@@ -71,12 +73,16 @@ def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
     ui = f"http://127.0.0.1:{ui_port}"
     wait_for(lambda: answers(f"{ui}/_stcore/health"), timeout=60, what="the console")
     pay = f"http://127.0.0.1:{pay_port}/v1/transfers"
+    # alice's app, with a token signed by this data dir's key (the service's)
+    alice = {"Authorization": "Bearer " + auth.Issuer(data_dir / "secrets" / "jwt").mint(
+        "e2e", user="e2e-alice")}
     created = wait_for(lambda: _try_post(pay, {"sender": "e2e-alice", "recipient": "e2e-bob",
-                                               "amount_cents": 4200, "device": "e2e-phone"}),
+                                               "amount_cents": 4200, "device": "e2e-phone"},
+                                         alice),
                        timeout=60, what="the payment service")
     tid = created["transfer_id"]
     # No model in this data dir: the stream never approves blind, it holds for an analyst.
-    wait_for(lambda: (_get(f"{pay}/{tid}") or {}).get("status") == "held", timeout=90,
+    wait_for(lambda: (_get(f"{pay}/{tid}", alice) or {}).get("status") == "held", timeout=90,
              what="the stream to hold the transfer")
     wait_for(lambda: _in_lake(data_dir / "lake", tid), timeout=60, what="the hold in the lake")
 
@@ -104,7 +110,7 @@ def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
             page.get_by_role("button", name="Release", exact=True).click()
             page.get_by_text("release: sent").wait_for(timeout=30_000)
             _shot(page, "11-released")
-            status = wait_for(lambda: (s := (_get(f"{pay}/{tid}") or {}).get("status")) == "released"
+            status = wait_for(lambda: (s := (_get(f"{pay}/{tid}", alice) or {}).get("status")) == "released"
                               and s, timeout=60, what="the payment service to release it")
             assert status == "released"
             # The lake sink records the new status: the transfer leaves the queue.
@@ -121,9 +127,9 @@ def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
             browser.close()
 
 
-def _try_post(url: str, body: dict):
+def _try_post(url: str, body: dict, headers: dict):
     try:
-        return _post(url, body)
+        return _post(url, body, headers)
     except OSError:
         return None
 

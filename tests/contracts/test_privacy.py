@@ -108,7 +108,9 @@ def test_no_text_or_raw_identifier_leaves_the_services(kafka, processes, tmp_pat
         return await original(self, command)
 
     monkeypatch.setattr(live.ServiceClient, "handle", recording)
-    asyncio.run(live.run_live(seed=11, rate=80, duration_s=25, urls=urls, users=120))
+    stats = asyncio.run(live.run_live(seed=11, rate=80, duration_s=25, urls=urls, users=120))
+    refused = {e: n for e, n in stats["errors"].items() if e.endswith((" 401", " 403"))}
+    assert not refused, f"the simulator's tokens were refused: {refused}"
     texts = {s for s in secrets if " " in s}
     assert len(texts) > 20 and len(secrets) > 100, "the simulator sent too little to prove anything"
 

@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from service_support import Tap, acc, aio, eventually, publisher, rid, serving
+from service_support import Tap, acc, aio, as_user, eventually, publisher, rid, serving
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
@@ -59,20 +59,20 @@ async def refused(pay, body: dict, within_s: float = 2.0):
     A transfer that slips through before is held by the stream (the account is flagged)."""
     deadline = time.monotonic() + within_s
     while True:
-        resp = await pay.post("/v1/transfers", json=body)
+        resp = await pay.post("/v1/transfers", json=body, headers=as_user(body["sender"]))
         if resp.status == 423 or time.monotonic() > deadline:
             return resp
         await asyncio.sleep(0.05)
 
 
-async def get_json(client, path):
-    resp = await client.get(path)
+async def get_json(client, path, user: str):
+    resp = await client.get(path, headers=as_user(user))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 
 
 async def notes(client, raw: str, kind: str) -> list[dict]:
-    found = (await get_json(client, f"/v1/notifications/{raw}"))["notifications"]
+    found = (await get_json(client, f"/v1/notifications/{raw}", raw))["notifications"]
     return [n for n in found if n["kind"] == kind]
 
 
@@ -83,8 +83,9 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
             serving(payment) as pay, serving(messaging) as msg:
         processes.start("worker", "worker")
         # the worker is up once an ordinary event of the stream has been decided
-        warm = await pay.post("/v1/transfers", json={"sender": rid(), "recipient": rid(),
-                                                      "amount_cents": 100})
+        warmer = rid()
+        warm = await pay.post("/v1/transfers", json={"sender": warmer, "recipient": rid(),
+                                                      "amount_cents": 100}, headers=as_user(warmer))
         warm_id = (await warm.json())["transfer_id"]
         await tap.until(lambda t: any(d.transfer_id == warm_id for d in t.events("decisions")), 120)
 
@@ -104,7 +105,8 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
         for friend in friends:
             resp = await msg.post("/v1/messages", json={
                 "sender": victim, "recipient": friend, "conversation": f"c-{friend}",
-                "text": "C'est urgent, envoie-moi 300€ stp je te rembourse demain"})
+                "text": "C'est urgent, envoie-moi 300€ stp je te rembourse demain"},
+                headers=as_user(victim))
             assert resp.status == 202
         for friend in friends:
             warned = await eventually(lambda: notes(msg, friend, "contact_warning"))
@@ -112,7 +114,8 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
 
         # a friend pays anyway: the transfer to the contained account is held
         resp = await pay.post("/v1/transfers", json={"sender": friends[0], "recipient": victim,
-                                                     "amount_cents": 30_000})
+                                                     "amount_cents": 30_000},
+                             headers=as_user(friends[0]))
         assert resp.status == 201
         held_id = (await resp.json())["transfer_id"]
         decision = await tap.first("decisions", transfer_id=held_id, shadow=False)
@@ -120,13 +123,14 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
         assert decision.action in ("hold", "block")
         assert "recovery:recipient_owner_verification" in decision.rule_hits
         await eventually(lambda: _status(pay, held_id, "held" if decision.action == "hold"
-                                         else ("blocked", "returned")))
+                                         else ("blocked", "returned"), friends[0]))
 
         # the owner is challenged and confirms the takeover
         (challenge,) = await eventually(lambda: notes(msg, victim, "step_up_challenge"))
         assert challenge["case_id"] == case_id
         resp = await msg.post(f"/v1/recovery/{case_id}/answer",
-                              json={"account": victim, "answer": "confirm_compromise"})
+                              json={"account": victim, "answer": "confirm_compromise"},
+                              headers=as_user(victim))
         assert resp.status == 202
         restored = await state_is(tap, acc(victim), "restored")
         states = [e.state for e in transitions(tap, acc(victim))]
@@ -138,7 +142,7 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
         assert label.kind == "ato_confirmed" and label.compromise_from_ts <= trigger.ts
         assert label.compromise_to_ts >= contained.ts - 1
         # the friend's money is recalled, the owner gets a summary and the lock is off
-        await eventually(lambda: _status(pay, held_id, "returned"))
+        await eventually(lambda: _status(pay, held_id, "returned", friends[0]))
         await eventually(lambda: notes(msg, victim, "recovery_summary"))
         resp = await eventually(lambda: _accepted(pay, victim, friends[1]))
         # stricter for 72 h: the restored account's transfers are at least warned
@@ -147,15 +151,15 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
         assert restored.ts - contained.ts < 30_000
 
 
-async def _status(client, transfer_id: str, status) -> bool:
+async def _status(client, transfer_id: str, status, sender: str) -> bool:
     """Whether the transfer's status is ``status`` (or one of them, given a tuple)."""
-    now = (await get_json(client, f"/v1/transfers/{transfer_id}"))["status"]
+    now = (await get_json(client, f"/v1/transfers/{transfer_id}", sender))["status"]
     return now in status if isinstance(status, tuple) else now == status
 
 
 async def _accepted(client, sender: str, recipient: str):
     resp = await client.post("/v1/transfers", json={"sender": sender, "recipient": recipient,
-                                                    "amount_cents": 1_000})
+                                                    "amount_cents": 1_000}, headers=as_user(sender))
     return (await resp.json())["transfer_id"] if resp.status == 201 else None
 
 
@@ -171,7 +175,8 @@ async def test_false_alarm_unlocks_within_seconds_and_redelivery_changes_nothing
         assert resp.status == 423
         await pub.publish("account-events", trigger)  # the same event again: nothing new
         resp = await msg.post(f"/v1/recovery/{verification.case_id}/answer",
-                              json={"account": owner, "answer": "it_was_me"})
+                              json={"account": owner, "answer": "it_was_me"},
+                              headers=as_user(owner))
         assert resp.status == 202
         asked = time.monotonic()
         closed = await state_is(tap, acc(owner), "closed_legitimate")

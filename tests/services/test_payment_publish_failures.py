@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from service_support import Tap, aio, eventually, publisher, rid, serving
+from service_support import Tap, aio, as_user, eventually, publisher, rid, serving
 
 from pipelines.contracts import settings
 from pipelines.services import payment
@@ -75,9 +75,10 @@ async def test_a_refused_publish_never_leaves_memory_ahead_of_the_log(own_broker
             await eventually(approved)
 
             await refuse_records(True)
+            sender = rid()
             resp = await client.post("/v1/transfers", json={
-                "sender": rid(), "recipient": rid(), "amount_cents": 100,
-                "card_number": "4111111111111111"})
+                "sender": sender, "recipient": rid(), "amount_cents": 100,
+                "card_number": "4111111111111111"}, headers=as_user(sender))
             assert resp.status == 503
             assert (await resp.json()) == {"error": "event log unavailable, retry later"}
             assert set(service.transfers) == {paid["transfer_id"], late["transfer_id"]}

@@ -10,7 +10,7 @@ import logging
 import uuid
 
 import pytest
-from service_support import Tap, acc, aio, eventually, publisher, rid, serving
+from service_support import Tap, acc, aio, as_internal, as_user, eventually, publisher, rid, serving
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
@@ -30,7 +30,8 @@ async def test_message_metadata_is_published_and_its_text_never_is(kafka, caplog
     text = f"Salut, envoie-moi 40€ pour le resto ! {secret}"
     async with Tap("messages") as tap, serving(messaging) as client:
         resp = await client.post("/v1/messages", json={
-            "sender": sender, "recipient": recipient, "conversation": conv, "text": text})
+            "sender": sender, "recipient": recipient, "conversation": conv, "text": text},
+            headers=as_user(sender))
         assert resp.status == 202, await resp.text()
         body = await resp.text()
         event = await tap.first("messages", id=(await resp.json())["id"])
@@ -54,17 +55,19 @@ async def test_account_events_and_scam_reports_are_published_with_hashed_ids(kaf
     async with Tap("account-events", "labels") as tap, serving(messaging) as client:
         resp = await client.post("/v1/account-events", json={
             "account": account, "kind": "card_registered", "device": "ios-1", "ip": "10.1.2.3",
-            "country": "FR", "card_number": card})
+            "country": "FR", "card_number": card}, headers=as_user(account))
         assert resp.status == 202, await resp.text()
         event = await tap.first("account-events", id=(await resp.json())["id"])
+        reporter = rid()
         resp = await client.post("/v1/reports", json={
-            "reporter": rid(), "reported": reported, "category": "romance"})
+            "reporter": reporter, "reported": reported, "category": "romance"},
+            headers=as_user(reporter))
         assert resp.status == 202, await resp.text()
         label = await tap.first("labels", id=(await resp.json())["id"])
         start = now_ms() - 60_000  # a confirmed takeover, with its window (ground truth)
         resp = await client.post("/v1/takeover-reports", json={
             "account": account, "occurred_ts": start, "compromise_from_ts": start,
-            "compromise_to_ts": start + 30_000})
+            "compromise_to_ts": start + 30_000}, headers=as_internal())
         assert resp.status == 202, await resp.text()
         ato = await tap.first("labels", id=(await resp.json())["id"])
     assert (ato.kind, ato.account, ato.is_fraud, ato.scenario, ato.transfer_id) == (
@@ -112,14 +115,18 @@ BAD_REQUESTS = [
 
 @aio
 async def test_bad_requests_get_a_reason_and_publish_nothing(kafka):
-    barrier = rid()
+    """With a valid token (a back end's, which may post any account event), so that what is
+    refused is the request itself; a token's refusals: tests/security/test_service_auth.py."""
+    barrier, token = rid(), as_internal()
     async with Tap("messages", "account-events", "labels") as tap, serving(messaging) as client:
         for method, path, body, headers, status, reason in BAD_REQUESTS:
             headers = {"Content-Type": "application/json", **headers} if body is not None else {}
+            headers.update(token)
             resp = await client.request(method, path, data=body, headers=headers)
             assert resp.status == status, (path, body and body[:80], await resp.text())
             assert reason.lower() in (await resp.json())["error"].lower(), (path, await resp.text())
-        resp = await client.post("/v1/account-events", json={"account": barrier, "kind": "login"})
+        resp = await client.post("/v1/account-events", json={"account": barrier, "kind": "login"},
+                                 headers=token)
         assert resp.status == 202
         await tap.drain()  # everything published since the tap opened, up to the barrier
     assert [(r.topic, decode(r.topic, r.value).account) for r in tap.records] == [
@@ -141,13 +148,14 @@ async def test_notifications_are_delivered_to_their_user(kafka):
             await pub.publish("notifications", note(other, "first_contact_payee"))
 
             async def codes():
-                resp = await client.get(f"/v1/notifications/{user}")
+                resp = await client.get(f"/v1/notifications/{user}", headers=as_user(user))
                 assert resp.status == 200
                 found = [n["code"] for n in (await resp.json())["notifications"]]
                 return found if len(found) == 2 else None
 
             assert await eventually(codes) == ["before_start", "urgency"]
-            resp = await client.get(f"/v1/notifications/{rid()}")
+            nobody = rid()
+            resp = await client.get(f"/v1/notifications/{nobody}", headers=as_user(nobody))
             assert (await resp.json()) == {"notifications": []}
 
 
@@ -159,16 +167,21 @@ def fast_payment(monkeypatch):
     monkeypatch.setenv("VIGIE_WARN_COOLING_OFF_S", "3")  # outlasts the delay
 
 
+SENDERS: dict[str, str] = {}  # transfer id -> its raw sender, whose token reads it
+
+
 async def send_money(client, sender: str, amount: int = 2500) -> dict:
     resp = await client.post("/v1/transfers", json={
         "sender": sender, "recipient": rid(), "amount_cents": amount,
-        "card_number": "4111111111111111"})
+        "card_number": "4111111111111111"}, headers=as_user(sender))
     assert resp.status == 201, await resp.text()
-    return await resp.json()
+    created = await resp.json()
+    SENDERS[created["transfer_id"]] = sender
+    return created
 
 
 async def transfer(client, transfer_id: str) -> dict:
-    resp = await client.get(f"/v1/transfers/{transfer_id}")
+    resp = await client.get(f"/v1/transfers/{transfer_id}", headers=as_user(SENDERS[transfer_id]))
     assert resp.status == 200
     return await resp.json()
 
@@ -202,7 +215,7 @@ async def test_transfer_request_is_published_pending_and_readable(kafka, fast_pa
         request = await tap.first("transfer-requests", transfer_id=tid)
         status = await tap.first("transfer-status", transfer_id=tid)
         view = await transfer(client, tid)
-        assert (await client.get("/v1/transfers/nope")).status == 404
+        assert (await client.get("/v1/transfers/nope", headers=as_user(sender))).status == 404
     assert (request.transfer_id, request.sender, request.amount_cents) == (tid, acc(sender), 2500)
     assert request.payout_due_ts == created["payout_due_ts"] == request.ts + 2000
     assert request.card.startswith("k_") and all(b"4111" not in r.value for r in tap.records)
@@ -361,7 +374,8 @@ async def test_account_locks_hold_transfers_refuse_new_ones_and_survive_restarts
             await settled(client, {"t": before}, {"t": "held"})
             assert (await transfer(client, before))["history"][-1]["reason"] == "account locked"
             resp = await client.post("/v1/transfers", json={"sender": victim, "recipient": rid(),
-                                                            "amount_cents": 100})
+                                                            "amount_cents": 100},
+                                     headers=as_user(victim))
             assert resp.status == 423
             assert (await resp.json()) == {"error": "account locked: new device and password reset"}
             await pub.publish("recovery", recovery(fraudster, "closed_fraudulent", "mule"))
@@ -369,17 +383,20 @@ async def test_account_locks_hold_transfers_refuse_new_ones_and_survive_restarts
         async with serving(payment) as client:  # rebuilt from the log
             assert (await history_of(client, before)) == ["pending", "held"]
             resp = await client.post("/v1/transfers", json={"sender": victim, "recipient": rid(),
-                                                            "amount_cents": 100})
+                                                            "amount_cents": 100},
+                                     headers=as_user(victim))
             assert resp.status == 423
             await pub.publish("recovery", recovery(victim, "restored"))
 
             async def unlocked():
                 resp = await client.post("/v1/transfers", json={
-                    "sender": victim, "recipient": rid(), "amount_cents": 100})
+                    "sender": victim, "recipient": rid(), "amount_cents": 100},
+                    headers=as_user(victim))
                 return resp.status == 201
             await eventually(unlocked)
             resp = await client.post("/v1/transfers", json={"sender": fraudster, "recipient": rid(),
-                                                            "amount_cents": 100})
+                                                            "amount_cents": 100},
+                                     headers=as_user(fraudster))
             assert resp.status == 423 and "closed for fraud" in (await resp.json())["error"]
         await tap.drain()
     senders = [e.sender for e in tap.events("transfer-requests")]
@@ -391,17 +408,19 @@ async def test_chargebacks_label_the_transfers_sender(kafka, fast_payment):
     sender = rid()
     async with Tap("labels") as tap, serving(payment) as client:
         tid = (await send_money(client, sender))["transfer_id"]
-        resp = await client.post("/v1/chargebacks",
+        back_office = as_internal()
+        resp = await client.post("/v1/chargebacks", headers=back_office,
                                  json={"transfer_id": tid, "category": "stolen_card"})
         assert resp.status == 202, await resp.text()
         label = await tap.first("labels", id=(await resp.json())["id"])
-        resp = await client.post("/v1/chargebacks", json={"transfer_id": "unknown-transfer"})
+        resp = await client.post("/v1/chargebacks", json={"transfer_id": "unknown-transfer"},
+                                 headers=back_office)
         assert resp.status == 404 and (await resp.json())["error"] == "unknown transfer"
         for bad in ({"transfer_id": tid, "amount_cents": 5}, {"category": "x"}):
-            resp = await client.post("/v1/chargebacks", json=bad)
+            resp = await client.post("/v1/chargebacks", json=bad, headers=back_office)
             assert resp.status == 400
         resp = await client.post("/v1/transfers", json={"sender": sender, "recipient": "r",
-                                                        "amount_cents": 0})
+                                                        "amount_cents": 0}, headers=as_user(sender))
         assert resp.status == 400 and "amount_cents" in (await resp.json())["error"]
     assert (label.kind, label.account, label.transfer_id, label.scenario) == (
         "chargeback", acc(sender), tid, "stolen_card")
@@ -416,13 +435,15 @@ async def say(pub, sender: str, recipient: str, conv: str, text: str) -> s.Messa
 
 
 async def suggestions(client, user: str, conv: str) -> list:
-    resp = await client.get("/v1/suggestions", params={"user": user, "conversation": conv})
+    resp = await client.get("/v1/suggestions", params={"user": user, "conversation": conv},
+                            headers=as_user(user))
     assert resp.status == 200
     return (await resp.json())["suggestions"]
 
 
 async def switch(client, user: str, enabled: bool):
-    resp = await client.put(f"/v1/users/{user}/assistant", json={"enabled": enabled})
+    resp = await client.put(f"/v1/users/{user}/assistant", json={"enabled": enabled},
+                            headers=as_user(user))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 
@@ -450,23 +471,29 @@ async def test_money_talk_gets_a_suggestion_and_the_response_is_published(kafka)
         sid = second["suggestion_id"]
         assert second["amount_cents"] == 3000
         answer = {"user": bob, "response": "accepted"}
-        resp = await client.post(f"/v1/suggestions/{first['suggestion_id']}/response", json=answer)
+        resp = await client.post(f"/v1/suggestions/{first['suggestion_id']}/response", json=answer,
+                                 headers=as_user(bob))
         assert resp.status == 404  # replaced
-        resp = await client.post(f"/v1/suggestions/{sid}/response", json={**answer, "user": alice})
-        assert resp.status == 403  # shown to bob, not alice
+        resp = await client.post(f"/v1/suggestions/{sid}/response", json={**answer, "user": alice},
+                                 headers=as_user(alice))
+        assert resp.status == 403  # shown to bob, not alice (alice's own token)
+        assert "another user" in (await resp.json())["error"]
         resp = await client.post(f"/v1/suggestions/{sid}/response",
-                                 json={"user": bob, "response": "edited", "amount_cents": 2000})
+                                 json={"user": bob, "response": "edited", "amount_cents": 2000},
+                                 headers=as_user(bob))
         assert resp.status == 202, await resp.text()
         response = await tap.first("assistant-events", id=(await resp.json())["id"])
         assert (response.kind, response.amount_cents, response.amount_edited) == (
             "edited", 2000, True)
         assert await suggestions(client, bob, conv) == []
-        resp = await client.post(f"/v1/suggestions/{sid}/response", json=answer)
+        resp = await client.post(f"/v1/suggestions/{sid}/response", json=answer,
+                                 headers=as_user(bob))
         assert resp.status == 404  # already answered
         resp = await client.post("/v1/suggestions/x/response",
-                                 json={"user": bob, "response": "maybe"})
+                                 json={"user": bob, "response": "maybe"}, headers=as_user(bob))
         assert resp.status == 400
-        assert (await client.get("/v1/suggestions", params={"user": bob})).status == 400
+        resp = await client.get("/v1/suggestions", params={"user": bob}, headers=as_user(bob))
+        assert resp.status == 400
 
 
 @aio
@@ -483,7 +510,8 @@ async def test_the_assistant_switch_is_honoured_and_survives_restarts(kafka):
         for user in (carol, erin, dave):  # answer, so that the next round starts empty
             for x in await suggestions(client, user, conv):
                 await client.post(f"/v1/suggestions/{x['suggestion_id']}/response",
-                                  json={"user": user, "response": "declined"})
+                                  json={"user": user, "response": "declined"},
+                                  headers=as_user(user))
         return found
 
     async with Tap("account-events") as tap, publisher() as pub:
@@ -494,9 +522,11 @@ async def test_the_assistant_switch_is_honoured_and_survives_restarts(kafka):
             event = await tap.first("account-events", id=off["id"])
             assert (event.account, event.kind) == (acc(carol), "assistant_disabled")
             assert await suggested(client, pub) == {carol: 0, erin: 0}  # off, and never on
-            resp = await client.put(f"/v1/users/{carol}/assistant", json={"enabled": "no"})
+            resp = await client.put(f"/v1/users/{carol}/assistant", json={"enabled": "no"},
+                                    headers=as_user(carol))
             assert resp.status == 400
-            resp = await client.put(f"/v1/users/{'x' * 200}/assistant", json={"enabled": True})
+            resp = await client.put(f"/v1/users/{'x' * 200}/assistant", json={"enabled": True},
+                                    headers=as_user(carol))
             assert resp.status == 400
         async with serving(assistant) as client:  # the switches are read back from the log
             assert await suggested(client, pub) == {carol: 0, erin: 0}

@@ -20,7 +20,8 @@ from aiohttp import web
 from features.message_signals import derive
 from pipelines.lake import parquet as lake
 from pipelines.lake.writer import LakeWriter
-from pipelines.services import requests as rq
+from pipelines.services import auth, messaging, requests as rq
+from pipelines.services.errors import ApiError
 from pipelines.simulator import fraud, legit, texts
 from pipelines.simulator.offline import EPOCH_MS, run_offline
 from pipelines.simulator.offline_services import EventLog
@@ -243,9 +244,22 @@ def test_greetings_and_chat_are_not_money_talk():
 
 
 # --- live mode, against a stub of the three services ---------------------------------------------
+@pytest.fixture(autouse=True)
+def token_keys(tmp_path, monkeypatch):
+    """The live client's tokens are signed with a key of the test's own."""
+    monkeypatch.setenv("VIGIE_JWT_DIR", str(tmp_path / "jwt"))
+
+
 class Stub:
-    """Decodes every body with the request structs (strict), answers as the contract says,
-    and misbehaves on purpose: some 500s, some locked senders."""
+    """Checks every request's bearer token (valid, and the subject the real service wants),
+    decodes every body with the request structs (strict), answers as the contract says, and
+    misbehaves on purpose: some 500s, some locked senders."""
+
+    SUBJECT = {  # request struct -> the field naming whose token it goes with (None: internal)
+        rq.MessageRequest: "sender", rq.AccountEventRequest: "account",
+        rq.ScamReportRequest: "reporter", rq.TransferRequest: "sender",
+        rq.SuggestionResponseRequest: "user", rq.RecoveryAnswerRequest: "account",
+        rq.ChargebackRequest: None, rq.TakeoverReportRequest: None}
 
     ROUTES = {"/v1/messages": rq.MessageRequest, "/v1/account-events": rq.AccountEventRequest,
               "/v1/reports": rq.ScamReportRequest, "/v1/chargebacks": rq.ChargebackRequest,
@@ -258,9 +272,26 @@ class Stub:
         self.money_talk: dict[tuple[str, str], int] = {}  # (user, conversation) -> amount
         self.inbox: dict[str, list[dict]] = {}  # raw account -> its notifications
         self.answers: list[tuple[str, rq.RecoveryAnswerRequest]] = []
+        self.verifier = auth.Verifier()
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler):
+        try:
+            request[auth.CALLER] = self.verifier.caller(request.headers.get("Authorization"))
+        except ApiError as exc:
+            self.invalid.append(f"{request.path}: {exc.reason}")
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        return await handler(request)
+
+    def _subject(self, request: web.Request, subject: str | None, backend: bool = False) -> None:
+        caller = request[auth.CALLER]
+        right = caller.scope == "internal" if subject is None or backend else (
+            caller.scope == "user" and caller.user == subject)
+        if not right:
+            self.invalid.append(f"{request.path}: {caller.scope} token of {caller.user}")
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.authenticate])
         for path in self.ROUTES:
             app.router.add_post(path, self.post)
         app.router.add_post("/v1/transfers", self.transfer)
@@ -275,10 +306,14 @@ class Stub:
         self.received.append((time.monotonic(), request.path))
         body = await request.read()
         try:
-            return msgspec.json.decode(body, type=struct)
+            req = msgspec.json.decode(body, type=struct)
         except msgspec.DecodeError as exc:
             self.invalid.append(f"{request.path}: {exc}: {body[:200]!r}")
             raise web.HTTPBadRequest()
+        field = self.SUBJECT[struct]
+        self._subject(request, field and getattr(req, field),
+                      backend=getattr(req, "kind", None) in messaging.BACKEND_EVENTS)
+        return req
 
     async def post(self, request):
         req = await self._decode(request, self.ROUTES[request.path])
@@ -300,6 +335,7 @@ class Stub:
 
     async def suggestions(self, request):
         self.received.append((time.monotonic(), request.path))
+        self._subject(request, request.query["user"])
         key = (request.query["user"], request.query["conversation"])
         found = [{"suggestion_id": f"s{len(self.received)}", "amount_cents": self.money_talk.pop(key)}] \
             if key in self.money_talk else []
@@ -311,6 +347,7 @@ class Stub:
 
     async def notifications(self, request):
         self.received.append((time.monotonic(), request.path))
+        self._subject(request, request.match_info["account"])
         return web.json_response({"notifications": self.inbox.get(request.match_info["account"], [])})
 
     async def answer(self, request):
@@ -320,6 +357,7 @@ class Stub:
 
     async def switch(self, request):
         self.received.append((time.monotonic(), request.path))
+        self._subject(request, request.match_info["user"])
         body = msgspec.json.decode(await request.read())
         if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
             self.invalid.append(f"assistant switch: {body}")

@@ -1,8 +1,9 @@
-"""Concurrency and change in flight, on a real broker with one worker: two analysts acting on
-one held transfer (the first wins, the second is refused with the reason), claims that
-conflict, a promotion and a rollback while transfers flow (every decision names the model that
-scored it, whole; shadow decisions throughout), and a model the worker cannot feed refused at
-promotion.
+"""Concurrency and change in flight, on a real broker with one worker: only a promoted model
+acts (before the first promotion, rules and lists alone; a model trained since waits for its
+own), two analysts acting on one held transfer (the first wins, the second is refused with the
+reason), claims that conflict, a promotion and a rollback while transfers flow (every decision
+names the model that scored it, whole; shadow decisions throughout), and a model the worker
+cannot feed refused at promotion.
 
 The module runs on its own broker and data dir (``fresh_environment``): it promotes models, and
 the session's other stream tests decide with whatever the session's registry and control table
@@ -25,7 +26,7 @@ import msgspec
 import numpy as np
 import pytest
 from process_support import Processes, wait_for
-from service_support import aio, serving
+from service_support import aio, as_user, serving
 from stream_support import DecisionWatcher, hand_transfer, publish
 
 from features.vector import FEATURE_NAMES
@@ -81,18 +82,26 @@ class Stage:
                 out[json.loads(base64.b64decode(letter.original_b64))["id"]] = letter
         return out
 
-    def acting(self, tag: str, timeout: float = 60) -> str:
-        """The model that decides a fresh probe transfer."""
+    def probe(self, tag: str, timeout: float = 60) -> s.Decision:
+        """The decision of a fresh probe transfer."""
         probe = hand_transfer(f"{tag}-{time.time_ns()}", f"{tag}-payee", 1_000, tag)
         publish([probe])
-        decided = self.watcher.wait_all([probe.transfer_id], timeout, "a probe")
-        return decided[probe.transfer_id][0].model_version
+        return self.watcher.wait_all([probe.transfer_id], timeout, "a probe")[probe.transfer_id][0]
+
+    def acting(self, tag: str, timeout: float = 60) -> str:
+        """The model that decides a fresh probe transfer."""
+        return self.probe(tag, timeout).model_version
+
+    def updates(self) -> list[s.ModelUpdate]:
+        return [msgspec.json.decode(raw, type=s.ModelUpdate)
+                for _, raw in list(self.watcher.other.get("model-updates", []))]
 
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     """Its own broker and registry; models A, B (promoted in turn) and S (shadow); one worker,
-    started with A acting and S in shadow."""
+    started with S in shadow and no model promoted (``before_promotion``: a probe's decision
+    then), then A promoted with ``vigie promote``."""
     from pipelines.bench.harness import fresh_environment
 
     features = list(FEATURE_NAMES)
@@ -102,10 +111,14 @@ def stage(tmp_path_factory):
                   "S": register_model(features[:8], 100_000, seed=3)}
         procs = Processes(tmp_path_factory.mktemp("changes"))
         try:
-            with DecisionWatcher(("decisions", "dead-letters")) as watcher:
-                publish([update("promote", models["A"]), update("shadow", models["S"])])
+            with DecisionWatcher(("decisions", "dead-letters", "model-updates")) as watcher:
+                publish([update("shadow", models["S"])])
                 worker = procs.start("worker", "worker")
                 stage = Stage(watcher, models, procs)
+                stage.before_promotion = stage.probe("warm", 90)
+                promote = procs.start("promote", "promote", models["A"], "--actor", "dana",
+                                      "--reason", "the first model of this test")
+                assert promote.wait(60) == 0, procs.log_of(promote)
                 wait_for(lambda: stage.acting("warm", 90) == models["A"], timeout=120,
                          interval=0.5, what="the worker to decide with model A")
                 yield stage
@@ -114,6 +127,27 @@ def stage(tmp_path_factory):
         finally:
             procs.stop_all()
     shutil.rmtree(root, ignore_errors=True)
+
+
+# --- (0) only a promoted model acts -----------------------------------------------------------
+def test_only_a_promoted_model_acts_and_its_promotion_is_on_the_record(stage):
+    # three models trained and registered, none promoted: rules and lists alone, and a transfer
+    # they do not decide is held for an analyst, never approved blind
+    before = stage.before_promotion
+    assert (before.model_version, before.action, before.rule_hits, before.list_hits) == \
+        ("rules-only", "hold", [], [])
+    assert before.score == 0.0 and before.reasons == []
+    promotion = next(u for u in stage.updates() if u.action == "promote")
+    assert (promotion.version, promotion.actor, promotion.reason) == (
+        stage.models["A"], "dana", "the first model of this test")
+    # a model trained since, the registry's newest, does not act until someone promotes it
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    newest = register_model(list(FEATURE_NAMES)[:12], 50_000, seed=6, now=later)
+    from models import registry
+
+    assert registry.latest() == newest
+    time.sleep(6)  # past any re-reading of the registry the worker might do
+    assert stage.acting("newest") == stage.models["A"]
 
 
 # --- (a) two analysts, one held transfer ----------------------------------------------------
@@ -133,17 +167,19 @@ async def test_the_first_analyst_decision_wins_and_the_second_is_refused_with_th
         async def held_transfer() -> dict:
             """A transfer the rule holds (retried until the rule has reached the worker)."""
             for _ in range(20):
+                payer = f"cf-payer-{uuid.uuid4().hex[:8]}"
                 resp = await pay.post("/v1/transfers", json={
-                    "sender": f"cf-payer-{uuid.uuid4().hex[:8]}", "recipient": f"cf-payee-{n}",
-                    "amount_cents": amount})
+                    "sender": payer, "recipient": f"cf-payee-{n}", "amount_cents": amount},
+                    headers=as_user(payer))
                 tid = (await resp.json())["transfer_id"]
+                PAYERS[tid] = payer
                 d = (await asyncio.to_thread(stage.watcher.wait_all, [tid], 30, "a transfer"))[tid]
                 if d[0].action == "hold":
                     break
                 await asyncio.sleep(0.5)
             assert d[0].action == "hold", "the hold rule never took effect"
             await wait_status(pay, tid, ("held",))
-            return (await (await pay.get(f"/v1/transfers/{tid}")).json())
+            return (await (await pay.get(f"/v1/transfers/{tid}", headers=as_user(payer))).json())
 
         async def two_analysts(first: str, second: str) -> tuple:
             t = await held_transfer()
@@ -176,17 +212,22 @@ async def test_the_first_analyst_decision_wins_and_the_second_is_refused_with_th
                            for d in stage.watcher.decisions([tid])[tid]
                            if d.model_version.startswith("analyst:")}
             assert by_analysts == {(f"{tid}.a{first.ts}", action, "analyst:alice")}
-        view = await (await pay.get(f"/v1/transfers/{released}")).json()
+        view = await (await pay.get(f"/v1/transfers/{released}",
+                                    headers=as_user(PAYERS[released]))).json()
         history = [h["status"] for h in view["history"]]
         assert "blocked" not in history, history
     await asyncio.to_thread(publish, [analyst("lea", "rule_change", rule,
                                               {"op": "delete", "name": rule}, "lead", "rule")])
 
 
+PAYERS: dict[str, str] = {}  # transfer id -> its raw sender, whose token reads it
+
+
 async def wait_status(pay, transfer_id: str, statuses: tuple, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while (status := (await (await pay.get(f"/v1/transfers/{transfer_id}")).json())["status"]) \
-            not in statuses:
+    headers = as_user(PAYERS[transfer_id])
+    while (status := (await (await pay.get(f"/v1/transfers/{transfer_id}",
+                                           headers=headers)).json())["status"]) not in statuses:
         assert time.monotonic() < deadline, f"{transfer_id} still {status}, not {statuses}"
         await asyncio.sleep(0.1)
 
@@ -354,7 +395,9 @@ class Acting:
 
 def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path, monkeypatch):
     """Behind the router's refusal: should such a model become acting anyway (promoted on a
-    machine where its files were not there yet), the model that acted stays."""
+    machine where its files were not there yet), the model that acted stays; a fresh worker
+    falls back on the previous promoted model, and with none on rules and lists alone, never
+    on whatever the registry holds."""
     from pipelines.stream import decide
     from pipelines.stream.decide import DecideStage
 
@@ -365,6 +408,11 @@ def test_the_decide_stage_never_scores_with_a_model_it_cannot_feed(tmp_path, mon
                            now=later)
     control = Acting()
     stage = DecideStage(control, models_root=tmp_path)
+    assert stage.scorer("acting") is None  # nothing promoted: no model, however many trained
+    control.versions["acting"] = unfed
+    assert stage.scorer("acting") is None
+    control.versions["previous"] = good
+    assert stage.scorer("acting").version == good  # a fresh worker: the previous promoted one
     control.versions["acting"] = good
     assert stage.scorer("acting").version == good
     control.versions["acting"] = unfed

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 from process_support import Processes
-from service_support import publisher, rid, serving
+from service_support import as_user, publisher, rid, serving
 from stream_support import DecisionWatcher, compare_features, publish
 
 from features.replay import replay
@@ -159,14 +159,16 @@ def test_a_skewed_payment_host_still_waits_out_its_availability_delay(kafka, mon
 
     async def run() -> dict[str, tuple[float, list]]:
         async with publisher() as pub, serving(payment) as client:
-            sent, views = {}, {}
+            sent, views, sender = {}, {}, rid()
             for name in ("undecided", "approved"):
                 resp = await client.post("/v1/transfers", json={
-                    "sender": rid(), "recipient": rid(), "amount_cents": 2_500})
+                    "sender": sender, "recipient": rid(), "amount_cents": 2_500},
+                    headers=as_user(sender))
                 assert resp.status == 201, await resp.text()
                 sent[name] = time.monotonic()
                 views[name] = await (await client.get(
-                    f"/v1/transfers/{(await resp.json())['transfer_id']}")).json()
+                    f"/v1/transfers/{(await resp.json())['transfer_id']}",
+                    headers=as_user(sender))).json()
             v = views["approved"]
             await pub.publish("decisions", s.Decision(
                 id=f"{v['transfer_id']}.d", ts=common.now_ms(), transfer_id=v["transfer_id"],
@@ -176,7 +178,8 @@ def test_a_skewed_payment_host_still_waits_out_its_availability_delay(kafka, mon
             deadline = time.monotonic() + 30
             while len(out) < len(final) and time.monotonic() < deadline:
                 for name, view in views.items():
-                    got = await (await client.get(f"/v1/transfers/{view['transfer_id']}")).json()
+                    got = await (await client.get(f"/v1/transfers/{view['transfer_id']}",
+                                                  headers=as_user(sender))).json()
                     if name not in out and got["status"] == final[name]:
                         out[name] = (time.monotonic() - sent[name], got["history"])
                 await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 from process_support import Processes, wait_for
+from service_support import as_user
 from stream_support import (DecisionWatcher, compare_features, hand_transfer, publish, read_labels,
                             replayed_features, simulated_log)
 
@@ -42,9 +43,17 @@ PACE_S = 0.01
 
 
 # --- fixtures -------------------------------------------------------------------------------
+def promote(version: str) -> None:
+    """Promote ``version`` on the record: only a promoted model acts (the next worker to start
+    applies it; ``wait_ready(..., model=)`` waits until one does)."""
+    publish([s.ModelUpdate(id=f"promote-{time.time_ns()}", ts=int(time.time() * 1000),
+                           action="promote", version=version, actor="stream-tests",
+                           reason="the stream tests' model")])
+
+
 @pytest.fixture(scope="session")
 def model(kafka, session_dir):
-    """A model trained on an offline simulation, in the registry every worker reads."""
+    """A model trained on an offline simulation, in the registry every worker reads, promoted."""
     from models import registry
     from models.lifecycle import train_lake
     from pipelines.simulator.offline import run_offline
@@ -53,6 +62,7 @@ def model(kafka, session_dir):
     run_offline(lake, seed=101, users=1500, days=3, mix=FRAUD_HEAVY)
     stats = train_lake(lake, root=registry.models_dir())
     assert registry.latest() == stats["version"]
+    promote(stats["version"])
     return stats["version"]
 
 
@@ -76,14 +86,22 @@ class Run:
         self.transfers = {e.transfer_id: e for e in events if type(e) is s.TransferRequested}
 
 
-def wait_ready(watcher, before=None, timeout: float = 90) -> None:
-    """A worker is up and deciding once a fresh probe transfer gets its decision. ``before``: the
-    simulated log to come, whose (past) times the probe must precede, as live traffic would:
-    a probe stamped now would make the whole log late (see pipelines/stream/watermarks.py)."""
+def wait_ready(watcher, model: str, before=None, timeout: float = 90) -> None:
+    """A worker is up and deciding with ``model`` (its promotion has reached the worker) once a
+    fresh probe transfer gets its decision from it. ``before``: the simulated log to come,
+    whose (past) times the probe must precede, as live traffic would: a probe stamped now
+    would make the whole log late (see pipelines/stream/watermarks.py)."""
     ts = before[0].ts - 60_000 if before else None
-    probe = hand_transfer(f"probe-{time.time_ns()}", "probe-payee", 100, "probe", ts=ts)
-    publish([probe])
-    watcher.wait_all([probe.transfer_id], timeout, "a probe transfer")
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = hand_transfer(f"probe-{time.time_ns()}", "probe-payee", 100, "probe", ts=ts)
+        publish([probe])
+        decided = watcher.wait_all([probe.transfer_id], max(1.0, deadline - time.monotonic()),
+                                   "a probe transfer")[probe.transfer_id][0]
+        if decided.model_version == model:
+            return
+        assert time.monotonic() < deadline, f"the worker decides with {decided.model_version}"
+        time.sleep(0.5)
 
 
 def run_live(events, watcher, label: str) -> tuple[dict, float]:
@@ -117,7 +135,7 @@ def baseline(kafka, model, watcher, module_procs, session_dir):
         events = simulated_log(lake, seed=202, tag="b1-", users=STREAM_USERS, days=STREAM_DAYS,
                                mix=FRAUD_CASES)
     worker = module_procs.start("baseline-worker", "worker")
-    wait_ready(watcher, events)
+    wait_ready(watcher, model, events)
     decided, seconds = run_live(events, watcher, "baseline (1 worker)")
     Processes.stop(worker)
     assert "Traceback" not in module_procs.log_of(worker)
@@ -210,7 +228,7 @@ def test_kill_9_mid_stream_leaves_one_decision_per_transfer_and_the_same_feature
     events = simulated_log(session_dir / "kill-lake", seed=303, tag="k9-", users=100, days=1)
     transfers = [e.transfer_id for e in events if type(e) is s.TransferRequested]
     worker = processes.start("worker", "worker", "--name", "k9")
-    wait_ready(watcher, events)
+    wait_ready(watcher, model, events)
     cut = len(events) // 2
     publish(events[:cut], live=True, pace_s=PACE_S)
     before = watcher.decisions(transfers)
@@ -244,17 +262,18 @@ def test_two_workers_decide_as_one(baseline, model, tmp_path):
     models = registry.models_dir()
     with fresh_environment() as (broker, root):
         shutil.copytree(models, registry.models_dir())
+        promote(model)  # a new broker: a new control table
         procs = Processes(tmp_path)
         try:
             with DecisionWatcher() as w2:
                 procs.start("w1", "worker", "--name", "w1")
-                wait_ready(w2, baseline.events)
+                wait_ready(w2, model, baseline.events)
                 procs.start("w2", "worker", "--name", "w2")
                 wait_for(lambda: "Worker ready" in procs.log_of(procs.procs[1])
                          or "Ready" in procs.log_of(procs.procs[1]), timeout=60,
                          what="the second worker to join")
                 time.sleep(3)  # the group has rebalanced: each worker holds some partitions
-                wait_ready(w2, baseline.events)
+                wait_ready(w2, model, baseline.events)
                 decided, _ = run_live(baseline.events, w2, "2 workers")
                 stale = control_changes_reach_every_worker(w2)
             logs = [procs.log_of(p) for p in procs.procs]
@@ -338,7 +357,7 @@ def time_to_effect(watcher, change: s.AnalystAction, probe, shows, horizon_s: fl
 
 def test_rule_and_list_changes_take_effect_live_within_2s(kafka, model, watcher, processes):
     processes.start("worker", "worker")
-    wait_ready(watcher)
+    wait_ready(watcher, model)
     n = time.time_ns() % 10**9
     amount = 4_242_00 + n % 97  # only the probes carry it
     rule = f"t4_amount_{n}"
@@ -479,10 +498,11 @@ def test_fraud_scenarios_get_decisions_with_fitting_reasons(baseline):
 
 
 # --- 6. end to end with the payment and messaging services ------------------------------------
-def _http(method: str, url: str, body=None):
+def _http(method: str, url: str, body=None, user: str = "nobody"):
+    """(status, JSON body) of a call by ``user``'s app."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **as_user(user)})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -505,7 +525,7 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
     wait_for(lambda: _http("GET", f"{pay}/v1/transfers/none")[0] == 404, 60, what="payment up")
     wait_for(lambda: _http("GET", f"{msg}/v1/notifications/nobody")[0] == 200, 60,
              what="messaging up")
-    wait_ready(watcher)
+    wait_ready(watcher, model)
 
     n = time.time_ns() % 10**9
     # small amounts between fresh accounts: the model approves them, so the rules decide (a
@@ -530,7 +550,7 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
     for action, (sender, amount) in cases.items():
         status, body = _http("POST", f"{pay}/v1/transfers",
                              {"sender": sender, "recipient": f"e2e-payee-{n}",
-                              "amount_cents": amount})
+                              "amount_cents": amount}, user=sender)
         assert status == 201, body
         ids[action] = body["transfer_id"]
         due_ms = body["payout_due_ts"]
@@ -540,16 +560,18 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
         {a: (decided[t][0].action, decided[t][0].rule_hits, decided[t][0].score) for a, t in ids.items()}
 
     def status_of(action):
-        return _http("GET", f"{pay}/v1/transfers/{ids[action]}")[1]["status"]
+        return _http("GET", f"{pay}/v1/transfers/{ids[action]}", user=cases[action][0])[1]["status"]
 
     wait_for(lambda: status_of("block") == "returned", 30, what="the blocked transfer returned")
-    history = [h["status"] for h in _http("GET", f"{pay}/v1/transfers/{ids['block']}")[1]["history"]]
+    history = [h["status"] for h in _http("GET", f"{pay}/v1/transfers/{ids['block']}",
+                                          user=blocked_sender)[1]["history"]]
     assert history == ["pending", "blocked", "returned"], history
     wait_for(lambda: status_of("hold") == "held", 30, what="the held transfer")
     wait_for(lambda: status_of("warn") in ("warned", "paid_out"), 30, what="the warned transfer")
 
     def warning():
-        found = _http("GET", f"{msg}/v1/notifications/{warned_sender}")[1]["notifications"]
+        found = _http("GET", f"{msg}/v1/notifications/{warned_sender}",
+                      user=warned_sender)[1]["notifications"]
         return [x for x in found if x["transfer_id"] == ids["warn"]]
 
     notes = wait_for(warning, 30, what="the warning in the sender's notifications")
