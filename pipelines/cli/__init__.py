@@ -45,7 +45,8 @@ COMMANDS = {  # name -> "module:attribute" of its click command
 # The Kafka principal each command runs as on the embedded broker (pipelines/kafka/acls.py says
 # what each may do); `serve NAME` runs as NAME. VIGIE_KAFKA_PRINCIPAL, when set, wins.
 KAFKA_PRINCIPALS = {"worker": "worker", "sink": "sink", "console": "console",
-                    "promote": "console", "shadow": "console", "rollback": "console",
+                    "promote": "console", "shadow": "console", "unshadow": "console",
+                    "rollback": "console",
                     "run": "admin", "broker": "admin", "topics": "admin", "bench": "admin"}
 
 

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from process_support import answers, wait_for
 
+from pipelines.contracts import settings
 from pipelines.kafka.broker import EmbeddedKafka, free_port
 from pipelines.services import auth
 from pipelines.services.logs import RepeatLimiter
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def messaging_process(tmp_path, processes):
     """(its broker, its base URL, its log path, a user's token headers, that user)."""
-    broker = EmbeddedKafka(free_port(), tmp_path / "broker").start()
+    broker = EmbeddedKafka(free_port(), tmp_path / "broker", settings.secrets_dir()).start()
     port, data_dir = free_port(), tmp_path / "data"
     proc = processes.start("messaging", "serve", "messaging", env={
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "VIGIE_DATA_DIR": str(data_dir),
