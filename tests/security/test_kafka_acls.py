@@ -1,5 +1,5 @@
-"""Every Kafka client authenticates and may write only its own topics (issue 11, item 2): on the
-session's embedded broker, as an attacker on the same host would try it."""
+"""Every Kafka client authenticates and may write only its own topics (issue 11, item 2): on an
+embedded broker, as an attacker on the same host would try it."""
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +20,8 @@ from pipelines.contracts import settings
 from pipelines.contracts.settings import KafkaSettings
 from pipelines.contracts.topics import INTERNAL_TOPICS, TOPICS
 from pipelines.kafka import acls
+from pipelines.kafka.broker import EmbeddedKafka, free_port
+from pipelines.kafka.clients import ensure_topics
 from pipelines.kafka.lag import group_lag_sync
 
 pytestmark = pytest.mark.kafka
@@ -27,6 +29,21 @@ pytestmark = pytest.mark.kafka
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def as_principal(broker: EmbeddedKafka, principal: str) -> settings.Settings:
+    return dataclasses.replace(settings.load(), kafka=broker.login(principal))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A broker of this module's own, Vigie's topics created by the admin: its probes write
+    records no stage could read, and one test changes its ACLs."""
+    own = EmbeddedKafka(free_port(), tmp_path_factory.mktemp("acl-broker"),
+                        settings.secrets_dir()).start()
+    run(ensure_topics(as_principal(own, acls.ADMIN)))
+    yield own
+    own.stop()
 
 
 async def produce(login: KafkaSettings, topic: str, value: bytes = b"probe"):
@@ -52,22 +69,22 @@ async def read(login: KafkaSettings, topic: str, group: str | None = None) -> li
         await consumer.stop()
 
 
-def test_a_client_without_credentials_is_refused(kafka):
-    anonymous = KafkaSettings(kafka.bootstrap)  # PLAINTEXT: what worked before issue 11
+def test_a_client_without_credentials_is_refused(broker):
+    anonymous = KafkaSettings(broker.bootstrap)  # PLAINTEXT: what worked before issue 11
     with pytest.raises(KafkaConnectionError):
         run(produce(anonymous, "decisions"))
 
 
-def test_a_wrong_password_is_refused_as_such(kafka, caplog):
-    forged = dataclasses.replace(kafka.login("worker"), sasl_password="guessed",
+def test_a_wrong_password_is_refused_as_such(broker, caplog):
+    forged = dataclasses.replace(broker.login("worker"), sasl_password="guessed",
                                  sasl_password_file=None)
     with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
         run(produce(forged, "decisions"))
     assert "Authentication failed during authentication due to invalid credentials" in caplog.text
 
 
-def test_an_unknown_user_is_refused(kafka, caplog):
-    stranger = dataclasses.replace(kafka.login("worker"), sasl_username="nobody",
+def test_an_unknown_user_is_refused(broker, caplog):
+    stranger = dataclasses.replace(broker.login("worker"), sasl_username="nobody",
                                    sasl_password="anything", sasl_password_file=None)
     with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
         run(produce(stranger, "analyst-actions"))
@@ -86,9 +103,9 @@ def test_an_unknown_user_is_refused(kafka, caplog):
     ("console", "decisions"),  # an analyst's release goes through the worker, signed
     ("messaging", "transfer-status"),
 ])
-def test_a_component_cannot_write_another_ones_topic(kafka, principal, topic):
+def test_a_component_cannot_write_another_ones_topic(broker, principal, topic):
     with pytest.raises(TopicAuthorizationFailedError):
-        run(produce(kafka.login(principal), topic))
+        run(produce(broker.login(principal), topic))
 
 
 @pytest.mark.parametrize("principal, topic", [
@@ -97,8 +114,8 @@ def test_a_component_cannot_write_another_ones_topic(kafka, principal, topic):
     ("messaging", "messages"), ("messaging", "recovery"), ("assistant", "assistant-events"),
     ("console", "analyst-actions"), ("console", "model-updates"), ("sink", "data-quality"),
 ])
-def test_each_component_writes_its_own_topics(kafka, principal, topic):
-    assert run(produce(kafka.login(principal), topic)).offset >= 0
+def test_each_component_writes_its_own_topics(broker, principal, topic):
+    assert run(produce(broker.login(principal), topic)).offset >= 0
 
 
 @pytest.mark.parametrize("principal, topic", [
@@ -108,9 +125,9 @@ def test_each_component_writes_its_own_topics(kafka, principal, topic):
     ("console", "decisions"),  # the console reads the lake, not the topics
     ("worker", "transfer-status"),
 ])
-def test_a_component_cannot_read_a_topic_it_does_not_need(kafka, principal, topic):
+def test_a_component_cannot_read_a_topic_it_does_not_need(broker, principal, topic):
     with pytest.raises(TopicAuthorizationFailedError):
-        run(read(kafka.login(principal), topic))
+        run(read(broker.login(principal), topic))
 
 
 @pytest.mark.parametrize("principal, topic, group", [
@@ -119,18 +136,18 @@ def test_a_component_cannot_read_a_topic_it_does_not_need(kafka, principal, topi
     ("messaging", "notifications", "vigie-assistant"),
     ("console", "analyst-actions", acls.SINK_APP),
 ])
-def test_a_component_cannot_use_another_ones_consumer_group(kafka, principal, topic, group):
+def test_a_component_cannot_use_another_ones_consumer_group(broker, principal, topic, group):
     with pytest.raises((GroupAuthorizationFailedError, TopicAuthorizationFailedError)):
-        run(read(kafka.login(principal), topic, group))
+        run(read(broker.login(principal), topic, group))
 
 
-def test_the_sink_reads_every_topic_and_the_worker_writes_decisions(kafka):
+def test_the_sink_reads_every_topic_and_the_worker_writes_decisions(broker):
     marker = f"probe-{uuid.uuid4().hex}".encode()
-    written = run(produce(kafka.login("worker"), "decisions", marker))
+    written = run(produce(broker.login("worker"), "decisions", marker))
     every_topic = {*TOPICS, *INTERNAL_TOPICS}
 
     async def read_everything():
-        consumer = AIOKafkaConsumer(*every_topic, **kafka.login("sink").aiokafka_kwargs(),
+        consumer = AIOKafkaConsumer(*every_topic, **broker.login("sink").aiokafka_kwargs(),
                                     enable_auto_commit=False)  # no group: every partition
         try:
             await consumer.start()
@@ -147,18 +164,18 @@ def test_the_sink_reads_every_topic_and_the_worker_writes_decisions(kafka):
     assert marker in values
 
 
-def test_provisioning_at_start_removes_a_right_given_by_hand(kafka):
+def test_provisioning_at_start_removes_a_right_given_by_hand(broker):
     """The broker's start makes the ACLs exactly the table's: one added by hand (payment may
     write decisions) is gone after the next provisioning, which changes nothing else."""
-    passwords = acls.passwords(kafka.secrets_dir)
-    admin = acls.admin_client(kafka.internal_bootstrap, passwords[acls.ADMIN])
+    passwords = acls.passwords(broker.secrets_dir)
+    admin = acls.admin_client(broker.internal_bootstrap, passwords[acls.ADMIN])
     extra = AclBinding(ResourceType.TOPIC, "decisions", ResourcePatternType.LITERAL,
                        "User:payment", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
     admin.create_acls([extra])[extra].result()
     try:
         for _ in range(50):  # the broker's authorizer applies it shortly
             try:
-                run(produce(kafka.login("payment"), "decisions"))
+                run(produce(broker.login("payment"), "decisions"))
                 break
             except TopicAuthorizationFailedError:
                 pass
@@ -169,24 +186,23 @@ def test_provisioning_at_start_removes_a_right_given_by_hand(kafka):
     assert extra not in set(admin.describe_acls(acls.EVERY_ACL).result())
     assert set(admin.describe_acls(acls.EVERY_ACL).result()) >= acls.wanted_acls()
     with pytest.raises(TopicAuthorizationFailedError):
-        run(produce(kafka.login("payment"), "decisions"))
+        run(produce(broker.login("payment"), "decisions"))
 
 
-def _lag_or_none(group: str):
+def _lag_or_none(group: str, conf: settings.Settings):
     try:
-        return group_lag_sync(group, timeout_s=30)
+        return group_lag_sync(group, timeout_s=30, conf=conf)
     except GroupCoordinatorNotAvailableError:
         return None
 
 
-def test_the_console_sees_the_workers_lag_and_no_other_groups(kafka, monkeypatch):
-    monkeypatch.setenv("VIGIE_KAFKA_PRINCIPAL", "console")
+def test_the_console_sees_the_workers_lag_and_no_other_groups(broker):
+    console = as_principal(broker, "console")
     # On a young broker the offsets topic is still being made: no coordinator for a moment.
-    rows = wait_for(lambda: _lag_or_none(acls.WORKER_APP), what="the worker group's lag")
+    rows = wait_for(lambda: _lag_or_none(acls.WORKER_APP, console), what="the worker's lag")
     assert {"transfer-requests", "analyst-actions"} <= {r["topic"] for r in rows}
     with pytest.raises(GroupAuthorizationFailedError):
-        group_lag_sync("vigie-payment", timeout_s=30)
-    assert settings.load().kafka.sasl_username == "console"
+        group_lag_sync("vigie-payment", timeout_s=30, conf=console)
 
 
 @pytest.mark.parametrize("args, principal", [
