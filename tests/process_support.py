@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.cli import kafka_principal
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Processes:
-    """Child processes started by a test, each in its own process group, all stopped after."""
+    """Child processes started by a test, each in its own process group, all stopped after;
+    each runs as its command's Kafka principal (``env`` may name another)."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
@@ -25,7 +28,8 @@ class Processes:
     def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT,
-                                env={**os.environ, **(env or {})}, stdout=log,
+                                env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args),
+                                     **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         proc.name = name
         self.procs.append(proc)

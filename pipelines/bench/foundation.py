@@ -62,11 +62,11 @@ def broker_start(runs: int = 3) -> dict:
         log_dir = Path(tempfile.mkdtemp(prefix="vigie-broker-"))
         port = free_port()
         t = time.monotonic()
-        broker = EmbeddedKafka(port, log_dir).start()
+        broker = EmbeddedKafka(port, log_dir, log_dir / "secrets").start()
         cold.append(time.monotonic() - t)
         broker.stop()
         t = time.monotonic()
-        broker = EmbeddedKafka(port, log_dir).start()
+        broker = EmbeddedKafka(port, log_dir, log_dir / "secrets").start()
         warm.append(time.monotonic() - t)
         broker.stop()
     return {"broker_cold_start_s_median": median(cold), "broker_restart_s_median": median(warm)}

@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.cli import kafka_principal
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka, free_port
 from pipelines.kafka.clients import ensure_topics
@@ -19,15 +20,19 @@ from pipelines.kafka.clients import ensure_topics
 
 @contextmanager
 def fresh_environment(partitions: int = 4):
-    """A new broker on a free port and a new data dir, exported to child processes."""
+    """A new broker on a free port and a new data dir, exported to child processes. A demo: its
+    keys and Kafka passwords are generated in the data dir; the benchmark's own clients are the
+    admin, each process it spawns its own principal."""
     root = Path(tempfile.mkdtemp(prefix="vigie-bench-"))
+    secrets = root / "data" / "secrets"
     started = time.monotonic()
-    broker = EmbeddedKafka(free_port(), root / "broker").start()
+    broker = EmbeddedKafka(free_port(), root / "broker", secrets).start()
     broker.cold_start_s = time.monotonic() - started
-    saved = {k: os.environ.get(k) for k in ("KAFKA_BOOTSTRAP_SERVERS", "VIGIE_DATA_DIR",
-                                            "VIGIE_PARTITIONS")}
-    os.environ.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, VIGIE_DATA_DIR=str(root / "data"),
-                      VIGIE_PARTITIONS=str(partitions))
+    env = dict(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, VIGIE_DATA_DIR=str(root / "data"),
+               VIGIE_PARTITIONS=str(partitions), VIGIE_SECRETS_DIR=str(secrets), VIGIE_DEMO="1",
+               VIGIE_KAFKA_PRINCIPAL="admin")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     asyncio.run(ensure_topics())
     try:
         yield broker, root
@@ -44,7 +49,8 @@ def spawn(root: Path, name: str, *args: str) -> subprocess.Popen:
     log = open(root / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", *args],
                             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=os.environ.copy())
+                            start_new_session=True,
+                            env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args)})
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

@@ -1,5 +1,6 @@
 """The ceiling for any Faust agent here: a bare pass-through from ``bench-src`` to ``bench-dst``.
-Run as ``python -m pipelines.bench.passthrough``."""
+Run as ``python -m pipelines.bench.passthrough``, as the benchmark's own Kafka principal (the
+admin: ``harness.fresh_environment``); its topics are no component's."""
 from __future__ import annotations
 
 from faust.worker import Worker

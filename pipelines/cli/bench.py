@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -15,6 +16,7 @@ from pipelines.bench import detection, foundation, report, soak, stream
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
     append to docs/benchmarks.md."""
+    os.environ.setdefault("VIGIE_DEMO", "1")  # simulated data: keyed with generated demo keys
     results = {}
     if only in (None, "foundation"):
         results.update(foundation.run())

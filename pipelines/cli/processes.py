@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 import subprocess
 import sys
@@ -25,12 +26,13 @@ SERVICES = ("messaging", "payment", "assistant")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=None,
               help="KRaft log directory (default: <data dir>/broker).")
 def broker(port: int, log_dir: Path | None) -> None:
-    """Run the embedded single-node Apache Kafka broker until Ctrl-C."""
-    conf = settings_mod.load()
+    """Run the embedded single-node Apache Kafka broker until Ctrl-C: SASL/SCRAM and ACLs,
+    one principal per component, passwords in <secrets dir>/kafka (docs/security.md)."""
     started = time.monotonic()
-    kafka = EmbeddedKafka(port, log_dir or conf.broker_dir).start()
+    kafka = EmbeddedKafka(port, log_dir or settings_mod.data_dir() / "broker",
+                          settings_mod.secrets_dir()).start()
     click.echo(f"broker ready at {kafka.bootstrap} in {time.monotonic() - started:.1f}s "
-               f"(log: {kafka.log_dir})")
+               f"(log: {kafka.log_dir}, credentials: {kafka.secrets_dir / 'kafka'})")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while kafka.proc.poll() is None:
@@ -53,6 +55,7 @@ def topics() -> None:
 @click.option("--port", type=int, default=None)
 def serve(service: str, port: int | None) -> None:
     """Run one of the thin HTTP services."""
+    os.environ.setdefault("VIGIE_KAFKA_PRINCIPAL", service)
     importlib.import_module(f"pipelines.services.{service}").run(port=port)
 
 

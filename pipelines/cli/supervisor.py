@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from dashboards import users as console_users
+from pipelines.cli import kafka_principal
 from pipelines.cli.processes import SERVICES
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
@@ -34,9 +35,11 @@ class Child:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         # Own process group: Ctrl-C reaches the supervisor only, which stops children in order.
+        # Each child is its own Kafka principal, not the supervisor's admin.
+        env = {**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args)}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO_ROOT,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -68,6 +71,8 @@ def _promotion_on_record(lake_dir: Path) -> bool:
 
 
 def run_all(rate: float = 50.0, simulator: bool = True) -> None:
+    # A demo: keys and passwords generated once in the data dir's secrets (docs/security.md).
+    os.environ.setdefault("VIGIE_DEMO", "1")
     conf = settings_mod.load()
     log_dir = conf.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         started = time.monotonic()
         port = int(conf.kafka.bootstrap_servers.rsplit(":", 1)[1])
-        kafka = EmbeddedKafka(port, conf.broker_dir).start()
+        kafka = EmbeddedKafka(port, conf.broker_dir, conf.secrets_dir).start()
         click.echo(f"broker: Apache Kafka ready at {kafka.bootstrap} in "
                    f"{time.monotonic() - started:.1f}s (log {kafka.log_dir})")
     asyncio.run(ensure_topics(conf))

@@ -2,7 +2,7 @@
 
 Raw account, device, IP, card, bank-account and conversation identifiers never
 enter Kafka or the lake: the services replace them with an HMAC-SHA256 under a
-key from the environment (``VIGIE_HASH_KEY``). The prefix says what kind of
+key from the environment (``VIGIE_HASH_KEY``; a demo's is generated once in its secrets dir). The prefix says what kind of
 identifier it was, so a device hash can never be joined to an account by mistake,
 and the schemas accept only this shape.
 
@@ -34,17 +34,14 @@ HEX_CHARS = 20  # 80 bits: collision-free at messenger scale, short in logs and 
 PATTERNS = {kind: f"^{prefix}[0-9a-f]{{{HEX_CHARS}}}$" for kind, prefix in PREFIXES.items()}
 CODE_DIGEST = f"^v_[0-9a-f]{{{HEX_CHARS}}}$"  # the shape of ``code_digest``
 _ANY_HASH = re.compile(r"^[adikbc]_[0-9a-f]{%d}$" % HEX_CHARS)
-_warned = False
 
 
 @lru_cache(maxsize=1)
 def _key() -> bytes:
-    global _warned
-    conf = settings.load()
-    if conf.hash_key_is_dev_default and not _warned:
-        log.warning("VIGIE_HASH_KEY is not set: using the development key. "
-                    "Never run production traffic with it.")
-        _warned = True
+    conf = settings.load()  # outside a demo, fails without VIGIE_HASH_KEY
+    if conf.hash_key_is_demo:
+        log.warning("VIGIE_HASH_KEY is not set: a demo, keyed with the key generated in %s. "
+                    "Never run production traffic with it.", conf.secrets_dir)
     return conf.hash_key
 
 

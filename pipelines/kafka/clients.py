@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.schemas import encode
@@ -28,7 +28,9 @@ def topic_partitions(name: str, conf: settings_mod.Settings) -> int:
 
 async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
                         names: Iterable[str] = (*TOPICS, *INTERNAL_TOPICS)) -> None:
-    """Create Vigie's topics if they do not exist (idempotent; safe from every process)."""
+    """Create Vigie's topics if they do not exist (idempotent; safe from every process). A
+    principal sees only the topics it may use, and may create none: those it cannot see are
+    left to the admin, who creates them all (the broker's start, ``vigie topics``)."""
     conf = conf or settings_mod.load()
     admin = AIOKafkaAdminClient(**conf.kafka.aiokafka_kwargs())
     await admin.start()
@@ -36,10 +38,12 @@ async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, topic_partitions(n, conf), 1) for n in names if n not in existing]
         if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
+            response = await admin.create_topics(missing)
+            for topic, code, *reason in response.topic_errors:
+                # exists: another process created it first; not authorized: not ours to create
+                if code not in (0, TopicAlreadyExistsError.errno,
+                                TopicAuthorizationFailedError.errno):
+                    raise for_code(code)(f"cannot create topic {topic}: {reason}")
     finally:
         await admin.close()
 

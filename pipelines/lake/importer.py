@@ -475,7 +475,7 @@ class Importer:
             "families": families, "files": self.files,
             "availability_delay_ms": self.delay_ms, "seconds": round(seconds, 2),
             # which key the ids were hashed with (never the key): the live system's, or not
-            "hash_key": "development key" if settings.load().hash_key_is_dev_default
+            "hash_key": "demo key" if settings.load().hash_key_is_demo
                         else "VIGIE_HASH_KEY",
         }
         (self.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -4,6 +4,8 @@ raw identifier there, only the error's kind; a broker outage does not flood it (
 test stops."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -15,7 +17,9 @@ import uuid
 import pytest
 from process_support import answers, wait_for
 
+from pipelines.contracts import settings
 from pipelines.kafka.broker import EmbeddedKafka, free_port
+from pipelines.kafka.clients import ensure_topics
 from pipelines.services import auth
 from pipelines.services.logs import RepeatLimiter
 
@@ -25,7 +29,9 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def messaging_process(tmp_path, processes):
     """(its broker, its base URL, its log path, a user's token headers, that user)."""
-    broker = EmbeddedKafka(free_port(), tmp_path / "broker").start()
+    broker = EmbeddedKafka(free_port(), tmp_path / "broker", settings.secrets_dir()).start()
+    # the admin makes the topics (a service may create none)
+    asyncio.run(ensure_topics(dataclasses.replace(settings.load(), kafka=broker.login("admin"))))
     port, data_dir = free_port(), tmp_path / "data"
     proc = processes.start("messaging", "serve", "messaging", env={
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "VIGIE_DATA_DIR": str(data_dir),
