@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import kafka_principal
+from pipelines.kafka.principals import command_principal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ class Processes:
     def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT,
-                                env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args),
+                                env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args),
                                      **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         proc.name = name

@@ -12,10 +12,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.cli import kafka_principal
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka, free_port
 from pipelines.kafka.clients import ensure_topics
+from pipelines.kafka.principals import command_principal
 
 
 @contextmanager
@@ -50,7 +50,7 @@ def spawn(root: Path, name: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", *args],
                             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True,
-                            env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args)})
+                            env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args)})
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

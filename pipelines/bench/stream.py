@@ -181,7 +181,6 @@ def _train_model(root: Path) -> None:
     """The worker needs a model: train one once on a separate simulated history, then copy it
     into each fresh environment's registry and promote it there (only a promoted model acts)."""
     from models import registry
-    from pipelines.cli.models import model_update, send_model_update
 
     target = settings.load().data_dir / "models"
     if not _MODEL_CACHE:
@@ -193,8 +192,10 @@ def _train_model(root: Path) -> None:
         _MODEL_CACHE.append(cache)
     else:
         shutil.copytree(_MODEL_CACHE[0], target, dirs_exist_ok=True)
-    send_model_update(model_update("promote", registry.latest(), "vigie-bench",
-                                   "the benchmark's model"))
+    # promoted as an operator would, on the record (and as the console principal)
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", "promote",
+                    registry.latest(), "--actor", "vigie-bench", "--reason", "the benchmark's model"],
+                   cwd=REPO_ROOT, env=os.environ.copy(), check=True, stdout=subprocess.DEVNULL)
 
 
 def _rss_mb(pid: int) -> float:

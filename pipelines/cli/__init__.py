@@ -8,11 +8,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Sequence
 
 import click
 
 from pipelines.contracts.settings import MissingSecret
+from pipelines.kafka.principals import COMMAND_PRINCIPALS
 
 COMMANDS = {  # name -> "module:attribute" of its click command
     "broker": "pipelines.cli.processes:broker",
@@ -42,22 +42,6 @@ COMMANDS = {  # name -> "module:attribute" of its click command
     "tokens": "pipelines.cli.tokens:tokens",
 }
 
-# The Kafka principal each command runs as on the embedded broker (pipelines/kafka/acls.py says
-# what each may do); `serve NAME` runs as NAME. VIGIE_KAFKA_PRINCIPAL, when set, wins.
-KAFKA_PRINCIPALS = {"worker": "worker", "sink": "sink", "console": "console",
-                    "promote": "console", "shadow": "console", "unshadow": "console",
-                    "rollback": "console",
-                    "run": "admin", "broker": "admin", "topics": "admin", "bench": "admin"}
-
-
-def kafka_principal(args: Sequence[str]) -> str:
-    """The principal of the command line ``vigie ARGS`` ("" for a command without Kafka)."""
-    args = list(args)
-    while args and args[0].startswith("--"):  # the group's options: --log-level LEVEL
-        args = args[1 if "=" in args[0] else 2:]
-    if args[:1] == ["serve"]:
-        return args[1] if len(args) > 1 else ""
-    return KAFKA_PRINCIPALS.get(args[0], "") if args else ""
 
 
 class LazyGroup(click.Group):
@@ -99,6 +83,7 @@ def _logging(level: str) -> None:
 def main(ctx: click.Context, log_level: str) -> None:
     """Vigie: real-time fraud decisions for money sent in a chat messenger."""
     _logging(log_level)
-    if ctx.invoked_subcommand in KAFKA_PRINCIPALS:  # `serve` sets its own
-        os.environ.setdefault("VIGIE_KAFKA_PRINCIPAL", KAFKA_PRINCIPALS[ctx.invoked_subcommand])
+    if ctx.invoked_subcommand in COMMAND_PRINCIPALS:  # `serve` sets its own
+        os.environ.setdefault("VIGIE_KAFKA_PRINCIPAL",
+                              COMMAND_PRINCIPALS[ctx.invoked_subcommand])
 

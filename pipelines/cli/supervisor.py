@@ -16,12 +16,12 @@ from pathlib import Path
 import click
 
 from dashboards import users as console_users
-from pipelines.cli import kafka_principal
 from pipelines.cli.processes import SERVICES
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import ensure_topics
+from pipelines.kafka.principals import command_principal
 from pipelines.lake import parquet as lake
 from pipelines.services import auth
 
@@ -36,7 +36,7 @@ class Child:
         self.log_path = log_dir / f"{name}.log"
         # Own process group: Ctrl-C reaches the supervisor only, which stops children in order.
         # Each child is its own Kafka principal, not the supervisor's admin.
-        env = {**os.environ, "VIGIE_KAFKA_PRINCIPAL": kafka_principal(args)}
+        env = {**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args)}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO_ROOT,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
