@@ -55,11 +55,8 @@ class Child:
             self.proc.wait()
 
 
-def _lake_counts(lake_dir: Path) -> str:
-    con = lake.connect(lake_dir, REPORTED_TOPICS)
-    counts = [f"{t}={con.execute(f'SELECT count(*) FROM {lake.view_name(t)}').fetchone()[0]}"
-              for t in REPORTED_TOPICS]
-    return " ".join(counts)
+def _lake_counts(counts: lake.RowCounts) -> str:
+    return " ".join(f"{topic}={n}" for topic, n in counts(REPORTED_TOPICS).items())
 
 
 def _promotion_on_record(lake_dir: Path) -> bool:
@@ -127,7 +124,7 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        last_report = time.monotonic()
+        last_report, lake_rows = time.monotonic(), lake.RowCounts(conf.lake_dir)
         while not stopping:
             time.sleep(0.5)
             for job in list(one_shots):
@@ -144,9 +141,9 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
                                f"see {child.log_path}")
                     stopping = True
             if time.monotonic() - last_report > 10 and not stopping:
-                last_report = time.monotonic()
+                last_report, lake_rows = time.monotonic(), lake.RowCounts(conf.lake_dir)
                 try:
-                    click.echo(f"lake: {_lake_counts(conf.lake_dir)}")
+                    click.echo(f"lake: {_lake_counts(lake_rows)}")
                 except Exception as exc:  # a young lake is not an error
                     click.echo(f"lake: not readable yet ({exc.__class__.__name__})")
     finally:

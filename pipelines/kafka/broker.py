@@ -150,7 +150,9 @@ class EmbeddedKafka:
             )
         out = open(self.log_dir / "broker.out", "ab")
         self.proc = subprocess.Popen(
-            [_java(), f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m",
+            # A fixed, pre-touched heap (Kafka's own scripts fix -Xms at -Xmx): the broker's
+            # memory is what it will stay at, not a climb to -Xmx over the first hour.
+            [_java(), f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb}m", "-XX:+AlwaysPreTouch",
              "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}",
              "-cp", classpath, "kafka.Kafka", str(config)],

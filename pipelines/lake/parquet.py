@@ -173,6 +173,29 @@ def has_data(lake_dir: Union[str, Path], topic: str) -> bool:
 IDENTITY = {"dead-letters": ("topic", "partition", "offset")}
 
 
+class RowCounts:
+    """Rows written per topic, from the Parquet footers alone (duplicates from redelivery
+    included). Files are written once and atomically, so each footer is read once: a progress
+    line every few seconds costs a directory listing, not a scan of the lake (a DuckDB count
+    of every topic every 10 s grew ``vigie run``'s memory by ~200 MB an hour)."""
+
+    def __init__(self, lake_dir: Union[str, Path]):
+        self.lake_dir = Path(lake_dir)
+        self.rows: dict[Path, int] = {}
+
+    def __call__(self, topics: Iterable[str]) -> dict[str, int]:
+        counts, present = {}, {}
+        for topic in topics:
+            files = list((self.lake_dir / topic).glob("hour=*/*.parquet"))
+            for f in files:
+                present[f] = self.rows.get(f)
+                if present[f] is None:
+                    present[f] = pq.read_metadata(f).num_rows
+            counts[topic] = sum(present[f] for f in files)
+        self.rows = present  # files compacted away are forgotten
+        return counts
+
+
 def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
     """An in-memory DuckDB connection with one view per topic that has data.
 

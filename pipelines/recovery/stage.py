@@ -25,7 +25,7 @@ from features.windows import DAY, HOUR
 from pipelines.contracts import schemas
 from pipelines.contracts.schemas import AccountEvent, MessageSent, TransferRequested
 from pipelines.contracts.topics import InvalidEvent, decode
-from pipelines.kafka.tables import raw_table, raw_topic
+from pipelines.kafka.tables import raw_global_table, raw_table, raw_topic
 from pipelines.recovery import cases as rc
 
 log = logging.getLogger(__name__)
@@ -253,9 +253,7 @@ def register(app) -> Recovery:
     outputs = {name: raw_topic(app, name) for name in ("recovery", "notifications", "labels",
                                                       "decisions")}
     table = raw_table(app, "recovery-cases")
-    flags = app.GlobalTable("recovery-flags", key_type=bytes, value_type=bytes, partitions=1,
-                            recovery_buffer_size=1, use_partitioner=True)
-    flags.key_serializer = flags.value_serializer = "raw"
+    flags = raw_global_table(app, "recovery-flags")
 
     async def send(topic: str, key: bytes, value: bytes) -> None:
         await outputs[topic].send(key=key, value=value)

@@ -21,17 +21,14 @@ from typing import Optional
 from features.vector import FEATURE_NAMES
 from models.lists import ListError, ListStore
 from models.rules import RuleError, RuleSet
+from pipelines.kafka.tables import raw_global_table
 
 log = logging.getLogger(__name__)
 OWN_WRITE_S = 3.0  # how long a worker trusts its own write over the table (changelog round trip)
 
 
 def control_table(app):
-    # One partition, read whole by every worker (Faust's advice for global tables).
-    table = app.GlobalTable("control", key_type=bytes, value_type=bytes, partitions=1,
-                            recovery_buffer_size=1, use_partitioner=True)
-    table.key_serializer = table.value_serializer = "raw"
-    return table
+    return raw_global_table(app, "control")
 
 
 class ActionError(ValueError):

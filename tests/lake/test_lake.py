@@ -124,3 +124,20 @@ def test_an_input_event_the_worker_refuses_as_far_future_never_reaches_the_lake(
     assert lake.connect(tmp_path).sql("SELECT id FROM messages").fetchall() == [(on_time.id,)]
     assert flushed_offset(tmp_path, "messages", 0) == 1  # its offset is behind us, like a bad one
     assert LakeWriter(tmp_path / "off", max_ahead_s=0).write(_records([on_time, far])) == 2
+
+
+def test_row_counts_read_each_footer_once_and_follow_compaction(tmp_path, monkeypatch):
+    read = []
+    monkeypatch.setattr(lake.pq, "read_metadata", lambda f, _real=pq.read_metadata: (
+        read.append(f), _real(f))[1])
+    counts, writer, events = lake.RowCounts(tmp_path), LakeWriter(tmp_path), _messages(120)
+    assert counts(["messages", "decisions"]) == {"messages": 0, "decisions": 0}
+    writer.write(_records(events[:60], 0, 0))
+    assert counts(["messages"]) == {"messages": 60}
+    first_files = set(read)
+    writer.write(_records(events[60:], 1, 0))
+    assert counts(["messages"]) == {"messages": 120}
+    assert len(read) == len(set(read)) and first_files < set(read)  # each footer read once
+    lake.compact(tmp_path, closed_before_ms=T0 + 10 * 3_600_000)
+    assert counts(["messages"]) == {"messages": 120}
+    assert all(path.exists() for path in counts.rows)  # merged-away files forgotten
