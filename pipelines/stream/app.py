@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 
 from pipelines.contracts import settings as settings_mod
+from pipelines.kafka.faust_consumer import Transport
 
 
 def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
@@ -19,7 +20,7 @@ def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
     datadir = Path(conf.state_dir) / app_id / name
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{hostport}" for hostport in conf.kafka.bootstrap_servers.split(",")]
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=brokers,
         broker_credentials=conf.kafka.faust_broker_credentials(),
@@ -54,3 +55,7 @@ def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
         else int(os.environ["VIGIE_STANDBY_REPLICAS"]),
         web_enabled=False,
     )
+    # Faust's aiokafka transport, but a never-committed partition is re-read from its start
+    # after a rebalance instead of losing what was fetched before it (faust_consumer's doc).
+    app.transport = Transport(app.conf.broker_consumer, app)
+    return app

@@ -1,0 +1,58 @@
+"""The worker's consumer re-reads a never-committed partition from its start after Faust's
+seek back to committed offsets (a rebalance, a table recovery), where aiokafka alone leaves it
+past the records Faust fetched and dropped: on the real broker."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from pipelines.contracts import settings
+from pipelines.kafka.faust_consumer import seek_to_committed_or_start
+
+pytestmark = pytest.mark.kafka
+
+
+async def _fetched_then_sought(commit_at: int | None) -> tuple[int, int, int]:
+    """Five records on a new topic; a group consumer fetches them all (commits ``commit_at``
+    if given), then seeks back: (position after the fetch, after aiokafka's seek, after ours)."""
+    kwargs, topic = settings.load().kafka.aiokafka_kwargs(), f"t-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**kwargs)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(**kwargs, acks="all")
+    await producer.start()
+    for i in range(5):
+        await producer.send_and_wait(topic, b"%d" % i)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(topic, group_id=f"g-{uuid.uuid4().hex[:8]}", **kwargs,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    try:
+        fetched = 0
+        while fetched < 5:
+            fetched += sum(len(r) for r in (await consumer.getmany(timeout_ms=1000)).values())
+        if commit_at is not None:
+            await consumer.commit({tp: OffsetAndMetadata(commit_at, "")})
+        after_fetch = await consumer.position(tp)
+        await consumer.seek_to_committed()
+        after_theirs = await consumer.position(tp)
+        await seek_to_committed_or_start(consumer)
+        return after_fetch, after_theirs, await consumer.position(tp)
+    finally:
+        await consumer.stop()
+
+
+def test_a_never_committed_partition_is_read_again_from_its_start(kafka):
+    # aiokafka leaves it at 5: the five records Faust dropped would never be read
+    assert asyncio.run(_fetched_then_sought(None)) == (5, 5, 0)
+
+
+def test_a_committed_partition_goes_back_to_its_committed_offset(kafka):
+    assert asyncio.run(_fetched_then_sought(3)) == (5, 3, 3)
