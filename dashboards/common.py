@@ -196,7 +196,7 @@ ever AS (  -- the few transfers ever held: every scan below is narrowed to them
     SELECT transfer_id FROM transfer_status WHERE status = 'held'
     UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
 s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
-    SELECT transfer_id, status, reason AS held_by,
+    SELECT transfer_id, status, reason AS held_by, id AS hold_id,
            row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
     FROM transfer_status WHERE transfer_id IN (SELECT transfer_id FROM ever)),
 d AS (  -- each one's latest automated decision
@@ -212,7 +212,8 @@ c AS (SELECT target AS transfer_id,
 held AS (
     SELECT transfer_id, coalesce(s.status, 'pending') AS status,
            CASE WHEN s.status = 'held' THEN s.held_by ELSE 'decision:hold (payment not applied yet)'
-           END AS held_by
+           END AS held_by,
+           CASE WHEN s.status = 'held' THEN s.hold_id END AS hold_id
     FROM ever LEFT JOIN (SELECT * FROM s WHERE rn = 1) s USING (transfer_id)
     LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id)
     WHERE s.status = 'held' OR (coalesce(s.status, 'pending') = 'pending' AND d.action = 'hold'))
@@ -222,7 +223,7 @@ SELECT h.transfer_id, h.held_by, d.action AS decision, d.ts AS decided_ts, t.ts 
        coalesce(CASE WHEN d.model_version = '""" + RULES_ONLY + """' THEN NULL ELSE d.score END, 1.0)
            * t.amount_cents AS risk_amount,
        d.model_version, d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts,
-       t.device, t.card, h.status, c.owner
+       t.device, t.card, h.status, h.hold_id, c.owner
 FROM held h JOIN transfer_requests t USING (transfer_id)
 LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING (transfer_id)
 """
@@ -394,6 +395,8 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
     it (a second audited action, with the same reason)."""
     params = {"sender": row["sender"], "recipient": row["recipient"],
               "amount_cents": int(row["amount_cents"])}
+    if isinstance(row.get("hold_id"), str):  # which hold this answers (Control.transfer_action)
+        params["hold"] = row["hold_id"]
     extra = []
     if action in ("confirm_fraud", "mark_legitimate"):
         ts = int(time.time() * 1000)

@@ -38,6 +38,18 @@ class ActionError(ValueError):
 PAST = {"release": "released", "block": "blocked"}
 
 
+def _later_hold(hold: Optional[str], decided_hold: Optional[str]) -> bool:
+    """Whether ``hold`` (a held status's id, ``<transfer>.<n>``) came after the one the earlier
+    release or block answered: a released transfer held again (an account lock) is decided
+    again. Either unknown: not later (the first decision wins, as before)."""
+    if not hold or not decided_hold:
+        return False
+    try:
+        return int(hold.rpartition(".")[2]) > int(decided_hold.rpartition(".")[2])
+    except ValueError:
+        return False
+
+
 class Control:
     """A cached view of the control table: rebuilt only when a value changes."""
 
@@ -85,7 +97,7 @@ class Control:
 
     def transfer(self, transfer_id: str) -> dict:
         """The analysts' record of a held transfer: ``claimed`` and ``decided`` (absent until
-        someone claims or decides it), each ``{actor, action, id}``, and the ids of every action
+        someone claims or decides it), each ``{actor, action, id, hold}``, and the ids of every action
         ``accepted`` on it."""
         return self._get(f"transfer:{transfer_id}".encode(),
                          lambda raw: json.loads(raw) if raw else {})
@@ -111,17 +123,20 @@ class Control:
     async def transfer_action(self, action) -> None:
         """Record an analyst's claim, assign, release or block of a held transfer (an
         ``AnalystAction``), or raise ``ActionError`` (nothing changes): the first release or
-        block wins, and a transfer claimed by one analyst cannot be claimed by another (a lead
-        reassigns it with ``assign``). An action accepted before passes again (a redelivery
-        after a crash, read against the state the actions after it left)."""
+        block wins (a release or block of a later hold, ``params["hold"]``, decides it again:
+        a released transfer an account lock held again), and a transfer claimed by one analyst
+        cannot be claimed by another (a lead reassigns it with ``assign``). An action accepted
+        before passes again (a redelivery after a crash, read against the state the actions
+        after it left)."""
         record = dict(self.transfer(action.target))
         done, claimed = record.get("decided"), record.get("claimed")
         if action.id in record.get("accepted", ()):
             return
-        if done:
+        hold = (action.params or {}).get("hold")  # the held status the analyst acted on
+        if done and not (action.action in PAST and _later_hold(hold, done.get("hold"))):
             raise ActionError(f"transfer {action.target} was already {PAST[done['action']]} by "
                               f"{done['actor']} (action {done['id']})")
-        me = {"actor": action.actor, "action": action.action, "id": action.id}
+        me = {"actor": action.actor, "action": action.action, "id": action.id, "hold": hold}
         if action.action in PAST:
             record["decided"] = me
         elif action.action == "assign":

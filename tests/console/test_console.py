@@ -168,7 +168,12 @@ def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(co
     [action] = read_back("analyst-actions", sent(at))
     assert (action.actor, action.role, action.action, action.target_kind, action.target) == (
         "alice", "analyst", "release", "transfer", console["held"][0])
-    assert set(action.params) == {"sender", "recipient", "amount_cents"}
+    # the held status it answers goes with it (a transfer held again is decided again)
+    assert set(action.params) == {"sender", "recipient", "amount_cents", "hold"}
+    from dashboards import common
+
+    held = common.held_transfers().set_index("transfer_id").loc[console["held"][0]]
+    assert action.params["hold"] == held["hold_id"]  # its latest held status's id
 
 
 def test_block_needs_a_reason(console):
