@@ -43,7 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipelines.contracts import settings
+from pipelines.contracts import keyfiles, settings
 
 SIGNING_KEY_ENV = "VIGIE_CONSOLE_SIGNING_KEY"
 VERIFY_KEY_ENV = "VIGIE_CONSOLE_VERIFY_KEY"
@@ -126,25 +126,12 @@ def signing_key() -> Ed25519PrivateKey:
         return _load(os.environ[SIGNING_KEY_ENV], Ed25519PrivateKey, SIGNING_KEY_ENV)
     folder = secrets_dir()
     path = folder / "console-signing.key"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
-        tmp = folder / f".console-signing.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(_b64(new_key_pair()[0]) + "\n")
-        try:
-            os.link(tmp, path)  # fails if another process made it first: theirs is the key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    private = _load(path.read_text(), Ed25519PrivateKey, str(path))
+    # made once, atomically: two consoles starting together agree on the one that won
+    private = _load(keyfiles.read_or_create(path, lambda: _b64(new_key_pair()[0])),
+                    Ed25519PrivateKey, str(path))
     public = folder / "console-verify.key"
     if not public.exists():  # derived from the key that won, whoever writes it
-        tmp = folder / f".console-verify.{os.getpid()}.tmp"
-        tmp.write_text(_b64(private.public_key()) + "\n")
-        os.replace(tmp, public)
+        keyfiles.write_private(public, _b64(private.public_key()) + "\n")
     return private
 
 

@@ -31,7 +31,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipelines.contracts import settings as settings_mod
+from pipelines.contracts import keyfiles, settings as settings_mod
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.services.errors import ApiError
 
@@ -57,7 +57,7 @@ def ensure_keys(directory: Optional[Path] = None) -> str:
 def rotate(directory: Optional[Path] = None) -> str:
     """Make a new key pair; it signs from now on (kids sort by creation time)."""
     directory = directory or keys_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keyfiles.private_dir(directory)
     now = time.time()  # microseconds in the kid: two rotations in one second still sort
     kid = (time.strftime("k%Y%m%dT%H%M%S", time.gmtime(now))
            + f"{int(now % 1 * 1e6):06d}-{os.urandom(3).hex()}")
@@ -66,17 +66,9 @@ def rotate(directory: Optional[Path] = None) -> str:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write(directory / f"{kid}.pub", public, 0o644)
-    _write(directory / f"{kid}.key", private, 0o600)  # last: a .key always has its .pub
+    keyfiles.write_private(directory / f"{kid}.pub", public.decode())
+    keyfiles.write_private(directory / f"{kid}.key", private.decode())  # last: a .key has its .pub
     return kid
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 class Issuer:
