@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 
-from service_support import Tap, acc, as_internal, as_user
+from service_support import Tap, acc, as_internal, as_user, rid
 
 from pipelines.contracts import schemas as s
 from pipelines.contracts.privacy import pseudonymize
@@ -102,3 +102,13 @@ async def answer(msg, raw: str, case_id: str, what: str, code: str | None, heade
     body = {"account": raw, "answer": what, **({"code": code} if code is not None else {})}
     return await msg.post(f"/v1/recovery/{case_id}/answer", json=body,
                           headers=headers or as_user(raw))
+
+
+async def worker_started(tap, pay, processes) -> None:
+    """The worker, once an ordinary transfer has been decided."""
+    processes.start("worker", "worker")
+    sender = rid()
+    resp = await pay.post("/v1/transfers", json={"sender": sender, "recipient": rid(),
+                                                 "amount_cents": 100}, headers=as_user(sender))
+    warm_id = (await resp.json())["transfer_id"]
+    await tap.until(lambda t: any(d.transfer_id == warm_id for d in t.events("decisions")), 120)

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 from recovery_support import (answer, code_for, get_json, in_the_table, notes, refused, state_is,
-                              takeover, transitions)
+                              takeover, transitions, worker_started)
 from service_support import Tap, acc, aio, as_user, eventually, publisher, rid, serving
 
 from pipelines.contracts import schemas as s, signatures
@@ -29,13 +29,7 @@ async def test_takeover_is_contained_verified_reviewed_and_restored(kafka, proce
     victim, friends, mule = rid(), [rid() for _ in range(3)], rid()
     async with Tap("recovery", "decisions", "labels") as tap, publisher() as pub, \
             serving(payment) as pay, serving(messaging) as msg:
-        processes.start("worker", "worker")
-        # the worker is up once an ordinary event of the stream has been decided
-        warmer = rid()
-        warm = await pay.post("/v1/transfers", json={"sender": warmer, "recipient": rid(),
-                                                      "amount_cents": 100}, headers=as_user(warmer))
-        warm_id = (await warm.json())["transfer_id"]
-        await tap.until(lambda t: any(d.transfer_id == warm_id for d in t.events("decisions")), 120)
+        await worker_started(tap, pay, processes)
 
         trigger = await takeover(pub, victim)
         contained = await state_is(tap, acc(victim), "contained")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from recovery_support import answer, code_for, notes, refused, state_is, takeover, transitions
+from recovery_support import (answer, code_for, notes, refused, state_is, takeover, transitions,
+                              worker_started)
 from service_support import Tap, acc, aio, as_user, eventually, publisher, rid, serving
 
 from pipelines.recovery import cases as rc
@@ -34,16 +35,6 @@ async def challenged(tap, pub, pay, msg, victim: str) -> tuple[str, str]:
     return case_id, code
 
 
-async def started(tap, pay, processes) -> None:
-    """The worker, once an ordinary transfer has been decided."""
-    processes.start("worker", "worker")
-    sender = rid()
-    resp = await pay.post("/v1/transfers", json={"sender": sender, "recipient": rid(),
-                                                 "amount_cents": 100}, headers=as_user(sender))
-    warm_id = (await resp.json())["transfer_id"]
-    await tap.until(lambda t: any(d.transfer_id == warm_id for d in t.events("decisions")), 120)
-
-
 async def settled(tap, seconds: float = 3.0) -> None:
     """Give the worker time to act on what was sent, and read everything it wrote."""
     await asyncio.sleep(seconds)
@@ -56,7 +47,7 @@ async def test_the_attackers_session_cannot_read_the_code_nor_unlock_and_the_own
     victim = rid()
     async with Tap(*TOPICS) as tap, publisher() as pub, serving(payment) as pay, \
             serving(messaging) as msg:
-        await started(tap, pay, processes)
+        await worker_started(tap, pay, processes)
         case_id, code = await challenged(tap, pub, pay, msg, victim)
         session = as_user(victim)  # the attacker's: the victim's own app session
 
@@ -109,7 +100,7 @@ async def test_wrong_codes_past_the_limit_escalate_to_an_analyst_and_the_account
     victim = rid()
     async with Tap(*TOPICS) as tap, publisher() as pub, serving(payment) as pay, \
             serving(messaging) as msg:
-        await started(tap, pay, processes)
+        await worker_started(tap, pay, processes)
         case_id, code = await challenged(tap, pub, pay, msg, victim)
         session = as_user(victim)
         for guess in wrong(code, rc.MAX_CODE_ATTEMPTS):
