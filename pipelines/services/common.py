@@ -37,8 +37,9 @@ from aiokafka.structs import TopicPartition
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.clients import Publisher, consumer, ensure_topics
-from pipelines.services import auth, logs
+from pipelines.services import auth, logs, observe, openapi
 from pipelines.services.errors import ApiError
+from pipelines.services.observe import route_of as _route
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -53,15 +54,6 @@ def now_ms() -> int:
 
 
 # --- HTTP --------------------------------------------------------------------------------
-def _route(request: web.BaseRequest) -> str:
-    try:
-        info = request.match_info
-    except (AttributeError, AssertionError):  # a request aiohttp could not parse has none
-        info = None
-    resource = info.route.resource if info is not None else None
-    return resource.canonical if resource is not None else "(no route)"
-
-
 @web.middleware
 async def json_errors(request: web.Request, handler):
     try:
@@ -186,10 +178,14 @@ class Service:
 
     def app(self) -> web.Application:
         logs.hide_request_lines()
-        # json_errors outermost: it answers the authentication's 401 as {"error": reason}
+        # counted outermost (it sees every answer), then json_errors: it answers the
+        # authentication's 401 as {"error": reason}
         app = web.Application(client_max_size=MAX_BODY,
-                              middlewares=[json_errors, auth.middleware(self.verifier)])
+                              middlewares=[observe.count_requests(self.name), json_errors,
+                                           auth.middleware(self.verifier)])
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", observe.serve_metrics)  # Prometheus, internal token
+        app.router.add_get("/openapi.json", openapi.handler(self.name))  # the API reference, public
         app.add_routes(self.routes())
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

@@ -32,7 +32,7 @@ import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from pipelines.contracts import limits as limits_mod, schemas as s
+from pipelines.contracts import limits as limits_mod, metrics, schemas as s
 from pipelines.contracts.limits import DAY_MS
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.settings import env_seconds
@@ -144,6 +144,7 @@ class Payment(Service):
                     reason=reason))
             for status, reason in steps:
                 self._record(t, status, reason, ts)
+            metrics.FALLBACK_HOLDS.labels(self.fallback).inc([w for _, w in steps].count(FALLBACK))
 
     async def _act(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run a change now; if the log refuses it, keep it to run again on the next tick."""
@@ -261,6 +262,7 @@ class Payment(Service):
     async def on_decision(self, d: s.Decision) -> None:
         t = self.transfers.get(d.transfer_id)
         if not d.shadow and t is not None:
+            metrics.payment_decided(t.request.ts, now_ms(), first=t.status == "pending")
             await self._act(partial(self._change, t, partial(self._decided, d)))
 
     def _due(self, t: Transfer) -> list[tuple[str, str]]:
