@@ -17,8 +17,6 @@ ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "require
 
 def bodies() -> dict[tuple[str, str], type]:
     """(method, route template) -> the struct its handler decodes from the JSON body."""
-    from pipelines.services import assistant  # why here: assistant imports common, which imports us
-
     return {
         ("POST", "/v1/messages"): rq.MessageRequest,
         ("POST", "/v1/account-events"): rq.AccountEventRequest,
@@ -28,15 +26,13 @@ def bodies() -> dict[tuple[str, str], type]:
         ("POST", "/v1/transfers"): rq.TransferRequest,
         ("POST", "/v1/chargebacks"): rq.ChargebackRequest,
         ("POST", "/v1/suggestions/{id}/response"): rq.SuggestionResponseRequest,
-        ("PUT", "/v1/users/{user}/assistant"): assistant.Switch,
+        ("PUT", "/v1/users/{user}/assistant"): rq.Switch,
     }
 
 
 def queries() -> dict[tuple[str, str], type]:
     """(method, route template) -> the struct its query string is validated as."""
-    from pipelines.services import assistant  # why here: see bodies
-
-    return {("GET", "/v1/suggestions"): assistant.SuggestionsQuery}
+    return {("GET", "/v1/suggestions"): rq.SuggestionsQuery}
 
 
 def routes(app: web.Application) -> list[tuple[str, str, object]]:

@@ -99,6 +99,17 @@ class RecoveryAnswerRequest(Request):
     actor: Literal["owner", "simulator-owner"] = "owner"
 
 
+class Switch(Struct, forbid_unknown_fields=True):
+    """The assistant's on/off switch of a user (``PUT /v1/users/{user}/assistant``)."""
+    enabled: bool
+
+
+class SuggestionsQuery(Struct, forbid_unknown_fields=True):
+    """``GET /v1/suggestions``'s query string."""
+    user: RawId
+    conversation: RawId
+
+
 def _h(kind: str, raw: Optional[str]) -> Optional[str]:
     return pseudonymize(kind, raw) if raw is not None else None
 
