@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("pipelines", "features", "models", "dashboards")
+CODE = ("pipelines", "features", "models", "dashboards", "notebooks")
 # a name, or the constant head of one built in an f-string ("VIGIE_RECOVERY_SLA_" + state)
 NAME = re.compile(r"\bVIGIE_[A-Z0-9_]*[A-Z0-9_]")
 
