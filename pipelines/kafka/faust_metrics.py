@@ -31,17 +31,22 @@ def instrument(app: faust.App) -> faust.App:
     app, e.g. ``faust -A``, opens no port)."""
     app.sensors.add(EventsIn())
 
+    shown: set[tuple[str, str]] = set()
+
     @app.timer(LAG_EVERY_S, name=f"{app.conf.id}.metrics-lag")
     async def consumer_lag():
-        monitor = app.monitor
-        owned = app.consumer.assignment()
-        metrics.CONSUMER_LAG.clear()  # partitions given away are no longer this process's lag
-        for tp in owned:
+        monitor, now = app.monitor, set()
+        for tp in app.consumer.assignment():
             end = monitor.tp_end_offsets.get(tp)
             if end is not None:
-                committed = monitor.tp_committed_offsets.get(tp, 0)
-                lag = max(0, end - committed)
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+                labels = (tp.topic, str(tp.partition))
+                lag = max(0, end - monitor.tp_committed_offsets.get(tp, 0))
+                metrics.CONSUMER_LAG.labels(*labels).set(lag)
+                now.add(labels)
+        for labels in shown - now:  # given away in a rebalance: no longer this process's lag
+            metrics.CONSUMER_LAG.remove(*labels)
+        shown.clear()
+        shown.update(now)
 
     @app.task
     async def serve_metrics():
