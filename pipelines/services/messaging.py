@@ -65,7 +65,7 @@ class Messaging(Service):
         self.owner_channel = OwnerChannel(self, self.conf)
 
     def routes(self):
-        posts = [web.post(path, idem.keyed(self._intake(*spec)))
+        posts = [web.post(path, idem.keyed(self, self._intake(*spec)))
                  for path, spec in self.INTAKE.items()]
         return posts + [web.get("/v1/notifications/{account}", self.get_notifications),
                         *self.owner_channel.routes()]
