@@ -56,7 +56,8 @@ RIGHTS: dict[str, Rights] = {
     # (``idempotency-<service>``: pipelines/services/idempotency.py).
     "messaging": Rights(writes=("messages", "account-events", "labels", OWNER_VERIFICATION,
                                 "idempotency-messaging"),
-                        reads=("notifications", "idempotency-messaging"),
+                        # transfer-requests: a scam report's transfer and its parties
+                        reads=("notifications", "transfer-requests", "idempotency-messaging"),
                         groups=("vigie-owner-channel",)),
     "payment": Rights(writes=("transfer-requests", "transfer-status", "labels",
                               "idempotency-payment"),

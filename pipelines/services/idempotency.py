@@ -133,7 +133,7 @@ class Replies:
 
     In memory: the unexpired keys only (at most ``max_keys``, the oldest forgotten first)."""
 
-    def __init__(self, service: Service, max_keys: int = 1_000_000, keep_ms: int = KEEP_MS):
+    def __init__(self, service: Service, max_keys: int = 250_000, keep_ms: int = KEEP_MS):
         self.service, self.max_keys, self.keep_ms = service, max_keys, keep_ms
         self.topic = f"idempotency-{service.name}"
         self.answers: OrderedDict[str, s.IdempotentReply] = OrderedDict()  # oldest first
@@ -194,9 +194,9 @@ class Replies:
     async def put(self, key: str, body_digest: str, answer: web.Response) -> web.Response:
         """Record ``answer`` (ids only: anything else is refused here, a programming error)
         in memory, then in the log; it is given only once the log has it."""
-        reply = msgspec.convert({"id": key, "ts": now_ms(), "request": body_digest,
-                                 "status": answer.status, "answer": msgspec.json.decode(answer.body)},
-                                s.IdempotentReply)
+        record = {"id": key, "ts": now_ms(), "request": body_digest, "status": answer.status,
+                  "answer": msgspec.json.decode(answer.body)}
+        reply = msgspec.convert(record, s.IdempotentReply)
         await self.remember(reply)
         self.unlogged.add(key)
         await self._log(reply)

@@ -241,7 +241,8 @@ async def test_a_keyed_answer_survives_a_restart(kafka, name):
         assert raw.encode() not in record.value + record.key
 
 
-@pytest.mark.parametrize("name", ["message", "recovery-answer", "suggestion-response", "chargeback"])
+@pytest.mark.parametrize("name", ["message", "recovery-answer", "suggestion-response",
+                                  "chargeback"])
 @aio
 async def test_two_instances_of_a_service_share_the_keys(kafka, name):
     """A retry sent to another instance of the service (same broker, one started after the
@@ -282,3 +283,18 @@ async def test_one_callers_key_is_not_another_ones_after_a_restart(kafka, name):
     if name == "message":  # B's message is B's event; a chargeback is one label per transfer
         assert by_b[1] != first[1]
         assert len([e for e in tap.events(family.topic) if family.mine(e, b)]) == 1
+
+
+def test_the_reply_topics_are_compacted_and_expire_after_a_day(kafka):
+    """What bounds the record: compaction by key, deletion past retention (25 h, 1 h segments)."""
+    from confluent_kafka.admin import ConfigResource
+
+    from pipelines.contracts.topics import REPLY_TOPICS
+    from pipelines.kafka import acls
+
+    admin = acls.admin_client(kafka.internal_bootstrap, acls.passwords(kafka.secrets_dir)["admin"])
+    wanted = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in REPLY_TOPICS]
+    for resource, future in admin.describe_configs(wanted).items():
+        config = {k: v.value for k, v in future.result(timeout=30).items()}
+        assert (config["cleanup.policy"], config["retention.ms"], config["segment.ms"]) == (
+            "compact,delete", str(25 * 3_600_000), "3600000"), resource
