@@ -298,3 +298,31 @@ def test_the_reply_topics_are_compacted_and_expire_after_a_day(kafka):
         config = {k: v.value for k, v in future.result(timeout=30).items()}
         assert (config["cleanup.policy"], config["retention.ms"], config["segment.ms"]) == (
             "compact,delete", str(25 * 3_600_000), "3600000"), resource
+
+
+def service_of(client):
+    """The ``Service`` behind a served app (its startup hook is a bound method of it)."""
+    return next(hook.__self__ for hook in client.server.app.on_startup
+                if getattr(hook, "__name__", "") == "_startup")
+
+
+@aio
+async def test_an_instance_that_has_not_read_the_record_yet_never_handles_the_key_again(
+        kafka, monkeypatch):
+    """Instance two's reader of the record stalls: a retry sent there is not handled as new (it
+    looks for the key in the whole log first): 503 with Retry-After until it has read it, then
+    the first answer."""
+    monkeypatch.setenv("VIGIE_PUBLISH_DEADLINE_S", "1")
+    family, ctx = FAMILIES["message"], context()
+    async with Tap(family.topic) as tap, serving(messaging) as one, serving(messaging) as two:
+        reader = service_of(two).keyed_replies.reader.consumer
+        reader.pause(*reader.assignment())
+        first = await send(one, family, ctx)
+        while_stalled = await send(two, family, ctx)
+        reader.resume(*reader.assignment())
+        after = await send(two, family, ctx)
+        await tap.drain()
+    assert first[0] == 202
+    assert while_stalled[0] == 503 and while_stalled[2]["Retry-After"] == "1"
+    assert after[:2] == first[:2] and replayed(after)
+    assert len([e for e in tap.events(family.topic) if family.mine(e, ctx)]) == 1
