@@ -1,9 +1,11 @@
-"""``Idempotency-Key`` on the payment service's POSTs, against the session's real broker: one
-key never makes two transfers (sequential or concurrent retries, after a restart), the same key
-with another body is refused, and keys are the caller's own.
+"""``Idempotency-Key`` on every POST, against the session's real broker: one key never makes
+two transfers (sequential or concurrent retries, after a restart), the same key with another
+body is refused, and keys are the caller's own. The other keyed POSTs (messages, account
+events, scam reports, recovery answers, suggestion responses, chargebacks) answer a key once
+for 24 h through their service's record on the log: after a restart, on another instance,
+never from another caller's key.
 
-Headers carry the sender's bearer token too (``as_user``): harmless before the services check
-tokens, required after."""
+Headers carry the caller's bearer token too (``as_user``, ``as_internal``)."""
 from __future__ import annotations
 
 import asyncio
@@ -105,7 +107,7 @@ async def test_a_keyed_chargeback_is_answered_once_and_refused_with_another_body
 
 @aio
 async def test_the_other_services_posts_answer_a_key_once(kafka):
-    """The messaging and assistant POSTs (``idempotency.keyed``): in memory, for 24 h."""
+    """The messaging and assistant POSTs (``idempotency.keyed``), on one instance."""
     sender, key = rid(), uuid.uuid4().hex
     message = {"sender": sender, "recipient": rid(), "conversation": rid("conv"), "text": "hi"}
     headers = keyed(sender, key)
