@@ -266,8 +266,8 @@ class LogReader:
     async def reach_end(self, timeout_s: float) -> None:
         """Return once ``follow`` has handled every record in the log now (what any other
         writer had published before this call); ``asyncio.TimeoutError`` past ``timeout_s``."""
-        ends = await self.consumer.end_offsets(list(self.read_to))
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s):  # the broker away: end_offsets waits
+            ends = await self.consumer.end_offsets(list(self.read_to))
             while any(self.read_to[tp] < end for tp, end in ends.items()):
                 await asyncio.sleep(0.005)
 

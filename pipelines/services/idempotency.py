@@ -165,29 +165,30 @@ class Replies:
             self.answers[reply.id] = reply
         while self.answers and (len(self.answers) > self.max_keys
                                 or now - next(iter(self.answers.values())).ts > self.keep_ms):
-            self.answers.popitem(last=False)
+            self.unlogged.discard(self.answers.popitem(last=False)[0])
 
-    def _known(self, key: str) -> Optional[s.IdempotentReply]:
+    def known(self, key: str, body_digest: str) -> Optional[s.IdempotentReply]:
+        """The answer this instance knows for the key, or None; 422 for the key with another
+        body."""
         reply = self.answers.get(key)
-        return reply if reply is not None and now_ms() - reply.ts <= self.keep_ms else None
+        if reply is None or now_ms() - reply.ts > self.keep_ms:
+            return None
+        if reply.request != body_digest:
+            raise ApiError(422, f"{HEADER} already used with another request body")
+        return reply
 
-    async def get(self, key: str, body_digest: str, read_log: bool = True
-                  ) -> Optional[web.Response]:
-        """The answer given before for this key (here, by another instance, or before a
-        restart), or None; 422 for the key with another body. Unknown here and ``read_log``:
-        looked for in the whole log first (503 with Retry-After past the deadline)."""
-        reply = self._known(key)
-        if reply is None and read_log and self.reader is not None:
+    async def look_up(self) -> None:
+        """Read the whole log as it is now (a key answered by another instance, or just before
+        a restart, is known after it); 503 with Retry-After past the deadline."""
+        if self.reader is not None:
             try:
                 await self.reader.reach_end(deadline_s())
             except asyncio.TimeoutError:
                 raise unavailable(deadline_s()) from None
-            reply = self._known(key)
-        if reply is None:
-            return None
-        if reply.request != body_digest:
-            raise ApiError(422, f"{HEADER} already used with another request body")
-        if key in self.unlogged:  # never answered again before the log has it
+
+    async def replay(self, reply: s.IdempotentReply) -> web.Response:
+        """The answer given again; never before the log has it."""
+        if reply.id in self.unlogged:
             await self._log(reply)
         return web.json_response(reply.answer, status=reply.status, headers={REPLAYED: "true"})
 
@@ -210,18 +211,21 @@ class Replies:
 async def once(replies: Replies, flights: Flights, request: web.Request, scope: str, what: str,
                body: bytes, handle: Callable[[], Awaitable[web.Response]]) -> web.Response:
     """Handle a POST once per key (without a key: as it comes): a retry with the same key and
-    body gets the first answer (here, from another instance, or after a restart), joins it
-    while it runs here, and waits at most the deadline."""
+    body gets the first answer (given here, by another instance, or before a restart), joins
+    it while it runs here, and waits at most the deadline."""
     key = header(request)
     if key is None:
         return await handle()
     kid, body_digest = key_id(scope, key, what), digest(body)
-    if kid not in flights.running:
-        answer = await replies.get(kid, body_digest)
-        if answer is not None:
-            return answer
-    joined = kid in flights.running  # again: a retry may have started it while we looked
+    if kid not in flights.running and replies.known(kid, body_digest) is None:
+        await replies.look_up()
+    # No await from here until the work is started or joined: what is known now is final.
+    joined = kid in flights.running
     if not joined:
+        reply = replies.known(kid, body_digest)
+        if reply is not None:
+            return await replies.replay(reply)
+
         async def first() -> web.Response:
             return await replies.put(kid, body_digest, await handle())
         flights.start(kid, first())
@@ -229,10 +233,10 @@ async def once(replies: Replies, flights: Flights, request: web.Request, scope: 
     await flights.wait(kid, deadline_s())  # raises what the first try raised
     if not joined:
         return task.result()
-    answer = await replies.get(kid, body_digest, read_log=False)
-    if answer is None:  # forgotten meanwhile (the bound): never handled twice
+    reply = replies.known(kid, body_digest)
+    if reply is None:  # forgotten meanwhile (the bound): never handled twice
         raise ApiError(409, f"{HEADER} expired: use a new key")
-    return answer
+    return await replies.replay(reply)
 
 
 def keyed(service: Service, handler: Callable[[web.Request], Awaitable[web.Response]]):

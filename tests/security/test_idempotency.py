@@ -328,3 +328,16 @@ async def test_an_instance_that_has_not_read_the_record_yet_never_handles_the_ke
     assert while_stalled[0] == 503 and while_stalled[2]["Retry-After"] == "1"
     assert after[:2] == first[:2] and replayed(after)
     assert len([e for e in tap.events(family.topic) if family.mine(e, ctx)]) == 1
+
+
+@aio
+async def test_concurrent_duplicates_of_a_keyed_message_make_one_event(kafka):
+    """20 tries at once on one instance (each first looks for the key in the log): one is
+    handled, the others join it or replay it."""
+    family, ctx = FAMILIES["message"], context()
+    async with Tap(family.topic) as tap, serving(messaging) as client:
+        answers = await asyncio.gather(*(send(client, family, ctx) for _ in range(20)))
+        await tap.drain()
+    assert {a[0] for a in answers} == {202} and len({a[1]["id"] for a in answers}) == 1
+    assert sum(not replayed(a) for a in answers) == 1
+    assert len([e for e in tap.events(family.topic) if family.mine(e, ctx)]) == 1
