@@ -56,9 +56,10 @@ def _account_event_caller(request: web.Request, req: rq.AccountEventRequest) -> 
 class TransferParties:
     """Each transfer's sender and recipient (keyed hashes) for ``REPORTABLE_MS``, read from
     ``transfer-requests`` (rebuilt at start, then followed): what a scam report naming a
-    transfer is checked against. At most ``max_keys`` transfers, the oldest forgotten first."""
+    transfer is checked against. At most ``max_keys`` transfers (~550 bytes each), the oldest
+    forgotten first: a report naming one is refused (422) and can name the account alone."""
 
-    def __init__(self, service: Service, max_keys: int = 1_000_000):
+    def __init__(self, service: Service, max_keys: int = 300_000):
         self.service = service
         self.parties = Recent(per_key=1, max_keys=max_keys, max_age_ms=REPORTABLE_MS)
         self.reader: LogReader | None = None
