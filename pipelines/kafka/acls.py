@@ -52,13 +52,21 @@ RIGHTS: dict[str, Rights] = {
     "sink": Rights(writes=("data-quality",), reads=("*",), groups=(SINK_APP,), app=SINK_APP),
     # Not ``recovery``: only the stream says a case moved (an owner's answer, its code's
     # hash, go on owner-verification, which the stream checks).
-    "messaging": Rights(writes=("messages", "account-events", "labels", OWNER_VERIFICATION),
-                        reads=("notifications",), groups=("vigie-owner-channel",)),
-    "payment": Rights(writes=("transfer-requests", "transfer-status", "labels"),
-                      reads=("transfer-requests", "transfer-status", "recovery", "decisions"),
+    # Each service also writes and reads its own record of keyed answers, and no other's
+    # (``idempotency-<service>``: pipelines/services/idempotency.py).
+    "messaging": Rights(writes=("messages", "account-events", "labels", OWNER_VERIFICATION,
+                                "idempotency-messaging"),
+                        # transfer-requests: a scam report's transfer and its parties
+                        reads=("notifications", "transfer-requests", "idempotency-messaging"),
+                        groups=("vigie-owner-channel",)),
+    "payment": Rights(writes=("transfer-requests", "transfer-status", "labels",
+                              "idempotency-payment"),
+                      reads=("transfer-requests", "transfer-status", "recovery", "decisions",
+                             "idempotency-payment"),
                       groups=("vigie-payment",)),
-    "assistant": Rights(writes=("assistant-events", "account-events"),
-                        reads=("account-events", "messages"), groups=("vigie-assistant",)),
+    "assistant": Rights(writes=("assistant-events", "account-events", "idempotency-assistant"),
+                        reads=("account-events", "messages", "idempotency-assistant"),
+                        groups=("vigie-assistant",)),
     # The console and `vigie promote/rollback/shadow`; it shows the worker's lag.
     "console": Rights(writes=("analyst-actions", "model-updates", "labels", CONSOLE_AUDIT),
                       looks_at=WORKER_READS, looks_at_groups=(WORKER_APP,)),

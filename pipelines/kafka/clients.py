@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedErr
 
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.schemas import encode
-from pipelines.contracts.topics import INTERNAL_TOPICS, TOPICS, key_of
+from pipelines.contracts.topics import INTERNAL_TOPICS, REPLY_TOPICS, TOPICS, key_of
 
 log = logging.getLogger(__name__)
 # Control streams: one partition, so one worker applies them in one order (rules and lists are
@@ -27,7 +27,7 @@ def topic_partitions(name: str, conf: settings_mod.Settings) -> int:
 
 
 async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
-                        names: Iterable[str] = (*TOPICS, *INTERNAL_TOPICS)) -> None:
+                        names: Iterable[str] = (*TOPICS, *INTERNAL_TOPICS, *REPLY_TOPICS)) -> None:
     """Create Vigie's topics if they do not exist (idempotent; safe from every process). A
     principal sees only the topics it may use, and may create none: those it cannot see are
     left to the admin, who creates them all (the broker's start, ``vigie topics``)."""
@@ -36,7 +36,8 @@ async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, topic_partitions(n, conf), 1) for n in names if n not in existing]
+        missing = [NewTopic(n, topic_partitions(n, conf), 1, topic_configs=_config(n))
+                   for n in names if n not in existing]
         if missing:
             response = await admin.create_topics(missing)
             for topic, code, *reason in response.topic_errors:
@@ -46,6 +47,11 @@ async def ensure_topics(conf: Optional[settings_mod.Settings] = None,
                     raise for_code(code)(f"cannot create topic {topic}: {reason}")
     finally:
         await admin.close()
+
+
+def _config(name: str) -> dict[str, str]:
+    spec = TOPICS.get(name) or REPLY_TOPICS.get(name)
+    return spec.config if spec else {}
 
 
 class Publisher:

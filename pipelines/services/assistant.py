@@ -43,7 +43,7 @@ class Assistant(Service):
 
     def routes(self):
         return [web.get("/v1/suggestions", self.list_suggestions),
-                web.post("/v1/suggestions/{id}/response", idem.keyed(self.respond)),
+                web.post("/v1/suggestions/{id}/response", idem.keyed(self, self.respond)),
                 web.put("/v1/users/{user}/assistant", self.switch)]
 
     # --- stream side ---------------------------------------------------------------------

@@ -117,6 +117,8 @@ class Service:
         self.publisher: Optional[Publisher] = None
         self.tasks: list[asyncio.Task] = []
         self.readers: list[LogReader] = []
+        # What else rebuilds its state from the log before serving (``idempotency.Replies``)
+        self.rebuilds: list[Callable[[], Awaitable[None]]] = []
         self.verifier = auth.Verifier(auth.keys_dir(self.conf))
 
     def routes(self) -> list[web.RouteDef]:
@@ -158,6 +160,8 @@ class Service:
         await ensure_topics(self.conf)
         self.publisher = await Publisher(self.conf).start()
         try:
+            for rebuild in self.rebuilds:
+                await rebuild()
             await self.start()
         except BaseException:
             await self._cleanup(app)  # aiohttp does not clean up after a failed startup
@@ -202,11 +206,12 @@ def serve(app: web.Application, name: str, port: Optional[int] = None) -> None:
 
 
 # --- reading the log ---------------------------------------------------------------------
-async def _dispatch(batches: dict, handler: Handler) -> None:
+async def _dispatch(batches: dict, handler: Handler, read_to: Optional[dict] = None) -> None:
     """Decode each record with its topic's schema and hand it over; a record that does not
     decode, or that its handler fails on, is logged by position (never by content) and
-    skipped, so one bad record cannot stop a service."""
-    for records in batches.values():
+    skipped, so one bad record cannot stop a service. ``read_to``: each partition's next
+    offset once its record has been handled."""
+    for tp, records in batches.items():
         for rec in records:
             try:
                 await handler(decode(rec.topic, rec.value))
@@ -215,6 +220,8 @@ async def _dispatch(batches: dict, handler: Handler) -> None:
                             rec.offset, exc)
             except Exception:
                 log.exception("failed on record %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            if read_to is not None:
+                read_to[tp] = rec.offset + 1
 
 
 class LogReader:
@@ -227,6 +234,7 @@ class LogReader:
         self.consumer = consumer(*topics, conf=conf, enable_auto_commit=False)
         self.since_ms = since_ms
         self.ends: dict[TopicPartition, int] = {}
+        self.read_to: dict[TopicPartition, int] = {}  # each partition's next offset to handle
 
     async def start(self) -> "LogReader":
         c = self.consumer
@@ -239,16 +247,25 @@ class LogReader:
             found = await c.offsets_for_times({tp: self.since_ms for tp in parts})
             for tp in parts:
                 c.seek(tp, found[tp].offset if found.get(tp) else self.ends[tp])
+        self.read_to = {tp: await c.position(tp) for tp in parts}
         return self
 
     async def catch_up(self, handler: Handler) -> None:
         c = self.consumer
         while any([await c.position(tp) < end for tp, end in self.ends.items()]):
-            await _dispatch(await c.getmany(timeout_ms=500), handler)
+            await _dispatch(await c.getmany(timeout_ms=500), handler, self.read_to)
 
     async def follow(self, handler: Handler) -> None:
         while True:
-            await _dispatch(await self.consumer.getmany(timeout_ms=1000), handler)
+            await _dispatch(await self.consumer.getmany(timeout_ms=1000), handler, self.read_to)
+
+    async def reach_end(self, timeout_s: float) -> None:
+        """Return once ``follow`` has handled every record in the log now (what any other
+        writer had published before this call); ``asyncio.TimeoutError`` past ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):  # the broker away: end_offsets waits
+            ends = await self.consumer.end_offsets(list(self.read_to))
+            while any(self.read_to[tp] < end for tp, end in ends.items()):
+                await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         await self.consumer.stop()  # idempotent

@@ -109,7 +109,7 @@ class Payment(Service):
         self.limits = limits_mod.load()
         self.by_sender: dict[str, list[Transfer]] = {}  # in creation order: for the limits
         self.flights = idem.Flights()  # creations (by transfer id) and keyed chargebacks
-        self.replies = idem.Replies()  # keyed chargebacks' answers
+        self.replies = idem.Replies.of(self)  # keyed chargebacks' answers, on the log
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
