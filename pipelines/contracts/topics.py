@@ -63,6 +63,10 @@ FEATURE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-re
 # The stream's own hops (see pipelines/stream/envelopes.py): keyed by entity, and by sender;
 # recovery-signals (pipelines/recovery/stage.py): keyed by account, like ``recovery``.
 INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]
+# The payment service's own compacted topics (pipelines/services/payment_state.py): each
+# transfer's current state, keyed by transfer id and partitioned like its sender; and which
+# instance serves which partition (one partition, keyed by partition number).
+STATE_TOPICS = ["payment-state", "payment-owners"]
 _DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
 
 
