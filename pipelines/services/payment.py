@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Awaitable, Callable, Optional, Sequence
 
+import aiohttp
 import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
@@ -54,6 +55,9 @@ TICK_S = 0.2  # how often due payouts and missed deadlines are looked at
 OPEN = ("pending", "approved", "warned", "released")  # not paid out yet: a lock holds them
 DONE = ("paid_out", "returned")  # final: such a transfer leaves memory after the keep window
 PRUNE_EVERY_S = 60.0
+FORWARDED = "Vigie-Forwarded"  # set on a request one instance passed to another, and its answer
+PASSED_ON = ("Authorization", "Content-Type", idem.HEADER)
+PASSED_BACK = ("Content-Type", "Retry-After", idem.REPLAYED)
 RETURNED = "declined: money back to the sender"
 # What a decision does: an automated one to a pending transfer, an analyst's to a held one.
 EFFECTS = {
@@ -130,6 +134,7 @@ class Payment(Service):
         self.replies = idem.Replies()  # keyed chargebacks' answers
         self.owners: Optional[ps.Owners] = None
         self.membership: Optional[Membership] = None
+        self.http: Optional[aiohttp.ClientSession] = None  # to forward to another instance
         self.pruned_at = 0.0
 
     def routes(self):
@@ -201,8 +206,14 @@ class Payment(Service):
                 self._record(t, status, reason, ts)
 
     async def _act(self, action: Callable[[], Awaitable[None]]) -> None:
-        """Run a change now; if the log refuses it, keep it to run again on the next tick (not
-        if the transfer's partition is no longer ours: its new owner restored it)."""
+        """Run a change now; if the log refuses it, keep it to run again on the next tick."""
+        if not await self._try(action):
+            self.retries.append(action)
+
+    @staticmethod
+    async def _try(action: Callable[[], Awaitable[None]]) -> bool:
+        """Run a change: False if the log refused it; dropped (True) if the transfer's
+        partition is no longer ours (its new owner restored it)."""
         try:
             await action()
         except NotOwner as exc:
@@ -210,27 +221,53 @@ class Payment(Service):
         except KafkaError as exc:
             log.warning("a transfer change did not reach the log (%s): tried again next tick",
                         type(exc).__name__)
-            self.retries.append(action)
+            return False
+        return True
 
     # --- HTTP ----------------------------------------------------------------------------
-    def _elsewhere(self, request: web.Request, sender: str) -> Optional[ApiError]:
-        """None if this instance owns ``sender``; else a 307 to the instance that does (as
-        ``payment-owners`` says), or a 503 while its partition moves between instances."""
+    def _owner(self, sender: str) -> Optional[str]:
+        """None if this instance owns ``sender``; else the URL of the instance that does (as
+        ``payment-owners`` says); 503 while its partition moves between instances."""
         p = self.partition(sender)
         if p in self.writers:
             return None
         url = self.owners.url(p) if self.owners is not None else None
         if url is None or url == self.url:
-            return ApiError(503, "this sender's partition is moving between instances: retry",
-                            {"Retry-After": "1"})
-        return ApiError(307, "served by another instance", {"Location": url + request.path_qs})
+            raise ApiError(503, "this sender's partition is moving between instances: retry",
+                           {"Retry-After": "1"})
+        return url
+
+    async def _forward(self, request: web.Request, url: str) -> web.Response:
+        """The request, as it came (its token too), answered by the instance at ``url``. One
+        hop only: a forwarded request that finds no owner gets the 503 above. Not a redirect:
+        HTTP clients drop the Authorization header on a redirect to another host."""
+        if request.headers.get(FORWARDED):
+            raise ApiError(503, "this sender's partition is moving between instances: retry",
+                           {"Retry-After": "1"})
+        headers = {h: request.headers[h] for h in PASSED_ON if h in request.headers}
+        try:
+            async with self.http.request(request.method, url + request.path_qs,
+                                         data=await request.read(),
+                                         headers={**headers, FORWARDED: "1"}) as resp:
+                body = await resp.read()
+                kept = {h: resp.headers[h] for h in PASSED_BACK if h in resp.headers}
+                return web.Response(body=body, status=resp.status,
+                                    headers={**kept, FORWARDED: "1"})
+        except aiohttp.ClientError:
+            raise ApiError(503, "the instance serving this sender is unreachable: retry",
+                           {"Retry-After": "1"}) from None
+
+    async def _served_elsewhere(self, request: web.Request, sender: str
+                                ) -> Optional[web.Response]:
+        url = self._owner(sender)
+        return None if url is None else await self._forward(request, url)
 
     async def create(self, request: web.Request) -> web.Response:
         req = await read_json(request, rq.TransferRequest)
         acting_for(request, req.sender)  # only the sender's app debits the sender
         sender = pseudonymize("account", req.sender)
-        if (elsewhere := self._elsewhere(request, sender)) is not None:
-            raise elsewhere
+        if (answer := await self._served_elsewhere(request, sender)) is not None:
+            return answer
         key = idem.header(request)
         # With a key, the transfer id is the key's keyed hash: a retry names the same transfer
         # whatever happened to the first try, and the state topic holds the key over restarts.
@@ -259,19 +296,29 @@ class Payment(Service):
         return self._created(t)
 
     async def _publish_new(self, t: Transfer) -> None:
-        """The request, its first status and its state, in one transaction. Runs to its end
-        even if the client stopped waiting: the producer retries until the broker has it. If
-        the broker refuses it, the transfer is forgotten: a retry creates it."""
+        """The request into the log, then its first status with its state (one transaction).
+        Runs to its end even if the client stopped waiting: the producers retry until the
+        broker has it. If the broker refuses the request, the transfer is forgotten: a retry
+        creates it. The request is not in the transaction: the stream's watermarks take a
+        feature topic's end offset for its last record, which a transaction's commit marker
+        is not (a request that reached the log without its state is found by ``take``)."""
         r = t.request
-        first = [self._event("transfer-requests", r)]
-        if r.sender not in self.first_sent:
-            first.append((ps.STATE_TOPIC, ps.sender_key(r.sender),
-                          ps.encode(ps.SenderSeen(sender=r.sender, first_ts=r.ts))))
         try:
-            await self._change(t, lambda t: [("pending", "")], first)
+            await self.publish("transfer-requests", r)
         except BaseException:
             self._forget(t)
             raise
+        if not t.history:  # in the log, undecided: open, as a restore finds it
+            self.open[r.transfer_id] = t
+        await self._act(partial(self._first, t))
+
+    async def _first(self, t: Transfer) -> None:
+        r = t.request
+        first = []
+        if r.sender not in self.first_sent:
+            first.append((ps.STATE_TOPIC, ps.sender_key(r.sender),
+                          ps.encode(ps.SenderSeen(sender=r.sender, first_ts=r.ts))))
+        await self._change(t, lambda t: [] if t.history else [("pending", "")], first)
         self.first_sent.setdefault(r.sender, r.ts)
 
     def _forget(self, t: Transfer) -> None:
@@ -304,23 +351,23 @@ class Payment(Service):
                      if t.request.ts >= since and t.status != "returned")
         return self.first_sent.get(sender), recent
 
-    def _find(self, request: web.Request, transfer_id: str) -> Transfer:
-        if transfer_id in self.transfers:
-            return self.transfers[transfer_id]
-        account = request[CALLER].account  # a user's own transfer: its owner may have it
-        if account is not None and (elsewhere := self._elsewhere(request, account)) is not None:
-            raise elsewhere
-        raise ApiError(404, "unknown transfer")
-
     async def get(self, request: web.Request) -> web.Response:
-        t = self._find(request, request.match_info["id"])
+        t = self.transfers.get(request.match_info["id"])
+        account = request[CALLER].account
+        if t is None and account is not None:  # a user's own transfer: its owner may have it
+            if (answer := await self._served_elsewhere(request, account)) is not None:
+                return answer
+        if t is None:
+            raise ApiError(404, "unknown transfer")
         acting_for_account(request, t.request.sender)  # the sender's only: see docs/services.md
         return web.json_response(t.view())
 
     async def chargeback(self, request: web.Request) -> web.Response:
         internal(request)  # the card network's word, relayed by the bank's back office
         req = await read_json(request, rq.ChargebackRequest)
-        t = self._find(request, req.transfer_id)
+        if req.transfer_id not in self.transfers:  # finished long ago, or another instance's
+            raise ApiError(404, "unknown transfer")
+        t = self.transfers[req.transfer_id]
 
         async def handle() -> web.Response:
             # One chargeback label per transfer, whatever the retries: the id says so.
@@ -357,10 +404,10 @@ class Payment(Service):
         return []
 
     async def on_tick(self) -> None:
-        for _ in range(len(self.retries)):  # first what the log refused before, in order
-            await self._act(self.retries.popleft())
-        if self.retries:  # still refused: nothing acts ahead of it (a lock's hold, a decision)
-            return
+        while self.retries:  # first what the log refused before, in order
+            if not await self._try(self.retries[0]):
+                return  # still refused: nothing acts ahead of it (a lock's hold, a decision)
+            self.retries.popleft()
         for t in list(self.open.values()):
             if self._due(t):
                 try:
@@ -425,11 +472,10 @@ class Payment(Service):
         self._set_lock(ev)
 
     # --- ownership: partitions taken (fenced, restored, announced) and given up ----------
-    async def take(self, partitions: set[int]) -> None:
-        """The group gave this instance ``partitions``: fence their former owner (our writer
-        starts), then restore their state, then say where they are served."""
-        known = self.membership.consumer.partitions_for_topic("decisions")
-        self.partitions = len(known) if known else self.partitions
+    async def take(self, partitions: set[int], of: int) -> None:
+        """The group gave this instance ``partitions`` (of ``of``): fence their former owner
+        (our writer starts), then restore their state, then say where they are served."""
+        self.partitions = of
         for p in sorted(partitions):
             writer = await PartitionWriter(self.conf, p).start()
             restored = await ps.restore(self.conf, p)
@@ -438,14 +484,22 @@ class Payment(Service):
                 t = Transfer(stored.request)
                 for step in stored.history:
                     self._record(t, step["status"], step["reason"], step["ts"])
-                if not t.history:  # never the case: a transfer's first state has "pending"
-                    self.open[t.request.transfer_id] = t
                 self.transfers[t.request.transfer_id] = t
                 self.by_sender.setdefault(t.request.sender, []).append(t)
             for mine in self.by_sender.values():
                 mine.sort(key=lambda t: t.request.ts)
             self.first_sent.update(restored.first_sent)
+            # A request in the log without its first state: its instance died in between.
+            # (Older than the keep window, a request missing here was pruned, not orphaned.)
+            since = now_ms() - self.keep_ms
+            orphans = {r.transfer_id: r for r in await ps.requests_since(self.conf, p, since)
+                       if r.transfer_id not in restored.transfers and r.ts >= since}.values()
+            for r in orphans:
+                t = self.open[r.transfer_id] = self.transfers[r.transfer_id] = Transfer(r)
+                self.by_sender.setdefault(r.sender, []).append(t)
             self.writers[p] = writer
+            for r in orphans:
+                await self._act(partial(self._first, self.transfers[r.transfer_id]))
             log.info("payment partition %d taken: %d transfers (%d records read)", p,
                      len(restored.transfers), restored.records_read)
             if self.url is not None:
@@ -470,6 +524,7 @@ class Payment(Service):
 
     # --- start: locks from the log, then the group gives us our partitions ---------------
     async def start(self) -> None:
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         recovery = await self.start_reader(LogReader(self.conf, "recovery"))
         await recovery.catch_up(self._replay_recovery)
         self.owners = await self.start_reader(ps.Owners(self.conf))
@@ -486,6 +541,8 @@ class Payment(Service):
     async def _cleanup(self, app) -> None:
         await super()._cleanup(app)  # the group left first: nothing more is taken
         await asyncio.gather(*(w.close() for w in self.writers.values()), return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
 
 
 def build_app(conf=None, url: Optional[str] = None) -> web.Application:

@@ -75,19 +75,23 @@ class PartitionWriter:
                 await self._start()
             producer = self.producer
             try:
-                async with producer.transaction():
-                    sent = [await producer.send(topic, value, key=key, partition=self.partition)
-                            for topic, key, value in records]
-                    await asyncio.gather(*sent)
+                await producer.begin_transaction()
+                sent = [await producer.send(topic, value, key=key, partition=self.partition)
+                        for topic, key, value in records]
+                for outcome in await asyncio.gather(*sent, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                await producer.commit_transaction()
             except ProducerFenced:
                 log.warning("payment partition %d: fenced by its new owner", self.partition)
                 self.closed, self.producer = True, None
-                await producer.stop()
+                await _discard(producer)
                 raise NotOwner(self.partition) from None
             except KafkaError:
-                # aborted, or the producer is in an error state: a new one (a new epoch) next time
+                # Not aborted here (aiokafka may wait for ever to abort after a refused
+                # batch): the next write's new producer (a new epoch) makes the broker abort it.
                 self.producer = None
-                await producer.stop()
+                await _discard(producer)
                 raise
 
     async def close(self) -> None:
@@ -95,8 +99,16 @@ class PartitionWriter:
         async with self.lock:
             self.closed = True
             if self.producer is not None:
-                await self.producer.stop()
+                await _discard(self.producer)
                 self.producer = None
+
+
+async def _discard(producer: AIOKafkaProducer) -> None:
+    """Stop a producer, not waiting long for what it may never deliver."""
+    try:
+        await asyncio.wait_for(producer.stop(), 5.0)
+    except (asyncio.TimeoutError, KafkaError):
+        log.warning("a payment producer did not stop cleanly")
 
 
 class Membership(GroupReader):
@@ -104,7 +116,7 @@ class Membership(GroupReader):
     the new partitions before their decisions are read; on revocation, ``give_up`` the
     partitions lost. ``start`` returns once the first assignment is handled."""
 
-    def __init__(self, conf, take: Callable[[set[int]], Awaitable[None]],
+    def __init__(self, conf, take: Callable[[set[int], int], Awaitable[None]],
                  give_up: Callable[[set[int]], Awaitable[None]]):
         super().__init__(conf, "decisions", GROUP)
         self.take, self.give_up = take, give_up
@@ -124,5 +136,6 @@ class _Listener(ConsumerRebalanceListener):
         await self.m.give_up({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
-        await self.m.take({tp.partition for tp in assigned})
+        of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # the sender-keyed topics'
+        await self.m.take({tp.partition for tp in assigned}, of)
         self.m.assigned.set()

@@ -21,6 +21,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from pipelines.contracts import schemas as s
+from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.clients import consumer
 
 STATE_TOPIC, OWNERS_TOPIC = "payment-state", "payment-owners"
@@ -63,6 +64,38 @@ def sender_key(sender: str) -> bytes:
     return f"sender:{sender}".encode()
 
 
+async def _read(conf, tp: TopicPartition, since_ms: Optional[int] = None):
+    """The committed records of one partition, from ``since_ms`` (event time) or the start."""
+    c = consumer(conf=conf, enable_auto_commit=False)
+    await c.start()
+    try:
+        c.assign([tp])
+        end = (await c.end_offsets([tp]))[tp]
+        found = (await c.offsets_for_times({tp: since_ms}))[tp] if since_ms is not None else None
+        if since_ms is None:
+            await c.seek_to_beginning(tp)
+        else:
+            c.seek(tp, found.offset if found else end)
+        while await c.position(tp) < end:
+            for rec in (await c.getmany(tp, timeout_ms=500)).get(tp, ()):
+                yield rec
+    finally:
+        await c.stop()
+
+
+async def requests_since(conf, partition: int, since_ms: int) -> list[s.TransferRequested]:
+    """The transfer requests of one partition since ``since_ms``: a request whose first state
+    never followed it (its instance died in between) is found among them."""
+    tp = TopicPartition("transfer-requests", partition)
+    out = []
+    async for rec in _read(conf, tp, since_ms):
+        try:
+            out.append(decode("transfer-requests", rec.value))
+        except InvalidEvent:
+            continue
+    return out
+
+
 class Restored(msgspec.Struct):
     transfers: dict[str, Stored]
     first_sent: dict[str, int]
@@ -72,29 +105,19 @@ class Restored(msgspec.Struct):
 async def restore(conf, partition: int) -> Restored:
     """Partition ``partition`` of the state, read to its end (committed records only: an
     aborted transaction never happened)."""
-    c = consumer(conf=conf, enable_auto_commit=False)
-    tp = TopicPartition(STATE_TOPIC, partition)
-    await c.start()
-    try:
-        c.assign([tp])
-        await c.seek_to_beginning(tp)
-        end = (await c.end_offsets([tp]))[tp]
-        out = Restored({}, {}, 0)
-        while await c.position(tp) < end:
-            for rec in (await c.getmany(tp, timeout_ms=500)).get(tp, ()):
-                out.records_read += 1
-                key = rec.key.decode()
-                if rec.value is None:  # a tombstone: the transfer left
-                    out.transfers.pop(key, None)
-                    continue
-                item = _decode(rec.value)
-                if isinstance(item, Stored):
-                    out.transfers[key] = item
-                else:
-                    out.first_sent[item.sender] = item.first_ts
-        return out
-    finally:
-        await c.stop()
+    out = Restored({}, {}, 0)
+    async for rec in _read(conf, TopicPartition(STATE_TOPIC, partition)):
+        out.records_read += 1
+        key = rec.key.decode()
+        if rec.value is None:  # a tombstone: the transfer left
+            out.transfers.pop(key, None)
+            continue
+        item = _decode(rec.value)
+        if isinstance(item, Stored):
+            out.transfers[key] = item
+        else:
+            out.first_sent[item.sender] = item.first_ts
+    return out
 
 
 class Owners:
