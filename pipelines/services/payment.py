@@ -6,14 +6,14 @@ out without a decision (``EFFECTS``; none by then: ``VIGIE_NO_DECISION_FALLBACK`
 blocks it, and a late one acts through ``late_steps``). Only the first automated decision
 acts; analysts' act on held transfers only; shadow ones never. A recovery case locks its
 account (new transfers get 423). Every change is published as a ``TransferStatus`` (id
-``<transfer>.<n>``) with the transfer's new state (``payment_state``), in one transaction,
-and applied in memory only once the broker has it.
+``<transfer>.<n>``) with the transfer's new state (``payment_state``), in one transaction of
+its partition's fenced writer, and applied in memory only once the broker has it.
 
 Scaled out by starting more instances: each owns the sender partitions the consumer group on
 ``decisions`` gives it (``payment_owners``), restores them from the compacted state topic
 before reading their decisions, keeps their open transfers and the last
-``VIGIE_PAYMENT_KEEP_S`` of the others, and sends a request for another instance's sender
-there (307). A former owner is fenced: it can no longer write a payout.
+``VIGIE_PAYMENT_KEEP_S`` of the others, and forwards a request for another instance's sender
+there. A former owner is fenced: it can no longer write a payout.
 
 A transfer sent with an ``Idempotency-Key`` takes the key's keyed hash as its id, so a retry
 finds it (in memory, restored after a restart) and gets the same answer, or 422 for
@@ -21,7 +21,7 @@ another body; past ``VIGIE_PUBLISH_DEADLINE_S`` the answer is 503 with ``Retry-A
 publish goes on, joined by the retry (``idempotency``). Hard limits (``contracts.limits``) are
 checked before anything is published.
 
-The state diagram, why, and how it would scale: docs/services.md#payment
+The state diagram, why, and how it scales: docs/services.md#payment
 """
 from __future__ import annotations
 
@@ -489,9 +489,13 @@ class Payment(Service):
             for mine in self.by_sender.values():
                 mine.sort(key=lambda t: t.request.ts)
             self.first_sent.update(restored.first_sent)
-            # A request in the log without its first state: its instance died in between.
-            # (Older than the keep window, a request missing here was pruned, not orphaned.)
+            # A request in the log without its first state: its instance died in between. Only
+            # the last owner's can be (each take adopts the ones before), so from when it took
+            # the partition, a minute for clocks. (Older than the keep window, a request
+            # missing here was pruned, not orphaned.)
             since = now_ms() - self.keep_ms
+            took = self.owners.since.get(p) if self.owners is not None else None
+            since = max(since, took - 60_000) if took is not None else since
             orphans = {r.transfer_id: r for r in await ps.requests_since(self.conf, p, since)
                        if r.transfer_id not in restored.transfers and r.ts >= since}.values()
             for r in orphans:

@@ -126,6 +126,7 @@ class Owners:
     def __init__(self, conf):
         self.consumer = consumer(OWNERS_TOPIC, conf=conf, enable_auto_commit=False)
         self.urls: dict[int, str] = {}
+        self.since: dict[int, int] = {}  # partition -> when its current owner took it
 
     async def start(self) -> "Owners":
         await self.consumer.start()
@@ -138,6 +139,7 @@ class Owners:
                 for rec in records:
                     owner = _decode_owner(rec.value)
                     self.urls[owner.partition] = owner.url
+                    self.since[owner.partition] = owner.ts
 
     def url(self, partition: int) -> Optional[str]:
         return self.urls.get(partition)
