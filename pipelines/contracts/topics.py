@@ -75,6 +75,10 @@ _REPLIES_CONFIG = {"cleanup.policy": "compact,delete",
 REPLY_TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
     TopicSpec(f"idempotency-{service}", s.IdempotentReply, "id", f"{service} service",
               config=_REPLIES_CONFIG) for service in ("messaging", "assistant", "payment")]}
+# The payment service's own compacted topics (pipelines/services/payment_state.py): each
+# transfer's current state, keyed by transfer id and partitioned like its sender; and which
+# instance serves which partition (one partition, keyed by partition number).
+STATE_TOPICS = ["payment-state", "payment-owners"]
 _SPECS = {**TOPICS, **REPLY_TOPICS}
 _DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in _SPECS.items()}
 
