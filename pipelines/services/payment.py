@@ -259,6 +259,19 @@ class Payment(Service):
             raise ApiError(503, "the instance serving this sender is unreachable: retry",
                            {"Retry-After": "1"}) from None
 
+    async def _ask_the_others(self, request: web.Request) -> web.Response:
+        """A request naming only a transfer id (a chargeback: the card network knows no
+        sender, so no partition), which this instance does not have: asked of each other
+        instance in turn, once (a forwarded one is not passed on); the first that knows the
+        transfer answers. 404 when none does (finished past ``VIGIE_PAYMENT_KEEP_S``)."""
+        others = ({url for url in self.owners.urls.values() if url != self.url}
+                  if self.owners is not None and not request.headers.get(FORWARDED) else ())
+        for url in sorted(others):
+            answer = await self._forward(request, url)
+            if answer.status != 404:
+                return answer
+        raise ApiError(404, "unknown transfer")
+
     async def _served_elsewhere(self, request: web.Request, sender: str
                                 ) -> Optional[web.Response]:
         url = self._owner(sender)
@@ -367,8 +380,8 @@ class Payment(Service):
     async def chargeback(self, request: web.Request) -> web.Response:
         internal(request)  # the card network's word, relayed by the bank's back office
         req = await read_json(request, rq.ChargebackRequest)
-        if req.transfer_id not in self.transfers:  # finished long ago, or another instance's
-            raise ApiError(404, "unknown transfer")
+        if req.transfer_id not in self.transfers:  # another instance's, or finished long ago
+            return await self._ask_the_others(request)
         t = self.transfers[req.transfer_id]
 
         async def handle() -> web.Response:
