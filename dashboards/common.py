@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboards.users import ROLES, Throttle, users_path
+from dashboards.users import COOKIE, ROLES, Sessions, Throttle, session_s, users_path
 from models.policy import RULES_ONLY
 from pipelines.contracts import settings as settings_mod, signatures
 from pipelines.contracts.schemas import (ACTION_ROLES, AnalystAction, ConsoleAudit, Label,
@@ -110,10 +110,52 @@ def is_username(name: str) -> bool:
     return name in load_users()
 
 
+def browser_cookies() -> dict:
+    """The cookies the browser sent when this session's page loaded (the tests replace it:
+    AppTest cannot send cookies)."""
+    return dict(st.context.cookies)
+
+
+def sso_configured() -> bool:
+    """Single sign-on (``st.login``, OIDC) is on when the console's secrets have an ``[auth]``
+    section (docs/console.md#single-sign-on)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def sso_user() -> Optional[dict]:
+    """The console user whose ``sso_email`` in users.yaml is the identity provider's verified
+    email for this browser, if single sign-on is on and someone signed in through it."""
+    if not sso_configured() or not st.user.get("is_logged_in"):
+        return None
+    email = st.user.get("email")
+    for name, entry in load_users().items():
+        if email and entry.get("sso_email") == email:
+            return {"username": name, "role": entry.get("role")}
+    return None
+
+
+def _resumed() -> Optional[dict]:
+    """A sign-in kept across a reload: the session cookie's user, or single sign-on's. Audited
+    as a sign-in (outcome: how)."""
+    user, how = Sessions().check(browser_cookies().get(COOKIE)), "session cookie"
+    if not user:
+        user, how = sso_user(), "single sign-on"
+    if user:
+        audit("sign_in", strict=False, actor=user["username"], role=user["role"], outcome=how)
+        st.session_state["auth"] = user
+    return user
+
+
 def current_user() -> Optional[dict]:
     """The signed-in user, checked against the users file at every run: a user removed or given
-    another role since signing in is signed out now (audited) and must sign in again."""
+    another role since signing in is signed out now (audited) and must sign in again. A new
+    session (a reload, a new tab) resumes from the signed session cookie or single sign-on."""
     auth = st.session_state.get("auth")
+    if not auth and not st.session_state.get("signed_out"):
+        auth = _resumed()
     if not auth:
         return None
     now = load_users().get(auth["username"])
@@ -124,6 +166,28 @@ def current_user() -> Optional[dict]:
     st.session_state["session_ended"] = f"Your session ended ({why}): sign in again."
     audit("session_ended", strict=False, actor=auth["username"], role=auth["role"], outcome=why)
     return None
+
+
+def keep_signed_in(user: dict) -> None:
+    """Write the signed session cookie (``users.Sessions``) into the browser, once per sign-in:
+    a small script in the page (Streamlit has no call to set a cookie). Not HttpOnly (a script
+    writes it); SameSite=Strict; it expires with the token."""
+    token = Sessions().issue(user)
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; Path=/; Max-Age={int(session_s())}; "
+            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+
+
+def sign_out(user: dict) -> None:
+    """End the session here and every session cookie of this name (``Sessions.sign_out``)."""
+    Sessions().sign_out(user["username"])
+    st.session_state.pop("auth", None)
+    st.session_state["signed_out"] = True  # the next page load clears the cookie
+    audit("signed_out", strict=False, actor=user["username"], role=user["role"])
+
+
+def forget_cookie() -> None:
+    st.html(f"<script>document.cookie = '{COOKIE}=; Path=/; Max-Age=0; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True)
 
 
 def require(*roles: str) -> dict:
