@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Iterable, Optional
+from urllib.parse import urlencode
 
 import bcrypt
 import pandas as pd
@@ -260,7 +262,7 @@ ever AS (  -- the few transfers ever held: every scan below is narrowed to them
     SELECT transfer_id FROM transfer_status WHERE status = 'held'
     UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
 s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
-    SELECT transfer_id, status, reason AS held_by, id AS hold_id,
+    SELECT transfer_id, status, reason AS held_by, id AS hold_id, ts AS status_ts,
            row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
     FROM transfer_status WHERE transfer_id IN (SELECT transfer_id FROM ever)),
 d AS (  -- each one's latest automated decision
@@ -277,7 +279,8 @@ held AS (
     SELECT transfer_id, coalesce(s.status, 'pending') AS status,
            CASE WHEN s.status = 'held' THEN s.held_by ELSE 'decision:hold (payment not applied yet)'
            END AS held_by,
-           CASE WHEN s.status = 'held' THEN s.hold_id END AS hold_id
+           CASE WHEN s.status = 'held' THEN s.hold_id END AS hold_id,
+           CASE WHEN s.status = 'held' THEN s.status_ts END AS held_ts
     FROM ever LEFT JOIN (SELECT * FROM s WHERE rn = 1) s USING (transfer_id)
     LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id)
     WHERE s.status = 'held' OR (coalesce(s.status, 'pending') = 'pending' AND d.action = 'hold'))
@@ -287,20 +290,39 @@ SELECT h.transfer_id, h.held_by, d.action AS decision, d.ts AS decided_ts, t.ts 
        coalesce(CASE WHEN d.model_version = '""" + RULES_ONLY + """' THEN NULL ELSE d.score END, 1.0)
            * t.amount_cents AS risk_amount,
        d.model_version, d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts,
-       t.device, t.card, h.status, h.hold_id, c.owner
+       t.device, t.card, h.status, h.hold_id, h.held_ts, c.owner
 FROM held h JOIN transfer_requests t USING (transfer_id)
 LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING (transfer_id)
 """
 
 
+def review_sla_s() -> float:
+    return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
+
+
 def held_transfers() -> pd.DataFrame:
+    """The queue, with ``minutes_left``: the time left before the transfer's money moves or its
+    review is overdue. Not ``payout_due_ts`` alone: that is the end of the availability delay
+    (30 s after the request), always past by the time a hold reaches the queue; a hold stops
+    that payout clock and the money waits for an analyst. So: a stream hold the payment service
+    has not applied yet pays out (or the fallback holds it) at ``payout_due_ts``; a held
+    transfer is due for review ``VIGIE_REVIEW_SLA_S`` after it was held."""
     df = q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
-    df["minutes_left"] = (df["payout_due_ts"] - now) / 60_000
+    held_at = df["held_ts"].fillna(df["decided_ts"]).fillna(df["requested_ts"])
+    due = (held_at + review_sla_s() * 1000).where(df["status"] == "held", df["payout_due_ts"])
+    df["due_ts"] = due
+    df["minutes_left"] = (due - now) / 60_000
     df["amount_eur"] = df["amount_cents"] / 100
     df["rules"] = [", ".join(parse_json(v, [])) for v in df["rule_hits"]]
     return df
+
+
+def link(page: str, **params) -> str:
+    """A deep link to ``page`` (its file name) opening one item, to paste into a ticket:
+    relative, so it works behind any host or base path."""
+    return f"{page}?" + urlencode(params)
 
 
 # A console model change is an AnalystAction (role, reason; params.update: its update's id) and
@@ -457,6 +479,7 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
     A verdict is a Label (training learns from it) and, since the transfer is still held, the
     decision that follows from it: confirm fraud also blocks it, mark legitimate also releases
     it (a second audited action, with the same reason)."""
+    check_claim(row)
     params = {"sender": row["sender"], "recipient": row["recipient"],
               "amount_cents": int(row["amount_cents"])}
     if isinstance(row.get("hold_id"), str):  # which hold this answers (Control.transfer_action)
@@ -473,6 +496,30 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
             extra.append(("analyst-actions", _action_event(current_user(), follow, "transfer",
                                                            row["transfer_id"], reason, params)))
     return publish_action(action, "transfer", row["transfer_id"], reason, params, extra)
+
+
+def check_claim(row: dict) -> None:
+    """Refuse to act on a transfer another analyst claimed (or was assigned): the owner acts, or
+    a lead assigns it to someone else first (``assign`` is not checked)."""
+    user = current_user()
+    owner = row.get("owner")
+    if user and isinstance(owner, str) and owner != user["username"]:
+        raise Refused(f"transfer {row['transfer_id']} is claimed by {owner}: ask them, or a "
+                      "lead to assign it to you")
+
+
+def claim(row: dict, reason: str) -> str:
+    check_claim(row)
+    return publish_action("claim", "transfer", row["transfer_id"], reason)
+
+
+def add_to_list(kind: str, value: str, which: str, days: int, reason: str) -> str:
+    """Put an entity (account, device, card) on the block or allow list, for ``days`` (0: no
+    end)."""
+    params = {"list": which}
+    if days:
+        params["expires_ts"] = int(time.time() * 1000) + int(days) * 86_400_000
+    return publish_action("add_to_list", kind, value, reason, params)
 
 
 def model_update(action: str, version: str, reason: str) -> str:

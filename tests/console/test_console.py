@@ -53,8 +53,10 @@ def console(kafka, tmp_path_factory):
         os.environ["VIGIE_DATA_DIR"] = previous
 
 
-def page(name: str, role: str | None, username: str | None = None) -> AppTest:
+def page(name: str, role: str | None, username: str | None = None, **query) -> AppTest:
+    """``name``'s page, signed in with ``role``; ``query``: the address's parameters (a deep link)."""
     at = AppTest.from_file(str(DASH / "pages" / f"{name}.py"), default_timeout=60)
+    at.query_params.update(query)
     if role:
         at.session_state["auth"] = {"username": username or next(u for u, r in USERS.items() if r == role),
                                     "role": role}
@@ -152,17 +154,49 @@ def test_overview_counts_what_the_lake_holds(console):
 
 
 # --- review queue -----------------------------------------------------------------------------
-def test_queue_lists_held_transfers_by_risk_times_amount(console):
+def test_queue_lists_held_transfers_most_urgent_first_or_by_risk_times_amount(console):
     at = page("review_queue", "analyst")
     ok(at)
     queue = at.dataframe[0].value
-    assert list(queue["transfer_id"]) == console["held"]
-    assert at.selectbox(key="transfer").value == console["held"][0]
-    assert at.session_state["transfer"] == console["held"][0]
+    assert set(queue["transfer_id"]) == set(console["held"])
+    assert list(queue["minutes_left"]) == sorted(queue["minutes_left"])  # the most urgent first
+    assert any("Click a row" in i.value for i in at.info) and not at.header  # nothing opened yet
+    at.selectbox(key="order").select("risk × amount").run()
+    assert list(at.dataframe[0].value["transfer_id"]) == console["held"]
+
+
+def test_time_left_is_the_review_deadline_not_the_past_availability_delay(console, monkeypatch):
+    """Every held transfer's availability delay is long over; its review is due
+    VIGIE_REVIEW_SLA_S after the hold: positive within it, negative (overdue, red) past it."""
+    from dashboards import common
+
+    held = common.held_transfers()
+    assert (held["minutes_left"] > 0).all()  # the lake's holds are minutes old, the SLA 1 h
+    assert (held["due_ts"] - held["held_ts"] == 3_600_000).all()
+    monkeypatch.setenv("VIGIE_REVIEW_SLA_S", "1")
+    assert (common.held_transfers()["minutes_left"] < 0).all()
+    at = page("review_queue", "analyst", transfer=console["held"][0])
+    ok(at)
+    assert at.metric[2].label == "Time left to review" and at.metric[2].value.startswith("overdue by")
+
+
+def test_a_clicked_row_opens_the_transfer_and_becomes_its_deep_link(console):
+    at = page("review_queue", "analyst")
+    at.selectbox(key="order").select("risk × amount").run()
+    at.session_state["queue-0"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    ok(at)
+    assert at.header[0].value == f"Transfer {console['held'][1]}"
+    assert at.query_params["transfer"] == console["held"][1]
+    linked = page("review_queue", "analyst", transfer=console["held"][2])  # pasted into a browser
+    ok(linked)
+    assert linked.header[0].value == f"Transfer {console['held'][2]}"
+    gone = page("review_queue", "analyst", transfer="tr-001")  # approved, never held
+    assert any("not held now (latest status: approved)" in i.value for i in gone.info)
 
 
 def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.button(key="release").click().run()
     ok(at)
     [action] = read_back("analyst-actions", sent(at))
@@ -177,7 +211,7 @@ def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(co
 
 
 def test_block_needs_a_reason(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.button(key="block").click().run()
     assert any("reason is required" in e.value for e in at.error)
     assert not sent(at)
@@ -190,7 +224,7 @@ def test_block_needs_a_reason(console):
 
 @pytest.mark.parametrize("button,is_fraud", [("confirm_fraud", True), ("mark_legitimate", False)])
 def test_verdicts_publish_an_action_and_a_label(console, button, is_fraud):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.text_input(key="reason").input("called the sender")
     at.button(key=button).click().run()
     ok(at)
@@ -209,7 +243,7 @@ def _labels_for(transfer_id: str) -> list:
 
 
 def test_claim_assign_open_case_and_add_to_list(console):
-    at = page("review_queue", "lead")
+    at = page("review_queue", "lead", transfer=console["held"][0])
     at.text_input(key="reason").input("taking it")
     at.button(key="claim").click().run()
     at.text_input(key="assignee").input("alice")
@@ -227,12 +261,29 @@ def test_claim_assign_open_case_and_add_to_list(console):
 
 
 def test_analyst_may_not_assign(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.text_input(key="reason").input("x")
     at.text_input(key="assignee").input("leo")
     at.button(key="assign").click().run()
     assert any("not allowed" in e.value for e in at.error)
     assert not sent(at)
+
+
+def test_a_transfer_claimed_by_another_analyst_cannot_be_acted_on(console):
+    """alice claimed the lake's lowest held transfer (aa-1): leo may neither decide nor claim
+    it (a lead reassigns it with assign instead); nothing is sent."""
+    at = page("review_queue", "lead", transfer=console["held"][-1])
+    assert at.metric[3].value == "alice"
+    at.text_input(key="reason").input("mine now")
+    for button in ("release", "block", "claim"):
+        at.button(key=button).click().run()
+        assert any("claimed by alice" in e.value for e in at.error), button
+    assert not sent(at)
+    at.text_input(key="assignee").input("leo")
+    at.button(key="assign").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "assign" and action.params == {"assignee": "leo"}
 
 
 def test_bulk_release(console):
@@ -257,6 +308,28 @@ def test_accounts_search_by_raw_id_and_by_hash(console):
     at.text_input(key="account_query").input(console["accounts"][5]).run()
     ok(at)
     assert "transfer received" in set(at.dataframe[0].value["source"])
+
+
+def test_account_deep_link_and_actions_with_a_reason(console):
+    account = console["accounts"][1]
+    at = page("accounts", "analyst", account=account)
+    ok(at)
+    assert account in at.text[0].value  # the deep link opened it
+    at.button(key="account_lock").click().run()
+    assert any("reason is required" in e.value for e in at.error)
+    at.text_input(key="account_reason").input("takeover reported by phone")
+    at.button(key="account_lock").click().run()
+    at.selectbox(key="account_list").select("block")
+    at.button(key="account_add_to_list").click().run()
+    ok(at)
+    lock, listed = read_back("analyst-actions", sent(at))
+    assert (lock.action, lock.target_kind, lock.target, lock.actor) == (
+        "open_case", "account", account, "alice")
+    assert (listed.action, listed.target_kind, listed.params["list"]) == ("add_to_list", "account", "block")
+    assert lock.signature and listed.reason == "takeover reported by phone"
+    scientist = page("accounts", "data_scientist", account=account)
+    assert any("Account actions are for" in i.value for i in scientist.info)
+    assert not [b for b in scientist.button if b.key == "account_lock"]
 
 
 # --- rules and lists --------------------------------------------------------------------------
