@@ -26,6 +26,8 @@ import streamlit as st
 import yaml
 
 from dashboards.users import COOKIE, ROLES, Sessions, Throttle, session_s, users_path
+from features import glossary
+from features.vector import FEATURE_NAMES
 from models.policy import RULES_ONLY
 from pipelines.contracts import settings as settings_mod, signatures
 from pipelines.contracts.schemas import (ACTION_ROLES, AnalystAction, ConsoleAudit, Label,
@@ -546,6 +548,22 @@ def act(label: str, fn, *args, **kwargs) -> Optional[str]:
     st.success(f"{label}: sent (event {event_id}); the stream applies it in a moment.")
     st.session_state.setdefault("sent_events", []).append(event_id)
     return event_id
+
+
+def lang() -> str:
+    """The glossary's language for this browser: French for a French locale, else English."""
+    return "fr" if str(st.context.locale or "").lower().startswith("fr") else "en"
+
+
+def meaning(feature: str) -> str:
+    """A reason code (a feature name) in a short human sentence (``features.glossary``)."""
+    return glossary.describe_or_name(feature, lang())
+
+
+def glossary_table() -> pd.DataFrame:
+    return pd.DataFrame([{"reason code": n, "meaning": glossary.describe_or_name(n, "en"),
+                          "signification": glossary.describe_or_name(n, "fr")}
+                         for n in FEATURE_NAMES])
 
 
 def eur(cents) -> str:

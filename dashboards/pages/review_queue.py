@@ -147,10 +147,14 @@ with left:
     if reasons.empty:
         st.text("No reason codes recorded.")
     else:
+        reasons["meaning"] = [common.meaning(f) for f in reasons["feature"]]
         st.altair_chart(alt.Chart(reasons).mark_bar().encode(
             x="contribution:Q", y=alt.Y("feature:N", sort="-x"),
+            tooltip=["feature", "meaning", "contribution"],
             color=alt.condition("datum.contribution > 0", alt.value("#c0392b"), alt.value("#2980b9"))),
             width="stretch")
+        st.dataframe(reasons[["feature", "meaning", "contribution"]], hide_index=True,
+                     width="stretch", key="reasons")
     st.subheader("Rule and list hits")
     st.dataframe(pd.DataFrame({"rule hits": [", ".join(common.parse_json(row["rule_hits"], []))],
                                "list hits": [", ".join(common.parse_json(row["list_hits"], []))]}),
@@ -169,10 +173,13 @@ with right:
         value = feats.get(name)
         col = pop[name].dropna() if name in pop else pd.Series(dtype=float)
         pct = float((col < value).mean() * 100) if value is not None and len(col) else None
-        table.append({"feature": name, "value": value,
+        table.append({"feature": name, "meaning": common.meaning(name), "value": value,
                       "population median": float(col.median()) if len(col) else None,
                       "percentile": pct})
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+
+with st.expander("Glossary of reason codes (EN / FR)"):
+    st.dataframe(common.glossary_table(), hide_index=True, width="stretch", key="glossary")
 
 st.subheader("Conversation signals")
 signals = entity_index.conversation(row["sender"], row["recipient"])

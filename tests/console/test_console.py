@@ -195,6 +195,24 @@ def test_a_clicked_row_opens_the_transfer_and_becomes_its_deep_link(console):
     assert any("not held now (latest status: approved)" in i.value for i in gone.info)
 
 
+@pytest.mark.parametrize("locale,lang", [("en-GB", "en"), ("fr-FR", "fr")])
+def test_reason_codes_are_explained_in_the_browsers_language(console, locale, lang):
+    from features import glossary
+    from features.vector import FEATURE_NAMES
+
+    at = AppTest.from_file(str(DASH / "pages" / "review_queue.py"), default_timeout=60)
+    at.query_params["transfer"] = console["held"][0]
+    at.context = {"locale": locale}
+    at.session_state["auth"] = {"username": "alice", "role": "analyst"}
+    at.run()
+    ok(at)
+    reasons = next(d.value for d in at.dataframe if "contribution" in d.value.columns)
+    assert len(reasons) and list(reasons["meaning"]) == [glossary.describe(f, lang)
+                                                          for f in reasons["feature"]]
+    table = next(d.value for d in at.dataframe if "signification" in d.value.columns)
+    assert len(table) == len(FEATURE_NAMES) and table["meaning"].str.endswith(".").all()
+
+
 def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(console):
     at = page("review_queue", "analyst", transfer=console["held"][0])
     at.button(key="release").click().run()
