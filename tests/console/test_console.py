@@ -492,15 +492,34 @@ def test_backtest_of_a_draft(console):
     from features.vector import FEATURE_NAMES
 
     at = page("rules_lists", "analyst")
-    at.text_area(key="bt_expr").input(f"{FEATURE_NAMES[0]} >= 0")
+    at.text_area(key="bt_expr_(a new draft)").input(f"{FEATURE_NAMES[0]} >= 0")
     at.button(key="bt_run").click().run()
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
     # the amount is never negative: the draft hits every transfer of the lake, 10 to 120 EUR
     assert (metrics["Hits"], metrics["Money affected"]) == ("12", "780.00 €")
-    at.text_area(key="bt_expr").input("select 1")
+    at.text_area(key="bt_expr_(a new draft)").input("select 1")
     at.button(key="bt_run").click().run()
     assert any("refused" in e.value for e in at.error)
+
+
+def test_backtest_a_live_rule_without_retyping_it_on_the_saved_feature_table(console, monkeypatch):
+    """Picking the live rule fills its expression; the second backtest reuses the feature table
+    the first one saved (no replay: feature_table is not called again)."""
+    from features.vector import FEATURE_NAMES
+    from models import tables
+
+    at = page("rules_lists", "analyst")
+    at.selectbox(key="bt_rule").select("big_first_payment").run()
+    assert at.text_area(key="bt_expr_big_first_payment").value == f"{FEATURE_NAMES[0]} > 5"
+    at.button(key="bt_run").click().run()  # the table exists already (the draft's backtest)
+    ok(at)
+    replays = []
+    monkeypatch.setattr(tables, "feature_table", lambda *a, **k: replays.append(1))
+    at.button(key="bt_run").click().run()
+    ok(at)
+    assert not replays and "Hits" in {m.label for m in at.metric}
+    assert any("backtest in" in c.value for c in at.caption)
 
 
 def test_lists_show_entries_and_a_lead_removes_one(console):
