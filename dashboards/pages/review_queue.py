@@ -1,6 +1,7 @@
 """Review queue: every transfer whose money is held (by a decision or rule, an account lock or the
-no-decision fallback), by risk x amount, with what held it; a transfer's detail, and the actions
-on it."""
+no-decision fallback), the most urgent first (or by risk x amount), with what held it; click a
+row (or open ``?transfer=<id>``) for a transfer's detail and the actions on it. Why each part:
+docs/console.md#the-review-queue"""
 import altair as alt
 import pandas as pd
 import streamlit as st
