@@ -589,16 +589,20 @@ def test_models_promote_and_rollback_for_a_data_scientist(console):
     version = registry.latest()
     assert version in set(at.dataframe[0].value["version"])
     at.text_input[0].input("better recall at the same budget")
-    at.button[0].click().run()  # Promote
+    _button(at, "Promote").click().run()
     ok(at)
     [action] = read_back("analyst-actions", sent(at))
     assert action.action == "promote" and action.target == version
     updates = _topic_events("model-updates", schemas.ModelUpdate)
     assert any(u.action == "promote" and u.version == version and u.actor == "dana" for u in updates)
     at.text_input[0].input("regression on night traffic")
-    at.button[1].click().run()  # Roll back
+    _button(at, "Roll back to the previous model").click().run()
     ok(at)
     assert any(u.action == "rollback" for u in _topic_events("model-updates", schemas.ModelUpdate))
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
 
 
 def _topic_events(topic, schema):
