@@ -52,7 +52,8 @@ for col in ("opened_ts", "updated_ts"):
 view = view.reset_index(drop=True)
 event = st.dataframe(
     view.drop(columns=["opened_ts", "updated_ts"]).style.map(
-        lambda m: "background-color: #f5b7b1" if m < 0 else "", subset=["sla_min_left"]),
+        lambda m: "background-color: #f5b7b1" if m < 0 else "", subset=["sla_min_left"]).format(
+        {"sla_min_left": "{:.1f}"}, na_rep=""),
     key="cases", on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch",
     column_config={"sla_min_left": st.column_config.NumberColumn("SLA left (min)", format="%.1f"),
                    "link": st.column_config.LinkColumn("link", display_text="open")})

@@ -75,7 +75,10 @@ COLUMNS = ["transfer_id", "minutes_left", "held_by", "score", "amount_eur", "ris
 # optimistic update shifts
 table_key = f"queue-{st.session_state.get('queue_version', 0)}"
 event = st.dataframe(
-    view[COLUMNS].style.map(urgency, subset=["minutes_left"]), key=table_key,
+    # a Styler's own formats win over column_config's: the numbers are formatted here
+    view[COLUMNS].style.map(urgency, subset=["minutes_left"]).format(
+        {"minutes_left": "{:.1f}", "score": "{:.3f}", "amount_eur": "{:,.2f}",
+         "risk_amount": "{:,.0f}", "age_min": "{:.1f}"}, na_rep=""), key=table_key,
     on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch",
     column_config={"held_by": st.column_config.TextColumn("held by"),
                    "decision": st.column_config.TextColumn("latest decision"),
