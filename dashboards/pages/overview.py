@@ -111,7 +111,8 @@ def body():
 
 # Transfers their senders cancelled after an automated warn (the warning's code from its in-chat
 # notification), split by the latest label on the transfer: fraud the warning stopped, and honest
-# payments it cost (friction). docs/console.md#overview
+# payments it cost (friction). The same figures on a simulated history:
+# docs/bench.md#warnings-warning_effectspy
 HEEDED_SQL = """
 WITH cancelled AS (SELECT transfer_id, min(ts) AS ts FROM transfer_status
                    WHERE status = 'cancelled' GROUP BY 1),

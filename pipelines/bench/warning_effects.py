@@ -10,7 +10,7 @@ does with its model alone (the model's thresholds; a warned transfer's warning i
 ``pipelines.simulator.reactions`` says, with the simulation's ground truth: a scam victim of
 which scenario (heeds more when the warning fits), an honest sender (abandons now and then),
 a fraudster (never heeds). Figures are expectations (each warned transfer counts its sender's
-chance), so they do not hang on one draw. Definitions: docs/bench.md#warnings.
+chance), so they do not hang on one draw. Definitions: docs/bench.md#warnings-warning_effectspy.
 """
 from __future__ import annotations
 
