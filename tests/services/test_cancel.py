@@ -20,7 +20,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def slow_payout(monkeypatch):
     # long enough to cancel before the payout, short enough to see one happen in a test
-    monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "2")
+    monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "4")
     monkeypatch.setenv("VIGIE_WARN_COOLING_OFF_S", "6")
 
 
@@ -53,7 +53,7 @@ async def test_the_sender_cancels_a_warned_transfer_and_it_is_never_paid_out(kaf
         first = await cancel(client, tid, key="k1")
         again = await cancel(client, tid)  # no key: the state answers the same
         replayed = await cancel(client, tid, key="k1")
-        await asyncio.sleep(6.5)  # past the cooling-off: a payout would have happened
+        await asyncio.sleep(6.5)  # past the delay and cooling-off: a payout would have happened
         history = await statuses(client, tid)
         await tap.drain()
     # restarted, the service reads the cancellation back from the log
@@ -77,14 +77,14 @@ async def test_no_cancel_after_the_payout_or_a_block_and_a_held_one_leaves_the_h
     topics = ("transfer-requests", "decisions", "transfer-status")
     async with Tap(*topics) as tap, publisher() as pub, serving(payment) as client:
         ids = {name: (await send_money(client, rid()))["transfer_id"]
-               for name in ("paid", "blocked", "held", "kept", "pending")}
+               for name in ("pending", "paid", "blocked", "held", "kept")}
+        pending = await cancel(client, ids["pending"])  # undecided, before its deadline
         for name, action in (("paid", "approve"), ("blocked", "block"), ("held", "hold"),
                              ("kept", "hold")):
             await decide(pub, await transfer(client, ids[name]), action)
         await settled(client, {n: ids[n] for n in ("paid", "blocked", "held", "kept")},
                       {"paid": "paid_out", "blocked": "returned", "held": "held", "kept": "held"})
         paid, blocked = await cancel(client, ids["paid"]), await cancel(client, ids["blocked"])
-        pending = await cancel(client, ids["pending"])  # not decided yet: may be called off
         held = await cancel(client, ids["held"])
         # an analyst's release after the cancellation moves no money
         await decide(pub, await transfer(client, ids["held"]), "approve", model="analyst:bob")
