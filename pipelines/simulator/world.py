@@ -2,8 +2,9 @@
 
 A script is a generator: it yields an ``int`` (a delay in ms), a request struct from
 ``pipelines.services.requests`` (the driver sends it; a ``TransferRequest`` gets back its
-transfer id, or ``None`` if refused), or a command below (the assistant's endpoints, the
-account owner's side of recovery); it keeps no state beyond its locals and the ``User`` objects.
+transfer id, or ``None`` if refused), or a command below (the assistant's endpoints, a
+transfer's warning and its cancel (``pay``), the account owner's side of recovery); it keeps no
+state beyond its locals and the ``User`` objects.
 
 Details and why: docs/simulator.md#world
 """
