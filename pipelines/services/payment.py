@@ -66,6 +66,10 @@ EFFECTS = {
                 "block": ["blocked", "returned"]},
     "held": {"approve": ["released"], "block": ["blocked", "returned"]},
 }
+# The sender may call a transfer off until it is paid out: the money goes back at once.
+CANCELLABLE = OPEN + ("held",)
+CANCELLED = [("cancelled", "cancelled by the sender"),
+             ("returned", "cancelled: money back to the sender")]
 FALLBACK = "fallback: no decision by deadline"
 FALLBACKS = {"hold": [("held", FALLBACK)], "block": [("blocked", FALLBACK), ("returned", RETURNED)]}
 LATE = "late decision:"  # how a decision that came after the fallback hold is recorded
@@ -140,7 +144,8 @@ class Payment(Service):
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
-                web.post("/v1/chargebacks", self.chargeback)]
+                web.post("/v1/chargebacks", self.chargeback),
+                web.post("/v1/transfers/{id}/cancel", self.cancel)]
 
     # --- state changes: one place, used live and when restoring a partition ---------------
     def _record(self, t: Transfer, status: str, reason: str, ts: int) -> None:
@@ -392,6 +397,26 @@ class Payment(Service):
         scope = idem.caller_scope(request)
         return await idem.once(self.replies, self.flights, request, scope, "chargeback",
                                msgspec.json.encode(req), handle)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """The sender calls the transfer off before its payout (a warning heeded, a second
+        thought): ``cancelled`` then ``returned``. Asked again, the same answer; 409 once the
+        transfer is paid out, blocked or returned otherwise."""
+        t = self._find(request.match_info["id"])
+        acting_for_account(request, t.request.sender)  # the sender's app only
+
+        async def handle() -> web.Response:
+            await self.flights.wait(t.request.transfer_id, idem.deadline_s())  # its creation
+            if not t.history:  # its first status is not in the log yet (the timer retries it)
+                raise idem.unavailable(idem.deadline_s())
+            await self._change(t, lambda t: CANCELLED if t.status in CANCELLABLE else [])
+            done = next((h for h in t.history if h["status"] == "cancelled"), None)
+            if done is None:
+                raise ApiError(409, f"cannot cancel: the transfer is {t.status}")
+            return web.json_response({"transfer_id": t.request.transfer_id, "status": "cancelled",
+                                      "cancelled_ts": done["ts"]})
+        return await idem.once(self.replies, self.flights, request, idem.caller_scope(request),
+                               f"cancel:{t.request.transfer_id}", b"", handle)
 
     # --- decisions, deadlines, locks -----------------------------------------------------
     @staticmethod
