@@ -371,7 +371,9 @@ class Payment(Service):
                      if t.request.ts >= since and t.status != "returned")
         return self.first_sent.get(sender), recent
 
-    async def get(self, request: web.Request) -> web.Response:
+    async def _callers(self, request: web.Request) -> "Transfer | web.Response":
+        """The transfer the path names, if it is the calling user's (403 otherwise); a user's
+        transfer this instance does not serve is answered by the instance that does."""
         t = self.transfers.get(request.match_info["id"])
         account = request[CALLER].account
         if t is None and account is not None:  # a user's own transfer: its owner may have it
@@ -380,7 +382,11 @@ class Payment(Service):
         if t is None:
             raise ApiError(404, "unknown transfer")
         acting_for_account(request, t.request.sender)  # the sender's only: see docs/services.md
-        return web.json_response(t.view())
+        return t
+
+    async def get(self, request: web.Request) -> web.Response:
+        t = await self._callers(request)
+        return t if isinstance(t, web.Response) else web.json_response(t.view())
 
     async def chargeback(self, request: web.Request) -> web.Response:
         internal(request)  # the card network's word, relayed by the bank's back office
@@ -402,8 +408,9 @@ class Payment(Service):
         """The sender calls the transfer off before its payout (a warning heeded, a second
         thought): ``cancelled`` then ``returned``. Asked again, the same answer; 409 once the
         transfer is paid out, blocked or returned otherwise."""
-        t = self._find(request.match_info["id"])
-        acting_for_account(request, t.request.sender)  # the sender's app only
+        t = await self._callers(request)  # the sender's app only
+        if isinstance(t, web.Response):  # answered by the instance serving the sender
+            return t
 
         async def handle() -> web.Response:
             await self.flights.wait(t.request.transfer_id, idem.deadline_s())  # its creation
