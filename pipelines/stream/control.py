@@ -125,7 +125,7 @@ class Control:
         ``AnalystAction``), or raise ``ActionError`` (nothing changes): the first release or
         block wins (a release or block of a later hold, ``params["hold"]``, decides it again:
         a released transfer an account lock held again), and a transfer claimed by one analyst
-        cannot be claimed by another (a lead reassigns it with ``assign``). An action accepted
+        cannot be claimed, released or blocked by another (a lead reassigns it with ``assign``). An action accepted
         before passes again (a redelivery after a crash, read against the state the actions
         after it left)."""
         record = dict(self.transfer(action.target))
@@ -137,13 +137,13 @@ class Control:
             raise ActionError(f"transfer {action.target} was already {PAST[done['action']]} by "
                               f"{done['actor']} (action {done['id']})")
         me = {"actor": action.actor, "action": action.action, "id": action.id, "hold": hold}
-        if action.action in PAST:
-            record["decided"] = me
-        elif action.action == "assign":
+        if action.action == "assign":
             record["claimed"] = {**me, "actor": action.params["assignee"]}
-        elif claimed and claimed["actor"] != action.actor:
+        elif claimed and claimed["actor"] != action.actor:  # a claim, a release or a block
             raise ActionError(f"transfer {action.target} is claimed by {claimed['actor']} "
                               f"(action {claimed['id']})")
+        elif action.action in PAST:
+            record["decided"] = me
         elif not claimed:
             record["claimed"] = me
         record["accepted"] = [*record.get("accepted", ()), action.id]

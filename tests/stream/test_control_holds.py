@@ -45,3 +45,21 @@ def test_one_decision_per_hold_and_a_new_hold_decided_again():
         _act(control, 5, "alice", "release")
     with pytest.raises(ActionError):  # nor does an older hold
         _act(control, 6, "alice", "release", "t1.2")
+
+
+def test_a_claimed_transfer_is_decided_by_its_claimant_only():
+    """The worker enforces claims, not only the console: another analyst's release or block of
+    a claimed transfer is refused (signed or not, it names the claimant), until a lead assigns
+    it."""
+    control = Control(_Table())
+    _act(control, 1, "alice", "claim")
+    for n, action in ((2, "release"), (3, "block"), (4, "claim")):
+        with pytest.raises(ActionError, match="claimed by alice"):
+            _act(control, n, "bob", action, "t1.2")
+    assert "decided" not in control.transfer("t1")
+    asyncio.run(control.transfer_action(SimpleNamespace(
+        id="a5", target="t1", actor="lead", action="assign", params={"assignee": "bob"})))
+    with pytest.raises(ActionError, match="claimed by bob"):
+        _act(control, 6, "alice", "release", "t1.2")
+    _act(control, 7, "bob", "block", "t1.2")
+    assert control.transfer("t1")["decided"]["actor"] == "bob"
