@@ -6,11 +6,12 @@ import os
 
 import click
 
-from pipelines.bench import detection, foundation, report, soak, stream
+from pipelines.bench import detection, foundation, latency, peer_quix, report, soak, stream
 
 
 @click.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak"]),
+@click.option("--only", type=click.Choice(["foundation", "stream", "peer", "latency", "train",
+                                   "detection", "soak"]),
               default=None,
               help="Run one group of benchmarks (train and soak only on request).")
 def bench(only: str | None) -> None:
@@ -22,6 +23,10 @@ def bench(only: str | None) -> None:
         results.update(foundation.run())
     if only in (None, "stream"):
         results.update(stream.run())
+    if only in (None, "peer"):  # Quix Streams' two shapes beside Faust's (skips without it)
+        results.update(peer_quix.run(pipeline=results))
+    if only in (None, "latency"):  # p50/p95/p99 at 100, 500 and 1,000 transfers/s (~15 min)
+        results.update(latency.run())
     if only == "train":  # minutes, not seconds: only on request
         # why local: importing it sets OMP_WAIT_POLICY=PASSIVE, which child workers inherit
         from pipelines.bench import training as training_bench
