@@ -34,6 +34,7 @@ ROUNDS = 2
 QUIX_VENV = REPO_ROOT / "build" / "quix-venv"
 QUIX_REQUIREMENT = "quixstreams>=3,<4"  # as the `bench` extra in pyproject.toml
 APP = Path(__file__).with_name("peer_quix_app.py")
+FAUST_COUNTER_CHANGELOG = "vigie-bench-counter-counts-changelog"  # faust_counter's table
 
 
 def quix_python(install: bool = False) -> str | None:
@@ -60,8 +61,10 @@ def run_quix(python: str, shape: str, records: int, source: str, sink: str, work
     dir; the app's own figures plus records/s and CPU µs a record."""
     kafka = settings.load().kafka
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "QUIX_SECURITY_PROTOCOL": kafka.security_protocol.lower(),
            "QUIX_SASL_MECHANISM": kafka.sasl_mechanism or "",
-           "QUIX_SASL_USERNAME": kafka.sasl_username or "", "QUIX_SASL_PASSWORD": kafka.password() or ""}
+           "QUIX_SASL_USERNAME": kafka.sasl_username or "",
+           "QUIX_SASL_PASSWORD": kafka.password() or ""}
     group = f"bench-quix-{shape}-{time.time_ns()}"
     spec = {"shape": shape, "records": records, "source": source, "sink": sink, "group": group,
             "state_dir": str(workdir / group)}
@@ -74,16 +77,16 @@ def run_quix(python: str, shape: str, records: int, source: str, sink: str, work
             "cpu_us_per_event": out["cpu_s"] / records * 1e6}
 
 
-def faust_passthrough(root: Path, records: int) -> dict:
-    """Faust's pass-through (bench-src -> bench-dst) on the current broker, timed as the stream
-    bench times it."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench.passthrough", "worker"],
-                            cwd=REPO_ROOT, stdout=open(root / "passthrough.log", "ab"),
+def run_faust(root: Path, module: str, grows: str, records: int) -> dict:
+    """A Faust shape (``pipelines.bench.<module>``, reading bench-src) on the current broker,
+    timed as the stream bench times its pass-through: by the growth of ``grows``."""
+    proc = subprocess.Popen([sys.executable, "-m", f"pipelines.bench.{module}", "worker"],
+                            cwd=REPO_ROOT, stdout=open(root / f"{module}.log", "ab"),
                             stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
     try:
         time.sleep(2)
         cpu_before = cpu_seconds(proc.pid)
-        rate = _rate_of_growth("bench-dst", records)
+        rate = _rate_of_growth(grows, records)
         cpu = cpu_seconds(proc.pid) - cpu_before
     finally:
         stop(proc)
@@ -91,11 +94,13 @@ def faust_passthrough(root: Path, records: int) -> dict:
 
 
 def one_round(python: str, root: Path, records: int) -> dict:
-    """On a fresh broker: preload bench-src, then Faust's pass-through, Quix's pass-through and
-    Quix's state shape, each reading all of it."""
+    """On a fresh broker: preload bench-src, then Faust's two shapes and Quix's two, each
+    reading all of it."""
     asyncio.run(_create("bench-src", "bench-dst", "bench-dst-quix"))
     asyncio.run(_preload("bench-src", records))
-    return {"faust_passthrough": faust_passthrough(root, records),
+    return {"faust_passthrough": run_faust(root, "passthrough", "bench-dst", records),
+            "faust_state_write": run_faust(root, "faust_counter", FAUST_COUNTER_CHANGELOG,
+                                           records),
             "quix_passthrough": run_quix(python, "passthrough", records, "bench-src",
                                          "bench-dst-quix", root),
             "quix_state_write": run_quix(python, "state", records, "bench-src", "", root)}
@@ -134,8 +139,8 @@ def run(records: int = RECORDS, rounds: int = ROUNDS, pipeline: dict | None = No
             runs.append(one_round(python, root, records))
         print(runs[-1], flush=True)
     results = {"peer_records": records, "peer_rounds": rounds}
-    for name in ("faust_passthrough", "quix_passthrough", "quix_state_write"):
-        prefix = "peer_" + name if name.startswith("quix") else "peer_round_faust_passthrough"
+    for name in ("faust_passthrough", "faust_state_write", "quix_passthrough", "quix_state_write"):
+        prefix = f"peer_{name}" if name.startswith("quix") else f"peer_round_{name}"
         for figure in ("events_per_s", "cpu_us_per_event"):
             results[f"{prefix}_{figure}"] = median(r[name][figure] for r in runs)
             results[f"{prefix}_{figure}_runs"] = [round(r[name][figure], 1) for r in runs]
@@ -147,18 +152,28 @@ def run(records: int = RECORDS, rounds: int = ROUNDS, pipeline: dict | None = No
 
 
 def _ratios(results: dict, pipeline: dict) -> dict:
-    """How far Vigie is from the peer: Faust's pass-through and Vigie's pipeline against each
-    Quix shape, in CPU a record (higher: Vigie costs that many times more)."""
-    out = {"ratio_faust_passthrough_cpu_to_quix_passthrough":
-           results["peer_round_faust_passthrough_cpu_us_per_event"]
-           / results["peer_quix_passthrough_cpu_us_per_event"]}
+    """How far Vigie is from the peer: Faust's shapes and Vigie's pipeline against Quix's, in
+    CPU a record (higher: Vigie costs that many times more)."""
+    shapes = ("passthrough", "state_write")
+    cpu_of = {shape: results[f"peer_quix_{shape}_cpu_us_per_event"] for shape in shapes}
+    out = {f"ratio_faust_{shape}_cpu_to_quix_{shape}":
+           results[f"peer_round_faust_{shape}_cpu_us_per_event"] / cpu_of[shape]
+           for shape in shapes}
     if pipeline.get("pipeline_cpu_us_per_event"):
         cpu = pipeline["pipeline_cpu_us_per_event"]
         out.update(
             peer_pipeline_cpu_us_per_event=cpu,
             peer_pipeline_measured=pipeline["measured"],
-            ratio_pipeline_cpu_to_quix_passthrough=cpu / results["peer_quix_passthrough_cpu_us_per_event"],
-            ratio_pipeline_cpu_to_quix_state_write=cpu / results["peer_quix_state_write_cpu_us_per_event"],
+            ratio_pipeline_cpu_to_quix_passthrough=cpu / cpu_of["passthrough"],
+            ratio_pipeline_cpu_to_quix_state_write=cpu / cpu_of["state_write"],
             ratio_pipeline_events_per_s_to_quix_state_write=(
                 pipeline["pipeline_events_per_s"] / results["peer_quix_state_write_events_per_s"]))
+    if pipeline.get("ceiling_faust_passthrough_cpu_us_per_event"):
+        # When the pipeline was measured in another run (or on another machine), Faust's
+        # pass-through, measured in both runs, carries the ratio across: pipeline / Faust there,
+        # times Faust / Quix here.
+        out["ratio_pipeline_cpu_to_quix_state_write_via_faust"] = (
+            pipeline["pipeline_cpu_us_per_event"]
+            / pipeline["ceiling_faust_passthrough_cpu_us_per_event"]
+            * results["peer_round_faust_passthrough_cpu_us_per_event"] / cpu_of["state_write"])
     return out

@@ -4,8 +4,8 @@ imports only the standard library and ``quixstreams``, never Vigie.
 
     python -P peer_quix_app.py '{"shape": "passthrough" | "state", "records": N, ...}'
 
-Connection from the environment (KAFKA_BOOTSTRAP_SERVERS, QUIX_SASL_MECHANISM, QUIX_SASL_USERNAME,
-QUIX_SASL_PASSWORD). Prints one JSON line: records, wall seconds and process CPU seconds from the
+Connection from the environment (KAFKA_BOOTSTRAP_SERVERS, QUIX_SECURITY_PROTOCOL,
+QUIX_SASL_MECHANISM, QUIX_SASL_USERNAME, QUIX_SASL_PASSWORD). Prints one JSON line: records, wall seconds and process CPU seconds from the
 first record processed to the run's end (its last produce flushed and offsets committed), and for
 the state shape the sum over keys of the counter the state returned last (== records when no
 update was lost)."""
@@ -23,10 +23,10 @@ from quixstreams.kafka.configuration import ConnectionConfig
 def main(spec: dict) -> dict:
     connection = ConnectionConfig(
         bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        security_protocol="sasl_plaintext" if os.environ.get("QUIX_SASL_MECHANISM") else "plaintext",
-        sasl_mechanism=os.environ.get("QUIX_SASL_MECHANISM"),
-        sasl_username=os.environ.get("QUIX_SASL_USERNAME"),
-        sasl_password=os.environ.get("QUIX_SASL_PASSWORD"))
+        security_protocol=os.environ.get("QUIX_SECURITY_PROTOCOL") or "plaintext",
+        sasl_mechanism=os.environ.get("QUIX_SASL_MECHANISM") or None,
+        sasl_username=os.environ.get("QUIX_SASL_USERNAME") or None,
+        sasl_password=os.environ.get("QUIX_SASL_PASSWORD") or None)
     clock = {}
 
     def processed(_topic, _partition, _offset):

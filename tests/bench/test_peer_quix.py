@@ -11,10 +11,11 @@ from pipelines.bench import peer_quix
 from pipelines.bench.stream import _create, _end_total, _preload
 
 PYTHON = peer_quix.quix_python()
+NOT_INSTALLED = (f"Quix Streams is not installed (neither here nor in {peer_quix.QUIX_VENV}): "
+                 "run `vigie bench --only peer` once, or pip install 'quixstreams>=3,<4' into a "
+                 "venv of its own")
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120),
-              pytest.mark.skipif(PYTHON is None, reason="Quix Streams is not installed (neither "
-                                 f"here nor in {peer_quix.QUIX_VENV}): run `vigie bench --only "
-                                 "peer` once, or pip install 'quixstreams>=3,<4' into its own venv")]
+              pytest.mark.skipif(PYTHON is None, reason=NOT_INSTALLED)]
 
 RECORDS = 3000  # preloaded as the same 1,500 keys twice: a lost update shows in the total
 
