@@ -138,7 +138,7 @@ def run(records: int = RECORDS, rounds: int = ROUNDS, pipeline: dict | None = No
         with fresh_environment(partitions=4) as (_broker, root):
             runs.append(one_round(python, root, records))
         print(runs[-1], flush=True)
-    results = {"peer_records": records, "peer_rounds": rounds}
+    results = {"peer_records": records, "peer_rounds": rounds, "peer_quix_skipped": None}
     for name in ("faust_passthrough", "faust_state_write", "quix_passthrough", "quix_state_write"):
         prefix = f"peer_{name}" if name.startswith("quix") else f"peer_round_{name}"
         for figure in ("events_per_s", "cpu_us_per_event"):
