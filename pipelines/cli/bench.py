@@ -6,12 +6,13 @@ import os
 
 import click
 
-from pipelines.bench import detection, foundation, recovery, report, soak, stream
+from pipelines.bench import (detection, foundation, latency, peer_quix, recovery, report, soak,
+                            stream)
 
 
 @click.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak",
-                                           "recovery", "warnings"]),
+@click.option("--only", type=click.Choice(["foundation", "stream", "peer", "latency", "train",
+                                           "recovery", "detection", "soak", "warnings"]),
               default=None,
               help="Run one group of benchmarks (train and soak only on request).")
 def bench(only: str | None) -> None:
@@ -23,6 +24,10 @@ def bench(only: str | None) -> None:
         results.update(foundation.run())
     if only in (None, "stream"):
         results.update(stream.run())
+    if only in (None, "peer"):  # Quix Streams' two shapes beside Faust's (skips without it)
+        results.update(peer_quix.run(pipeline=results))
+    if only in (None, "latency"):  # p50/p95/p99 at 100, 500 and 1,000 transfers/s (~15 min)
+        results.update(latency.run())
     if only == "train":  # minutes, not seconds: only on request
         # why local: importing it sets OMP_WAIT_POLICY=PASSIVE, which child workers inherit
         from pipelines.bench import training as training_bench

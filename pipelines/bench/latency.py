@@ -1,0 +1,38 @@
+"""Decision latency against offered load (``vigie bench --only latency``): one worker, the
+simulator's traffic at 100, 500 and 1,000 transfers/s with their messages and account events,
+event times re-stamped to the wall clock; p50/p95/p99 from a transfer's event time to its
+decision, each rate measured ``ROUNDS`` times on a fresh broker (medians, and every run).
+Target: p99 <= 250 ms at 500 transfers/s. The measurement itself is the stream bench's
+(``stream._latency_at``); this module sweeps the rates."""
+from __future__ import annotations
+
+from pipelines.bench.harness import median
+from pipelines.bench.stream import TOPIC_OF, _latency_at, _simulated_log
+
+RATES = (100.0, 500.0, 1000.0)
+ROUNDS = 2
+FIGURES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_decided_share",
+           "latency_offered_events_per_s")
+
+
+def run(rates=RATES, rounds: int = ROUNDS, users: int = 8000, days: float = 4.0) -> dict:
+    events = [e for e in _simulated_log(users, days) if type(e) in TOPIC_OF]
+    results: dict = {"latency_rounds": rounds}
+    for rate in rates:
+        tag = f"{int(rate)}_tps"
+        runs = []
+        for i in range(rounds):
+            print(f"bench: latency at {tag}, round {i + 1}/{rounds} …", flush=True)
+            runs.append(_latency_at(events, rate))
+            print(runs[-1], flush=True)
+        measured = [r for r in runs if f"latency_ms_p50_at_{tag}" in r]
+        if not measured:
+            results[f"latency_at_{tag}_error"] = "no decisions"
+            continue
+        for figure in FIGURES:
+            key = f"{figure}_at_{tag}"
+            results[key] = median(r[key] for r in measured)
+            results[f"{key}_runs"] = [round(r[key], 3) for r in measured]
+    if "latency_ms_p99_at_500_tps" in results:
+        results["latency_p99_target_met_at_500_tps"] = results["latency_ms_p99_at_500_tps"] <= 250
+    return results
