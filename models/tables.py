@@ -39,14 +39,13 @@ def feature_chunks(lake_dir: Path, until_ts: Optional[int] = None, workers: int 
     stats = {} if stats is None else stats
     started = time.perf_counter()
     log = LakeLog(lake_dir, until_ts, batch_rows=batch_rows)
-    bar = tqdm(total=log.count("transfer-requests"), unit=" transfers", desc="replay",
-               file=sys.stderr, disable=None if progress is None else not progress)
-    rows = replay(log, workers=workers, stats=stats)
+    rows = tqdm(replay(log, workers=workers, stats=stats), total=log.count("transfer-requests"),
+                unit=" transfers", desc="replay", file=sys.stderr,
+                disable=None if progress is None else not progress)
     transfers = 0
-    with bar:
+    with rows:
         while (chunk := _chunk(rows, chunk_rows)) is not None:
             transfers += len(chunk)
-            bar.update(len(chunk))
             yield chunk
     elapsed = time.perf_counter() - started
     events = stats.get("events", 0)

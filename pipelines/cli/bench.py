@@ -6,13 +6,14 @@ import os
 
 import click
 
-from pipelines.bench import detection, foundation, report, soak, stream
+from pipelines.bench import detection, foundation, replay, report, soak, stream
 
 
 @click.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak"]),
+@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak",
+                                          "replay"]),
               default=None,
-              help="Run one group of benchmarks (train and soak only on request).")
+              help="Run one group of benchmarks (train, soak and replay only on request).")
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
     append to docs/benchmarks.md."""
@@ -31,6 +32,8 @@ def bench(only: str | None) -> None:
         results.update(detection.run())
     if only == "soak":  # 70 min by default (VIGIE_BENCH_SOAK_MINUTES, ..._BURST_MINUTES)
         results.update(soak.run())
+    if only == "replay":  # a 1M-transfer lake simulated, then replayed 2 x 2 times (~1 h)
+        results.update(replay.run())
     merged = report.write(results)
     if only == "soak":
         soak.append_section(results)  # the soak's own table and chart, after the figures
