@@ -39,12 +39,12 @@ def feature_chunks(lake_dir: Path, until_ts: Optional[int] = None, workers: int 
     stats = {} if stats is None else stats
     started = time.perf_counter()
     log = LakeLog(lake_dir, until_ts, batch_rows=batch_rows)
-    rows = tqdm(replay(log, workers=workers, stats=stats), total=log.count("transfer-requests"),
-                unit=" transfers", desc="replay", file=sys.stderr,
-                disable=None if progress is None else not progress)
+    rows = replay(log, workers=workers, stats=stats)
+    bar = tqdm(total=log.count("transfer-requests"), unit=" transfers", desc="replay",
+               file=sys.stderr, disable=None if progress is None else not progress)
     transfers = 0
-    with rows:
-        while (chunk := _chunk(rows, chunk_rows)) is not None:
+    with bar:
+        while (chunk := _chunk(rows, chunk_rows, bar)) is not None:
             transfers += len(chunk)
             yield chunk
     elapsed = time.perf_counter() - started
@@ -92,7 +92,7 @@ def write_features(lake_dir: Path, out: Path, workers: int = 1,
     return stats
 
 
-def _chunk(rows, size: int) -> Optional[pd.DataFrame]:
+def _chunk(rows, size: int, bar: tqdm) -> Optional[pd.DataFrame]:
     # one float64 matrix filled row by row: a list of Python floats per transfer took ~5.6 KB a
     # row (10 GB for 1.75M transfers), the matrix takes 8 bytes a value
     values = np.empty((size, len(FEATURE_NAMES)))
@@ -101,6 +101,7 @@ def _chunk(rows, size: int) -> Optional[pd.DataFrame]:
         tr = row.transfer
         ids.append((tr.transfer_id, tr.ts, tr.sender, tr.recipient, tr.amount_cents))
         values[i] = np.fromiter(row.features.values(), np.float64, len(FEATURE_NAMES))
+        bar.update()
     return _frame(ids, values[:len(ids)]) if ids else None
 
 

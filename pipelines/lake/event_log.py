@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 from pipelines.contracts.topics import FEATURE_TOPICS, TOPICS
 
 BATCH_ROWS = 20_000  # rows converted to events at a time, per topic
-DUCKDB_MEMORY = "1GB"  # DuckDB's own sort buffers; past it, it spills to a temporary folder
+DUCKDB_MEMORY = "512MB"  # DuckDB's own sort buffers; past it, it spills to a temporary folder
 RANK = {topic: i for i, topic in enumerate(FEATURE_TOPICS)}
 
 

@@ -42,8 +42,9 @@ def test_many_small_chunks_give_the_rows_of_the_whole_log(small_lake):
     expected, before = in_memory_table(small_lake)
     assert len(expected) > 1000
     one_chunk, stats = feature_table(small_lake, chunk_rows=10**6, batch_rows=10**6)
-    # 57 transfers a chunk, 101 rows a read batch: dozens of chunks, hundreds of batches
-    many, many_stats = feature_table(small_lake, chunk_rows=57, batch_rows=101)
+    # 57 transfers a chunk, 101 rows a read batch: dozens of chunks, hundreds of batches; with
+    # the progress bar drawn (on stderr)
+    many, many_stats = feature_table(small_lake, chunk_rows=57, batch_rows=101, progress=True)
     pd.testing.assert_frame_equal(one_chunk, expected)
     pd.testing.assert_frame_equal(many, expected)
     assert stats["events"] == many_stats["events"] == before["events"]
