@@ -12,6 +12,7 @@ import faust
 
 from pipelines.contracts import settings as settings_mod
 from pipelines.kafka.faust_consumer import Transport
+from pipelines.kafka.faust_metrics import instrument
 
 
 def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
@@ -58,4 +59,4 @@ def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
     # Faust's aiokafka transport, but a never-committed partition is re-read from its start
     # after a rebalance instead of losing what was fetched before it (faust_consumer's doc).
     app.transport = Transport(app.conf.broker_consumer, app)
-    return app
+    return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Optional
 
-from pipelines.contracts import schemas
+from pipelines.contracts import metrics, schemas
 from pipelines.contracts.topics import INPUT_TOPICS, InvalidEvent, decode
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes | None) -> schemas.DeadLetter:
     raw = raw or b""
+    metrics.dead_lettered(reason)
     return schemas.DeadLetter(
         ts=int(time.time() * 1000), reason=reason[:500], topic=topic, partition=partition,
         offset=offset, original_b64=base64.b64encode(raw).decode(), original_size=len(raw),
