@@ -46,21 +46,25 @@ def lake_horizon(lake_dir: Path) -> Optional[int]:
 
 def training_set(lake_dir: Path, cutoff_ms: Optional[int] = None,
                  maturity_ms: int = int(DEFAULT_MATURITY_DAYS * DAY_MS),
-                 features: Optional[Path] = None) -> tuple[pd.DataFrame, dict]:
+                 features: Optional[Path] = None, workers: int = 1,
+                 progress: Optional[bool] = None) -> tuple[pd.DataFrame, dict]:
     """The point-in-time training table as of ``cutoff_ms`` (default: the lake's horizon):
     ids, event time, features, ``label`` (as known at the cut-off) and ``scenario``.
 
     ``features``: a feature table already replayed from this lake (``vigie replay --out``);
     the replay is then not run again. A transfer's features only use what came before it (the
     leakage test proves it), so the rows of a replay run past the cut-off equal those of a
-    replay stopped there; rows after the cut-off are left out with the immature ones."""
+    replay stopped there; rows after the cut-off are left out with the immature ones.
+    ``workers``, ``progress``: the replay's (``models.tables.feature_table``)."""
     lake_dir = Path(lake_dir)
     horizon = lake_horizon(lake_dir)
     if horizon is None:
         raise ValueError(f"the lake {lake_dir} holds no events")
     cutoff = horizon if cutoff_ms is None else int(cutoff_ms)
     if features is None:
-        table, stats = feature_table(lake_dir, until_ts=cutoff + 1)  # events up to the cut-off
+        # events up to the cut-off
+        table, stats = feature_table(lake_dir, until_ts=cutoff + 1, workers=workers,
+                                     progress=progress)
     else:
         started = time.perf_counter()
         table = read_features(features, until_ts=cutoff + 1)

@@ -147,11 +147,11 @@ def score_table(table: pd.DataFrame, booster, feature_names) -> np.ndarray:
     return booster.predict(table[list(feature_names)].to_numpy(np.float64), num_threads=2)
 
 
-def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None,
-                  to_ms: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
+def labelled_lake(lake_dir: Path, from_ms: Optional[int] = None, to_ms: Optional[int] = None,
+                  workers: int = 1) -> tuple[pd.DataFrame, dict]:
     """A lake's replayed features (every event before ``to_ms``; the transfers with ts in
     [from_ms, to_ms) kept) with every label it holds, and each transfer's scenario."""
-    table, stats = feature_table(Path(lake_dir), until_ts=to_ms)
+    table, stats = feature_table(Path(lake_dir), until_ts=to_ms, workers=workers)
     if from_ms is not None:
         table = table[table["ts"] >= from_ms].reset_index(drop=True)
     labels = labels_table(Path(lake_dir))
@@ -194,11 +194,12 @@ def evaluate_table(table: pd.DataFrame, version: str, root=None, **kwargs) -> di
 
 
 def evaluate_lake(lake_dir: Path, version: Optional[str] = None, root=None,
-                  from_ms: Optional[int] = None, to_ms: Optional[int] = None, **kwargs) -> dict:
+                  from_ms: Optional[int] = None, to_ms: Optional[int] = None, workers: int = 1,
+                  **kwargs) -> dict:
     version = version or registry.latest(root)
     if version is None:
         raise ValueError("no model in the registry")
-    table, stats = labelled_lake(lake_dir, from_ms, to_ms)
+    table, stats = labelled_lake(lake_dir, from_ms, to_ms, workers)
     if table.empty:
         raise ValueError(f"no transfer in the window [{from_ms}, {to_ms}) of {lake_dir}")
     return {"lake": str(lake_dir), "replay": stats, "window": stats["window"],

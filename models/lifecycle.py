@@ -109,14 +109,16 @@ def train_validated(table, dataset_stats: dict, seed: int = 7, root=None, progre
 def train_lake(lake_dir: Path, seed: int = 7, root=None, cutoff_ms: Optional[int] = None,
                maturity_days: float = DEFAULT_MATURITY_DAYS, progress: bool = False,
                card: bool = True, validate: bool = True, features: Optional[Path] = None,
-               search_budget_s: float = 0.0, search_trials: Optional[int] = None) -> dict:
+               search_budget_s: float = 0.0, search_trials: Optional[int] = None,
+               replay_workers: int = 1) -> dict:
     """``features``: the lake's replayed feature table (``vigie replay --out``), to train
-    after replay without replaying again."""
+    after replay without replaying again; else the replay runs over ``replay_workers``."""
     started = time.perf_counter()
     families = lake_families(Path(lake_dir))
     # datasets.training_set, not a name bound at import: a test stands in for it
     table, stats = datasets.training_set(Path(lake_dir), cutoff_ms, int(maturity_days * DAY_MS),
-                                         features=features)
+                                         features=features, workers=replay_workers,
+                                         progress=progress)
     stats["dataset_s"] = time.perf_counter() - started
     stats.update(train_validated(table, stats, seed=seed, root=root, progress=progress,
                                  card=card, validate=validate, families=families,

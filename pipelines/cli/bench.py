@@ -6,15 +6,16 @@ import os
 
 import click
 
-from pipelines.bench import (detection, foundation, latency, peer_quix, recovery, report, soak,
-                            stream)
+from pipelines.bench import (detection, foundation, latency, peer_quix, recovery, replay, report,
+                            soak, stream)
 
 
 @click.command()
 @click.option("--only", type=click.Choice(["foundation", "stream", "peer", "latency", "train",
-                                           "recovery", "detection", "soak", "warnings"]),
+                                           "recovery", "detection", "soak", "warnings",
+                                           "replay"]),
               default=None,
-              help="Run one group of benchmarks (train and soak only on request).")
+              help="Run one group of benchmarks (train, soak and replay only on request).")
 def bench(only: str | None) -> None:
     """Measure throughput, latency and start times; write bench/results.json and
     append to docs/benchmarks.md."""
@@ -44,6 +45,8 @@ def bench(only: str | None) -> None:
         results.update(warning_effects.results(warning_effects.run()))
     if only == "soak":  # 70 min by default (VIGIE_BENCH_SOAK_MINUTES, ..._BURST_MINUTES)
         results.update(soak.run())
+    if only == "replay":  # a 1M-transfer lake simulated, then replayed 2 x 2 times (~1 h)
+        results.update(replay.run())
     merged = report.write(results)
     if only == "soak":
         soak.append_section(results)  # the soak's own table and chart, after the figures

@@ -12,7 +12,7 @@ import click
 
 from models.datasets import training_set
 from models.expectations import format_failures, validate_lake, validate_training_table
-from models.tables import feature_table
+from models.tables import write_features
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import TOPICS
 from pipelines.lake import parquet as lake_mod
@@ -53,11 +53,12 @@ def simulate(mode, out, seed, users, days, rate, duration) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Feature table (Parquet).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1,
               show_default="the machine's cores", help="Processes the entities are sharded over.")
-def replay(lake: Path | None, out: Path, workers: int) -> None:
-    """Replay the event log through the stream's feature code: the feature table."""
-    table, stats = feature_table(lake or settings_mod.load().lake_dir, workers=workers)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out, index=False)
+@click.option("--progress/--no-progress", default=None,
+              help="A progress bar on stderr (default: only on a terminal).")
+def replay(lake: Path | None, out: Path, workers: int, progress: bool | None) -> None:
+    """Replay the event log through the stream's feature code: the feature table. The lake is
+    streamed by event time and the table written chunk by chunk: memory stays bounded."""
+    stats = write_features(lake or settings_mod.load().lake_dir, out, workers, progress)
     click.echo(json.dumps(stats, indent=2))
 
 

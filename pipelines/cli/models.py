@@ -36,13 +36,15 @@ from pipelines.kafka.clients import Publisher
 @click.option("--k", type=click.IntRange(min=1), default=100, show_default=True,
               help="Senders the team reviews a day (top-k daily precision).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes the replay shards the entities over (as `vigie replay`).")
 def evaluate(events: Path, from_ts: str | None, to_ts: str | None, version: str | None, k: int,
-             as_json: bool) -> None:
+             as_json: bool, workers: int) -> None:
     """Evaluate a model and its baseline the fraud-team way on a lake, in a time window
     (AP, ROC-AUC, top-k daily precision, budgets, scenarios, calibration)."""
     try:
         report = evaluate_lake(events, version, from_ms=parse_time(from_ts),
-                               to_ms=parse_time(to_ts), review_per_day=k)
+                               to_ms=parse_time(to_ts), workers=workers, review_per_day=k)
     except ValueError as err:  # no model, an empty window
         raise click.ClickException(str(err))
     click.echo(json.dumps(report, indent=2, default=str) if as_json else summary(report))

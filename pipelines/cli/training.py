@@ -41,6 +41,8 @@ BOOTSTRAP_DAYS = 14.0
 @click.option("--features", type=click.Path(path_type=Path, exists=True), default=None,
               help="The lake's feature table from `vigie replay --out` (default: replay now).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes the replay shards the entities over (as `vigie replay`).")
 @click.option("--search-budget-s", type=click.FloatRange(min=0), default=None,
               help="Seconds for the LightGBM parameter search on validation (default 60; 0: none).")
 @click.option("--search-trials", type=click.IntRange(min=1), default=None,
@@ -48,7 +50,8 @@ BOOTSTRAP_DAYS = 14.0
                    "ends on its trials gives the same model for the same seed anywhere.")
 def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
           maturity_days: float | None, no_card: bool, features: Path | None,
-          progress: bool, search_budget_s: float | None, search_trials: int | None) -> None:
+          progress: bool, workers: int, search_budget_s: float | None,
+          search_trials: int | None) -> None:
     """Point-in-time training set on the lake's source families, Great Expectations suite
     (refuses to train on a failure), LightGBM (time split, stopping on validation log loss,
     a budgeted parameter search), a logistic-regression baseline, registry, model card."""
@@ -66,7 +69,8 @@ def train(lake: Path | None, seed: int, bootstrap: bool, cutoff: str | None,
                            maturity_days=DEFAULT_MATURITY_DAYS if maturity_days is None else maturity_days,
                            progress=progress, card=not no_card, features=features,
                            search_budget_s=SEARCH_BUDGET_S if search_budget_s is None
-                           else search_budget_s, search_trials=search_trials)
+                           else search_budget_s, search_trials=search_trials,
+                           replay_workers=workers)
     except DataValidationError as err:
         click.echo(str(err), err=True)
         raise SystemExit(2)
