@@ -141,14 +141,14 @@ class EntityStage:
         self.unwritten.clear()
 
 
-def register(app, watch=None):
+def register(app, inputs, watch=None):
     """The entity agent. Events wait in ``watermarks.Aligner`` until the watermark says every
     earlier event has arrived, then are applied in event-time order; a record is acknowledged
     only once every event of its bundle is applied, so a crash re-reads what was waiting."""
     entity_topic = raw_topic(app, ENTITY_EVENTS)
     parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
-    clock, aligner, partitions = watermarks.register(app, entity_topic)
+    clock, aligner, partitions = watermarks.register(app, entity_topic, inputs)
     derived = Bundler(entity_topic, partitions)
 
     async def send_entity(key, routed):
