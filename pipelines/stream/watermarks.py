@@ -228,18 +228,19 @@ def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[
     clock = SourceClock()
     known: list[int] = []
 
-    def partition_count(topic: str) -> Optional[int]:
-        # from the consumer's cluster metadata (Faust's own topic_partitions() only knows it
-        # on the group leader)
+    def partition_count(topic: str, reader=lambda: app.consumer._thread._ensure_consumer()
+                        ) -> Optional[int]:
+        # from a consumer's cluster metadata, the Faust stages' by default (Faust's own
+        # topic_partitions() only knows it on the group leader)
         try:
-            partitions = app.consumer._thread._ensure_consumer().partitions_for_topic(topic)
+            partitions = reader().partitions_for_topic(topic)
         except Exception:  # not started yet
             return None
         return len(partitions) if partitions else None
 
     def sources() -> list[int]:
         if not known:  # partition counts come from the metadata, once known
-            counts = [partition_count(topic) for topic in FEATURE_TOPICS]
+            counts = [partition_count(topic, lambda: inputs.consumer) for topic in FEATURE_TOPICS]
             if all(counts):
                 known.extend(source_id(topic, p) for topic, n in zip(FEATURE_TOPICS, counts)
                              for p in range(n))
