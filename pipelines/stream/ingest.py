@@ -7,6 +7,7 @@ Why the clock check: docs/stream.md#clocks
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -42,6 +43,7 @@ BATCH_WAIT_MS = int(os.environ.get("VIGIE_INGEST_WINDOW_MS") or 20)
 # A test hook (tests/stream/test_batch_ingest_crash.py): the worker kills itself (SIGKILL) once
 # this many batches had their produces acknowledged, before committing the last one's offsets.
 CRASH_AFTER_PRODUCE = int(os.environ.get("VIGIE_TEST_CRASH_AFTER_PRODUCE") or 0)
+RETRY_S = 1.0  # after a batch that failed (produce or commit)
 
 # How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
 # seconds, a badly kept host by minutes: accepted, the event is merely early (or the others
@@ -217,26 +219,43 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
         early.say()
         return True
 
+    async def handle_batch(batch: dict) -> bool:
+        """Handle, produce and commit one ``getmany`` batch; False if the app began stopping."""
+        if not app.flow_control.is_active():
+            # Faust's stages are rebalancing or recovering their tables (the control table the
+            # router reads among them): wait, as Faust's own agents do
+            await app.flow_control.acquire()
+        if not await handle([r for records in batch.values() for r in records]):
+            return False
+        await app.producer.flush()  # every bundle, dead letter, decision, control change
+        nonlocal produced
+        produced += 1
+        if produced == CRASH_AFTER_PRODUCE:
+            log.warning("test hook: killed after a batch's produce, before its commit")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        return True
+
+    produced = 0  # batches produced and acknowledged (the test hook counts them)
+
     @app.task
     async def ingest():
-        # Started once the app runs: the Faust stages' tables, and the control table the
-        # router reads, are up by then. A stopping worker closes its tables before its tasks
-        # stop, so once the app stops nothing more is handled or committed: the batch in hand
-        # is read again by the next owner of its partitions.
+        # A stopping worker closes its tables before its tasks stop, so once the app stops
+        # nothing more is handled or committed: the batch in hand is read again by the next
+        # owner of its partitions.
         consumer = await inputs.start()
-        produced = 0
         try:
             while not app.should_stop:
-                batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
-                if not batch:
-                    continue
-                if not await handle([r for records in batch.values() for r in records]):
-                    break
-                await app.producer.flush()  # every bundle, dead letter, decision, control change
-                produced += 1
-                if produced == CRASH_AFTER_PRODUCE:
-                    log.warning("test hook: killed after a batch's produce, before its commit")
-                    os.kill(os.getpid(), signal.SIGKILL)
-                await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                batch = {}
+                try:
+                    batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
+                    if batch and not await handle_batch(batch):
+                        break
+                except Exception:  # the broker gone, say: read the batch again, later
+                    log.exception("ingest batch failed: read again in %.0f s", RETRY_S)
+                    for tp, records in batch.items():
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(RETRY_S)
         finally:
             await consumer.stop()
