@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
 import uuid
 from contextlib import asynccontextmanager
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.topics import decode
@@ -48,7 +49,13 @@ def as_internal(client: str = "test-backoffice") -> dict:
 @asynccontextmanager
 async def serving(module):
     auth.ensure_keys()  # as `vigie run` does: the service verifies tokens with these keys
-    client = TestClient(TestServer(module.build_app(), access_log_class=RouteAccessLogger))
+    # On a port known before it starts: an instance that announces its URL (the payment
+    # service's instances forward each other's senders) announces the right one.
+    port = unused_port()
+    announces = "url" in inspect.signature(module.build_app).parameters
+    app = module.build_app(url=f"http://127.0.0.1:{port}") if announces else module.build_app()
+    client = TestClient(TestServer(app, host="127.0.0.1", port=port,
+                                   access_log_class=RouteAccessLogger))
     await client.start_server()  # runs on_startup: state rebuilt, consumers started
     try:
         yield client

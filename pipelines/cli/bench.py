@@ -6,11 +6,12 @@ import os
 
 import click
 
-from pipelines.bench import detection, foundation, report, soak, stream
+from pipelines.bench import detection, foundation, recovery, report, soak, stream
 
 
 @click.command()
-@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak"]),
+@click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak",
+                                           "recovery"]),
               default=None,
               help="Run one group of benchmarks (train and soak only on request).")
 def bench(only: str | None) -> None:
@@ -27,6 +28,8 @@ def bench(only: str | None) -> None:
         from pipelines.bench import training as training_bench
 
         results.update(training_bench.run())
+    if only in (None, "recovery"):  # account takeovers over a simulated month (~1 min)
+        results.update(recovery.bench())
     if only in (None, "detection"):  # Vigie against the baseline on three histories (~15 min)
         results.update(detection.run())
     if only == "soak":  # 70 min by default (VIGIE_BENCH_SOAK_MINUTES, ..._BURST_MINUTES)

@@ -17,7 +17,7 @@ import click
 
 from dashboards import users as console_users
 from pipelines.cli.processes import SERVICES
-from pipelines.contracts import settings as settings_mod
+from pipelines.contracts import metrics, settings as settings_mod
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka
 from pipelines.kafka.clients import ensure_topics
@@ -31,12 +31,12 @@ DEMO_ACTOR, DEMO_REASON = "vigie-run", "demo bootstrap model"
 
 
 class Child:
-    def __init__(self, name: str, args: list[str], log_dir: Path):
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         # Own process group: Ctrl-C reaches the supervisor only, which stops children in order.
         # Each child is its own Kafka principal, not the supervisor's admin.
-        env = {**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args)}
+        env = {**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO_ROOT,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
@@ -96,7 +96,9 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     elif not _promotion_on_record(conf.lake_dir):
         click.echo(f"no promotion in the lake: decisions may be rules-only until one, e.g. "
                    f"`vigie promote {registry.latest()} --reason …`")
-    children = [Child("worker", ["worker"], log_dir), Child("sink", ["sink"], log_dir)]
+    ports = metrics_ports()
+    children = [Child(name, [name], log_dir, {"VIGIE_METRICS_PORT": str(ports[name])})
+                for name in ("worker", "sink")]
     children += [Child(s, ["serve", s], log_dir) for s in SERVICES]
     click.echo(console_users.describe(console_users.users_path(),
                                       console_users.ensure_demo_users(console_users.users_path())))
@@ -112,6 +114,9 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     ports = conf.service_ports
     click.echo(f"services: messaging http://127.0.0.1:{ports['messaging']}  payment "
                f"http://127.0.0.1:{ports['payment']}  assistant http://127.0.0.1:{ports['assistant']}")
+    click.echo("metrics: " + "  ".join(f"{name} http://127.0.0.1:{port}/metrics"
+                                       for name, port in metrics_ports().items())
+               + "  services: /metrics (internal token)  (docs/operations.md)")
     click.echo(f"console: http://127.0.0.1:{console_users.console_port()}  (sign in as above)")
     click.echo(f"logs: {log_dir}   lake: {conf.lake_dir}   Ctrl-C stops everything")
 
@@ -153,6 +158,13 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
         if kafka is not None:
             kafka.stop()
         click.echo("stopped")
+
+
+def metrics_ports() -> dict[str, int]:
+    """The Faust processes' metrics ports: the worker on ``VIGIE_METRICS_PORT`` (default 9400),
+    the sink on the next one (the services serve /metrics on their own port)."""
+    base = int(os.environ.get("VIGIE_METRICS_PORT") or metrics.DEFAULT_PORT)
+    return {"worker": base, "sink": base + 1}
 
 
 def promote_demo_model(conf) -> None:

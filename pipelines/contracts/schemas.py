@@ -313,6 +313,18 @@ class ModelUpdate(Event, kw_only=True):
     reason: ShortText = ""  # required by the console and the command line; "" in older records
 
 
+class IdempotentReply(Event, kw_only=True):
+    """A service's answer to a POST sent with an ``Idempotency-Key`` (its own
+    ``idempotency-<service>`` topic, compacted by ``id``): ``id`` is the key's keyed hash
+    scoped to the caller and the route (never the key), ``request`` the request body's keyed
+    digest (a retry with another body gets 422), ``status`` and ``answer`` what was answered.
+    An answer holds ids only (``{"id": "<event id>"}``): no request content goes in it."""
+    request: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    status: Annotated[int, Meta(ge=200, le=299)]
+    answer: Annotated[dict[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$")], EventId],
+                      Meta(max_length=4)]
+
+
 class QualityFailure(Struct, forbid_unknown_fields=True, frozen=True):
     expectation: Code
     column: Optional[str] = None

@@ -17,7 +17,7 @@ does not list is refused with a reason naming the versions it reads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import msgspec
@@ -36,6 +36,7 @@ class TopicSpec:
     writer: str
     input: bool = False  # validated by the stream's ingest agent
     also: tuple[type, ...] = ()  # other wire versions accepted, each with ``as_current()``
+    config: dict[str, str] = field(default_factory=dict)  # topic configs set at creation
 
 
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
@@ -63,7 +64,23 @@ FEATURE_TOPICS = ("account-events", "messages", "assistant-events", "transfer-re
 # The stream's own hops (see pipelines/stream/envelopes.py): keyed by entity, and by sender;
 # recovery-signals (pipelines/recovery/stage.py): keyed by account, like ``recovery``.
 INTERNAL_TOPICS = ["entity-events", "transfer-parts", "recovery-signals"]
-_DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in TOPICS.items()}
+# Each service's record of its answers to ``Idempotency-Key`` POSTs (pipelines/services/
+# idempotency.py), written and read by that service alone: service state, not events, so
+# neither in ``TOPICS`` (the lake, the console) nor read by the stream. Compacted by key (the
+# key's keyed hash) and deleted past a day: records live 25 h to 26 h (1 h segments), the
+# services ignore those older than 24 h. No tombstones are written (docs/services.md).
+KEEP_REPLIES_MS = 24 * 3_600_000
+_REPLIES_CONFIG = {"cleanup.policy": "compact,delete",
+                   "retention.ms": str(KEEP_REPLIES_MS + 3_600_000), "segment.ms": "3600000"}
+REPLY_TOPICS: dict[str, TopicSpec] = {t.name: t for t in [
+    TopicSpec(f"idempotency-{service}", s.IdempotentReply, "id", f"{service} service",
+              config=_REPLIES_CONFIG) for service in ("messaging", "assistant", "payment")]}
+# The payment service's own compacted topics (pipelines/services/payment_state.py): each
+# transfer's current state, keyed by transfer id and partitioned like its sender; and which
+# instance serves which partition (one partition, keyed by partition number).
+STATE_TOPICS = ["payment-state", "payment-owners"]
+_SPECS = {**TOPICS, **REPLY_TOPICS}
+_DECODERS = {name: msgspec.json.Decoder(spec.schema) for name, spec in _SPECS.items()}
 
 
 def _version(schema: type) -> int:
@@ -89,7 +106,7 @@ def decode(topic: str, raw: bytes | None):
     the topic's current struct; or raise InvalidEvent."""
     if raw is None:
         raise InvalidEvent("empty record (no value)")
-    limit = MAX_EVENT_BYTES if TOPICS[topic].input else MAX_RECORD_BYTES
+    limit = MAX_EVENT_BYTES if _SPECS[topic].input else MAX_RECORD_BYTES
     if len(raw) > limit:
         raise InvalidEvent(f"oversized: {len(raw)} bytes > {limit}")
     versions = _VERSIONS.get(topic)
@@ -109,5 +126,5 @@ def decode(topic: str, raw: bytes | None):
 
 
 def key_of(topic: str, event) -> bytes | None:
-    field = TOPICS[topic].key_field
-    return getattr(event, field).encode() if field else None
+    key = _SPECS[topic].key_field
+    return getattr(event, key).encode() if key else None

@@ -20,7 +20,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from pipelines.contracts import keyfiles
 from pipelines.contracts.settings import kafka_password_file
-from pipelines.contracts.topics import INPUT_TOPICS, INTERNAL_TOPICS
+from pipelines.contracts.topics import INPUT_TOPICS, INTERNAL_TOPICS, STATE_TOPICS
 
 ADMIN = "admin"
 # The Faust app ids (pipelines/stream/worker.py): each is its consumer group and the prefix of
@@ -42,6 +42,7 @@ class Rights:
     not_apps: tuple[str, ...] = ()  # other apps whose ids start with "<app>-": denied
     looks_at: tuple[str, ...] = ()  # topics whose offsets it may see, not read
     looks_at_groups: tuple[str, ...] = ()  # groups whose committed offsets it may see
+    transactions: str | None = None  # the prefix of its transactional ids
 
 
 # The owner's answers to a takeover challenge (pipelines/services/owner_channel.py).
@@ -55,13 +56,22 @@ RIGHTS: dict[str, Rights] = {
     "sink": Rights(writes=("data-quality",), reads=("*",), groups=(SINK_APP,), app=SINK_APP),
     # Not ``recovery``: only the stream says a case moved (an owner's answer, its code's
     # hash, go on owner-verification, which the stream checks).
-    "messaging": Rights(writes=("messages", "account-events", "labels", OWNER_VERIFICATION),
-                        reads=("notifications",), groups=("vigie-owner-channel",)),
-    "payment": Rights(writes=("transfer-requests", "transfer-status", "labels"),
-                      reads=("transfer-requests", "transfer-status", "recovery", "decisions"),
-                      groups=("vigie-payment",)),
-    "assistant": Rights(writes=("assistant-events", "account-events"),
-                        reads=("account-events", "messages"), groups=("vigie-assistant",)),
+    # Each service also writes and reads its own record of keyed answers, and no other's
+    # (``idempotency-<service>``: pipelines/services/idempotency.py).
+    "messaging": Rights(writes=("messages", "account-events", "labels", OWNER_VERIFICATION,
+                                "idempotency-messaging"),
+                        # transfer-requests: a scam report's transfer and its parties
+                        reads=("notifications", "transfer-requests", "idempotency-messaging"),
+                        groups=("vigie-owner-channel",)),
+    # Its transactional ids fence an instance that lost a partition (docs/services.md#payment).
+    "payment": Rights(writes=("transfer-requests", "transfer-status", "labels",
+                              "idempotency-payment", *STATE_TOPICS),
+                      reads=("transfer-requests", "transfer-status", "recovery", "decisions",
+                             "idempotency-payment", *STATE_TOPICS),
+                      groups=("vigie-payment",), transactions="vigie-payment-"),
+    "assistant": Rights(writes=("assistant-events", "account-events", "idempotency-assistant"),
+                        reads=("account-events", "messages", "idempotency-assistant"),
+                        groups=("vigie-assistant",)),
     # The console and `vigie promote/rollback/shadow`; it shows the worker's lag.
     "console": Rights(writes=("analyst-actions", "model-updates", "labels", CONSOLE_AUDIT),
                       looks_at=WORKER_READS, looks_at_groups=(WORKER_APP,)),
@@ -84,6 +94,9 @@ def bindings(principal: str, rights: Rights) -> set[AclBinding]:
     acls |= {_acl(group, g, op.READ, principal) for g in rights.groups}
     acls |= {_acl(topic, t, op.DESCRIBE, principal) for t in rights.looks_at}
     acls |= {_acl(group, g, op.DESCRIBE, principal) for g in rights.looks_at_groups}
+    if rights.transactions:
+        acls |= {_acl(ResourceType.TRANSACTIONAL_ID, rights.transactions, o, principal,
+                      ResourcePatternType.PREFIXED) for o in (op.WRITE, op.DESCRIBE)}
     if rights.app:
         acls |= {_acl(topic, f"{rights.app}-", o, principal, ResourcePatternType.PREFIXED)
                  for o in (op.CREATE, op.READ, op.WRITE)}

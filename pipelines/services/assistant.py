@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import msgspec
 from aiohttp import web
 
 from pipelines.contracts import schemas as s
@@ -26,18 +25,10 @@ from pipelines.services import idempotency as idem, requests as rq
 from pipelines.services.auth import acting_for
 from pipelines.services.common import (ApiError, GroupReader, LogReader, Recent, Service, now_ms,
                                        read_json, serve, validate)
+from pipelines.services.requests import SuggestionsQuery, Switch
 
 SUGGESTION_TTL_MS = 3_600_000
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "vigie:assistant-suggestions")  # suggestion ids' namespace
-
-
-class Switch(msgspec.Struct, forbid_unknown_fields=True):
-    enabled: bool
-
-
-class SuggestionsQuery(msgspec.Struct, forbid_unknown_fields=True):
-    user: rq.RawId
-    conversation: rq.RawId
 
 
 class Assistant(Service):
@@ -52,7 +43,7 @@ class Assistant(Service):
 
     def routes(self):
         return [web.get("/v1/suggestions", self.list_suggestions),
-                web.post("/v1/suggestions/{id}/response", idem.keyed(self.respond)),
+                web.post("/v1/suggestions/{id}/response", idem.keyed(self, self.respond)),
                 web.put("/v1/users/{user}/assistant", self.switch)]
 
     # --- stream side ---------------------------------------------------------------------

@@ -157,7 +157,7 @@ class Verifier:
 
 BEARER = {"WWW-Authenticate": 'Bearer realm="vigie"'}
 CALLER = web.RequestKey("caller", Caller)  # where the middleware leaves the request's caller
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})  # health; the API reference (no data)
 
 
 def middleware(verifier: Verifier):

@@ -37,8 +37,9 @@ from aiokafka.structs import TopicPartition
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import InvalidEvent, decode
 from pipelines.kafka.clients import Publisher, consumer, ensure_topics
-from pipelines.services import auth, logs
+from pipelines.services import auth, logs, observe, openapi
 from pipelines.services.errors import ApiError
+from pipelines.services.observe import route_of as _route
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -53,15 +54,6 @@ def now_ms() -> int:
 
 
 # --- HTTP --------------------------------------------------------------------------------
-def _route(request: web.BaseRequest) -> str:
-    try:
-        info = request.match_info
-    except (AttributeError, AssertionError):  # a request aiohttp could not parse has none
-        info = None
-    resource = info.route.resource if info is not None else None
-    return resource.canonical if resource is not None else "(no route)"
-
-
 @web.middleware
 async def json_errors(request: web.Request, handler):
     try:
@@ -125,6 +117,8 @@ class Service:
         self.publisher: Optional[Publisher] = None
         self.tasks: list[asyncio.Task] = []
         self.readers: list[LogReader] = []
+        # What else rebuilds its state from the log before serving (``idempotency.Replies``)
+        self.rebuilds: list[Callable[[], Awaitable[None]]] = []
         self.verifier = auth.Verifier(auth.keys_dir(self.conf))
 
     def routes(self) -> list[web.RouteDef]:
@@ -166,6 +160,8 @@ class Service:
         await ensure_topics(self.conf)
         self.publisher = await Publisher(self.conf).start()
         try:
+            for rebuild in self.rebuilds:
+                await rebuild()
             await self.start()
         except BaseException:
             await self._cleanup(app)  # aiohttp does not clean up after a failed startup
@@ -186,10 +182,14 @@ class Service:
 
     def app(self) -> web.Application:
         logs.hide_request_lines()
-        # json_errors outermost: it answers the authentication's 401 as {"error": reason}
+        # counted outermost (it sees every answer), then json_errors: it answers the
+        # authentication's 401 as {"error": reason}
         app = web.Application(client_max_size=MAX_BODY,
-                              middlewares=[json_errors, auth.middleware(self.verifier)])
+                              middlewares=[observe.count_requests(self.name), json_errors,
+                                           auth.middleware(self.verifier)])
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", observe.serve_metrics)  # Prometheus, internal token
+        app.router.add_get("/openapi.json", openapi.handler(self.name))  # the API reference, public
         app.add_routes(self.routes())
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -206,11 +206,12 @@ def serve(app: web.Application, name: str, port: Optional[int] = None) -> None:
 
 
 # --- reading the log ---------------------------------------------------------------------
-async def _dispatch(batches: dict, handler: Handler) -> None:
+async def _dispatch(batches: dict, handler: Handler, read_to: Optional[dict] = None) -> None:
     """Decode each record with its topic's schema and hand it over; a record that does not
     decode, or that its handler fails on, is logged by position (never by content) and
-    skipped, so one bad record cannot stop a service."""
-    for records in batches.values():
+    skipped, so one bad record cannot stop a service. ``read_to``: each partition's next
+    offset once its record has been handled."""
+    for tp, records in batches.items():
         for rec in records:
             try:
                 await handler(decode(rec.topic, rec.value))
@@ -219,6 +220,8 @@ async def _dispatch(batches: dict, handler: Handler) -> None:
                             rec.offset, exc)
             except Exception:
                 log.exception("failed on record %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            if read_to is not None:
+                read_to[tp] = rec.offset + 1
 
 
 class LogReader:
@@ -231,6 +234,7 @@ class LogReader:
         self.consumer = consumer(*topics, conf=conf, enable_auto_commit=False)
         self.since_ms = since_ms
         self.ends: dict[TopicPartition, int] = {}
+        self.read_to: dict[TopicPartition, int] = {}  # each partition's next offset to handle
 
     async def start(self) -> "LogReader":
         c = self.consumer
@@ -243,16 +247,25 @@ class LogReader:
             found = await c.offsets_for_times({tp: self.since_ms for tp in parts})
             for tp in parts:
                 c.seek(tp, found[tp].offset if found.get(tp) else self.ends[tp])
+        self.read_to = {tp: await c.position(tp) for tp in parts}
         return self
 
     async def catch_up(self, handler: Handler) -> None:
         c = self.consumer
         while any([await c.position(tp) < end for tp, end in self.ends.items()]):
-            await _dispatch(await c.getmany(timeout_ms=500), handler)
+            await _dispatch(await c.getmany(timeout_ms=500), handler, self.read_to)
 
     async def follow(self, handler: Handler) -> None:
         while True:
-            await _dispatch(await self.consumer.getmany(timeout_ms=1000), handler)
+            await _dispatch(await self.consumer.getmany(timeout_ms=1000), handler, self.read_to)
+
+    async def reach_end(self, timeout_s: float) -> None:
+        """Return once ``follow`` has handled every record in the log now (what any other
+        writer had published before this call); ``asyncio.TimeoutError`` past ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):  # the broker away: end_offsets waits
+            ends = await self.consumer.end_offsets(list(self.read_to))
+            while any(self.read_to[tp] < end for tp, end in ends.items()):
+                await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         await self.consumer.stop()  # idempotent

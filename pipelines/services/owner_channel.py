@@ -100,7 +100,7 @@ class OwnerChannel:
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/owner-channel/{account}/outbox", self.get_outbox),
-                web.post("/v1/recovery/{case_id}/answer", idem.keyed(self.answer))]
+                web.post("/v1/recovery/{case_id}/answer", idem.keyed(self.service, self.answer))]
 
     async def start(self) -> None:
         reader = await self.service.start_reader(GroupReader(self.conf, "notifications", GROUP))

@@ -6,44 +6,59 @@ out without a decision (``EFFECTS``; none by then: ``VIGIE_NO_DECISION_FALLBACK`
 blocks it, and a late one acts through ``late_steps``). Only the first automated decision
 acts; analysts' act on held transfers only; shadow ones never. A recovery case locks its
 account (new transfers get 423). Every change is published as a ``TransferStatus`` (id
-``<transfer>.<n>``), and applied in memory only once the broker has it; on start, the state
-is rebuilt from the log before serving.
+``<transfer>.<n>``) with the transfer's new state (``payment_state``), in one transaction of
+its partition's fenced writer, and applied in memory only once the broker has it.
+
+Scaled out by starting more instances: each owns the sender partitions the consumer group on
+``decisions`` gives it (``payment_owners``), restores them from the compacted state topic
+before reading their decisions, keeps their open transfers and the last
+``VIGIE_PAYMENT_KEEP_S`` of the others, and forwards a request for another instance's sender
+there. A former owner is fenced: it can no longer write a payout.
 
 A transfer sent with an ``Idempotency-Key`` takes the key's keyed hash as its id, so a retry
-finds it (in memory or, after a restart, in the log) and gets the same answer, or 422 for
+finds it (in memory, restored after a restart) and gets the same answer, or 422 for
 another body; past ``VIGIE_PUBLISH_DEADLINE_S`` the answer is 503 with ``Retry-After`` and the
 publish goes on, joined by the retry (``idempotency``). Hard limits (``contracts.limits``) are
 checked before anything is published.
 
-The state diagram, why, and how it would scale: docs/services.md#payment
+The state diagram, why, and how it scales: docs/services.md#payment
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, Sequence
 
+import aiohttp
 import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from pipelines.contracts import limits as limits_mod, schemas as s
+from pipelines.contracts import (limits as limits_mod, metrics, schemas as s,
+                                 settings as settings_mod)
 from pipelines.contracts.limits import DAY_MS
 from pipelines.contracts.privacy import pseudonymize
 from pipelines.contracts.settings import env_seconds
-from pipelines.services import idempotency as idem, requests as rq
-from pipelines.services.auth import acting_for, acting_for_account, internal
-from pipelines.services.common import (ApiError, GroupReader, LogReader, Service, now_ms, read_json,
-                                       serve)
+from pipelines.contracts.topics import key_of
+from pipelines.services import idempotency as idem, payment_state as ps, requests as rq
+from pipelines.services.auth import CALLER, acting_for, acting_for_account, internal
+from pipelines.services.common import ApiError, LogReader, Service, now_ms, read_json, serve
+from pipelines.services.payment_owners import Membership, NotOwner, PartitionWriter
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2  # how often due payouts and missed deadlines are looked at
 OPEN = ("pending", "approved", "warned", "released")  # not paid out yet: a lock holds them
+DONE = ("paid_out", "returned")  # final: such a transfer leaves memory after the keep window
+PRUNE_EVERY_S = 60.0
+FORWARDED = "Vigie-Forwarded"  # set on a request one instance passed to another, and its answer
+PASSED_ON = ("Authorization", "Content-Type", idem.HEADER)
+PASSED_BACK = ("Content-Type", "Retry-After", idem.REPLAYED)
 RETURNED = "declined: money back to the sender"
 # What a decision does: an automated one to a pending transfer, an analyst's to a held one.
 EFFECTS = {
@@ -93,29 +108,41 @@ class Transfer:
 class Payment(Service):
     name = "payment"
 
-    def __init__(self, conf=None):
+    def __init__(self, conf=None, url: Optional[str] = None):
         super().__init__(conf)
+        self.url = url  # where other instances send this one's senders (payment-owners)
         self.delay_ms = int(env_seconds("VIGIE_AVAILABILITY_DELAY_S", 30) * 1000)
         self.cooling_ms = int(env_seconds("VIGIE_WARN_COOLING_OFF_S", 10) * 1000)
+        # Finished transfers stay this long (the limits' 24 h, an Idempotency-Key's life).
+        self.keep_ms = int(env_seconds("VIGIE_PAYMENT_KEEP_S", 86_400) * 1000)
         self.fallback = os.environ.get("VIGIE_NO_DECISION_FALLBACK") or "hold"
         if self.fallback not in FALLBACKS:
             raise ValueError("VIGIE_NO_DECISION_FALLBACK must be 'hold' or 'block'")
-        self.transfers: dict[str, Transfer] = {}
+        # Only the owned partitions' senders, each partition written by its own fenced writer.
+        self.writers: dict[int, PartitionWriter] = {}
+        self.partitions = self.conf.partitions  # of the sender-keyed topics, read at assignment
+        self.transfers: dict[str, Transfer] = {}  # open ones and those of the keep window
         self.open: dict[str, Transfer] = {}  # not yet paid, returned or held: the timer's work
-        self.locks: dict[str, str] = {}  # account hash -> why it is locked
+        self.by_sender: dict[str, list[Transfer]] = {}  # in creation order: for the limits
+        self.first_sent: dict[str, int] = {}  # sender -> its first transfer (new-account limit)
+        self.restored_records = 0  # read from payment-state by the restores so far
+        self.locks: dict[str, str] = {}  # account hash -> why it is locked (every account)
         self.banned: set[str] = set()
         # Changes the log refused, each tried again every tick, with the state it finds then.
         self.retries: deque[Callable[[], Awaitable[None]]] = deque()
         self.limits = limits_mod.load()
-        self.by_sender: dict[str, list[Transfer]] = {}  # in creation order: for the limits
         self.flights = idem.Flights()  # creations (by transfer id) and keyed chargebacks
-        self.replies = idem.Replies()  # keyed chargebacks' answers
+        self.replies = idem.Replies.of(self)  # keyed chargebacks' answers, on the log
+        self.owners: Optional[ps.Owners] = None
+        self.membership: Optional[Membership] = None
+        self.http: Optional[aiohttp.ClientSession] = None  # to forward to another instance
+        self.pruned_at = 0.0
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
                 web.post("/v1/chargebacks", self.chargeback)]
 
-    # --- state changes: one place, used live and when replaying the log -------------------
+    # --- state changes: one place, used live and when restoring a partition ---------------
     def _record(self, t: Transfer, status: str, reason: str, ts: int) -> None:
         r = t.request
         t.status = status
@@ -128,40 +155,137 @@ class Payment(Service):
         else:
             self.open.pop(r.transfer_id, None)
 
-    async def _change(self, t: Transfer, steps_for: Callable[[Transfer], list]) -> None:
-        """Publish the steps ``steps_for`` finds in the transfer's state, then apply them.
-        Memory is never ahead of the log: nothing is acted on (a payout, a GET) that a restart
-        would not find. A failed publish raises with memory as it was; the cause is looked at
-        again later (``_act``, the timer), and a step the log did get is published again with
-        its id, which the replay skips."""
+    def partition(self, sender: str) -> int:
+        return ps.partition_of(sender, self.partitions)
+
+    async def _write(self, sender: str, records: list[tuple[str, bytes, Optional[bytes]]]) -> None:
+        """Write records about ``sender`` through its partition's writer, all or none; a
+        partition this instance was fenced out of is given up at once."""
+        p = self.partition(sender)
+        writer = self.writers.get(p)
+        if writer is None:
+            raise NotOwner(p)
+        try:
+            await writer.write(records)
+        except NotOwner:
+            await self.give_up({p})
+            raise
+
+    @staticmethod
+    def _event(topic: str, event) -> tuple[str, bytes, bytes]:
+        return topic, key_of(topic, event), s.encode(event)
+
+    @staticmethod
+    def _state(t: Transfer, history: list) -> tuple[str, bytes, bytes]:
+        return (ps.STATE_TOPIC, ps.transfer_key(t.request.transfer_id),
+                ps.encode(ps.Stored(request=t.request, history=history)))
+
+    async def _change(self, t: Transfer, steps_for: Callable[[Transfer], list],
+                      first: Sequence[tuple[str, bytes, bytes]] = ()) -> None:
+        """Write the steps ``steps_for`` finds in the transfer's state (after ``first``
+        records) with its new state, in one transaction, then apply them. Memory is never
+        ahead of the log: nothing is acted on (a payout, a GET) that a restore would not find.
+        A failed write raises with memory as it was; the cause is looked at again later
+        (``_act``, the timer)."""
         async with t.lock:
+            if self.transfers.get(t.request.transfer_id) is not t:
+                return  # forgotten meanwhile (its create refused, its partition given up)
             steps = steps_for(t)
+            if not steps and not first:
+                return
             r, ts, n = t.request, now_ms(), len(t.history)
+            records = list(first)
             for i, (status, reason) in enumerate(steps, n + 1):
-                await self.publish("transfer-status", s.TransferStatus(
+                records.append(self._event("transfer-status", s.TransferStatus(
                     id=f"{r.transfer_id}.{i}", ts=ts, transfer_id=r.transfer_id, sender=r.sender,
                     recipient=r.recipient, amount_cents=r.amount_cents, status=status,
-                    reason=reason))
+                    reason=reason)))
+            history = t.history + [{"status": st, "ts": ts, "reason": why} for st, why in steps]
+            records.append(self._state(t, history))
+            await self._write(r.sender, records)
             for status, reason in steps:
                 self._record(t, status, reason, ts)
+            metrics.FALLBACK_HOLDS.labels(self.fallback).inc([w for _, w in steps].count(FALLBACK))
 
     async def _act(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run a change now; if the log refuses it, keep it to run again on the next tick."""
+        if not await self._try(action):
+            self.retries.append(action)
+
+    @staticmethod
+    async def _try(action: Callable[[], Awaitable[None]]) -> bool:
+        """Run a change: False if the log refused it; dropped (True) if the transfer's
+        partition is no longer ours (its new owner restored it)."""
         try:
             await action()
+        except NotOwner as exc:
+            log.info("a change for partition %s dropped: no longer ours", exc)
         except KafkaError as exc:
             log.warning("a transfer change did not reach the log (%s): tried again next tick",
                         type(exc).__name__)
-            self.retries.append(action)
+            return False
+        return True
 
     # --- HTTP ----------------------------------------------------------------------------
+    def _owner(self, sender: str) -> Optional[str]:
+        """None if this instance owns ``sender``; else the URL of the instance that does (as
+        ``payment-owners`` says); 503 while its partition moves between instances."""
+        p = self.partition(sender)
+        if p in self.writers:
+            return None
+        url = self.owners.url(p) if self.owners is not None else None
+        if url is None or url == self.url:
+            raise ApiError(503, "this sender's partition is moving between instances: retry",
+                           {"Retry-After": "1"})
+        return url
+
+    async def _forward(self, request: web.Request, url: str) -> web.Response:
+        """The request, as it came (its token too), answered by the instance at ``url``. One
+        hop only: a forwarded request that finds no owner gets the 503 above. Not a redirect:
+        HTTP clients drop the Authorization header on a redirect to another host."""
+        if request.headers.get(FORWARDED):
+            raise ApiError(503, "this sender's partition is moving between instances: retry",
+                           {"Retry-After": "1"})
+        headers = {h: request.headers[h] for h in PASSED_ON if h in request.headers}
+        try:
+            async with self.http.request(request.method, url + request.path_qs,
+                                         data=await request.read(),
+                                         headers={**headers, FORWARDED: "1"}) as resp:
+                body = await resp.read()
+                kept = {h: resp.headers[h] for h in PASSED_BACK if h in resp.headers}
+                return web.Response(body=body, status=resp.status,
+                                    headers={**kept, FORWARDED: "1"})
+        except aiohttp.ClientError:
+            raise ApiError(503, "the instance serving this sender is unreachable: retry",
+                           {"Retry-After": "1"}) from None
+
+    async def _ask_the_others(self, request: web.Request) -> web.Response:
+        """A request naming only a transfer id (a chargeback: the card network knows no
+        sender, so no partition), which this instance does not have: asked of each other
+        instance in turn, once (a forwarded one is not passed on); the first that knows the
+        transfer answers. 404 when none does (finished past ``VIGIE_PAYMENT_KEEP_S``)."""
+        others = ({url for url in self.owners.urls.values() if url != self.url}
+                  if self.owners is not None and not request.headers.get(FORWARDED) else ())
+        for url in sorted(others):
+            answer = await self._forward(request, url)
+            if answer.status != 404:
+                return answer
+        raise ApiError(404, "unknown transfer")
+
+    async def _served_elsewhere(self, request: web.Request, sender: str
+                                ) -> Optional[web.Response]:
+        url = self._owner(sender)
+        return None if url is None else await self._forward(request, url)
+
     async def create(self, request: web.Request) -> web.Response:
         req = await read_json(request, rq.TransferRequest)
         acting_for(request, req.sender)  # only the sender's app debits the sender
         sender = pseudonymize("account", req.sender)
+        if (answer := await self._served_elsewhere(request, sender)) is not None:
+            return answer
         key = idem.header(request)
         # With a key, the transfer id is the key's keyed hash: a retry names the same transfer
-        # whatever happened to the first try, and the log holds the key across restarts.
+        # whatever happened to the first try, and the state topic holds the key over restarts.
         transfer_id = (idem.key_id(idem.caller_scope(request), key, "transfer")
                        if key is not None else uuid.uuid4().hex)
         event = rq.transfer_event(req, transfer_id, f"{transfer_id}.r", now_ms(), self.delay_ms)
@@ -177,8 +301,8 @@ class Payment(Service):
                                       event.ts)
         if refusal:
             raise ApiError(422, refusal)
-        # Known before it is published: its decision may come back before the ack does, and a
-        # retry with the key joins the publish instead of starting another.
+        # Known before it is published: a retry with the key joins the publish instead of
+        # starting another.
         t = self.transfers[transfer_id] = Transfer(event)
         self.by_sender.setdefault(sender, []).append(t)
         self.flights.start(transfer_id, self._publish_new(t))
@@ -187,20 +311,41 @@ class Payment(Service):
         return self._created(t)
 
     async def _publish_new(self, t: Transfer) -> None:
-        """The request into the log, then its first status. Runs to its end even if the client
-        stopped waiting: aiokafka's idempotent producer retries a record until the broker has
-        it (it never expires one), so a record sent in an outage lands when the broker is
-        back. If the broker refuses it, it is forgotten: a retry creates it."""
+        """The request into the log, then its first status with its state (one transaction).
+        Runs to its end even if the client stopped waiting: the producers retry until the
+        broker has it. If the broker refuses the request, the transfer is forgotten: a retry
+        creates it. The request is not in the transaction: the stream's watermarks take a
+        feature topic's end offset for its last record, which a transaction's commit marker
+        is not (a request that reached the log without its state is found by ``take``)."""
         r = t.request
         try:
             await self.publish("transfer-requests", r)
         except BaseException:
-            del self.transfers[r.transfer_id]
-            self.by_sender[r.sender].remove(t)
+            self._forget(t)
             raise
-        if not t.history:  # in the log, undecided: open, as a replay finds it
+        if not t.history:  # in the log, undecided: open, as a restore finds it
             self.open[r.transfer_id] = t
-        await self._act(partial(self._change, t, lambda t: [] if t.history else [("pending", "")]))
+        await self._act(partial(self._first, t))
+
+    async def _first(self, t: Transfer) -> None:
+        r = t.request
+        first = []
+        if r.sender not in self.first_sent:
+            first.append((ps.STATE_TOPIC, ps.sender_key(r.sender),
+                          ps.encode(ps.SenderSeen(sender=r.sender, first_ts=r.ts))))
+        await self._change(t, lambda t: [] if t.history else [("pending", "")], first)
+        self.first_sent.setdefault(r.sender, r.ts)
+
+    def _forget(self, t: Transfer) -> None:
+        r = t.request
+        if self.transfers.get(r.transfer_id) is t:
+            del self.transfers[r.transfer_id]
+        self.open.pop(r.transfer_id, None)
+        mine = self.by_sender.get(r.sender, [])
+        if t in mine:
+            mine.remove(t)
+        if not mine:
+            self.by_sender.pop(r.sender, None)
 
     @staticmethod
     def _created(t: Transfer, replayed: bool = False) -> web.Response:
@@ -216,26 +361,28 @@ class Payment(Service):
     def _sent(self, sender: str) -> tuple[Optional[int], int]:
         """For the limits: when the sender's first transfer was made, and what its transfers
         of the last 24 h add up to (all but those whose money went back)."""
-        mine = self.by_sender.get(sender, ())
         since = now_ms() - DAY_MS
-        recent = sum(t.request.amount_cents for t in mine
+        recent = sum(t.request.amount_cents for t in self.by_sender.get(sender, ())
                      if t.request.ts >= since and t.status != "returned")
-        return (mine[0].request.ts if mine else None), recent
-
-    def _find(self, transfer_id: str) -> Transfer:
-        if transfer_id not in self.transfers:
-            raise ApiError(404, "unknown transfer")
-        return self.transfers[transfer_id]
+        return self.first_sent.get(sender), recent
 
     async def get(self, request: web.Request) -> web.Response:
-        t = self._find(request.match_info["id"])
+        t = self.transfers.get(request.match_info["id"])
+        account = request[CALLER].account
+        if t is None and account is not None:  # a user's own transfer: its owner may have it
+            if (answer := await self._served_elsewhere(request, account)) is not None:
+                return answer
+        if t is None:
+            raise ApiError(404, "unknown transfer")
         acting_for_account(request, t.request.sender)  # the sender's only: see docs/services.md
         return web.json_response(t.view())
 
     async def chargeback(self, request: web.Request) -> web.Response:
         internal(request)  # the card network's word, relayed by the bank's back office
         req = await read_json(request, rq.ChargebackRequest)
-        t = self._find(req.transfer_id)
+        if req.transfer_id not in self.transfers:  # another instance's, or finished long ago
+            return await self._ask_the_others(request)
+        t = self.transfers[req.transfer_id]
 
         async def handle() -> web.Response:
             # One chargeback label per transfer, whatever the retries: the id says so.
@@ -261,6 +408,7 @@ class Payment(Service):
     async def on_decision(self, d: s.Decision) -> None:
         t = self.transfers.get(d.transfer_id)
         if not d.shadow and t is not None:
+            metrics.payment_decided(t.request.ts, now_ms(), first=t.status == "pending")
             await self._act(partial(self._change, t, partial(self._decided, d)))
 
     def _due(self, t: Transfer) -> list[tuple[str, str]]:
@@ -272,13 +420,38 @@ class Payment(Service):
         return []
 
     async def on_tick(self) -> None:
-        for _ in range(len(self.retries)):  # first what the log refused before, in order
-            await self._act(self.retries.popleft())
-        if self.retries:  # still refused: nothing acts ahead of it (a lock's hold, a decision)
-            return
+        while self.retries:  # first what the log refused before, in order
+            if not await self._try(self.retries[0]):
+                return  # still refused: nothing acts ahead of it (a lock's hold, a decision)
+            self.retries.popleft()
         for t in list(self.open.values()):
             if self._due(t):
-                await self._change(t, self._due)
+                try:
+                    await self._change(t, self._due)
+                except NotOwner:
+                    pass  # its partition was given up: its new owner pays it
+        if time.monotonic() - self.pruned_at > PRUNE_EVERY_S:
+            await self._prune()
+
+    async def _prune(self) -> None:
+        """Finished transfers older than the keep window leave memory and the state topic (a
+        tombstone each, one transaction a partition): memory stays bounded by the traffic of
+        the window, and a restore reads about what memory holds."""
+        self.pruned_at = time.monotonic()
+        before = now_ms() - self.keep_ms
+        old: dict[int, list[Transfer]] = {}
+        for t in self.transfers.values():
+            if t.status in DONE and t.history[-1]["ts"] < before:
+                old.setdefault(self.partition(t.request.sender), []).append(t)
+        for transfers in old.values():
+            try:
+                await self._write(transfers[0].request.sender, [
+                    (ps.STATE_TOPIC, ps.transfer_key(t.request.transfer_id), None)
+                    for t in transfers])
+            except (NotOwner, KafkaError):
+                continue  # its new owner prunes them, or the next round does
+            for t in transfers:
+                self._forget(t)
 
     async def _timer(self) -> None:
         while True:
@@ -311,43 +484,93 @@ class Payment(Service):
         if ev.account in self.locks:
             await self._act(partial(self._hold_open, ev.account))
 
-    # --- start: rebuild from the log, then follow it -------------------------------------
-    async def _replay_request(self, ev: s.TransferRequested) -> None:
-        if ev.transfer_id in self.transfers:  # published again after an unknown outcome
-            return
-        t = self.open[ev.transfer_id] = self.transfers[ev.transfer_id] = Transfer(ev)
-        self.by_sender.setdefault(ev.sender, []).append(t)
-
-    async def _replay_status(self, ev: s.TransferStatus) -> None:
-        t = self.transfers.get(ev.transfer_id)
-        # A step is published again (same id) when its first publish failed but reached the log.
-        if t is not None and int(ev.id.rpartition(".")[2]) > len(t.history):
-            self._record(t, ev.status, ev.reason, ev.ts)
-
     async def _replay_recovery(self, ev: s.RecoveryEvent) -> None:
         self._set_lock(ev)
 
+    # --- ownership: partitions taken (fenced, restored, announced) and given up ----------
+    async def take(self, partitions: set[int], of: int) -> None:
+        """The group gave this instance ``partitions`` (of ``of``): fence their former owner
+        (our writer starts), then restore their state, then say where they are served."""
+        self.partitions = of
+        for p in sorted(partitions):
+            writer = await PartitionWriter(self.conf, p).start()
+            restored = await ps.restore(self.conf, p)
+            self.restored_records += restored.records_read
+            for stored in restored.transfers.values():
+                t = Transfer(stored.request)
+                for step in stored.history:
+                    self._record(t, step["status"], step["reason"], step["ts"])
+                self.transfers[t.request.transfer_id] = t
+                self.by_sender.setdefault(t.request.sender, []).append(t)
+            for mine in self.by_sender.values():
+                mine.sort(key=lambda t: t.request.ts)
+            self.first_sent.update(restored.first_sent)
+            # A request in the log without its first state: its instance died in between. Only
+            # the last owner's can be (each take adopts the ones before), so from when it took
+            # the partition, a minute for clocks. (Older than the keep window, a request
+            # missing here was pruned, not orphaned.)
+            since = now_ms() - self.keep_ms
+            took = self.owners.since.get(p) if self.owners is not None else None
+            since = max(since, took - 60_000) if took is not None else since
+            orphans = {r.transfer_id: r for r in await ps.requests_since(self.conf, p, since)
+                       if r.transfer_id not in restored.transfers and r.ts >= since}.values()
+            for r in orphans:
+                t = self.open[r.transfer_id] = self.transfers[r.transfer_id] = Transfer(r)
+                self.by_sender.setdefault(r.sender, []).append(t)
+            self.writers[p] = writer
+            for r in orphans:
+                await self._act(partial(self._first, self.transfers[r.transfer_id]))
+            log.info("payment partition %d taken: %d transfers (%d records read)", p,
+                     len(restored.transfers), restored.records_read)
+            if self.url is not None:
+                await self.publisher.publish_raw(
+                    ps.OWNERS_TOPIC, ps.encode(ps.Owner(partition=p, url=self.url, ts=now_ms())),
+                    key=str(p).encode())
+        for account in [a for a in self.locks if self.partition(a) in partitions]:
+            await self._act(partial(self._hold_open, account))  # a lock came while unowned
+
+    async def give_up(self, partitions: set[int]) -> None:
+        """Stop acting for ``partitions`` (revoked, or fenced by their new owner) and forget
+        their senders: their new owner restores them from the state topic."""
+        for p in partitions:
+            writer = self.writers.pop(p, None)
+            if writer is not None:
+                await writer.close()
+        for t in [t for t in self.transfers.values()
+                  if self.partition(t.request.sender) in partitions]:
+            self._forget(t)
+        for sender in [x for x in self.first_sent if self.partition(x) in partitions]:
+            del self.first_sent[sender]
+
+    # --- start: locks from the log, then the group gives us our partitions ---------------
     async def start(self) -> None:
-        requests, statuses, recovery, decisions = await asyncio.gather(
-            *(self.start_reader(LogReader(self.conf, topic))
-              for topic in ("transfer-requests", "transfer-status", "recovery")),
-            self.start_reader(GroupReader(self.conf, "decisions", "vigie-payment")))
-        await requests.catch_up(self._replay_request)  # first: a status needs its transfer
-        await statuses.catch_up(self._replay_status)
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        recovery = await self.start_reader(LogReader(self.conf, "recovery"))
         await recovery.catch_up(self._replay_recovery)
-        await asyncio.gather(requests.stop(), statuses.stop())  # our own writes from now on
-        for account in list(self.locks):  # a lock may have come in while we were down
-            await self._hold_open(account)
-        log.info("payment state rebuilt: %d transfers (%d open), %d locked accounts",
-                 len(self.transfers), len(self.open), len(self.locks))
+        self.owners = await self.start_reader(ps.Owners(self.conf))
+        self.background(self.owners.follow(), "owners reader")
+        self.membership = Membership(self.conf, self.take, self.give_up)
+        await self.start_reader(self.membership)  # returns once our partitions are restored
+        log.info("payment instance ready: partitions %s, %d transfers (%d open), %d locked "
+                 "accounts", sorted(self.writers), len(self.transfers), len(self.open),
+                 len(self.locks))
         self.background(recovery.follow(self.on_recovery), "recovery reader")
-        self.background(decisions.follow(self.on_decision), "decisions consumer")
+        self.background(self.membership.follow(self.on_decision), "decisions consumer")
         self.background(self._timer(), "payout timer")
 
+    async def _cleanup(self, app) -> None:
+        await super()._cleanup(app)  # the group left first: nothing more is taken
+        await asyncio.gather(*(w.close() for w in self.writers.values()), return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
 
-def build_app(conf=None) -> web.Application:
-    return Payment(conf).app()
+
+def build_app(conf=None, url: Optional[str] = None) -> web.Application:
+    return Payment(conf, url).app()
 
 
 def run(port: int | None = None) -> None:
-    serve(build_app(), Payment.name, port)
+    port = port or settings_mod.load().service_ports[Payment.name]
+    host = os.environ.get("VIGIE_BIND_HOST") or "127.0.0.1"
+    url = os.environ.get("VIGIE_PAYMENT_URL") or f"http://{host}:{port}"
+    serve(build_app(url=url), Payment.name, port)

@@ -63,7 +63,8 @@ class SuggestionResponseRequest(Request):
 
 class ScamReportRequest(Request):
     """A user reports a scam: ``reported`` scammed ``reporter``; ``transfer_id``, when given, is
-    the payment the reporter made to the reported account."""
+    a payment between the two (the messaging service refuses one the reporter is not a party
+    to, or whose other party is not ``reported``)."""
     reporter: RawId
     reported: RawId
     transfer_id: Optional[s.TransferId] = None
@@ -97,6 +98,17 @@ class RecoveryAnswerRequest(Request):
     answer: Literal["confirm_compromise", "it_was_me"]
     code: Annotated[str, Meta(pattern=r"^[0-9]{6}$")]
     actor: Literal["owner", "simulator-owner"] = "owner"
+
+
+class Switch(Struct, forbid_unknown_fields=True):
+    """The assistant's on/off switch of a user (``PUT /v1/users/{user}/assistant``)."""
+    enabled: bool
+
+
+class SuggestionsQuery(Struct, forbid_unknown_fields=True):
+    """``GET /v1/suggestions``'s query string."""
+    user: RawId
+    conversation: RawId
 
 
 def _h(kind: str, raw: Optional[str]) -> Optional[str]:
@@ -157,17 +169,22 @@ def transfer_content(event: s.TransferRequested) -> tuple:
     return tuple(getattr(event, f) for f in event.__struct_fields__ if f not in _NOT_CONTENT)
 
 
-def scam_report_label(req: ScamReportRequest, event_id: str, now_ms: int) -> s.Label:
-    """The reported account is the party accused (the recipient of the payment); a report naming
-    its transfer names the transfer's parties too (the reporter paid the reported account)."""
+def scam_report_label(req: ScamReportRequest, event_id: str, now_ms: int,
+                      parties: Optional[tuple[str, str]] = None) -> s.Label:
+    """The reported account is the party accused. A report naming its transfer names the
+    transfer's parties too: ``parties`` (sender, recipient), as the transfer log has them, when
+    the caller checked the reporter against them (the messaging service does); without them,
+    as the report says (the reporter paid the reported account: the offline simulator)."""
     reported = pseudonymize("account", req.reported)
     named = req.transfer_id is not None
+    if parties is None and named:
+        parties = (pseudonymize("account", req.reporter), reported)
+    sender, recipient = parties or (None, None)
     return s.Label(
         id=event_id, ts=req.occurred_ts or now_ms, kind="user_scam_report",
         account=reported, transfer_id=req.transfer_id, is_fraud=True, known_at=now_ms,
-        scenario=req.category, party="recipient",
-        sender=pseudonymize("account", req.reporter) if named else None,
-        recipient=reported if named else None,
+        scenario=req.category, party="sender" if reported == sender else "recipient",
+        sender=sender, recipient=recipient,
     )
 
 

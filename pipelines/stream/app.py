@@ -12,6 +12,7 @@ import faust
 
 from pipelines.contracts import settings as settings_mod
 from pipelines.kafka.faust_consumer import Transport
+from pipelines.kafka.faust_metrics import instrument
 
 
 def make_app(app_id: str, worker_name: str | None = None,
@@ -62,4 +63,4 @@ def make_app(app_id: str, worker_name: str | None = None,
     # after a rebalance instead of losing what was fetched before it (faust_consumer's doc).
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.group = group
-    return app
+    return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)

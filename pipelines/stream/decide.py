@@ -18,7 +18,7 @@ import pandas as pd
 from features.vector import FEATURE_NAMES, WARNING_CODES, combine, transfer_part
 from models import policy, registry
 from models.scorer import Scorer
-from pipelines.contracts import schemas
+from pipelines.contracts import metrics, schemas
 from pipelines.contracts.topics import decode
 from pipelines.kafka.tables import raw_topic
 from pipelines.stream.acks import InOrderAcks
@@ -213,6 +213,7 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
             return
         for decision in stage.decide(ready):
             await decisions.send(key=decision.sender.encode(), value=schemas.encode(decision))
+            metrics.decided(decision)
             note = notification_for(decision)
             if note is not None:
                 await notifications.send(key=note.account.encode(), value=schemas.encode(note))

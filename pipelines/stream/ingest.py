@@ -19,15 +19,17 @@ from typing import Optional
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from pipelines.contracts import schemas, settings as settings_mod
+from pipelines.contracts import metrics, schemas, settings as settings_mod
 from pipelines.contracts.topics import INPUT_TOPICS, InvalidEvent, decode
 from pipelines.kafka.acls import WORKER_APP
+from pipelines.kafka.faust_metrics import LAG_EVERY_S
 
 log = logging.getLogger(__name__)
 
 
 def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes | None) -> schemas.DeadLetter:
     raw = raw or b""
+    metrics.dead_lettered(reason)
     return schemas.DeadLetter(
         ts=int(time.time() * 1000), reason=reason[:500], topic=topic, partition=partition,
         offset=offset, original_b64=base64.b64encode(raw).decode(), original_size=len(raw),
@@ -162,6 +164,15 @@ class InputConsumer:
             return
         self.committed.update(offsets)
 
+    def report_lag(self) -> None:
+        """The input partitions' lag for the metrics (the Faust stages' is faust_metrics'):
+        the end offset last fetched minus the offset last committed."""
+        for tp, offset in list(self.committed.items()):
+            end = self.consumer.highwater(tp) if self.consumer is not None else None
+            if end is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - (offset or 0)))
+
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, inputs: InputConsumer):
@@ -169,7 +180,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         for tp in revoked:
-            self.inputs.committed.pop(tp, None)
+            if self.inputs.committed.pop(tp, None) is not None:
+                try:  # no longer this process's lag
+                    metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+                except KeyError:
+                    pass
 
     async def on_partitions_assigned(self, assigned) -> None:
         consumer = self.inputs.consumer
@@ -225,6 +240,8 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
             # Faust's stages are rebalancing or recovering their tables (the control table the
             # router reads among them): wait, as Faust's own agents do
             await app.flow_control.acquire()
+        for tp, records in batch.items():  # what Faust's sensor counts for its own topics
+            metrics.EVENTS_IN.labels(tp.topic).inc(len(records))
         if not await handle([r for records in batch.values() for r in records]):
             return False
         await app.producer.flush()  # every bundle, dead letter, decision, control change
@@ -237,6 +254,10 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
         return True
 
     produced = 0  # batches produced and acknowledged (the test hook counts them)
+
+    @app.timer(LAG_EVERY_S, name="vigie.ingest-lag")
+    async def input_lag():
+        inputs.report_lag()
 
     @app.task
     async def ingest():

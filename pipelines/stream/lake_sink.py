@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from models.expectations import EVENT_TOPICS
-from pipelines.contracts import settings as settings_mod
+from pipelines.contracts import metrics, settings as settings_mod
 from pipelines.contracts.topics import INPUT_TOPICS, TOPICS, InvalidEvent, decode
 from pipelines.lake import parquet as lake
 from pipelines.stream import ingest, quality
@@ -98,6 +98,7 @@ def register(app) -> None:
             records = [(e.message.topic, e.message.partition, e.message.offset, e.value)
                        for e in batch]
             written = writer.write(records)
+            metrics.LAKE_ROWS.inc(written)
             log.info("lake: %d rows from %d records in %.0f ms", written, len(records),
                      (time.perf_counter() - started) * 1000)
 

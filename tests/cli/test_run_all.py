@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from process_support import ROOT, answers, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.kafka.broker import free_port
 from pipelines.lake import parquet as lake
@@ -60,13 +62,22 @@ def _note_reports(run_log: Path, seen: list) -> None:
     seen += [time.monotonic()] * (reports - len(seen))
 
 
+def _metric(port: int, name: str) -> float:
+    """The sum of a metric's samples on a process's metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name)
+
+
 def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["PYTHONUNBUFFERED"] = "1"  # each line in the log when printed, as on a terminal
     env.update(VIGIE_DATA_DIR=str(data_dir), VIGIE_BROKER_PORT=str(free_port()),
                VIGIE_MESSAGING_PORT=str(free_port()), VIGIE_PAYMENT_PORT=str(free_port()),
-               VIGIE_ASSISTANT_PORT=str(free_port()), VIGIE_CONSOLE_PORT=str(free_port()))
+               VIGIE_ASSISTANT_PORT=str(free_port()), VIGIE_CONSOLE_PORT=str(free_port()),
+               VIGIE_METRICS_PORT=str(free_port()))  # the worker's; the sink's is the next
     log = open(tmp_path / "run.log", "wb")
     started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--rate", "100"], cwd=ROOT,
@@ -97,6 +108,10 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
         wait_for(noting(lambda: _deciding_models(data_dir / "lake")), timeout=30, interval=0.5,
                  what="decisions in the lake")
         assert _deciding_models(data_dir / "lake") == {version}
+        # the operators' metrics: the worker's decisions, the sink's rows (docs/operations.md)
+        worker_port = int(env["VIGIE_METRICS_PORT"])
+        assert _metric(worker_port, "vigie_decisions_total") > 0
+        assert _metric(worker_port + 1, "vigie_lake_rows_written_total") > 0
         console = f"http://127.0.0.1:{env['VIGIE_CONSOLE_PORT']}/_stcore/health"
         wait_for(noting(lambda: answers(console)), timeout=30, interval=0.5, what="the console")
         # "Every 10 s it prints the row counts of the lake": two reports, about 10 s apart

@@ -52,7 +52,7 @@ async def produce(login: KafkaSettings, topic: str, value: bytes = b"probe"):
                                 request_timeout_ms=10_000)
     try:
         await producer.start()
-        return await producer.send_and_wait(topic, value)
+        return await producer.send_and_wait(topic, value, key=b"probe")  # compacted: keyed
     finally:
         await producer.stop()
 
@@ -103,6 +103,9 @@ def test_an_unknown_user_is_refused(broker, caplog):
     ("console", "decisions"),  # an analyst's release goes through the worker, signed
     ("messaging", "transfer-status"),
     ("messaging", "recovery"),  # "verified": the stream's word only, never the service's
+    ("messaging", "idempotency-payment"),  # a forged answer to another service's retries
+    ("assistant", "idempotency-messaging"),
+    ("worker", "idempotency-assistant"),
 ])
 def test_a_component_cannot_write_another_ones_topic(broker, principal, topic):
     with pytest.raises(TopicAuthorizationFailedError):
@@ -115,6 +118,8 @@ def test_a_component_cannot_write_another_ones_topic(broker, principal, topic):
     ("messaging", "messages"), ("messaging", "owner-verification"),
     ("assistant", "assistant-events"), ("worker", "recovery"),
     ("console", "analyst-actions"), ("console", "model-updates"), ("sink", "data-quality"),
+    ("messaging", "idempotency-messaging"), ("assistant", "idempotency-assistant"),
+    ("payment", "idempotency-payment"),
 ])
 def test_each_component_writes_its_own_topics(broker, principal, topic):
     assert run(produce(broker.login(principal), topic)).offset >= 0
@@ -126,6 +131,7 @@ def test_each_component_writes_its_own_topics(broker, principal, topic):
     ("assistant", "transfer-requests"),
     ("console", "decisions"),  # the console reads the lake, not the topics
     ("worker", "transfer-status"),
+    ("payment", "idempotency-messaging"),  # each service reads its own answers only
 ])
 def test_a_component_cannot_read_a_topic_it_does_not_need(broker, principal, topic):
     with pytest.raises(TopicAuthorizationFailedError):

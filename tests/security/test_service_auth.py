@@ -129,7 +129,9 @@ async def test_messaging_endpoints_want_their_callers_token(kafka):
     async with serving(messaging) as client:
         for ep in endpoints:
             await check(client, ep)
-        assert (await client.get("/healthz")).status == 200  # the one open endpoint
+        assert (await client.get("/healthz")).status == 200  # open: health
+        assert (await client.get("/openapi.json")).status == 200  # open: the API, no data
+        assert (await client.get("/metrics")).status == 401  # an internal token (security.md)
 
 
 @aio

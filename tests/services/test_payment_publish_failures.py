@@ -29,7 +29,10 @@ REFUSING = ("transfer-requests", "transfer-status")
 
 async def refuse_records(refuse: bool) -> None:
     """Make the broker refuse (or take again) every record on the payment's own topics."""
-    limit = "10" if refuse else "1048588"  # bytes; the second is the broker's default
+    # bytes: below any of the payment's records (300 B and more) but above a transaction's
+    # commit or abort marker (about 80 B: the broker must still be able to end a transaction);
+    # the second is the broker's default
+    limit = "200" if refuse else "1048588"
     admin = AIOKafkaAdminClient(**settings.load().kafka.aiokafka_kwargs())
     await admin.start()
     try:

@@ -50,6 +50,40 @@ async def test_message_metadata_is_published_and_its_text_never_is(kafka, caplog
 
 
 @aio
+async def test_a_scam_report_names_only_a_transfer_its_reporter_is_a_party_to(kafka):
+    """The reporter must be the transfer's sender or recipient, and the reported account its
+    other party; the label names the transfer's parties as the transfer log has them."""
+    payer, payee, stranger = rid(), rid(), rid()
+    req = rq.TransferRequest(sender=payer, recipient=payee, amount_cents=1500)
+    transfer = rq.transfer_event(req, uuid.uuid4().hex, uuid.uuid4().hex, now_ms(), 30_000)
+
+    async def report(client, reporter: str, reported: str, transfer_id: str):
+        resp = await client.post("/v1/reports", headers=as_user(reporter), json={
+            "reporter": reporter, "reported": reported, "transfer_id": transfer_id})
+        return resp.status, await resp.json()
+
+    tid = transfer.transfer_id
+    async with Tap("labels") as tap, publisher() as pub, serving(messaging) as client:
+        await pub.publish("transfer-requests", transfer)  # after the start: read on the spot
+        by_payer = await report(client, payer, payee, tid)
+        by_payee = await report(client, payee, payer, tid)  # the recipient reports the sender
+        by_stranger = await report(client, stranger, payee, tid)
+        against_a_third = await report(client, payer, stranger, tid)
+        against_oneself = await report(client, payer, payer, tid)
+        unknown = await report(client, payer, payee, uuid.uuid4().hex)
+        labels = [await tap.first("labels", id=answer[1]["id"]) for answer in (by_payer, by_payee)]
+    assert by_payer[0] == by_payee[0] == 202
+    assert [(x.account, x.party, x.sender, x.recipient, x.transfer_id) for x in labels] == [
+        (acc(payee), "recipient", acc(payer), acc(payee), tid),
+        (acc(payer), "sender", acc(payer), acc(payee), tid)]
+    assert by_stranger[0] == 403
+    assert "neither the sender nor the recipient" in by_stranger[1]["error"]
+    for refused in (against_a_third, against_oneself):
+        assert refused[0] == 422 and "not the other party" in refused[1]["error"]
+    assert unknown[0] == 422 and "unknown transfer_id" in unknown[1]["error"]
+
+
+@aio
 async def test_account_events_and_scam_reports_are_published_with_hashed_ids(kafka):
     account, reported, card = rid(), rid(), "4111 1111 1111 1111"
     async with Tap("account-events", "labels") as tap, serving(messaging) as client:

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from console_lake import signed_in
 from process_support import ROOT, wait_for
-from service_support import as_user
+from service_support import as_internal, as_user
 from streamlit.testing.v1 import AppTest
 
 from pipelines.kafka.broker import free_port
@@ -83,6 +83,10 @@ def test_fallback_holds_are_in_the_queue_and_analysts_release_or_block_them(
         wait_for(lambda: (_http(f"{pay}/{tid}", senders[tid]) or {}).get("status") == "held", 30,
                  what="the fallback hold")
         assert _http(f"{pay}/{tid}", senders[tid])["history"][-1]["reason"] == FALLBACK
+    # the operators see them: the payment service's metrics count each fallback hold once
+    scrape = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=as_internal())
+    with urllib.request.urlopen(scrape, timeout=10) as r:
+        assert 'vigie_fallback_holds_total{fallback="hold"} 2.0' in r.read().decode()
     # ...and the queue lists them, with that reason and no decision
     wait_for(lambda: all(queue(lake_dir).get(t, (None,))[0] == FALLBACK for t in ids.values()),
              60, what="the fallback holds in the queue")

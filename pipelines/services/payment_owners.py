@@ -1,0 +1,141 @@
+"""Which payment instance owns which senders, and the fence that keeps a former owner from
+paying out.
+
+Instances join consumer group "vigie-payment" on ``decisions`` (keyed by sender): the
+partitions the group gives an instance are the sender partitions it owns, on every
+sender-keyed topic. Each owned partition has its own transactional producer
+(``PartitionWriter``, transactional id ``vigie-payment-<partition>``): everything the
+service writes about a partition's transfers goes through it, one transaction a change. A new
+owner's producer, when it starts, makes the broker end the previous owner's open transaction
+and refuse that owner's producer from then on (``ProducerFenced``): Kafka's zombie fencing. So
+an instance that lost a partition and does not know it yet (stalled past its session, say)
+cannot write a payout any more, and the new owner restores the partition only once fenced,
+so it sees every payout the old one committed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Optional
+
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from pipelines.services.common import GroupReader
+
+log = logging.getLogger(__name__)
+GROUP = "vigie-payment"
+TRANSACTIONAL_PREFIX = "vigie-payment-"  # pipelines/kafka/acls.py gives the payment principal these
+
+
+class NotOwner(Exception):
+    """This instance does not (or no longer) write this partition: the change is not its own."""
+
+
+class PartitionWriter:
+    """The one writer of a partition's records, in transactions; fenced by the next owner's."""
+
+    def __init__(self, conf, partition: int):
+        self.conf, self.partition = conf, partition
+        self.producer: Optional[AIOKafkaProducer] = None
+        self.lock = asyncio.Lock()  # one transaction at a time
+        self.closed = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **self.conf.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
+            linger_ms=1, transactional_id=f"{TRANSACTIONAL_PREFIX}{self.partition}",
+            # an owner that dies mid-transaction holds readers (read_committed) back this long
+            # at most, unless the next owner fences it first
+            transaction_timeout_ms=10_000)
+
+    async def start(self) -> "PartitionWriter":
+        """Start the producer: from now on, any earlier owner's producer is fenced."""
+        async with self.lock:
+            await self._start()
+        return self
+
+    async def _start(self) -> None:
+        producer = self._new_producer()
+        try:
+            await producer.start()  # InitProducerId: ends and fences the previous owner's
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
+
+    async def write(self, records: list[tuple[str, bytes, Optional[bytes]]]) -> None:
+        """Write ``(topic, key, value)`` records to this partition, all or none. Raises
+        ``NotOwner`` once fenced or closed; another ``KafkaError`` if the log refused them
+        (the next write starts a fresh producer)."""
+        async with self.lock:
+            if self.closed:
+                raise NotOwner(self.partition)
+            if self.producer is None:
+                await self._start()
+            producer = self.producer
+            try:
+                await producer.begin_transaction()
+                sent = [await producer.send(topic, value, key=key, partition=self.partition)
+                        for topic, key, value in records]
+                for outcome in await asyncio.gather(*sent, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                await producer.commit_transaction()
+            except ProducerFenced:
+                log.warning("payment partition %d: fenced by its new owner", self.partition)
+                self.closed, self.producer = True, None
+                await _discard(producer)
+                raise NotOwner(self.partition) from None
+            except KafkaError:
+                # Not aborted here (aiokafka may wait for ever to abort after a refused
+                # batch): the next write's new producer (a new epoch) makes the broker abort it.
+                self.producer = None
+                await _discard(producer)
+                raise
+
+    async def close(self) -> None:
+        """Stop writing (the partition was revoked): waits for the transaction in flight."""
+        async with self.lock:
+            self.closed = True
+            if self.producer is not None:
+                await _discard(self.producer)
+                self.producer = None
+
+
+async def _discard(producer: AIOKafkaProducer) -> None:
+    """Stop a producer, not waiting long for what it may never deliver."""
+    try:
+        await asyncio.wait_for(producer.stop(), 5.0)
+    except (asyncio.TimeoutError, KafkaError):
+        log.warning("a payment producer did not stop cleanly")
+
+
+class Membership(GroupReader):
+    """The group's reader of ``decisions``: on assignment, ``take`` (fence, restore, announce)
+    the new partitions before their decisions are read; on revocation, ``give_up`` the
+    partitions lost. ``start`` returns once the first assignment is handled."""
+
+    def __init__(self, conf, take: Callable[[set[int], int], Awaitable[None]],
+                 give_up: Callable[[set[int]], Awaitable[None]]):
+        super().__init__(conf, "decisions", GROUP)
+        self.take, self.give_up = take, give_up
+
+    async def start(self, timeout_s: float = 60.0) -> "Membership":
+        await self.consumer.start()
+        self.consumer.subscribe([self.topic], listener=_Listener(self))
+        await asyncio.wait_for(self.assigned.wait(), timeout_s)
+        return self
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, membership: Membership):
+        self.m = membership
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.m.give_up({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # the sender-keyed topics'
+        await self.m.take({tp.partition for tp in assigned}, of)
+        self.m.assigned.set()
