@@ -1,8 +1,9 @@
 """Vigie analyst console: ``streamlit run dashboards/app.py`` (``vigie console`` does it).
 
-Sign in here; the pages you may open are listed in the sidebar. Each page checks your role again
-on the server, and so does each action. Failed sign-ins lock the name out for a while, and every
-sign-in is audited (``common.sign_in``).
+Sign in here (or through single sign-on, when configured); the pages you may open are listed in
+the sidebar. Each page checks your role again on the server, and so does each action. Failed
+sign-ins lock the name out for a while, and every sign-in is audited (``common.sign_in``). A
+signed, expiring session cookie keeps the sign-in across reloads (``users.Sessions``).
 """
 from __future__ import annotations
 
@@ -42,12 +43,18 @@ def login() -> None:
         user, refused = common.sign_in(username.strip(), password)
         if user:
             st.session_state["auth"] = user
-            st.session_state.pop("session_ended", None)
+            st.session_state["write_cookie"] = True
+            for key in ("session_ended", "signed_out"):
+                st.session_state.pop(key, None)
             st.rerun()
         else:
             st.error(refused)
     elif st.session_state.get("session_ended"):
         st.warning(st.session_state["session_ended"])
+    if common.sso_configured():
+        st.button("Sign in with single sign-on", key="sso", on_click=st.login)
+    if st.session_state.get("signed_out"):
+        common.forget_cookie()
     if not common.users_path().exists():
         st.info("No console users yet: run `vigie console-users`.")
 
@@ -60,8 +67,11 @@ else:
     pages = [st.Page(str(here / f), title=t) for f, t, roles in PAGES if user["role"] in roles]
     with st.sidebar:
         st.text(f"{user['username']} ({user['role']})")
-        if st.button("Sign out"):
-            st.session_state.pop("auth", None)
-            common.audit("signed_out", strict=False, actor=user["username"], role=user["role"])
+        if st.button("Sign out", key="sign_out"):
+            common.sign_out(user)
+            if common.sso_configured() and st.user.get("is_logged_in"):
+                st.logout()  # the identity provider's session too
             st.rerun()
+    if st.session_state.pop("write_cookie", False):
+        common.keep_signed_in(user)
     st.navigation(pages).run()

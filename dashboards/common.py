@@ -13,17 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Iterable, Optional
+from urllib.parse import urlencode
 
 import bcrypt
 import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboards.users import ROLES, Throttle, users_path
+from dashboards.users import COOKIE, ROLES, Sessions, Throttle, session_s, users_path
+from features import glossary
+from features.vector import FEATURE_NAMES
 from models.policy import RULES_ONLY
 from pipelines.contracts import settings as settings_mod, signatures
 from pipelines.contracts.schemas import (ACTION_ROLES, AnalystAction, ConsoleAudit, Label,
@@ -110,10 +114,52 @@ def is_username(name: str) -> bool:
     return name in load_users()
 
 
+def browser_cookies() -> dict:
+    """The cookies the browser sent when this session's page loaded (the tests replace it:
+    AppTest cannot send cookies)."""
+    return dict(st.context.cookies)
+
+
+def sso_configured() -> bool:
+    """Single sign-on (``st.login``, OIDC) is on when the console's secrets have an ``[auth]``
+    section (docs/console.md#single-sign-on)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def sso_user() -> Optional[dict]:
+    """The console user whose ``sso_email`` in users.yaml is the identity provider's verified
+    email for this browser, if single sign-on is on and someone signed in through it."""
+    if not sso_configured() or not st.user.get("is_logged_in"):
+        return None
+    email = st.user.get("email")
+    for name, entry in load_users().items():
+        if email and entry.get("sso_email") == email:
+            return {"username": name, "role": entry.get("role")}
+    return None
+
+
+def _resumed() -> Optional[dict]:
+    """A sign-in kept across a reload: the session cookie's user, or single sign-on's. Audited
+    as a sign-in (outcome: how)."""
+    user, how = Sessions().check(browser_cookies().get(COOKIE)), "session cookie"
+    if not user:
+        user, how = sso_user(), "single sign-on"
+    if user:
+        audit("sign_in", strict=False, actor=user["username"], role=user["role"], outcome=how)
+        st.session_state["auth"] = user
+    return user
+
+
 def current_user() -> Optional[dict]:
     """The signed-in user, checked against the users file at every run: a user removed or given
-    another role since signing in is signed out now (audited) and must sign in again."""
+    another role since signing in is signed out now (audited) and must sign in again. A new
+    session (a reload, a new tab) resumes from the signed session cookie or single sign-on."""
     auth = st.session_state.get("auth")
+    if not auth and not st.session_state.get("signed_out"):
+        auth = _resumed()
     if not auth:
         return None
     now = load_users().get(auth["username"])
@@ -124,6 +170,28 @@ def current_user() -> Optional[dict]:
     st.session_state["session_ended"] = f"Your session ended ({why}): sign in again."
     audit("session_ended", strict=False, actor=auth["username"], role=auth["role"], outcome=why)
     return None
+
+
+def keep_signed_in(user: dict) -> None:
+    """Write the signed session cookie (``users.Sessions``) into the browser, once per sign-in:
+    a small script in the page (Streamlit has no call to set a cookie). Not HttpOnly (a script
+    writes it); SameSite=Strict; it expires with the token."""
+    token = Sessions().issue(user)
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; Path=/; Max-Age={int(session_s())}; "
+            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+
+
+def sign_out(user: dict) -> None:
+    """End the session here and every session cookie of this name (``Sessions.sign_out``)."""
+    Sessions().sign_out(user["username"])
+    st.session_state.pop("auth", None)
+    st.session_state["signed_out"] = True  # the next page load clears the cookie
+    audit("signed_out", strict=False, actor=user["username"], role=user["role"])
+
+
+def forget_cookie() -> None:
+    st.html(f"<script>document.cookie = '{COOKIE}=; Path=/; Max-Age=0; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True)
 
 
 def require(*roles: str) -> dict:
@@ -196,7 +264,7 @@ ever AS (  -- the few transfers ever held: every scan below is narrowed to them
     SELECT transfer_id FROM transfer_status WHERE status = 'held'
     UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
 s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
-    SELECT transfer_id, status, reason AS held_by, id AS hold_id,
+    SELECT transfer_id, status, reason AS held_by, id AS hold_id, ts AS status_ts,
            row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
     FROM transfer_status WHERE transfer_id IN (SELECT transfer_id FROM ever)),
 d AS (  -- each one's latest automated decision
@@ -213,7 +281,8 @@ held AS (
     SELECT transfer_id, coalesce(s.status, 'pending') AS status,
            CASE WHEN s.status = 'held' THEN s.held_by ELSE 'decision:hold (payment not applied yet)'
            END AS held_by,
-           CASE WHEN s.status = 'held' THEN s.hold_id END AS hold_id
+           CASE WHEN s.status = 'held' THEN s.hold_id END AS hold_id,
+           CASE WHEN s.status = 'held' THEN s.status_ts END AS held_ts
     FROM ever LEFT JOIN (SELECT * FROM s WHERE rn = 1) s USING (transfer_id)
     LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id)
     WHERE s.status = 'held' OR (coalesce(s.status, 'pending') = 'pending' AND d.action = 'hold'))
@@ -223,20 +292,39 @@ SELECT h.transfer_id, h.held_by, d.action AS decision, d.ts AS decided_ts, t.ts 
        coalesce(CASE WHEN d.model_version = '""" + RULES_ONLY + """' THEN NULL ELSE d.score END, 1.0)
            * t.amount_cents AS risk_amount,
        d.model_version, d.rule_hits, d.list_hits, d.reasons, d.features, t.payout_due_ts,
-       t.device, t.card, h.status, h.hold_id, c.owner
+       t.device, t.card, h.status, h.hold_id, h.held_ts, c.owner
 FROM held h JOIN transfer_requests t USING (transfer_id)
 LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING (transfer_id)
 """
 
 
+def review_sla_s() -> float:
+    return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
+
+
 def held_transfers() -> pd.DataFrame:
+    """The queue, with ``minutes_left``: the time left before the transfer's money moves or its
+    review is overdue. Not ``payout_due_ts`` alone: that is the end of the availability delay
+    (30 s after the request), always past by the time a hold reaches the queue; a hold stops
+    that payout clock and the money waits for an analyst. So: a stream hold the payment service
+    has not applied yet pays out (or the fallback holds it) at ``payout_due_ts``; a held
+    transfer is due for review ``VIGIE_REVIEW_SLA_S`` after it was held."""
     df = q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
-    df["minutes_left"] = (df["payout_due_ts"] - now) / 60_000
+    held_at = df["held_ts"].fillna(df["decided_ts"]).fillna(df["requested_ts"])
+    due = (held_at + review_sla_s() * 1000).where(df["status"] == "held", df["payout_due_ts"])
+    df["due_ts"] = due
+    df["minutes_left"] = (due - now) / 60_000
     df["amount_eur"] = df["amount_cents"] / 100
     df["rules"] = [", ".join(parse_json(v, [])) for v in df["rule_hits"]]
     return df
+
+
+def link(page: str, **params) -> str:
+    """A deep link to ``page`` (its file name) opening one item, to paste into a ticket:
+    relative, so it works behind any host or base path."""
+    return f"{page}?" + urlencode(params)
 
 
 # A console model change is an AnalystAction (role, reason; params.update: its update's id) and
@@ -393,6 +481,7 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
     A verdict is a Label (training learns from it) and, since the transfer is still held, the
     decision that follows from it: confirm fraud also blocks it, mark legitimate also releases
     it (a second audited action, with the same reason)."""
+    check_claim(row)
     params = {"sender": row["sender"], "recipient": row["recipient"],
               "amount_cents": int(row["amount_cents"])}
     if isinstance(row.get("hold_id"), str):  # which hold this answers (Control.transfer_action)
@@ -409,6 +498,30 @@ def transfer_action(action: str, row: dict, reason: str) -> str:
             extra.append(("analyst-actions", _action_event(current_user(), follow, "transfer",
                                                            row["transfer_id"], reason, params)))
     return publish_action(action, "transfer", row["transfer_id"], reason, params, extra)
+
+
+def check_claim(row: dict) -> None:
+    """Refuse to act on a transfer another analyst claimed (or was assigned): the owner acts, or
+    a lead assigns it to someone else first (``assign`` is not checked)."""
+    user = current_user()
+    owner = row.get("owner")
+    if user and isinstance(owner, str) and owner != user["username"]:
+        raise Refused(f"transfer {row['transfer_id']} is claimed by {owner}: ask them, or a "
+                      "lead to assign it to you")
+
+
+def claim(row: dict, reason: str) -> str:
+    check_claim(row)
+    return publish_action("claim", "transfer", row["transfer_id"], reason)
+
+
+def add_to_list(kind: str, value: str, which: str, days: int, reason: str) -> str:
+    """Put an entity (account, device, card) on the block or allow list, for ``days`` (0: no
+    end)."""
+    params = {"list": which}
+    if days:
+        params["expires_ts"] = int(time.time() * 1000) + int(days) * 86_400_000
+    return publish_action("add_to_list", kind, value, reason, params)
 
 
 def model_update(action: str, version: str, reason: str) -> str:
@@ -435,6 +548,22 @@ def act(label: str, fn, *args, **kwargs) -> Optional[str]:
     st.success(f"{label}: sent (event {event_id}); the stream applies it in a moment.")
     st.session_state.setdefault("sent_events", []).append(event_id)
     return event_id
+
+
+def lang() -> str:
+    """The glossary's language for this browser: French for a French locale, else English."""
+    return "fr" if str(st.context.locale or "").lower().startswith("fr") else "en"
+
+
+def meaning(feature: str) -> str:
+    """A reason code (a feature name) in a short human sentence (``features.glossary``)."""
+    return glossary.describe_or_name(feature, lang())
+
+
+def glossary_table() -> pd.DataFrame:
+    return pd.DataFrame([{"reason code": n, "meaning": glossary.describe_or_name(n, "en"),
+                          "signification": glossary.describe_or_name(n, "fr")}
+                         for n in FEATURE_NAMES])
 
 
 def eur(cents) -> str:

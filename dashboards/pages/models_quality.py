@@ -1,12 +1,15 @@
-"""Models & data quality: the registry with metrics, promote/rollback, and the dead letters."""
+"""Models & data quality: the registry with metrics and each model card's plots,
+promote/rollback, drift (PSI per feature and hour) and the shadow model against the acting one
+as charts (on demand: they read the last day's decisions), and the dead letters."""
 import base64
 import json
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from dashboards import common
-from models import registry
+from models import drift, registry
 
 user = common.require(*common.ALL)
 can_change = user["role"] in common.ACTION_ROLES["promote"]
@@ -38,8 +41,84 @@ else:
     with st.expander("A model's metrics"):
         shown = st.selectbox("Version", list(registry_df["version"]), key="metrics_version")
         st.json(metas[shown].get("metrics") or {}, expanded=1)
+    with st.expander("A model's card plots"):
+        card = st.selectbox("Version", list(registry_df["version"]), key="card_version")
+        plots = sorted((registry.models_dir() / card).glob("*.png"))
+        if not plots:
+            st.text("No plot in this model's card.")
+        for column, plot in zip(st.columns(2) * len(plots), plots):
+            column.image(str(plot), caption=plot.stem.replace("_", " "))
 st.text("Recently deciding: " + ", ".join(acting["model_version"].astype(str)) if len(acting) else
         "No decision yet.")
+
+
+@st.cache_data(ttl=300, show_spinner="Reading the last day's decisions…")
+def drift_by_hour(lake: str, version: str, since: int) -> pd.DataFrame:
+    """PSI per feature and hour of ``version``'s acting decisions since ``since`` (a sample of
+    at most 20,000), against the training bins in its metadata. ``lake`` keys the cache."""
+    bins = registry.load_meta(version).get("feature_bins") or {}
+    rows = common.q("""SELECT ts // 3600000 * 3600000 AS hour, features FROM decisions
+                       WHERE ts >= ? AND model_version = ? AND NOT coalesce(shadow, false)
+                       USING SAMPLE 20000 ROWS""", since, version)
+    out = []
+    for hour, group in rows.groupby("hour"):
+        live = pd.DataFrame([common.parse_json(f, {}) for f in group["features"]]).astype("float64")
+        report = drift.drift_report(bins, live)
+        out += [{"hour": pd.to_datetime(hour, unit="ms", utc=True), "feature": r.feature,
+                 "psi": r.psi} for r in report.itertuples()]
+    return pd.DataFrame(out, columns=["hour", "feature", "psi"])
+
+
+SHADOW_SQL = """
+SELECT a.ts // 3600000 * 3600000 AS hour, a.score AS acting_score, s.score AS shadow_score,
+       a.action AS acting_action, s.action AS shadow_action, s.model_version AS shadow_model
+FROM decisions a JOIN decisions s USING (transfer_id)
+WHERE a.ts >= ? AND s.ts >= ? AND NOT coalesce(a.shadow, false) AND s.shadow
+  AND NOT starts_with(a.model_version, 'analyst:')
+USING SAMPLE 20000 ROWS"""
+
+st.subheader("Drift and the shadow model (last 24 h)")
+if st.button("Compute drift and the shadow comparison", key="analyses"):
+    st.session_state["show_analyses"] = True
+if st.session_state.get("show_analyses"):
+    since = (common.now_ms() - 86_400_000) // 3_600_000 * 3_600_000
+    version = common.acting_model()
+    if version in metas and (metas[version].get("feature_bins")):
+        psi = drift_by_hour(str(common.lake_dir()), version, since)
+        worst = psi.groupby("feature")["psi"].max().nlargest(8).index
+        st.caption(f"PSI of {version}'s 8 most drifted features, per hour (above "
+                   f"{drift.ALERT_PSI}: a shift worth an alert). Hover a line for its meaning.")
+        shown = psi[psi["feature"].isin(worst)].assign(
+            meaning=lambda d: [common.meaning(f) for f in d["feature"]])
+        st.altair_chart(alt.Chart(shown).mark_line(point=True).encode(
+            x="hour:T", y="psi:Q", color="feature:N", tooltip=["feature", "meaning", "psi"])
+            + alt.Chart(pd.DataFrame({"psi": [drift.ALERT_PSI]})).mark_rule(
+                strokeDash=[4, 4], color="#c0392b").encode(y="psi:Q"), width="stretch")
+        by_hour = psi.assign(hour=psi["hour"].dt.strftime("%Y-%m-%d %H:00"))
+        st.dataframe(by_hour.pivot_table(index="feature", columns="hour", values="psi").reset_index(),
+                     hide_index=True, width="stretch", key="psi_table")
+    else:
+        st.info("No drift to compute: no acting model with training bins in the registry.")
+    pairs = common.q(SHADOW_SQL, since, since)
+    if pairs.empty:
+        st.info("No shadow decision in the last 24 h (`vigie shadow VERSION` sets a shadow model).")
+    else:
+        pairs["agree"] = pairs["acting_action"] == pairs["shadow_action"]
+        left, right = st.columns(2)
+        left.altair_chart(alt.Chart(pairs).mark_circle(opacity=0.4).encode(
+            x=alt.X("acting_score:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("shadow_score:Q", scale=alt.Scale(domain=[0, 1])), color="agree:N",
+            tooltip=["acting_action", "shadow_action", "shadow_model"]), width="stretch")
+        by_hour = pairs.groupby("hour").agg(agreement=("agree", "mean"), transfers=("agree", "size"))
+        by_hour = by_hour.reset_index().assign(hour=lambda d: pd.to_datetime(d["hour"], unit="ms", utc=True))
+        right.altair_chart(alt.Chart(by_hour).mark_line(point=True).encode(
+            x="hour:T", y=alt.Y("agreement:Q", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["agreement", "transfers"]), width="stretch")
+        actions = pairs.groupby(["acting_action", "shadow_action"]).size().rename("transfers")
+        st.dataframe(actions.reset_index(), hide_index=True, key="shadow_actions")
+        st.caption(f"{len(pairs)} transfers decided by both: scores (left), the share where the "
+                   "two models take the same action, per hour (right), and the actions crossed.")
+
 st.subheader("Model updates")
 st.dataframe(updates.assign(time=pd.to_datetime(updates["ts"], unit="ms", utc=True)).drop(columns="ts"),
              hide_index=True, width="stretch")

@@ -1,8 +1,7 @@
 """Review queue: every transfer whose money is held (by a decision or rule, an account lock or the
-no-decision fallback), by risk x amount, with what held it; a transfer's detail, and the actions
-on it."""
-import time
-
+no-decision fallback), the most urgent first (or by risk x amount), with what held it; click a
+row (or open ``?transfer=<id>``) for a transfer's detail and the actions on it. Why each part:
+docs/console.md#the-review-queue"""
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -14,16 +13,36 @@ st.title("Review queue")
 common.no_model_note()
 
 held = common.held_transfers()
-if held.empty:
+# Optimistic update: a transfer this session just released or blocked leaves the queue at once;
+# it stays out until the lake shows it is no longer held (confirmed) or the worker refused the
+# action (it comes back, with the refusal).
+pending = st.session_state.setdefault("pending_decisions", {})  # transfer -> (action, event id)
+if pending:
+    refused = common.q(common.REFUSED_ACTIONS_SQL).dropna().set_index("id")["refused"]
+    for tid, (action, event_id) in list(pending.items()):
+        if tid not in set(held["transfer_id"]):
+            st.toast(f"{action} of {tid} confirmed: it is no longer held.")
+            del pending[tid]
+        elif event_id in refused.index:
+            st.error(f"{action} of {tid} was refused by the worker:")
+            st.text(refused[event_id])
+            del pending[tid]
+    if pending:
+        st.caption(f"{len(pending)} just decided here, out of the queue until the stream confirms: "
+                   + ", ".join(f"{t} ({a})" for t, (a, _) in pending.items()))
+    held = held[~held["transfer_id"].isin(pending)]
+linked = st.query_params.get("transfer")  # a deep link: ?transfer=<id>
+if held.empty and not linked:
     st.info("No held transfer is waiting for review.")
     st.stop()
 
 search = st.text_input("Transfer id", key="search", placeholder="all held transfers").strip()
 with st.expander("Filters", expanded=False):
-    f1, f2, f3 = st.columns(3)
+    f1, f2, f3, f4 = st.columns(4)
     min_eur = f1.number_input("Minimum amount (€)", min_value=0.0, value=0.0, step=10.0)
     min_score = f2.slider("Minimum score", 0.0, 1.0, 0.0, 0.05)
     owner = f3.selectbox("Owner", ["anyone", "unclaimed", "mine"])
+    order = f4.selectbox("Order", ["time left", "risk × amount"], key="order")
     rule = st.text_input("Rule hit contains", "")
 # an unscored transfer (the fallback held it, or no model acts) passes any score filter
 view = held[(held["amount_eur"] >= min_eur) & (held["score"].isna() | (held["score"] >= min_score))]
@@ -35,18 +54,43 @@ if search:
     view = view[view["transfer_id"].str.contains(search, regex=False)]
 if rule:
     view = view[view["rules"].str.contains(rule, regex=False)]
+if order == "time left":
+    view = view.sort_values(["minutes_left", "risk_amount"], ascending=[True, False], kind="stable")
+view = view.reset_index(drop=True)
+view["link"] = [common.link("review_queue", transfer=t) for t in view["transfer_id"]]
 
-st.dataframe(view[["transfer_id", "held_by", "score", "amount_eur", "risk_amount", "minutes_left",
-                   "age_min", "owner", "rules", "decision", "sender", "recipient"]],
-             hide_index=True, width="stretch",
-             column_config={"held_by": st.column_config.TextColumn("held by"),
-                            "decision": st.column_config.TextColumn("latest decision"),
-                            "minutes_left": st.column_config.NumberColumn("min left", format="%.1f"),
-                            "age_min": st.column_config.NumberColumn("age (min)", format="%.1f"),
-                            "risk_amount": st.column_config.NumberColumn("risk × amount", format="%.0f")})
-st.caption(f"{len(view)} of {len(held)} held transfers. Ordered by score × amount (no score: "
-           "the whole amount). \"held by\": the payment service's reason, a late decision "
-           "included; \"latest decision\": the stream's, if any came.")
+
+def urgency(minutes) -> str:
+    """The time-left cell's colour: overdue red, under a quarter of the SLA orange."""
+    if pd.isna(minutes):
+        return ""
+    if minutes < 0:
+        return "background-color: #f5b7b1"
+    return "background-color: #fad7a0" if minutes < common.review_sla_s() / 240 else ""
+
+
+COLUMNS = ["transfer_id", "minutes_left", "held_by", "score", "amount_eur", "risk_amount",
+           "age_min", "owner", "rules", "decision", "sender", "recipient", "link"]
+# a new key after each decision: the table's selection is by row position, which the
+# optimistic update shifts
+table_key = f"queue-{st.session_state.get('queue_version', 0)}"
+event = st.dataframe(
+    # a Styler's own formats win over column_config's: the numbers are formatted here
+    view[COLUMNS].style.map(urgency, subset=["minutes_left"]).format(
+        {"minutes_left": "{:.1f}", "score": "{:.3f}", "amount_eur": "{:,.2f}",
+         "risk_amount": "{:,.0f}", "age_min": "{:.1f}"}, na_rep=""), key=table_key,
+    on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch",
+    column_config={"held_by": st.column_config.TextColumn("held by"),
+                   "decision": st.column_config.TextColumn("latest decision"),
+                   "minutes_left": st.column_config.NumberColumn("min left", format="%.1f"),
+                   "age_min": st.column_config.NumberColumn("age (min)", format="%.1f"),
+                   "risk_amount": st.column_config.NumberColumn("risk × amount", format="%.0f"),
+                   "link": st.column_config.LinkColumn("link", display_text="open")})
+st.caption(f"{len(view)} of {len(held)} held transfers, ordered by {order}. Click a row to open "
+           "it. \"min left\": until a held transfer's review is due (VIGIE_REVIEW_SLA_S after the "
+           "hold; red: overdue), or until a hold the payment service has not applied yet pays "
+           "out. \"held by\": the payment service's reason, a late decision included; \"latest "
+           "decision\": the stream's, if any came. \"link\": this transfer's address, for a ticket.")
 
 rows = {r["transfer_id"]: r for r in view.to_dict("records")}
 
@@ -58,23 +102,47 @@ with st.expander("Bulk action"):
     bulk_reason = st.text_input("Reason", key="bulk_reason")
     if st.button("Apply to selected", key="bulk_go", disabled=not chosen):
         for tid in chosen:
-            common.act(f"{bulk_action} {tid}", common.transfer_action, bulk_action, rows[tid], bulk_reason)
+            if common.act(f"{bulk_action} {tid}", common.transfer_action, bulk_action, rows[tid],
+                          bulk_reason):
+                pending[tid] = (bulk_action, st.session_state["sent_events"][-1])
 
-# --- one transfer -----------------------------------------------------------------------------
-if not rows:
+# --- one transfer: the clicked row, else the deep link's ----------------------------------------
+picked = event.selection.rows
+if picked:
+    tid = view["transfer_id"].iloc[picked[0]]
+    st.query_params["transfer"] = tid  # the address bar is this transfer's deep link
+elif linked:
+    tid = linked
+else:
+    st.info("Click a row to open a transfer.")
     st.stop()
-tid = st.selectbox("Transfer", list(rows), key="transfer")
+if tid not in rows:
+    latest = common.q("SELECT arg_max(status, ts) AS status, arg_max(reason, ts) AS reason "
+                      "FROM transfer_status WHERE transfer_id = ?", tid)
+    status = latest["status"].iloc[0] if len(latest) else None
+    if tid in pending or (isinstance(status, str) and status != "held"):
+        st.info(f"Transfer {tid} is not held now (latest status: {status or 'being decided'}).")
+    elif isinstance(status, str):
+        st.info(f"Transfer {tid} is held but hidden by the filters.")
+    else:
+        st.warning(f"No transfer {tid} in the lake.")
+    st.stop()
 row = rows[tid]
 st.header(f"Transfer {tid}")
+st.caption(f"Deep link: {common.link('review_queue', transfer=tid)}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Score", "none" if pd.isna(row["score"]) else f"{row['score']:.3f}")
 m2.metric("Amount", common.eur(row["amount_cents"]))
-m3.metric("Time left before payout", f"{row['minutes_left']:.1f} min")
+m3.metric("Time left before payout" if row["status"] != "held" else "Time left to review",
+          f"{row['minutes_left']:.1f} min" if row["minutes_left"] >= 0
+          else f"overdue by {-row['minutes_left']:.1f} min")
 m4.metric("Owner", row["owner"] if isinstance(row["owner"], str) else "unclaimed")
 st.text(f"Held by: {row['held_by']}")  # text: a reason may quote a rule's name
 decided = (f"latest decision {row['decision']} by model {row['model_version']}"
            if isinstance(row["decision"], str) else "no decision from the stream")
 st.text(f"{decided}   sender {row['sender']}   recipient {row['recipient']}")
+st.markdown(f"[Sender's account]({common.link('accounts', account=row['sender'])}) · "
+            f"[Recipient's account]({common.link('accounts', account=row['recipient'])})")
 
 left, right = st.columns(2)
 with left:
@@ -83,10 +151,14 @@ with left:
     if reasons.empty:
         st.text("No reason codes recorded.")
     else:
+        reasons["meaning"] = [common.meaning(f) for f in reasons["feature"]]
         st.altair_chart(alt.Chart(reasons).mark_bar().encode(
             x="contribution:Q", y=alt.Y("feature:N", sort="-x"),
+            tooltip=["feature", "meaning", "contribution"],
             color=alt.condition("datum.contribution > 0", alt.value("#c0392b"), alt.value("#2980b9"))),
             width="stretch")
+        st.dataframe(reasons[["feature", "meaning", "contribution"]], hide_index=True,
+                     width="stretch", key="reasons")
     st.subheader("Rule and list hits")
     st.dataframe(pd.DataFrame({"rule hits": [", ".join(common.parse_json(row["rule_hits"], []))],
                                "list hits": [", ".join(common.parse_json(row["list_hits"], []))]}),
@@ -105,10 +177,13 @@ with right:
         value = feats.get(name)
         col = pop[name].dropna() if name in pop else pd.Series(dtype=float)
         pct = float((col < value).mean() * 100) if value is not None and len(col) else None
-        table.append({"feature": name, "value": value,
+        table.append({"feature": name, "meaning": common.meaning(name), "value": value,
                       "population median": float(col.median()) if len(col) else None,
                       "percentile": pct})
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+
+with st.expander("Glossary of reason codes (EN / FR)"):
+    st.dataframe(common.glossary_table(), hide_index=True, width="stretch", key="glossary")
 
 st.subheader("Conversation signals")
 signals = entity_index.conversation(row["sender"], row["recipient"])
@@ -131,16 +206,27 @@ st.subheader("Actions")
 reason = st.text_input("Reason (required to block, confirm, mark legitimate, open a case, list)",
                        key="reason")
 b = st.columns(6)
+
+
+def decide(action: str, label: str) -> None:
+    """Send the decision; on success the transfer leaves this session's queue at once."""
+    if common.act(label, common.transfer_action, action, row, reason):
+        pending[tid] = (action, st.session_state["sent_events"][-1])
+        st.session_state["queue_version"] = st.session_state.get("queue_version", 0) + 1
+        st.query_params.pop("transfer", None)
+        st.rerun()
+
+
 if b[0].button("Claim", key="claim"):
-    common.act("claim", common.publish_action, "claim", "transfer", tid, reason)
+    common.act("claim", common.claim, row, reason)
 if b[1].button("Release", key="release", type="primary"):
-    common.act("release", common.transfer_action, "release", row, reason)
+    decide("release", "release")
 if b[2].button("Block", key="block"):
-    common.act("block", common.transfer_action, "block", row, reason)
+    decide("block", "block")
 if b[3].button("Confirm fraud", key="confirm_fraud"):
-    common.act("confirm fraud", common.transfer_action, "confirm_fraud", row, reason)
+    decide("confirm_fraud", "confirm fraud")
 if b[4].button("Mark legitimate", key="mark_legitimate"):
-    common.act("mark legitimate", common.transfer_action, "mark_legitimate", row, reason)
+    decide("mark_legitimate", "mark legitimate")
 if b[5].button("Open recovery case", key="open_case",
                help="Opens (or joins) the sender's account-recovery case."):
     common.act("open recovery case", common.publish_action, "open_case", "account", row["sender"],
@@ -165,7 +251,4 @@ with st.expander("Assign / add to a list"):
     days = st.number_input("Expires in days (0: never)", min_value=0, value=30, key="list_days")
     if st.button("Add to list", key="add_to_list"):
         kind, value = targets[which]
-        params = {"list": which_list}
-        if days:
-            params["expires_ts"] = int(time.time() * 1000) + int(days) * 86_400_000
-        common.act("add to list", common.publish_action, "add_to_list", kind, value, reason, params)
+        common.act("add to list", common.add_to_list, kind, value, which_list, days, reason)

@@ -2,6 +2,11 @@
 stream folds them), versioned edits, a backtest of a draft over the replayed features, and the
 payment service's hard limits (read-only: ``pipelines.contracts.limits``)."""
 
+import json
+import os
+import time
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -98,24 +103,56 @@ with edit_tab:
         st.text(", ".join(FEATURE_NAMES))
 
 
-@st.cache_data(ttl=120, show_spinner="Replaying the lake's features…")
-def replayed(lake: str):
-    table, stats = feature_table(lake)
-    labels = label_transfers(table, labels_table(lake)).to_numpy()
-    return table, labels, stats
+def table_max_age_s() -> float:
+    return float(os.environ.get("VIGIE_BACKTEST_TABLE_MAX_AGE_S") or 3600)
+
+
+@st.cache_data(show_spinner="Reading the feature table…", max_entries=2)
+def _read_table(path: str, mtime: float) -> tuple[pd.DataFrame, dict]:
+    """The saved feature table (``mtime`` keys the cache: a new file is read again)."""
+    return pd.read_parquet(path), json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def feature_table_cached(lake: str, refresh: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The lake's replayed features, saved once in ``<data dir>/console/backtest-features.parquet``
+    and reused for VIGIE_BACKTEST_TABLE_MAX_AGE_S (1 h) or until refreshed: replaying the lake
+    takes minutes on a big one, a backtest on the saved table seconds."""
+    path = common.conf().data_dir / "console" / "backtest-features.parquet"
+    if refresh or not path.exists() or time.time() - path.stat().st_mtime > table_max_age_s():
+        with st.spinner("Replaying the lake's features (once; then saved)…"):
+            table, stats = feature_table(Path(lake))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(path.with_suffix(".tmp"))
+        path.with_suffix(".json").write_text(json.dumps({**stats, "built_ts": int(time.time())},
+                                                        default=str))
+        os.replace(path.with_suffix(".tmp"), path)
+    return _read_table(str(path), path.stat().st_mtime)
 
 
 with backtest_tab:
-    st.caption("Replays the lake's events through the stream's own feature code, then runs the "
-               "draft beside the enabled rules through the live rule engine.")
-    b_name = st.text_input("Draft name", "draft_rule", key="bt_name")
-    b_expr = st.text_area("Draft expression", key="bt_expr")
-    b_action = st.selectbox("Draft action", ACTIONS, index=1, key="bt_action")
-    if st.button("Backtest", key="bt_run"):
+    st.caption("Runs a rule (the live one, or a draft) beside the enabled rules through the live "
+               "rule engine, over the lake's features replayed through the stream's own feature "
+               "code: replayed once, saved, and reused for an hour (or refresh it).")
+    DRAFT = "(a new draft)"
+    picked = st.selectbox("Rule", [DRAFT] + [r.name for r in ruleset.rules], key="bt_rule")
+    base = ruleset.get(picked) if picked != DRAFT else None
+    b_name = st.text_input("Name", base.name if base else "draft_rule", key=f"bt_name_{picked}")
+    b_expr = st.text_area("Expression (edit it to try a change)",
+                          base.expression if base else "", key=f"bt_expr_{picked}")
+    b_action = st.selectbox("Action", ACTIONS, key=f"bt_action_{picked}",
+                            index=ACTIONS.index(base.action) if base else 1)
+    c_run, c_refresh = st.columns(2)
+    run = c_run.button("Backtest", key="bt_run")
+    refresh = c_refresh.button("Refresh the feature table", key="bt_refresh",
+                               help="Replay the lake again (minutes on a big lake)")
+    if run or refresh:
         try:
-            table, labels, stats = replayed(str(common.lake_dir()))
+            started = time.perf_counter()
+            table, stats = feature_table_cached(str(common.lake_dir()), refresh=refresh)
+            labels = label_transfers(table, labels_table(common.lake_dir())).to_numpy()
             draft = Rule(name=b_name.strip(), expression=b_expr.strip(), action=b_action)
-            report = backtest(draft, table, labels, others=ruleset)
+            report = backtest(draft, table, labels, others=ruleset)  # replaces its namesake
+            took = time.perf_counter() - started
         except (RuleError, ValueError) as exc:
             st.error("Backtest refused:")
             st.text(str(exc))
@@ -138,8 +175,10 @@ with backtest_tab:
             st.subheader("All rules")
             st.dataframe(pd.DataFrame(report["rules"]).T.drop(columns=["hits_per_day", "overlap"]),
                          width="stretch")
-            st.caption(f"{report['rows']} transfers, {report['frauds']} labelled fraud; replay of "
-                       f"{stats['events']} events.")
+            built = pd.to_datetime(stats.get("built_ts", 0), unit="s", utc=True)
+            st.caption(f"{report['rows']} transfers, {report['frauds']} labelled fraud; feature "
+                       f"table of {stats['events']} events, replayed {built:%Y-%m-%d %H:%M} UTC; "
+                       f"backtest in {took:.1f} s.")
 
 with lists_tab:
     entries = pd.DataFrame(current_lists().to_json())

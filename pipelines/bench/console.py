@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -19,7 +20,7 @@ import duckdb
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboards import common, entity_index
+from dashboards import common, entity_index, users
 from pipelines.bench import report
 
 DECISIONS_SQL = """
@@ -51,6 +52,8 @@ def render_times(lake: Path, runs: int = 3) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="vigie-console-bench-"))
     (data_dir / "lake").symlink_to(lake)  # the console reads <VIGIE_DATA_DIR>/lake
     os.environ["VIGIE_DATA_DIR"] = str(data_dir)
+    # the session's user must be in the users file (else every page ends the session at once)
+    users.write_users(users.users_path(), {"root": ("admin", secrets.token_urlsafe(9))})
     started = time.perf_counter()
     entity_index.get().refresh()
     common.q("SELECT 1")

@@ -11,7 +11,7 @@ from pipelines.bench import detection, foundation, recovery, report, soak, strea
 
 @click.command()
 @click.option("--only", type=click.Choice(["foundation", "stream", "train", "detection", "soak",
-                                           "recovery"]),
+                                           "recovery", "warnings"]),
               default=None,
               help="Run one group of benchmarks (train and soak only on request).")
 def bench(only: str | None) -> None:
@@ -32,6 +32,11 @@ def bench(only: str | None) -> None:
         results.update(recovery.bench())
     if only in (None, "detection"):  # Vigie against the baseline on three histories (~15 min)
         results.update(detection.run())
+    if only in (None, "warnings"):  # what warnings stop and cost, five simulated weeks
+        # why local: it trains a model, as the train group does (OMP_WAIT_POLICY=PASSIVE)
+        from pipelines.bench import warning_effects
+
+        results.update(warning_effects.results(warning_effects.run()))
     if only == "soak":  # 70 min by default (VIGIE_BENCH_SOAK_MINUTES, ..._BURST_MINUTES)
         results.update(soak.run())
     merged = report.write(results)

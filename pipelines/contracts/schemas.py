@@ -146,6 +146,7 @@ class AssistantEvent(Event, kw_only=True):
 # --- the payment service's own record ---------------------------------------------------
 TransferStatusKind = Literal[
     "pending", "approved", "warned", "held", "released", "blocked", "paid_out", "returned",
+    "cancelled",  # by the sender, before the payout (then "returned")
 ]
 
 

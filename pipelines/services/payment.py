@@ -66,6 +66,10 @@ EFFECTS = {
                 "block": ["blocked", "returned"]},
     "held": {"approve": ["released"], "block": ["blocked", "returned"]},
 }
+# The sender may call a transfer off until it is paid out: the money goes back at once.
+CANCELLABLE = OPEN + ("held",)
+CANCELLED = [("cancelled", "cancelled by the sender"),
+             ("returned", "cancelled: money back to the sender")]
 FALLBACK = "fallback: no decision by deadline"
 FALLBACKS = {"hold": [("held", FALLBACK)], "block": [("blocked", FALLBACK), ("returned", RETURNED)]}
 LATE = "late decision:"  # how a decision that came after the fallback hold is recorded
@@ -140,7 +144,8 @@ class Payment(Service):
 
     def routes(self):
         return [web.post("/v1/transfers", self.create), web.get("/v1/transfers/{id}", self.get),
-                web.post("/v1/chargebacks", self.chargeback)]
+                web.post("/v1/chargebacks", self.chargeback),
+                web.post("/v1/transfers/{id}/cancel", self.cancel)]
 
     # --- state changes: one place, used live and when restoring a partition ---------------
     def _record(self, t: Transfer, status: str, reason: str, ts: int) -> None:
@@ -366,7 +371,9 @@ class Payment(Service):
                      if t.request.ts >= since and t.status != "returned")
         return self.first_sent.get(sender), recent
 
-    async def get(self, request: web.Request) -> web.Response:
+    async def _callers(self, request: web.Request) -> "Transfer | web.Response":
+        """The transfer the path names, if it is the calling user's (403 otherwise); a user's
+        transfer this instance does not serve is answered by the instance that does."""
         t = self.transfers.get(request.match_info["id"])
         account = request[CALLER].account
         if t is None and account is not None:  # a user's own transfer: its owner may have it
@@ -375,7 +382,11 @@ class Payment(Service):
         if t is None:
             raise ApiError(404, "unknown transfer")
         acting_for_account(request, t.request.sender)  # the sender's only: see docs/services.md
-        return web.json_response(t.view())
+        return t
+
+    async def get(self, request: web.Request) -> web.Response:
+        t = await self._callers(request)
+        return t if isinstance(t, web.Response) else web.json_response(t.view())
 
     async def chargeback(self, request: web.Request) -> web.Response:
         internal(request)  # the card network's word, relayed by the bank's back office
@@ -392,6 +403,27 @@ class Payment(Service):
         scope = idem.caller_scope(request)
         return await idem.once(self.replies, self.flights, request, scope, "chargeback",
                                msgspec.json.encode(req), handle)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """The sender calls the transfer off before its payout (a warning heeded, a second
+        thought): ``cancelled`` then ``returned``. Asked again, the same answer; 409 once the
+        transfer is paid out, blocked or returned otherwise."""
+        t = await self._callers(request)  # the sender's app only
+        if isinstance(t, web.Response):  # answered by the instance serving the sender
+            return t
+
+        async def handle() -> web.Response:
+            await self.flights.wait(t.request.transfer_id, idem.deadline_s())  # its creation
+            if not t.history:  # its first status is not in the log yet (the timer retries it)
+                raise idem.unavailable(idem.deadline_s())
+            await self._change(t, lambda t: CANCELLED if t.status in CANCELLABLE else [])
+            done = next((h for h in t.history if h["status"] == "cancelled"), None)
+            if done is None:
+                raise ApiError(409, f"cannot cancel: the transfer is {t.status}")
+            return web.json_response({"transfer_id": t.request.transfer_id, "status": "cancelled",
+                                      "cancelled_ts": done["ts"]})
+        return await idem.once(self.replies, self.flights, request, idem.caller_scope(request),
+                               f"cancel:{t.request.transfer_id}", b"", handle)
 
     # --- decisions, deadlines, locks -----------------------------------------------------
     @staticmethod

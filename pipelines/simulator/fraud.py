@@ -56,15 +56,17 @@ def _small_talk_first(w: World, scammer: User, victim: User) -> Script:
 
 def _victim_pays(w: World, code: str, victim: User, scammer: User, amount: int,
                  must_pay: bool = True, reports: bool = True) -> Script:
-    """The victim pays the scammer, and reports it later if ``reports``."""
-    transfer_id = yield from pay_after_talk(w, victim, scammer, amount, must_pay=must_pay)
-    if transfer_id:
+    """The victim pays the scammer, and reports it later if ``reports`` (a warning heeded
+    too: it showed them the scam). Returns the transfer id, None if not paid or called off."""
+    def sent(transfer_id: str) -> None:
         w.fraud(code, transfer_id)
+        w.deceived.add(transfer_id)
         if reports:
             w.later("scam_report", ScamReportRequest(reporter=victim.id, reported=scammer.id,
                                                      transfer_id=transfer_id, category=code,
                                                      occurred_ts=w.now()))
-    return transfer_id
+    return (yield from pay_after_talk(w, victim, scammer, amount, must_pay=must_pay,
+                                      victim_of=code, sent=sent))
 
 
 def _reports(w: World) -> bool:

@@ -13,7 +13,7 @@ from typing import Optional
 from pipelines.services.requests import ChargebackRequest, ScamReportRequest
 from pipelines.simulator.population import TRAVEL_COUNTRIES, User, new_ip
 from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Script, World, new_phone,
-                                       onboard, open_app, pay_after_talk)
+                                       onboard, open_app, pay, pay_after_talk)
 
 EURO = 100
 LEGIT_DISPUTE = "legit_dispute"  # the simulator's truth on a dispute of an honest payment
@@ -92,7 +92,7 @@ def give(w: World, payer: User, payee: User, kind: str = "gift", amount: int = 0
         yield w.say(payer, payee, kind, amount)
         yield w.wait("step")
     card = payer.card if payer.card and rng.random() < 0.3 else None
-    transfer_id = yield w.transfer(payer, payee, amount, card=card)
+    transfer_id = yield from pay(w, w.transfer(payer, payee, amount, card=card))
     if transfer_id:
         _may_dispute(w, transfer_id, payer, payee, card)
         if rng.random() < 0.8:
@@ -183,7 +183,7 @@ def kitty(w: World, organiser: User) -> Script:
     if paid:
         yield from open_app(w, organiser, p_login=0.3)
         payee = w.member() if rng.random() < 0.7 else w.friend_of(organiser)
-        yield w.transfer(organiser, payee, sum(paid) + share)
+        yield from pay(w, w.transfer(organiser, payee, sum(paid) + share))
 
 
 def _chip_in(w: World, organiser: User, friend: User, share: int, paid: list) -> Script:

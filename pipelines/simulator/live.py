@@ -26,13 +26,16 @@ from pipelines.services.messaging import BACKEND_EVENTS
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.owners import Owners, VerifiedContact
 from pipelines.simulator.timing import LIVE
-from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Challenges, Deck,
-                                       RecoveryAnswer, Script, Suggestion, SuggestionResponse,
-                                       World)
+from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, CancelTransfer, Challenges,
+                                       Deck, RecoveryAnswer, Script, Suggestion, SuggestionResponse,
+                                       WarningFor, World)
 
 log = logging.getLogger(__name__)
 DEFAULT_USERS = 300
 FIRST_FRAUD = (0.2, 0.75)  # the first fraud case starts after this share of fraud_every_s
+# A sender looks at the chat this long after paying: the decision (and its warning) comes
+# within a second or so, and a warned transfer waits out a cooling-off of 10 s or more.
+WARNING_LOOK_S = 3.0
 _encode = msgspec.json.Encoder().encode
 _JSON = {"Content-Type": "application/json"}
 
@@ -103,6 +106,7 @@ class ServiceClient:
         self.errors: dict[str, int] = {}
         self.refused = 0  # 423: the sender's account is locked
         self.over_limit = 0  # 422: past a hard limit of the payment service
+        self.cancelled = 0  # transfers their senders called off after a warning
         self.verdicts_left = 0  # analyst verdicts: live, the analysts give theirs in the console
         m, p = urls["messaging"], urls["payment"]
         self._posts = {  # request type -> (endpoint name, url)
@@ -158,6 +162,16 @@ class ServiceClient:
                              data=_encode({"enabled": command.enabled}),
                              headers=self.tokens.headers(command.user))
             return None
+        if kind is WarningFor:
+            return await self._warning(command)
+        if kind is CancelTransfer:
+            url = f"{self.urls['payment']}/v1/transfers/{quote(command.transfer_id, safe='')}/cancel"
+            # 409: paid out meanwhile (too late) — the sender's answer, not an error
+            status, _ = await self._call("POST /v1/transfers/{id}/cancel", "POST", url, (200, 409),
+                                         headers={**self.tokens.headers(command.user),
+                                                  "Idempotency-Key": uuid.uuid4().hex})
+            self.cancelled += status == 200
+            return status == 200
         if kind is Challenges:
             return await self._challenges(command.user)
         if kind is RecoveryAnswer:  # from the owner's app (or the attacker in its session)
@@ -192,6 +206,16 @@ class ServiceClient:
             self.over_limit += 1
             return None
         return body.get("transfer_id") if isinstance(body, dict) else None
+
+    async def _warning(self, query: WarningFor) -> Optional[str]:
+        await asyncio.sleep(WARNING_LOOK_S)
+        url = f"{self.urls['messaging']}/v1/notifications/{quote(query.user, safe='')}"
+        _, body = await self._call("GET /v1/notifications/{account}", "GET", url, (200,), read=True,
+                                   headers=self.tokens.headers(query.user))
+        items = body.get("notifications") if isinstance(body, dict) else None
+        codes = [n.get("code") for n in items or () if isinstance(n, dict)
+                 and n.get("kind") == "transfer_warning" and n.get("transfer_id") == query.transfer_id]
+        return codes[-1] if codes and isinstance(codes[-1], str) else None
 
     async def _challenges(self, user: str) -> list[dict]:
         url = f"{self.urls['messaging']}/v1/notifications/{quote(user, safe='')}"
@@ -345,7 +369,8 @@ def _stats(client: ServiceClient, runner: LiveRunner, seconds: float) -> dict:
     return {"requests": client.total, "seconds": round(seconds, 3),
             "requests_per_s": round(client.total / seconds, 1) if seconds else None,
             "by_endpoint": client.sent, "errors": client.errors,
-            "refused_transfers": client.refused, "over_limit_transfers": client.over_limit, "owner_answers": runner.owners.answered,
+            "refused_transfers": client.refused, "over_limit_transfers": client.over_limit,
+            "cancelled_after_warning": client.cancelled, "owner_answers": runner.owners.answered,
             "attacker_answers": runner.owners.attacked,
             "verdicts_left_to_analysts": client.verdicts_left,
             "script_errors": runner.script_errors, "by_scenario": runner.world.by_scenario,

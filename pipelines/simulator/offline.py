@@ -12,13 +12,14 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from pipelines.lake.writer import LakeWriter
 from pipelines.simulator import fraud, legit
 from pipelines.simulator.offline_services import EventLog
 from pipelines.simulator.timing import DAY, HOUR, OFFLINE
-from pipelines.simulator.world import LABEL_COMMANDS, Script, World, onboard
+from pipelines.simulator.world import (LABEL_COMMANDS, CancelTransfer, Script, WarningFor, World,
+                                       onboard)
 
 EPOCH_MS = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
 SIGNUP_DAYS = 28  # the population's registrations are spread over the weeks before the epoch
@@ -98,7 +99,16 @@ def _days(w: World, days: float) -> Script:
 
 def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: float = DEFAULT_DAYS,
                 mix: Optional[dict] = None) -> dict:
-    """Simulate and write the lake to ``out_dir``; returns counts and the measured speed.
+    """Simulate and write the lake to ``out_dir``; returns counts and the measured speed
+    (``simulate``'s stats)."""
+    return simulate(out_dir, seed, users, days, mix)[0]
+
+
+def simulate(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: float = DEFAULT_DAYS,
+             mix: Optional[dict] = None,
+             warn: Optional[Callable[[WarningFor], Optional[str]]] = None) -> tuple[dict, World]:
+    """Simulate and write the lake to ``out_dir``; returns counts and the measured speed, and
+    the world (its ground truth: ``fraud_transfers``, ``deceived``, ``cancelled``).
 
     - ``seed``: the same seed gives byte-identical files (no wall clock, deterministic ids,
       one ``random.Random`` consumed in a deterministic order).
@@ -109,6 +119,10 @@ def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: 
       would (``known_at`` in the future of the activity, ``ts`` inside it).
     - ``mix``: scenario code -> cases per 1,000 users per simulated day (``fraud.DEFAULT_MIX``);
       every scenario with a positive rate gets at least one case, 0 turns it off.
+    - ``warn``: a stand-in for the stream's in-chat warnings (tests): the warning code of a
+      transfer, or None. Senders react to it (``reactions``) and a cancel is always in time;
+      the lake keeps the request (an offline lake has no payment statuses). Default: nothing
+      is warned, as nothing decides offline.
     """
     if users < 2 or days <= 0:
         raise ValueError("the simulation needs at least 2 users and a positive number of days")
@@ -119,6 +133,9 @@ def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: 
     world = World(seed, users, OFFLINE, scheduler.now, scheduler.spawn)
     writer = LakeWriter(Path(out_dir))
     log = EventLog(writer, scheduler.now, OFFLINE.availability_ms)
+    if warn is not None:
+        log.handlers[WarningFor] = warn
+        log.handlers[CancelTransfer] = lambda command: True
 
     rng = world.rng
     for user in world.members + world.sleepers:  # registrations, in the weeks before the epoch
@@ -148,4 +165,5 @@ def run_offline(out_dir: Path, seed: int = 7, users: int = DEFAULT_USERS, days: 
                       "labelled": sum(labelled.values()),
                       "legit_disputes": log.labels_by_scenario.get(legit.LEGIT_DISPUTE, 0) - log.cleared,
                       "cleared_by_analysts": log.cleared},
-            "users": len(world.pop), "files": len(writer.files), "out": str(out_dir)}
+            "cancelled_after_warning": len(world.cancelled),
+            "users": len(world.pop), "files": len(writer.files), "out": str(out_dir)}, world

@@ -17,7 +17,7 @@ from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
 from pipelines.services import requests as rq
 from pipelines.services.assistant import SUGGESTION_TTL_MS
 from pipelines.simulator.world import (AnalystVerdict, AssistantSwitch, Suggestion,
-                                       SuggestionResponse)
+                                       SuggestionResponse, WarningFor)
 
 
 class EventLog:
@@ -42,6 +42,7 @@ class EventLog:
             rq.ChargebackRequest: self.chargeback, Suggestion: self.suggestion,
             SuggestionResponse: self.suggestion_response, AssistantSwitch: self.assistant_switch,
             rq.TakeoverReportRequest: self.takeover_report, AnalystVerdict: self.analyst_verdict,
+            WarningFor: self.warning,
         }
 
     def _id(self, prefix: str = "") -> str:
@@ -96,6 +97,12 @@ class EventLog:
             self.card_transfers[transfer_id] = event
         self._append("transfer-requests", event)
         return transfer_id
+
+    @staticmethod
+    def warning(query: WarningFor) -> None:
+        """Nothing decides offline, so no transfer is warned and nobody cancels one (the
+        warnings benchmark applies ``reactions`` to the decisions a model makes on the lake)."""
+        return None
 
     def chargeback(self, req: rq.ChargebackRequest) -> None:
         transfer = self.card_transfers.pop(req.transfer_id)

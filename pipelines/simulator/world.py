@@ -2,8 +2,9 @@
 
 A script is a generator: it yields an ``int`` (a delay in ms), a request struct from
 ``pipelines.services.requests`` (the driver sends it; a ``TransferRequest`` gets back its
-transfer id, or ``None`` if refused), or a command below (the assistant's endpoints, the
-account owner's side of recovery); it keeps no state beyond its locals and the ``User`` objects.
+transfer id, or ``None`` if refused), or a command below (the assistant's endpoints, a
+transfer's warning and its cancel (``pay``), the account owner's side of recovery); it keeps no
+state beyond its locals and the ``User`` objects.
 
 Details and why: docs/simulator.md#world
 """
@@ -16,7 +17,7 @@ from pipelines.services.requests import (AccountEventRequest, ChargebackRequest,
                                          RecoveryAnswerRequest, ScamReportRequest,
                                          SuggestionResponseRequest, TakeoverReportRequest,
                                          TransferRequest)
-from pipelines.simulator import texts
+from pipelines.simulator import reactions, texts
 from pipelines.simulator.population import Population, User, new_device
 from pipelines.simulator.timing import Timing
 
@@ -57,6 +58,20 @@ class RecoveryAnswer(NamedTuple):
     request: RecoveryAnswerRequest
 
 
+class WarningFor(NamedTuple):
+    """The in-chat warning on ``user``'s transfer, if it was warned: the result is its code
+    (``features.vector.WARNING_CODES``), or None. Offline nothing decides, so always None."""
+    user: str
+    transfer_id: str
+
+
+class CancelTransfer(NamedTuple):
+    """Live only: the sender calls the transfer off; the result says whether the payment
+    service took it (it refuses once the transfer is paid out)."""
+    user: str
+    transfer_id: str
+
+
 class AnalystVerdict(NamedTuple):
     """An analyst's verdict on a disputed transfer (raw ids; ``party``: the side the dispute
     accused, ``sender`` or ``recipient``). Offline it becomes an ``analyst_verdict`` label;
@@ -90,6 +105,11 @@ class World:
         self.ring_devices: list[str] = []  # devices fraudsters used: some come back
         self.by_scenario: dict[str, dict[str, int]] = {}
         self.fraud_transfers: dict[str, str] = {}  # transfer id -> scenario: the ground truth
+        self.deceived: set[str] = set()  # fraud transfers a scam victim sent (not a fraudster)
+        self.cancelled: dict[str, str] = {}  # transfer id -> the warning code its sender heeded
+        # Reactions draw from their own stream: the rest of the run is the same whether or not
+        # warnings come (offline none do, so the seeded lakes do not change).
+        self.reaction_rng = random.Random(f"{seed}/reactions")
 
     # --- scheduling ----------------------------------------------------------------------
     def spawn(self, script: Script, delay_ms: int = 0) -> None:
@@ -251,10 +271,12 @@ def _respond(rng: random.Random, amount: int, suggested: Optional[int]) -> tuple
 
 
 def pay_after_talk(w: World, payer: User, payee: User, amount: int, *, must_pay: bool = False,
-                   card: Optional[str] = None, p_skip: float = 0.1, ip: Optional[str] = None) -> Script:
+                   card: Optional[str] = None, p_skip: float = 0.1, ip: Optional[str] = None,
+                   victim_of: Optional[str] = None,
+                   sent: Optional[Callable[[str], None]] = None) -> Script:
     """``payer`` was asked for (or told about) ``amount``: they answer the assistant's
-    suggestion if there is one, and pay (the transfer id is returned by ``yield from``),
-    from ``ip`` if they are away from home."""
+    suggestion if there is one, and pay (``pay``: the transfer id is returned by
+    ``yield from``, None if not paid), from ``ip`` if they are away from home."""
     rng = w.rng
     yield w.wait("read")
     suggestion = (yield Suggestion(payer.id, Population.conversation(payer, payee))) if payer.assistant else None
@@ -276,8 +298,29 @@ def pay_after_talk(w: World, payer: User, payee: User, amount: int, *, must_pay:
     elif not must_pay and rng.random() < p_skip:
         return None  # talked about it, never paid
     use_card = card or (payer.card if payer.card and rng.random() < 0.3 else None)
-    return (yield w.transfer(payer, payee, amount, card=use_card, ip=ip,
-                             suggestion_id=suggestion_id, amount_edited=edited))
+    return (yield from pay(w, w.transfer(payer, payee, amount, card=use_card, ip=ip,
+                                         suggestion_id=suggestion_id, amount_edited=edited),
+                           victim_of, sent))
+
+
+def pay(w: World, request: TransferRequest, victim_of: Optional[str] = None,
+        sent: Optional[Callable[[str], None]] = None) -> Script:
+    """Send a transfer; if it comes back warned, its sender may heed the warning and cancel it
+    (``reactions``: ``victim_of`` is the scam the sender is deceived by, None for an honest
+    sender). Returns (by ``yield from``) the transfer id, or None if refused or called off;
+    ``sent`` is told the id of a transfer sent, called off or not."""
+    transfer_id = yield request
+    if transfer_id is None:
+        return None
+    if sent is not None:
+        sent(transfer_id)
+    code = yield WarningFor(request.sender, transfer_id)
+    if code is not None and reactions.heeds(w.reaction_rng, victim_of, code):
+        if (yield CancelTransfer(request.sender, transfer_id)):
+            w.cancelled[transfer_id] = code
+            w.count(victim_of or "honest", "cancelled_after_warning")
+            return None
+    return transfer_id
 
 
 def new_phone(w: World, user: User, **where) -> Script:

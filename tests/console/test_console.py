@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from console_lake import write_lake
 from streamlit.testing.v1 import AppTest
 
+from dashboards import common, users
 from pipelines.contracts import schemas
 
 pytestmark = pytest.mark.kafka
@@ -53,8 +55,10 @@ def console(kafka, tmp_path_factory):
         os.environ["VIGIE_DATA_DIR"] = previous
 
 
-def page(name: str, role: str | None, username: str | None = None) -> AppTest:
+def page(name: str, role: str | None, username: str | None = None, **query) -> AppTest:
+    """``name``'s page, signed in with ``role``; ``query``: the address's parameters (a deep link)."""
     at = AppTest.from_file(str(DASH / "pages" / f"{name}.py"), default_timeout=60)
+    at.query_params.update(query)
     if role:
         at.session_state["auth"] = {"username": username or next(u for u, r in USERS.items() if r == role),
                                     "role": role}
@@ -151,18 +155,168 @@ def test_overview_counts_what_the_lake_holds(console):
     assert any("3 events were dead-lettered" in w.value for w in at.warning)
 
 
+# --- sessions kept across reloads (a signed, expiring cookie) and single sign-on ----------------
+def _app(monkeypatch, cookies: dict) -> AppTest:
+    """The console's home as a new browser session (a reload) sending ``cookies``."""
+    monkeypatch.setattr(common, "browser_cookies", lambda: dict(cookies))
+    return AppTest.from_file(str(DASH / "app.py"), default_timeout=60).run()
+
+
+def _cookie_written(at: AppTest) -> str:
+    scripts = [h.proto.body for h in at.html if users.COOKIE in h.proto.body]
+    assert scripts, "sign-in writes the session cookie"
+    return re.search(rf"{users.COOKIE}=([^;]+);", scripts[0]).group(1)
+
+
+def test_sign_in_survives_a_reload_and_sign_out_ends_it_everywhere(console, monkeypatch):
+    at = _app(monkeypatch, {})
+    at.text_input[0].input("alice")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    ok(at)
+    token = _cookie_written(at)
+    assert "alice" not in token.split(".")[-1]  # the signature's part is not the name
+
+    reloaded = _app(monkeypatch, {users.COOKIE: token})
+    ok(reloaded)
+    assert reloaded.session_state["auth"] == {"username": "alice", "role": "analyst"}
+    assert [t.value for t in reloaded.title] == ["Overview"]
+    assert not [h for h in reloaded.html if users.COOKIE in h.proto.body]  # written once only
+
+    assert reloaded.button(key="sign_out")
+    # AppTest loses the main script's sidebar on a second run of a page: the button's effect,
+    # run as it is (the browser test clicks it)
+    out = AppTest.from_function(_sign_out_alice, default_timeout=30).run()
+    assert "auth" not in out.session_state and out.session_state["signed_out"]
+    # the same cookie, replayed from another browser, no longer signs in
+    again = _app(monkeypatch, {users.COOKIE: token})
+    assert "auth" not in again.session_state and [t.value for t in again.title] == ["Vigie console"]
+
+
+def _sign_out_alice():
+    from dashboards import common
+
+    common.sign_out({"username": "alice", "role": "analyst"})
+
+
+@pytest.mark.parametrize("cookie", ["", "alice", "eyJ1IjoiYWxpY2UiLCJyIjoiYWRtaW4ifQ.forged.sig"])
+def test_a_missing_or_forged_cookie_signs_nobody_in(console, monkeypatch, cookie):
+    at = _app(monkeypatch, {users.COOKIE: cookie})
+    ok(at)
+    assert "auth" not in at.session_state
+
+
+def test_a_cookie_signed_with_another_key_or_for_a_changed_role_is_refused(console, monkeypatch,
+                                                                          tmp_path):
+    other = users.Sessions(secrets_dir=tmp_path).issue({"username": "alice", "role": "analyst"})
+    assert "auth" not in _app(monkeypatch, {users.COOKIE: other}).session_state
+    # a valid token whose role is no longer the user's: the session ends at once
+    stale = users.Sessions().issue({"username": "alice", "role": "admin"})
+    at = _app(monkeypatch, {users.COOKIE: stale})
+    assert "auth" not in at.session_state
+
+
+def test_sessions_expire(console, monkeypatch):
+    import time
+
+    sessions = users.Sessions()
+    token = sessions.issue({"username": "leo", "role": "lead"})
+    assert sessions.check(token) == {"username": "leo", "role": "lead"}
+    monkeypatch.setenv("VIGIE_CONSOLE_SESSION_S", "1")
+    time.sleep(2.1)
+    assert sessions.check(token) is None
+    # signed out: refused before expiry too; a sign-in after it is fine
+    monkeypatch.delenv("VIGIE_CONSOLE_SESSION_S")
+    sessions.sign_out("leo")
+    assert sessions.check(token) is None
+    assert sessions.check(sessions.issue({"username": "leo", "role": "lead"}))
+
+
+def test_single_sign_on_maps_a_verified_email_to_a_console_user(console, monkeypatch):
+    """The OIDC round trip needs an identity provider (not testable here); what the console does
+    with st.user is: a user whose users.yaml entry names that email, else nobody."""
+    import yaml
+
+    path = users.users_path()
+    data = yaml.safe_load(path.read_text())
+    data["users"]["leo"]["sso_email"] = "leo@bank.example"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(common, "sso_configured", lambda: True)
+    monkeypatch.setattr(common, "browser_cookies", lambda: {})
+    at = AppTest.from_file(str(DASH / "app.py"), default_timeout=60)
+    at.user = {"is_logged_in": True, "email": "leo@bank.example"}
+    at.run()
+    ok(at)
+    assert at.session_state["auth"] == {"username": "leo", "role": "lead"}
+    stranger = AppTest.from_file(str(DASH / "app.py"), default_timeout=60)
+    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
+    stranger.run()
+    assert "auth" not in stranger.session_state
+    assert stranger.button(key="sso")  # offered on the sign-in page
+
+
 # --- review queue -----------------------------------------------------------------------------
-def test_queue_lists_held_transfers_by_risk_times_amount(console):
+def test_queue_lists_held_transfers_most_urgent_first_or_by_risk_times_amount(console):
     at = page("review_queue", "analyst")
     ok(at)
     queue = at.dataframe[0].value
-    assert list(queue["transfer_id"]) == console["held"]
-    assert at.selectbox(key="transfer").value == console["held"][0]
-    assert at.session_state["transfer"] == console["held"][0]
+    assert set(queue["transfer_id"]) == set(console["held"])
+    assert list(queue["minutes_left"]) == sorted(queue["minutes_left"])  # the most urgent first
+    assert any("Click a row" in i.value for i in at.info) and not at.header  # nothing opened yet
+    at.selectbox(key="order").select("risk × amount").run()
+    assert list(at.dataframe[0].value["transfer_id"]) == console["held"]
+
+
+def test_time_left_is_the_review_deadline_not_the_past_availability_delay(console, monkeypatch):
+    """Every held transfer's availability delay is long over; its review is due
+    VIGIE_REVIEW_SLA_S after the hold: positive within it, negative (overdue, red) past it."""
+    from dashboards import common
+
+    held = common.held_transfers()
+    assert (held["minutes_left"] > 0).all()  # the lake's holds are minutes old, the SLA 1 h
+    assert (held["due_ts"] - held["held_ts"] == 3_600_000).all()
+    monkeypatch.setenv("VIGIE_REVIEW_SLA_S", "1")
+    assert (common.held_transfers()["minutes_left"] < 0).all()
+    at = page("review_queue", "analyst", transfer=console["held"][0])
+    ok(at)
+    assert at.metric[2].label == "Time left to review" and at.metric[2].value.startswith("overdue by")
+
+
+def test_a_clicked_row_opens_the_transfer_and_becomes_its_deep_link(console):
+    at = page("review_queue", "analyst")
+    at.selectbox(key="order").select("risk × amount").run()
+    at.session_state["queue-0"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    ok(at)
+    assert at.header[0].value == f"Transfer {console['held'][1]}"
+    assert at.query_params["transfer"] == console["held"][1]
+    linked = page("review_queue", "analyst", transfer=console["held"][2])  # pasted into a browser
+    ok(linked)
+    assert linked.header[0].value == f"Transfer {console['held'][2]}"
+    gone = page("review_queue", "analyst", transfer="tr-001")  # approved, never held
+    assert any("not held now (latest status: approved)" in i.value for i in gone.info)
+
+
+@pytest.mark.parametrize("locale,lang", [("en-GB", "en"), ("fr-FR", "fr")])
+def test_reason_codes_are_explained_in_the_browsers_language(console, locale, lang):
+    from features import glossary
+    from features.vector import FEATURE_NAMES
+
+    at = AppTest.from_file(str(DASH / "pages" / "review_queue.py"), default_timeout=60)
+    at.query_params["transfer"] = console["held"][0]
+    at.context = {"locale": locale}
+    at.session_state["auth"] = {"username": "alice", "role": "analyst"}
+    at.run()
+    ok(at)
+    reasons = next(d.value for d in at.dataframe if "contribution" in d.value.columns)
+    assert len(reasons) and list(reasons["meaning"]) == [glossary.describe(f, lang)
+                                                          for f in reasons["feature"]]
+    table = next(d.value for d in at.dataframe if "signification" in d.value.columns)
+    assert len(table) == len(FEATURE_NAMES) and table["meaning"].str.endswith(".").all()
 
 
 def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.button(key="release").click().run()
     ok(at)
     [action] = read_back("analyst-actions", sent(at))
@@ -177,7 +331,7 @@ def test_release_publishes_an_audited_action_the_stream_turns_into_a_decision(co
 
 
 def test_block_needs_a_reason(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.button(key="block").click().run()
     assert any("reason is required" in e.value for e in at.error)
     assert not sent(at)
@@ -190,7 +344,7 @@ def test_block_needs_a_reason(console):
 
 @pytest.mark.parametrize("button,is_fraud", [("confirm_fraud", True), ("mark_legitimate", False)])
 def test_verdicts_publish_an_action_and_a_label(console, button, is_fraud):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.text_input(key="reason").input("called the sender")
     at.button(key=button).click().run()
     ok(at)
@@ -209,7 +363,7 @@ def _labels_for(transfer_id: str) -> list:
 
 
 def test_claim_assign_open_case_and_add_to_list(console):
-    at = page("review_queue", "lead")
+    at = page("review_queue", "lead", transfer=console["held"][0])
     at.text_input(key="reason").input("taking it")
     at.button(key="claim").click().run()
     at.text_input(key="assignee").input("alice")
@@ -227,12 +381,29 @@ def test_claim_assign_open_case_and_add_to_list(console):
 
 
 def test_analyst_may_not_assign(console):
-    at = page("review_queue", "analyst")
+    at = page("review_queue", "analyst", transfer=console["held"][0])
     at.text_input(key="reason").input("x")
     at.text_input(key="assignee").input("leo")
     at.button(key="assign").click().run()
     assert any("not allowed" in e.value for e in at.error)
     assert not sent(at)
+
+
+def test_a_transfer_claimed_by_another_analyst_cannot_be_acted_on(console):
+    """alice claimed the lake's lowest held transfer (aa-1): leo may neither decide nor claim
+    it (a lead reassigns it with assign instead); nothing is sent."""
+    at = page("review_queue", "lead", transfer=console["held"][-1])
+    assert at.metric[3].value == "alice"
+    at.text_input(key="reason").input("mine now")
+    for button in ("release", "block", "claim"):
+        at.button(key=button).click().run()
+        assert any("claimed by alice" in e.value for e in at.error), button
+    assert not sent(at)
+    at.text_input(key="assignee").input("leo")
+    at.button(key="assign").click().run()
+    ok(at)
+    [action] = read_back("analyst-actions", sent(at))
+    assert action.action == "assign" and action.params == {"assignee": "leo"}
 
 
 def test_bulk_release(console):
@@ -257,6 +428,28 @@ def test_accounts_search_by_raw_id_and_by_hash(console):
     at.text_input(key="account_query").input(console["accounts"][5]).run()
     ok(at)
     assert "transfer received" in set(at.dataframe[0].value["source"])
+
+
+def test_account_deep_link_and_actions_with_a_reason(console):
+    account = console["accounts"][1]
+    at = page("accounts", "analyst", account=account)
+    ok(at)
+    assert account in at.text[0].value  # the deep link opened it
+    at.button(key="account_lock").click().run()
+    assert any("reason is required" in e.value for e in at.error)
+    at.text_input(key="account_reason").input("takeover reported by phone")
+    at.button(key="account_lock").click().run()
+    at.selectbox(key="account_list").select("block")
+    at.button(key="account_add_to_list").click().run()
+    ok(at)
+    lock, listed = read_back("analyst-actions", sent(at))
+    assert (lock.action, lock.target_kind, lock.target, lock.actor) == (
+        "open_case", "account", account, "alice")
+    assert (listed.action, listed.target_kind, listed.params["list"]) == ("add_to_list", "account", "block")
+    assert lock.signature and listed.reason == "takeover reported by phone"
+    scientist = page("accounts", "data_scientist", account=account)
+    assert any("Account actions are for" in i.value for i in scientist.info)
+    assert not [b for b in scientist.button if b.key == "account_lock"]
 
 
 # --- rules and lists --------------------------------------------------------------------------
@@ -299,15 +492,34 @@ def test_backtest_of_a_draft(console):
     from features.vector import FEATURE_NAMES
 
     at = page("rules_lists", "analyst")
-    at.text_area(key="bt_expr").input(f"{FEATURE_NAMES[0]} >= 0")
+    at.text_area(key="bt_expr_(a new draft)").input(f"{FEATURE_NAMES[0]} >= 0")
     at.button(key="bt_run").click().run()
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
     # the amount is never negative: the draft hits every transfer of the lake, 10 to 120 EUR
     assert (metrics["Hits"], metrics["Money affected"]) == ("12", "780.00 €")
-    at.text_area(key="bt_expr").input("select 1")
+    at.text_area(key="bt_expr_(a new draft)").input("select 1")
     at.button(key="bt_run").click().run()
     assert any("refused" in e.value for e in at.error)
+
+
+def test_backtest_a_live_rule_without_retyping_it_on_the_saved_feature_table(console, monkeypatch):
+    """Picking the live rule fills its expression; the second backtest reuses the feature table
+    the first one saved (no replay: feature_table is not called again)."""
+    from features.vector import FEATURE_NAMES
+    from models import tables
+
+    at = page("rules_lists", "analyst")
+    at.selectbox(key="bt_rule").select("big_first_payment").run()
+    assert at.text_area(key="bt_expr_big_first_payment").value == f"{FEATURE_NAMES[0]} > 5"
+    at.button(key="bt_run").click().run()  # the table exists already (the draft's backtest)
+    ok(at)
+    replays = []
+    monkeypatch.setattr(tables, "feature_table", lambda *a, **k: replays.append(1))
+    at.button(key="bt_run").click().run()
+    ok(at)
+    assert not replays and "Hits" in {m.label for m in at.metric}
+    assert any("backtest in" in c.value for c in at.caption)
 
 
 def test_lists_show_entries_and_a_lead_removes_one(console):
@@ -340,13 +552,33 @@ def test_an_escalated_case_waits_for_an_analyst_with_its_failed_challenge(consol
     ok(at)
     waiting = next(d.value for d in at.dataframe if "why" in d.value.columns)
     assert list(waiting["case_id"]) == ["case-2"] and "3 wrong codes" in waiting["why"][0]
-    at.selectbox(key="case").select("case-2").run()
+    at.session_state["cases"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()  # case-2's row clicked
     ok(at)
+    assert at.query_params["case"] == "case-2"
     answers = next(d.value for d in at.dataframe if "right_code" in d.value.columns)
     assert list(answers["kind"]) == ["code_sent", "answer", "answer", "answer"]
     assert list(answers["right_code"][1:]) == [False] * 3
     assert not any("code_digest" in d.value.columns for d in at.dataframe)  # hashes stay off screen
     assert "restored" in at.selectbox(key="target_state").options
+
+
+def test_a_case_deep_link_shows_its_sla_countdown_timeline_and_transfers_as_links(console):
+    at = page("recovery_cases", "analyst", case="case-1")
+    ok(at)
+    assert any(h.value == "Case case-1 (contained)" for h in at.subheader)
+    cases = next(d.value for d in at.dataframe if "sla_min_left" in d.value.columns)
+    # contained has a 60 s SLA, long past on this lake: overdue; a closed case has none
+    assert (cases.set_index("case_id").loc[["case-1", "case-2"], "sla_min_left"] < 0).all()
+    sla = next(m for m in at.metric if m.label == "SLA left")
+    assert sla.value.startswith("overdue by")
+    timeline = next(d.value for d in at.dataframe if "kind" in d.value.columns and "actor" in d.value.columns)
+    assert list(timeline["state"]) == ["opened", "contained"]
+    transfers = next(d.value for d in at.dataframe if "transfer_id" in d.value.columns)
+    # acct(2) sent tr-002, -006 and -010; only tr-010 since the case opened
+    assert list(transfers["transfer_id"]) == ["tr-010"]
+    assert list(transfers["link"]) == ["review_queue?transfer=tr-010"]
+    assert list(transfers["status"]) == ["approved"]
 
 
 def test_models_promote_and_rollback_for_a_data_scientist(console):
@@ -357,16 +589,20 @@ def test_models_promote_and_rollback_for_a_data_scientist(console):
     version = registry.latest()
     assert version in set(at.dataframe[0].value["version"])
     at.text_input[0].input("better recall at the same budget")
-    at.button[0].click().run()  # Promote
+    _button(at, "Promote").click().run()
     ok(at)
     [action] = read_back("analyst-actions", sent(at))
     assert action.action == "promote" and action.target == version
     updates = _topic_events("model-updates", schemas.ModelUpdate)
     assert any(u.action == "promote" and u.version == version and u.actor == "dana" for u in updates)
     at.text_input[0].input("regression on night traffic")
-    at.button[1].click().run()  # Roll back
+    _button(at, "Roll back to the previous model").click().run()
     ok(at)
     assert any(u.action == "rollback" for u in _topic_events("model-updates", schemas.ModelUpdate))
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
 
 
 def _topic_events(topic, schema):

@@ -1,6 +1,8 @@
-"""The console in a real browser (Playwright driving Debian's chromium): sign in, every page
-(screenshots in test-artifacts/console/), then release a transfer the stream held and see the
-payment service release it. Runs the worker, the lake sink, the payment service and the console."""
+"""The console in a real browser (Playwright driving Debian's chromium): sign in, reload and still
+be signed in, every page (screenshots in test-artifacts/console/), open a deep link and the
+glossary, click the queue's row of a transfer the stream held, release it and see it leave the
+queue at once, then the payment service release it and the lake confirm it. Runs the worker, the
+lake sink, the payment service and the console."""
 from __future__ import annotations
 
 import json
@@ -54,7 +56,7 @@ def _open(page, title: str) -> None:
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=30_000)
 
 
-def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
+def test_browser_sign_in_reload_pages_deep_link_and_release(kafka, processes, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from dashboards import users
@@ -98,31 +100,50 @@ def test_browser_sign_in_pages_and_release(kafka, processes, tmp_path):
             _shot(page, "00-sign-in")
             page.get_by_role("button", name="Sign in").click()
             page.get_by_test_id("stSidebarNav").wait_for(timeout=30_000)
+            # a reload is a new Streamlit session: the signed session cookie keeps the sign-in
+            page.wait_for_timeout(1000)  # the cookie's script runs as the page draws
+            page.reload()
+            page.get_by_role("button", name="Sign out").wait_for(timeout=30_000)
+            assert page.get_by_label("Password", exact=True).count() == 0
             for i, title in enumerate(PAGES, start=1):
                 _open(page, title)
                 _shot(page, f"{i:02d}-{title.lower().replace(' & ', '-').replace(' ', '-')}")
 
-            _open(page, "Review queue")
-            page.get_by_label("Transfer id", exact=True).fill(tid)
-            page.get_by_label("Transfer id", exact=True).press("Enter")
+            # a deep link, pasted into the address bar, opens the transfer; its reasons glossary
+            page.goto(f"{ui}/review_queue?transfer={tid}")
             page.get_by_role("heading", name=f"Transfer {tid}").wait_for(timeout=30_000)
-            _shot(page, "10-queue-transfer")
-            page.get_by_role("button", name="Release", exact=True).click()
-            page.get_by_text("release: sent").wait_for(timeout=30_000)
-            _shot(page, "11-released")
-            status = wait_for(lambda: (s := (_get(f"{pay}/{tid}", alice) or {}).get("status")) == "released"
-                              and s, timeout=60, what="the payment service to release it")
-            assert status == "released"
-            # The lake sink records the new status: the transfer leaves the queue.
-            wait_for(lambda: _status_in_lake(data_dir / "lake", tid) == "released", timeout=60,
-                     what="the released status in the lake")
-            time.sleep(5)  # the console's cached queries refresh every 5 s
+            page.get_by_text("Glossary of reason codes (EN / FR)").click()
+            page.get_by_test_id("stExpanderDetails").filter(
+                has=page.get_by_test_id("stDataFrame")).first.wait_for(timeout=30_000)
+            _shot(page, "10-deep-link-and-glossary")
+
+            # the queue, narrowed to that transfer: click its row, release it
             _open(page, "Overview")
             _open(page, "Review queue")
             page.get_by_label("Transfer id", exact=True).fill(tid)
             page.get_by_label("Transfer id", exact=True).press("Enter")
+            page.get_by_text("1 of").wait_for(timeout=30_000)
+            grid = page.get_by_test_id("stDataFrame").first
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the row's selection cell
+            page.get_by_role("heading", name=f"Transfer {tid}").wait_for(timeout=30_000)
+            _shot(page, "11-queue-row-clicked")
+            page.get_by_role("button", name="Release", exact=True).click()
+            # out of the queue at once, before the stream or the lake has it
+            page.get_by_text("out of the queue until the stream confirms").wait_for(timeout=30_000)
             page.get_by_text("0 of").wait_for(timeout=30_000)
-            _shot(page, "12-queue-after-release")
+            _shot(page, "12-released-left-the-queue")
+            status = wait_for(lambda: (s := (_get(f"{pay}/{tid}", alice) or {}).get("status")) == "released"
+                              and s, timeout=60, what="the payment service to release it")
+            assert status == "released"
+            # The lake sink records the new status: the release is confirmed.
+            wait_for(lambda: _status_in_lake(data_dir / "lake", tid) == "released", timeout=60,
+                     what="the released status in the lake")
+            time.sleep(5)  # the console's cached queries refresh every 5 s
+            page.get_by_label("Transfer id", exact=True).fill("")
+            page.get_by_label("Transfer id", exact=True).press("Enter")
+            page.get_by_text("confirmed: it is no longer held").wait_for(timeout=30_000)
+            _shot(page, "13-release-confirmed")
         finally:
             browser.close()
 

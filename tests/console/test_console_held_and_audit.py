@@ -140,7 +140,9 @@ def test_the_queue_page_shows_them_and_an_analyst_can_act_on_a_fallback_hold(lak
     assert set(shown["transfer_id"]) == set(IN_QUEUE)
     assert dict(zip(shown["transfer_id"], shown["held_by"]))["fallback"] == FALLBACK
     at.text_input(key="search").input("fallback").run()
-    assert at.selectbox(key="transfer").value == "fallback"
+    at.session_state["queue-0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()  # the row clicked
+    assert at.header[0].value == "Transfer fallback"
     assert any(t.value == f"Held by: {FALLBACK}" for t in at.text)
     assert any(t.value.startswith("no decision from the stream") for t in at.text)
     # the latest decision here is rules-only: the page says no model is promoted
@@ -174,3 +176,28 @@ def test_the_audit_lists_model_changes_with_actor_reason_and_refusal(lake_dir):
     assert models["refused"].isna()[["ops-ann", "dana"]].all()
     at.text_input(key="actor").input("ops-ann").run()
     assert list(at.dataframe[0].value["actor"]) == ["ops-ann"]
+
+
+@pytest.mark.kafka
+def test_a_released_transfer_leaves_the_queue_at_once_then_the_lake_confirms_it(lake_dir, kafka):
+    from dashboards import common
+
+    at = page("review_queue", "alice", "analyst")
+    at.query_params["transfer"] = "rule-hold"
+    at.run()
+    at.button(key="release").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "rule-hold" not in set(at.dataframe[0].value["transfer_id"])  # at once, lake unchanged
+    assert "rule-hold" in set(common.held_transfers()["transfer_id"])
+    assert any("out of the queue until the stream confirms" in c.value for c in at.caption)
+    assert not at.header  # the decided transfer is closed, no other one opened in its place
+    # the sink writes the payment service's release: confirmed, and forgotten by the session
+    sender = h("account", "payer-3")
+    write(lake_dir, "transfer-status", [s.TransferStatus(
+        id="rule-hold.9", ts=int(time.time() * 1000), transfer_id="rule-hold", sender=sender,
+        recipient=h("account", "payee-3"), amount_cents=4000, status="released",
+        reason="decision:approve model=analyst:alice")], offset0=50)
+    common._query.clear()
+    at.run()
+    assert any("confirmed" in t.value for t in at.toast)
+    assert at.session_state["pending_decisions"] == {}

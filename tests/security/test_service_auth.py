@@ -187,6 +187,7 @@ async def test_payment_endpoints_want_their_callers_token(kafka):
         resp = await client.get(f"/v1/transfers/{tid}", headers=as_user(recipient))
         assert resp.status == 403
         await check(client, Endpoint("POST", "/v1/chargebacks", {"transfer_id": tid}, None, 202))
+        await check(client, Endpoint("POST", f"/v1/transfers/{tid}/cancel", None, sender, 200))
 
 
 # --- keys ------------------------------------------------------------------------------------
