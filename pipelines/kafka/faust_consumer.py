@@ -38,6 +38,11 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         group = getattr(transport, "group", None)
         if group:  # read by aiokafka when it starts (its coordinator): not started yet
             consumer._group_id = group
+        # Committed records only, as every other Vigie consumer (clients.consumer): the payment
+        # service writes transfer-status in transactions, and a fenced or failed one's records
+        # must never reach the lake (the sink) as if they had happened. Faust reads committed
+        # only under exactly-once processing; read by aiokafka when it starts its fetcher.
+        consumer._isolation_level = "read_committed"
         return consumer
 
 

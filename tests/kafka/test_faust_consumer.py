@@ -56,3 +56,42 @@ def test_a_never_committed_partition_is_read_again_from_its_start(kafka):
 
 def test_a_committed_partition_goes_back_to_its_committed_offset(kafka):
     assert asyncio.run(_fetched_then_sought(3)) == (5, 3, 3)
+
+
+async def _read_by_the_faust_consumer() -> list[bytes]:
+    """One record in an aborted transaction, then one committed, on a new topic; what the
+    consumer the Faust apps (worker, lake sink) are given reads of it."""
+    from pipelines.stream.app import make_app  # the app the worker and the sink are made by
+
+    kwargs, topic = settings.load().kafka.aiokafka_kwargs(), f"t-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**kwargs)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(**kwargs, transactional_id=f"tx-{topic}")
+    await producer.start()
+    await producer.begin_transaction()  # e.g. a fenced payment instance's last change
+    await producer.send_and_wait(topic, b"aborted")
+    await producer.abort_transaction()
+    async with producer.transaction():
+        await producer.send_and_wait(topic, b"committed")
+    await producer.stop()
+    app = make_app(f"t-{topic}")
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        got: list[bytes] = []
+        for _ in range(30):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got += [r.value for r in records]
+            if b"committed" in got:
+                return got
+        return got
+    finally:
+        await consumer.stop()
+
+
+def test_the_faust_apps_read_committed_records_only(kafka):
+    # the payment service writes statuses in transactions: an aborted one never reached the lake
+    assert asyncio.run(_read_by_the_faust_consumer()) == [b"committed"]
