@@ -2,8 +2,8 @@
 routes and the msgspec structs the handlers decode (``msgspec.json.schema_components``), served
 at ``GET /openapi.json`` without a token (it describes the API, it holds no data).
 
-A route that reads a body or a query must have its struct in ``BODIES``/``QUERIES``
-(tests/services/test_openapi.py checks both ways)."""
+A route that reads a body or a query must have its struct in ``bodies``/``queries``, and a
+POST that reads none is named in ``NO_BODY`` (tests/services/test_openapi.py checks both ways)."""
 from __future__ import annotations
 
 import msgspec
@@ -28,6 +28,10 @@ def bodies() -> dict[tuple[str, str], type]:
         ("POST", "/v1/suggestions/{id}/response"): rq.SuggestionResponseRequest,
         ("PUT", "/v1/users/{user}/assistant"): rq.Switch,
     }
+
+
+# POSTs whose path says everything: the action on the resource it names.
+NO_BODY = {("POST", "/v1/transfers/{id}/cancel")}
 
 
 def queries() -> dict[tuple[str, str], type]:
