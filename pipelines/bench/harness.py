@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.contracts import privacy
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import EmbeddedKafka, free_port
 from pipelines.kafka.clients import ensure_topics
@@ -33,6 +34,7 @@ def fresh_environment(partitions: int = 4):
                VIGIE_KAFKA_PRINCIPAL="admin")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    privacy.forget_key()  # this process hashes as its children do: with the new secrets dir's key
     asyncio.run(ensure_topics())
     try:
         yield broker, root
@@ -43,6 +45,7 @@ def fresh_environment(partitions: int = 4):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        privacy.forget_key()  # and with the key it had before, once back
 
 
 def spawn(root: Path, name: str, *args: str) -> subprocess.Popen:

@@ -37,7 +37,8 @@ _ANY_HASH = re.compile(r"^[adikbc]_[0-9a-f]{%d}$" % HEX_CHARS)
 
 
 @lru_cache(maxsize=1)
-def _key() -> bytes:
+def hash_key() -> bytes:
+    """The deployment's HMAC key (read once: every keyed hash of the process uses it)."""
     conf = settings.load()  # outside a demo, fails without VIGIE_HASH_KEY
     if conf.hash_key_is_demo:
         log.warning("VIGIE_HASH_KEY is not set: a demo, keyed with the key generated in %s. "
@@ -45,10 +46,18 @@ def _key() -> bytes:
     return conf.hash_key
 
 
+def forget_key() -> None:
+    """Forget the cached key and every hash made with it. Only for a process that moves from
+    one deployment to another: the tests' and benchmarks' fresh environments
+    (``pipelines.bench.harness``), whose processes hash with another key."""
+    hash_key.cache_clear()
+    pseudonymize.cache_clear()
+
+
 @lru_cache(maxsize=1_000_000)
 def pseudonymize(kind: str, raw: str) -> str:
     """The keyed hash of one raw identifier, e.g. ``pseudonymize("device", "ios-8F2A…")``."""
-    digest = hmac.new(_key(), f"{kind}:{raw}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(hash_key(), f"{kind}:{raw}".encode(), hashlib.sha256).hexdigest()
     return PREFIXES[kind] + digest[:HEX_CHARS]
 
 
@@ -60,5 +69,5 @@ def code_digest(scope: str, code: str) -> str:
     """The keyed hash of a one-time code, bound to ``scope`` (a recovery case), e.g. what a
     topic carries for a verification code sent to an account's owner. Not cached, unlike
     ``pseudonymize``: a code is a secret and does not stay in memory once hashed."""
-    digest = hmac.new(_key(), f"code:{scope}:{code}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(hash_key(), f"code:{scope}:{code}".encode(), hashlib.sha256).hexdigest()
     return "v_" + digest[:HEX_CHARS]

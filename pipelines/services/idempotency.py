@@ -28,13 +28,12 @@ import hmac
 import logging
 import math
 from collections import OrderedDict
-from functools import lru_cache
 from typing import Awaitable, Callable, Hashable, Optional, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from pipelines.contracts import schemas as s, settings
+from pipelines.contracts import privacy, schemas as s
 from pipelines.contracts.settings import env_seconds
 from pipelines.contracts.topics import KEEP_REPLIES_MS as KEEP_MS
 from pipelines.services.auth import CALLER
@@ -51,11 +50,6 @@ log = logging.getLogger(__name__)
 def deadline_s() -> float:
     """How long a request waits for the log before answering 503 (``VIGIE_PUBLISH_DEADLINE_S``)."""
     return env_seconds("VIGIE_PUBLISH_DEADLINE_S", 5)
-
-
-@lru_cache(maxsize=1)
-def _hash_key() -> bytes:
-    return settings.load().hash_key
 
 
 def header(request: web.Request) -> Optional[str]:
@@ -78,12 +72,12 @@ def caller_scope(request: web.Request) -> str:
 def key_id(scope: str, key: str, what: str) -> str:
     """The key, keyed-hashed with its scope and what it is for: 32 hex digits."""
     msg = f"idempotency:{what}:{scope}:{key}".encode()
-    return hmac.new(_hash_key(), msg, hashlib.sha256).hexdigest()[:32]
+    return hmac.new(privacy.hash_key(), msg, hashlib.sha256).hexdigest()[:32]
 
 
 def digest(body: bytes) -> str:
     """A keyed digest of a request (its canonical encoding), to tell a retry from a new body."""
-    return hmac.new(_hash_key(), b"body:" + body, hashlib.sha256).hexdigest()
+    return hmac.new(privacy.hash_key(), b"body:" + body, hashlib.sha256).hexdigest()
 
 
 def unavailable(deadline: float) -> ApiError:

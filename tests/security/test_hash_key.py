@@ -52,3 +52,22 @@ def test_a_demo_key_is_made_once_per_secrets_dir_and_processes_started_together_
     assert len(key_file.read_text().strip()) >= 40  # 256 random bits
     assert start_many(tmp_path / "one", n=2) == first  # kept: the same lake, the same hashes
     assert start_many(tmp_path / "two", n=1) != first  # another demo, another key
+
+
+def test_a_fresh_environment_hashes_as_its_children_do_and_as_before_once_left(tmp_path, monkeypatch):
+    """The tests and benchmarks move this process into another deployment (a fresh broker and
+    secrets dir, ``pipelines.bench.harness``) and back: the keyed hashes it makes must follow,
+    or a list entry it writes never matches the account its child processes hash."""
+    from pipelines.contracts import privacy
+
+    before = privacy.pseudonymize("account", "alice")
+    monkeypatch.setenv("VIGIE_SECRETS_DIR", str(tmp_path / "another"))
+    assert privacy.pseudonymize("account", "alice") == before  # the key is read once...
+    privacy.forget_key()  # ...so moving to another deployment forgets it
+    env = {**os.environ, "VIGIE_SECRETS_DIR": str(tmp_path / "another")}
+    child = subprocess.run([sys.executable, "-c", HASH_ALICE], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60).stdout.strip()
+    assert privacy.pseudonymize("account", "alice") == child != before
+    monkeypatch.undo()
+    privacy.forget_key()
+    assert privacy.pseudonymize("account", "alice") == before
