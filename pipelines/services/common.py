@@ -70,7 +70,8 @@ async def json_errors(request: web.Request, handler):
     except KafkaError as exc:
         log.error("%s %s: event log unavailable (%s)", request.method, _route(request),
                   type(exc).__name__)
-        return web.json_response({"error": "event log unavailable, retry later"}, status=503)
+        return web.json_response({"error": "event log unavailable, retry later"}, status=503,
+                                 headers={"Retry-After": "1"})  # as every 503 of the services
     except Exception:
         log.exception("%s %s failed", request.method, _route(request))  # no body, no path
         return web.json_response({"error": "internal error"}, status=500)

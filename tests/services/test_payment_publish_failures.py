@@ -75,7 +75,7 @@ async def test_a_refused_publish_never_leaves_memory_ahead_of_the_log(own_broker
             resp = await client.post("/v1/transfers", json={
                 "sender": sender, "recipient": rid(), "amount_cents": 100,
                 "card_number": "4111111111111111"}, headers=as_user(sender))
-            assert resp.status == 503
+            assert resp.status == 503 and resp.headers["Retry-After"] == "1"  # when to try again
             assert (await resp.json()) == {"error": "event log unavailable, retry later"}
             assert set(service.transfers) == {paid["transfer_id"], late["transfer_id"]}
 

@@ -89,9 +89,10 @@ def dead_letters() -> list[s.DeadLetter]:
 def test_skewed_producers_are_ordered_by_event_time_and_far_future_events_refused(tmp_path):
     from pipelines.bench.harness import fresh_environment
 
-    now = int(time.time() * 1000)
-    transfers, others, refused = skewed_history("clk-", now)
     with fresh_environment() as _, DecisionWatcher() as watcher:
+        # made in the fresh environment: hashed with its key, as the late transfer below is
+        now = int(time.time() * 1000)
+        transfers, others, refused = skewed_history("clk-", now)
         # A backlog, as when the messaging host's batch lands after the payment host's: the
         # transfers are read first, and each must still see only what came before it in event
         # time; the far-future message sits among alice's messages.
