@@ -54,3 +54,13 @@ def processes(tmp_path):
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()
+
+
+@pytest.fixture(scope="module")
+def own_broker():
+    """A broker of the test module's own, for tests that change a topic's settings, stop the
+    broker, or must not meet what the session's other tests left on the shared one."""
+    from pipelines.bench.harness import fresh_environment
+
+    with fresh_environment() as (broker, _):
+        yield broker

@@ -4,7 +4,7 @@ new transfer gets a 503 and does not exist, a decision and a due payout are not 
 memory keeps what the log has. Once the broker takes records again, the changes that failed
 are made, in order, and memory equals what a fresh instance rebuilds from the log.
 
-A broker of its own (``own_broker``, tests/services/conftest.py): the refusal is a topic setting,
+A broker of its own (``own_broker``, tests/conftest.py): the refusal is a topic setting,
 which the session's broker must not see.
 """
 from __future__ import annotations

@@ -150,11 +150,15 @@ def test_skewed_producers_are_ordered_by_event_time_and_far_future_events_refuse
 
 # --- deadlines: the payment host's own clock -------------------------------------------------
 @pytest.mark.parametrize("skew", [AHEAD, BEHIND], ids=["ahead", "behind"])
-def test_a_skewed_payment_host_still_waits_out_its_availability_delay(kafka, monkeypatch, skew):
+def test_a_skewed_payment_host_still_waits_out_its_availability_delay(own_broker, monkeypatch,
+                                                                     skew):
     """``payout_due_ts`` is stamped and checked on the payment host's clock, so a host 5 minutes
     off either way still gives Vigie the whole delay (here 2 s): an undecided transfer is held
     by the fallback neither 5 minutes early nor 5 minutes late, an approved one paid out after
-    the delay, whatever the stamps of the stream's decisions (the worker's clock)."""
+    the delay, whatever the stamps of the stream's decisions (the worker's clock).
+    On a broker of its own: on the session's, the instance would first adopt the transfers the
+    stream tests wrote without a payment service and apply their backlog of decisions, one
+    transaction each, and this test's decision could come after its 2 s."""
     monkeypatch.setenv("VIGIE_AVAILABILITY_DELAY_S", "2")
     monkeypatch.setattr(payment, "now_ms", lambda: common.now_ms() + skew)  # the host's clock
 
