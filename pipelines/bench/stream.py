@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from features.replay import replay
-from pipelines.bench.harness import cpu_seconds, fresh_environment, percentile, spawn, stop
+from pipelines.bench.harness import cpu_seconds, fresh_environment, median, percentile, spawn, stop
 from pipelines.contracts import schemas, settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.contracts.topics import key_of
@@ -308,6 +308,25 @@ def replay_rate(users: int = 8000, days: float = 4.0) -> dict:
         rates[n_workers] = len(events) / (time.perf_counter() - started)
     return {"replay_events_per_s": rates[workers], "replay_workers": workers,
             "replay_events_per_s_one_process": rates[1], "replay_transfers": n}
+
+
+def throughput(runs: int = 2, users: int = 3000, days: float = 2.0) -> dict:
+    """The worker's CPU an event and events/s on a backlog, against the aiokafka ceiling measured
+    in the same run, ``runs`` times: medians, and each run's figures (the A/B of
+    docs/benchmarks.md; a shorter log than ``pipeline``'s, so that two runs take minutes)."""
+    keys = ("pipeline_cpu_us_per_event", "pipeline_events_per_s", "ceiling_aiokafka_events_per_s",
+            "ratio_pipeline_to_aiokafka")
+    each = []
+    for _ in range(runs):
+        figures = {**ceilings(), **pipeline(users=users, days=days, latency_rates=())}
+        figures["ratio_pipeline_to_aiokafka"] = (figures["pipeline_events_per_s"]
+                                                 / figures["ceiling_aiokafka_events_per_s"])
+        print(figures, flush=True)
+        each.append(figures)
+    out = {f"{key}_runs": [round(f[key], 3) for f in each] for key in keys}
+    out.update({key: median([f[key] for f in each]) for key in keys})
+    out.update({key: each[0][key] for key in ("pipeline_log_events", "pipeline_log_transfers")})
+    return out
 
 
 def run() -> dict:

@@ -26,6 +26,9 @@ ADMIN = "admin"
 # The Faust app ids (pipelines/stream/worker.py): each is its consumer group and the prefix of
 # its own topics (changelogs, the leader topic).
 WORKER_APP, SINK_APP = "vigie", "vigie-lake-sink"
+# The worker's group WORKER_APP is its batch ingest's (the input topics); its Faust stages
+# (internal topics, tables) consume as this one (pipelines/stream/ingest.py).
+STAGES_GROUP = "vigie-stages"
 # The console's audit trail of sign-ins and SQL queries (dashboards/).
 CONSOLE_AUDIT = "console-audit"
 
@@ -49,7 +52,7 @@ RIGHTS: dict[str, Rights] = {
     "worker": Rights(
         writes=("decisions", "notifications", "recovery", "labels", "dead-letters",
                 *INTERNAL_TOPICS),
-        reads=WORKER_READS, groups=(WORKER_APP,), app=WORKER_APP, not_apps=(SINK_APP,)),
+        reads=WORKER_READS, groups=(WORKER_APP, STAGES_GROUP), app=WORKER_APP, not_apps=(SINK_APP,)),
     "sink": Rights(writes=("data-quality",), reads=("*",), groups=(SINK_APP,), app=SINK_APP),
     # Not ``recovery``: only the stream says a case moved (an owner's answer, its code's
     # hash, go on owner-verification, which the stream checks).

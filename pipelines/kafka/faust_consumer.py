@@ -1,5 +1,7 @@
-"""Faust's aiokafka transport with one fix: after a rebalance, a partition that its consumer
-group never committed is read again from its first record.
+"""Faust's aiokafka transport with two changes: after a rebalance, a partition that its consumer
+group never committed is read again from its first record; and the worker's Faust stages may
+join a consumer group other than their app id (``Transport.group``: the worker's own group, named
+after the app, is its batch ingest's, pipelines/stream/ingest.py).
 
 Faust drops the records it fetched while a rebalance or a table recovery stops the flow, then
 seeks every partition back to its committed offset (``Consumer.perform_seek``). aiokafka's
@@ -33,6 +35,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
+        group = getattr(transport, "group", None)
+        if group:  # read by aiokafka when it starts (its coordinator): not started yet
+            consumer._group_id = group
         # Committed records only, as every other Vigie consumer (clients.consumer): the payment
         # service writes transfer-status in transactions, and a fenced or failed one's records
         # must never reach the lake (the sink) as if they had happened. Faust reads committed
@@ -48,3 +53,4 @@ class Consumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    group: str | None = None  # the Faust consumer group; None: the app id, as in Faust

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pipelines.contracts import settings as settings_mod
 from pipelines.contracts.topics import INPUT_TOPICS
 
-WORKER_GROUP = "vigie"  # make_app("vigie") in pipelines/stream/worker.py
+WORKER_GROUP = "vigie"  # the worker's batch ingest of the input topics (pipelines/stream/ingest.py)
 
 
 async def group_lag(group: str = WORKER_GROUP, topics: Iterable[str] = INPUT_TOPICS,

@@ -15,7 +15,10 @@ from pipelines.kafka.faust_consumer import Transport
 from pipelines.kafka.faust_metrics import instrument
 
 
-def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
+def make_app(app_id: str, worker_name: str | None = None,
+             group: str | None = None) -> faust.App:
+    """A Faust app; ``group``: its stages' consumer group, when not the app id (the decision
+    worker's group is its batch ingest's, docs/stream.md#ingest)."""
     conf = settings_mod.load()
     name = worker_name or os.environ.get("VIGIE_WORKER_NAME", "w1")
     datadir = Path(conf.state_dir) / app_id / name
@@ -59,4 +62,5 @@ def make_app(app_id: str, worker_name: str | None = None) -> faust.App:
     # Faust's aiokafka transport, but a never-committed partition is re-read from its start
     # after a rebalance instead of losing what was fetched before it (faust_consumer's doc).
     app.transport = Transport(app.conf.broker_consumer, app)
+    app.transport.group = group
     return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)

@@ -4,15 +4,22 @@ partition; for a transfer, each entity first reports its features (a *part*) to 
 
 One table (``entity-states``) holds one value per entity: its whole feature state plus the
 delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each Faust table write is
-a changelog record, the dominant cost: states are written once per entity per record consumed
-(``write_states``), however many of the entity's events that record released.
+a RocksDB put and a changelog record, once the dominant cost: a partition's changed states are
+kept in a write buffer (read through by the stage) and written once per flush interval
+(``FLUSH_S``), however many of an entity's events came meanwhile; the records whose events they
+hold are acknowledged only after the write. Why: docs/stream.md#entity-state-writes
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import time
+import weakref
 from typing import Callable, Optional
 
 import msgspec
+from faust import streams as faust_streams
 
 from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
@@ -28,6 +35,10 @@ from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENT
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000
 PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is kept 10 min
+# How long a partition's changed states wait in the write buffer, and how many may wait, before
+# they are written (and the records they came from acknowledged).
+FLUSH_S = float(os.environ.get("VIGIE_STATE_FLUSH_MS") or 100) / 1000
+FLUSH_STATES = 5000
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
 # the replay's tie-break between events of the same millisecond: by topic, then event id
 _RANK = {name: TOPIC_ORDER.get(spec.schema, 9) for name, spec in TOPICS.items()}
@@ -75,7 +86,8 @@ class EntityStage:
 
     def __init__(self, table, send_entity, send_part):
         self.table = table
-        self.unwritten: dict[bytes, Optional[bytes]] = {}  # entity key -> state (None: gone)
+        # the write buffer: partition -> entity key -> state (None: gone)
+        self.unwritten: dict[int, dict[bytes, Optional[bytes]]] = {}
         self.send_entity = send_entity  # async (entity key, Routed) -> None, derived events
         self.send_part = send_part  # async (key, value) -> None, to transfer-parts
         self.watch = None  # async (role, event, account state) -> None, after an account learns
@@ -85,7 +97,9 @@ class EntityStage:
         place there (record offset * MAX_BUNDLE + index in the bundle), which numbers the
         events it derives."""
         table_key = entity_key(routed.kind, routed.key)
-        unwritten = self.unwritten
+        unwritten = self.unwritten.get(partition)
+        if unwritten is None:
+            unwritten = self.unwritten[partition] = {}
         stored = decode_stored(unwritten[table_key] if table_key in unwritten
                                else self.table.get(table_key))
         marks = stored.marks if stored else {}
@@ -129,26 +143,85 @@ class EntityStage:
         else:
             unwritten[table_key] = encode(Stored(state.to_bytes(), marks, parts))
 
-    def write_states(self) -> None:
-        """Write the states changed since the last call, one table write per entity however
-        many of its events were applied: each write is a changelog record. Call it before
-        acknowledging what was applied."""
-        for key, value in self.unwritten.items():
-            if value is None:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = value
-        self.unwritten.clear()
+    def write_states(self, partition: Optional[int] = None) -> None:
+        """Write the states of ``partition`` (all when None) changed since the last call, one
+        table write per entity however many of its events were applied: each write is a
+        changelog record. Call it before acknowledging what was applied."""
+        for part in ([partition] if partition is not None else list(self.unwritten)):
+            for key, value in self.unwritten.pop(part, {}).items():
+                if value is None:
+                    self.table.pop(key, None)
+                else:
+                    self.table[key] = value
+
+    def forget(self, partitions) -> None:
+        """Partitions this worker lost: their unwritten states are dropped, and the records
+        they came from, unacknowledged, are applied again by the next owner."""
+        for partition in partitions:
+            self.unwritten.pop(partition, None)
 
 
-def register(app, watch=None):
+class Flushes:
+    """When each entity-events partition's write buffer is written: every ``FLUSH_S`` or
+    ``FLUSH_STATES`` changed states, and only then are its finished records acknowledged."""
+
+    def __init__(self, stage: EntityStage, acks: InOrderAcks, derived: Bundler):
+        self.stage, self.acks, self.derived = stage, acks, derived
+        self.lock = asyncio.Lock()
+        self.held: dict[int, list] = {}  # partition -> ack handles of records fully applied
+        self.since: dict[int, float] = {}  # partition -> when its oldest unwritten change came
+        self.last: dict[int, object] = {}  # partition -> its last record (Faust event)
+
+    def finished(self, partition: int, event, handles: list) -> None:
+        self.last[partition] = event
+        self.since.setdefault(partition, time.monotonic())
+        self.held.setdefault(partition, []).extend(handles)
+
+    def overdue(self) -> list[int]:
+        now = time.monotonic()
+        return [p for p, since in self.since.items() if now - since >= FLUSH_S]
+
+    async def flush_due(self, partition: int) -> None:
+        since = self.since.get(partition)
+        if since is not None and (time.monotonic() - since >= FLUSH_S or len(
+                self.stage.unwritten.get(partition, ())) >= FLUSH_STATES):
+            await self.flush(partition)
+
+    async def flush(self, partition: int) -> None:
+        """Write the partition's buffer, then acknowledge its finished records. Faust writes a
+        table in the partition of the event being handled (its RocksDB and changelog): the
+        partition's last record stands as that event, also when a timer flushes."""
+        event = self.last.pop(partition, None)
+        handles = self.held.pop(partition, [])
+        self.since.pop(partition, None)
+        if event is None:
+            return
+        token = faust_streams._current_event.set(weakref.ref(event))
+        try:
+            self.stage.write_states(partition)
+        finally:
+            faust_streams._current_event.reset(token)
+        await self.derived.flush()  # before the acknowledgements: nothing derived is lost
+        for handle in handles:
+            self.acks.finish(handle)
+
+    def forget(self, partitions) -> None:
+        partitions = list(partitions)
+        self.stage.forget(partitions)
+        for partition in partitions:
+            self.held.pop(partition, None)
+            self.since.pop(partition, None)
+            self.last.pop(partition, None)
+
+
+def register(app, inputs, watch=None):
     """The entity agent. Events wait in ``watermarks.Aligner`` until the watermark says every
     earlier event has arrived, then are applied in event-time order; a record is acknowledged
     only once every event of its bundle is applied, so a crash re-reads what was waiting."""
     entity_topic = raw_topic(app, ENTITY_EVENTS)
     parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
-    clock, aligner, partitions = watermarks.register(app, entity_topic)
+    clock, aligner, partitions = watermarks.register(app, entity_topic, inputs)
     derived = Bundler(entity_topic, partitions)
 
     async def send_entity(key, routed):
@@ -162,42 +235,62 @@ def register(app, watch=None):
 
     acks = InOrderAcks()
     acks.register(app, ENTITY_EVENTS)
+    flushes = Flushes(stage, acks, derived)
+
+    @app.on_partitions_revoked.connect
+    async def drop_unwritten(app, revoked, **kwargs):
+        async with flushes.lock:  # not amid a record's events
+            flushes.forget(tp.partition for tp in revoked
+                           if tp.topic == entity_topic.get_topic_name())
 
     @app.agent(entity_topic, name="entities")
     async def entities(stream):
         async for event in stream.noack().events():
-            partition = event.message.partition
-            handle = acks.track(event)
-            if event.key == watermarks.WATERMARK_KEY:
-                aligner.watermark(partition, watermarks.decode_watermarks(event.value))
-                acks.finish(handle)
-            else:
-                try:
-                    bundle = BUNDLE_DECODER.decode(event.value)
-                except msgspec.DecodeError:
-                    log.exception("unreadable entity events at [%d]@%d", partition,
-                                  event.message.offset)
-                    bundle = []
-                if not bundle:
-                    acks.finish(handle)
-                unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
-                base = event.message.offset * MAX_BUNDLE
-                for i, routed in enumerate(bundle):
-                    order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
-                    aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
-            finished = []
-            for unapplied, position, routed in aligner.ready(partition):
-                try:
-                    await stage.apply(routed, partition, position)
-                except Exception:  # a bug must not stop every entity behind this one
-                    log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
-                                  position // MAX_BUNDLE)
-                unapplied[1] -= 1
-                if not unapplied[1]:
-                    finished.append(unapplied[0])
-            stage.write_states()  # in this record's partition, like the events applied
-            await derived.flush()  # before the acknowledgements: nothing derived is lost
-            for handle in finished:
-                acks.finish(handle)
+            async with flushes.lock:  # one flush at a time, never amid a record's events
+                await handle(event)
+
+    async def handle(event) -> None:
+        partition = event.message.partition
+        handle = acks.track(event)
+        if event.key == watermarks.WATERMARK_KEY:
+            aligner.watermark(partition, watermarks.decode_watermarks(event.value))
+            flushes.finished(partition, event, [handle])
+        else:
+            try:
+                bundle = BUNDLE_DECODER.decode(event.value)
+            except msgspec.DecodeError:
+                log.exception("unreadable entity events at [%d]@%d", partition,
+                              event.message.offset)
+                bundle = []
+            if not bundle:
+                flushes.finished(partition, event, [handle])
+            unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
+            base = event.message.offset * MAX_BUNDLE
+            for i, routed in enumerate(bundle):
+                order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
+                aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
+        finished = []
+        for unapplied, position, routed in aligner.ready(partition):
+            try:
+                await stage.apply(routed, partition, position)
+            except Exception:  # a bug must not stop every entity behind this one
+                log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
+                              position // MAX_BUNDLE)
+            unapplied[1] -= 1
+            if not unapplied[1]:
+                finished.append(unapplied[0])
+        await derived.flush()  # now: derived events are late already (docs/stream.md)
+        flushes.finished(partition, event, finished)
+        await flushes.flush_due(partition)
+
+    @app.task
+    async def flush_idle():
+        """A partition whose records stopped coming: its buffer is written all the same (a
+        loop, not app.timer: a late wake-up on a busy worker is normal, not a warning)."""
+        while not app.should_stop:
+            await asyncio.sleep(FLUSH_S)
+            async with flushes.lock:
+                for partition in flushes.overdue():
+                    await flushes.flush(partition)
 
     return entity_topic, clock, partitions

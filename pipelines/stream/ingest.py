@@ -12,11 +12,17 @@ import base64
 import datetime as dt
 import logging
 import os
+import signal
 import time
 from typing import Optional
 
-from pipelines.contracts import metrics, schemas
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from pipelines.contracts import metrics, schemas, settings as settings_mod
 from pipelines.contracts.topics import INPUT_TOPICS, InvalidEvent, decode
+from pipelines.kafka.acls import WORKER_APP
+from pipelines.kafka.faust_metrics import LAG_EVERY_S
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +36,16 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
     )
 
 
-# A micro-batch: this many records, or what came within the window. Its routed events travel as
-# one bundle per entity partition, so a wider window means fewer, fuller records downstream: on a
-# backlog, 20 ms takes 326 us of worker CPU an event against 488 us at 2 ms (docs/benchmarks.md),
-# for up to 20 ms more latency when traffic is sparse (events wait as long for the watermark
-# tick anyway). Faust's take_events fills its buffer one record at a time in the background, so
-# in 2 ms only a few records arrive, even on a backlog.
-BATCH = 1000
-BATCH_WITHIN_S = float(os.environ.get("VIGIE_INGEST_WINDOW_MS") or 20) / 1000
+# A batch: at most this many records per ``getmany``. Its routed events travel as one bundle per
+# entity partition, so fuller batches mean fewer, fuller records downstream. On a backlog every
+# fetch fills it; when traffic is sparse a batch holds what came within BATCH_WAIT_MS (events wait
+# as long for the watermark tick anyway).
+BATCH = 2000
+BATCH_WAIT_MS = int(os.environ.get("VIGIE_INGEST_WINDOW_MS") or 20)
+# A test hook (tests/stream/test_batch_ingest_crash.py): the worker kills itself (SIGKILL) once
+# this many batches had their produces acknowledged, before committing the last one's offsets.
+CRASH_AFTER_PRODUCE = int(os.environ.get("VIGIE_TEST_CRASH_AFTER_PRODUCE") or 0)
+RETRY_S = 1.0  # after a batch that failed (produce or commit)
 
 # How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
 # seconds, a badly kept host by minutes: accepted, the event is merely early (or the others
@@ -111,65 +119,164 @@ class Early:
             self.said = time.monotonic()
 
 
-def register(app, handle_valid) -> None:
-    """Add the ingest agent to ``app``; ``handle_valid(topic, event, message)`` gets every
-    valid event (an async callable: the feature and decision stages),
-    ``handle_valid.skipped(message)``, if it exists, every dead-lettered one, and
-    ``handle_valid.flush()``, if it exists, is awaited at the end of every micro-batch."""
+class InputConsumer:
+    """The ingest stage's own Kafka consumer of the input topics, in the worker's group
+    (``acls.WORKER_APP``; the Faust stages have their own, ``acls.STAGES_GROUP``), so added
+    workers share the input partitions. The watermark tick asks it what this worker owns
+    (``assignment``), what the group committed (``committed``) and where the logs end."""
+
+    def __init__(self, app):
+        self.app = app
+        self.consumer: Optional[AIOKafkaConsumer] = None
+        self.committed: dict[TopicPartition, Optional[int]] = {}
+        self.on_assigned: list = []  # callables, after each assignment (e.g. resend watermarks)
+
+    def assignment(self) -> set:
+        return self.consumer.assignment() if self.consumer is not None else set()
+
+    async def end_offsets(self, tps) -> dict:
+        return await self.consumer.end_offsets(list(tps))
+
+    async def start(self) -> AIOKafkaConsumer:
+        conf = self.app.conf
+        self.consumer = AIOKafkaConsumer(
+            **settings_mod.load().kafka.aiokafka_kwargs(), group_id=WORKER_APP,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
+            fetch_max_wait_ms=BATCH_WAIT_MS, client_id=f"{conf.broker_client_id}-ingest",
+            # the same failover as the Faust stages (pipelines/stream/app.py)
+            session_timeout_ms=int(conf.broker_session_timeout * 1000),
+            heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000),
+            rebalance_timeout_ms=int(conf.broker_rebalance_timeout * 1000),
+            request_timeout_ms=int(conf.broker_request_timeout * 1000))
+        self.consumer.subscribe(INPUT_TOPICS, listener=_Rebalance(self))
+        await self.consumer.start()
+        return self.consumer
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit what this worker still owns; a partition it lost since is re-read by its new
+        owner (the stages are idempotent under redelivery)."""
+        owned = self.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:  # a rebalance came between
+            log.info("input offsets not committed (%r): their records are read again", exc)
+            return
+        self.committed.update(offsets)
+
+    def report_lag(self) -> None:
+        """The input partitions' lag for the metrics (the Faust stages' is faust_metrics'):
+        the end offset last fetched minus the offset last committed."""
+        for tp, offset in list(self.committed.items()):
+            end = self.consumer.highwater(tp) if self.consumer is not None else None
+            if end is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - (offset or 0)))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, inputs: InputConsumer):
+        self.inputs = inputs
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        for tp in revoked:
+            if self.inputs.committed.pop(tp, None) is not None:
+                try:  # no longer this process's lag
+                    metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+                except KeyError:
+                    pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        consumer = self.inputs.consumer
+        for tp in assigned:
+            self.inputs.committed[tp] = await consumer.committed(tp)
+        for callback in self.inputs.on_assigned:
+            callback()
+
+
+def register(app, inputs: InputConsumer, handle_valid) -> None:
+    """Add the ingest stage to ``app``: a task of the worker that reads ``inputs`` in batches
+    (outside Faust's per-record path: docs/stream.md#ingest). ``handle_valid(topic, event,
+    record)`` gets every valid event (an async callable: the feature and decision stages),
+    ``handle_valid.skipped(record)``, if it exists, every dead-lettered one, and
+    ``handle_valid.flush()``, if it exists, is awaited at the end of every batch. A batch's
+    input offsets are committed only once Kafka has acknowledged everything it produced."""
     skipped = getattr(handle_valid, "skipped", None)
     flush = getattr(handle_valid, "flush", None)
-    inputs = app.topic(*INPUT_TOPICS, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic("dead-letters", key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
     early = Early()
 
-    async def handle(batch) -> bool:
-        """Handle a micro-batch; False if the app began stopping first (nothing flushed)."""
+    async def handle(records) -> bool:
+        """Handle a batch; False if the app began stopping first (nothing flushed)."""
         now = int(time.time() * 1000)
-        for event in batch:
+        for record in records:
             if app.should_stop:
                 return False
-            message = event.message
             try:
-                valid = decode(message.topic, event.value)
+                valid = decode(record.topic, record.value)
                 reason = ahead_of_clock(valid, now)
             except InvalidEvent as exc:
                 valid, reason = None, str(exc)
             if reason is not None:
-                letter = dead_letter(reason, message.topic, message.partition,
-                                     message.offset, event.value)
+                letter = dead_letter(reason, record.topic, record.partition, record.offset,
+                                     record.value)
                 await dead_letters.send(value=schemas.encode(letter))
-                log.info("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                         message.offset, letter.reason)
+                log.info("dead-lettered %s[%d]@%d: %s", record.topic, record.partition,
+                         record.offset, letter.reason)
                 if skipped is not None:
-                    skipped(message)  # handled, as far as its source's progress goes
+                    skipped(record)  # handled, as far as its source's progress goes
                 continue
-            early.note(message.topic, valid, now)
-            await handle_valid(message.topic, valid, message)
+            early.note(record.topic, valid, now)
+            await handle_valid(record.topic, valid, record)
         if flush is not None:
             await flush()
         early.say()
         return True
 
-    @app.agent(inputs, name="ingest")
-    async def ingest(stream):
-        # take_events acknowledges a batch once this body is done with it, whatever happened
-        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            try:
-                finished = await handle(batch)
-            except asyncio.CancelledError:
-                keep_unacknowledged(batch)
-                raise
-            if not finished:
-                keep_unacknowledged(batch)
+    async def handle_batch(batch: dict) -> bool:
+        """Handle, produce and commit one ``getmany`` batch; False if the app began stopping."""
+        if not app.flow_control.is_active():
+            # Faust's stages are rebalancing or recovering their tables (the control table the
+            # router reads among them): wait, as Faust's own agents do
+            await app.flow_control.acquire()
+        for tp, records in batch.items():  # what Faust's sensor counts for its own topics
+            metrics.EVENTS_IN.labels(tp.topic).inc(len(records))
+        if not await handle([r for records in batch.values() for r in records]):
+            return False
+        await app.producer.flush()  # every bundle, dead letter, decision, control change
+        nonlocal produced
+        produced += 1
+        if produced == CRASH_AFTER_PRODUCE:
+            log.warning("test hook: killed after a batch's produce, before its commit")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        return True
 
+    produced = 0  # batches produced and acknowledged (the test hook counts them)
 
-def keep_unacknowledged(batch) -> None:
-    """Leave a batch for the next worker. A stopping worker closes its tables before it stops
-    its agents: an event handled then reads empty tables (an analyst's rule change refused as
-    "no rule named …", dead-lettered). So once the app stops, nothing more is handled, and the
-    unfinished batch keeps one more reference per message: take_events' ack then does not mark
-    it done, its offsets are not committed, and the next worker reads it again."""
-    for event in batch:
-        event.message.incref()
+    @app.timer(LAG_EVERY_S, name="vigie.ingest-lag")
+    async def input_lag():
+        inputs.report_lag()
+
+    @app.task
+    async def ingest():
+        # A stopping worker closes its tables before its tasks stop, so once the app stops
+        # nothing more is handled or committed: the batch in hand is read again by the next
+        # owner of its partitions.
+        consumer = await inputs.start()
+        try:
+            while not app.should_stop:
+                batch = {}
+                try:
+                    batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
+                    if batch and not await handle_batch(batch):
+                        break
+                except Exception:  # the broker gone, say: read the batch again, later
+                    log.exception("ingest batch failed: read again in %.0f s", RETRY_S)
+                    for tp, records in batch.items():
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(RETRY_S)
+        finally:
+            await consumer.stop()

@@ -220,25 +220,27 @@ class Aligner:
 
 
 # --- the Faust side ----------------------------------------------------------------------------
-def register(app, entity_topic) -> tuple[SourceClock, Aligner, Callable[[], int]]:
+def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[[], int]]:
     """The ingest tick that announces watermarks, and the hook that drops a revoked partition's
-    waiting events. Returns the clock (for the ingest stage), the aligner (entity stage), and
+    waiting events. ``inputs``: the ingest stage's consumer (``ingest.InputConsumer``), which
+    says which sources this worker reads and where they stand. Returns the clock (for the ingest stage), the aligner (entity stage), and
     entity-events' partition count (from the cluster's metadata, else the configured one)."""
     clock = SourceClock()
     known: list[int] = []
 
-    def partition_count(topic: str) -> Optional[int]:
-        # from the consumer's cluster metadata (Faust's own topic_partitions() only knows it
-        # on the group leader)
+    def partition_count(topic: str, reader=lambda: app.consumer._thread._ensure_consumer()
+                        ) -> Optional[int]:
+        # from a consumer's cluster metadata, the Faust stages' by default (Faust's own
+        # topic_partitions() only knows it on the group leader)
         try:
-            partitions = app.consumer._thread._ensure_consumer().partitions_for_topic(topic)
+            partitions = reader().partitions_for_topic(topic)
         except Exception:  # not started yet
             return None
         return len(partitions) if partitions else None
 
     def sources() -> list[int]:
         if not known:  # partition counts come from the metadata, once known
-            counts = [partition_count(topic) for topic in FEATURE_TOPICS]
+            counts = [partition_count(topic, lambda: inputs.consumer) for topic in FEATURE_TOPICS]
             if all(counts):
                 known.extend(source_id(topic, p) for topic, n in zip(FEATURE_TOPICS, counts)
                              for p in range(n))
@@ -254,21 +256,20 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner, Callable[[], int]
     known_ends: dict[int, int] = {}  # source -> the last end offset the broker gave
 
     async def tick(resend: bool) -> None:
-        consumer = app.consumer
-        owned = {source_id(tp.topic, tp.partition): tp for tp in consumer.assignment()
+        owned = {source_id(tp.topic, tp.partition): tp for tp in inputs.assignment()
                  if tp.topic in FEATURE_TOPICS}
         if resend:
             clock.resend(owned)
         # the stream time is taken *before* the end offsets are asked (see the module doc)
         now = max((t for t in (clock.stream_time, aligner.latest) if t is not None), default=None)
         behind = [s for s in owned if now is not None and clock.order.get(s, now - 1) < now]
-        committed = consumer._committed_offset  # Faust's own record of committed offsets
+        committed = inputs.committed
         # A source still short of the end offset last seen is not caught up: only the others
         # cost a request to the broker (none on a backlog, none when nothing moves).
         ask = [s for s in behind
                if clock.caught_up(s, known_ends.get(s, 0), committed.get(owned[s]))]
         if ask:
-            ends = await consumer.highwaters(*(owned[s] for s in ask))
+            ends = await inputs.end_offsets(owned[s] for s in ask)
             for source in ask:
                 tp = owned[source]
                 end = ends.get(tp)
@@ -305,6 +306,8 @@ def register(app, entity_topic) -> tuple[SourceClock, Aligner, Callable[[], int]
     @app.on_partitions_assigned.connect
     async def announce_again(app, assigned, **kwargs):
         clock.resend()  # the entity partitions may have new owners: tell them everything
+
+    inputs.on_assigned.append(clock.resend)  # and the sources too (the ingest's own group)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(app, revoked, **kwargs):

@@ -3,6 +3,7 @@
 path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
+from pipelines.kafka.acls import STAGES_GROUP, WORKER_APP
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
 from pipelines.stream import control as control_mod, decide, entities, ingest, lake_sink
@@ -11,14 +12,15 @@ from pipelines.stream.router import Router
 
 
 def build_worker_app():
-    app = make_app("vigie")
+    app = make_app(WORKER_APP, group=STAGES_GROUP)
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
-    entity_topic, clock, partitions = entities.register(app, watch=cases.watch)
+    inputs = ingest.InputConsumer(app)
+    entity_topic, clock, partitions = entities.register(app, inputs, watch=cases.watch)
     parts_topic = raw_topic(app, "transfer-parts")
     decide.register(app, control, parts_topic, adjust=cases.adjust)
     dead_letters = raw_topic(app, "dead-letters")
-    ingest.register(app, Router(entity_topic, control, dead_letters, clock,
+    ingest.register(app, inputs, Router(entity_topic, control, dead_letters, clock,
                                 entities.Bundler(entity_topic, partitions)))
     return app
 
