@@ -28,9 +28,11 @@ PAGES = [  # file, title, roles
 ]
 
 st.set_page_config(page_title="Vigie console", layout="wide")
-# Start building the lake's entity index (graph, profiles) now, in the background, once per
-# console process, so the first transfer an analyst opens does not wait for it.
+# Start building the lake's entity index (graph, profiles) and the queue index now, in the
+# background, once per console process, so the first transfer an analyst opens, and the first
+# queue, do not wait for them.
 entity_index.get()
+common.queue_index()
 
 
 def login() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from dashboards.queue_index import EVER_SQL, QueueIndex
 from dashboards.users import COOKIE, ROLES, Sessions, Throttle, session_s, users_path
 from features import glossary
 from features.vector import FEATURE_NAMES
@@ -217,10 +219,31 @@ def _database(lake: str, topics: tuple[str, ...]):
     return lake_mod.connect(lake)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _queue_index(lake: str, topics: tuple[str, ...]) -> QueueIndex:
+    """The queue's rows (``dashboards/queue_index.py``), kept for the console's life, keyed like
+    ``_database``; its first build (a scan of three topics) starts now, in the background."""
+    index = QueueIndex(lake)
+    threading.Thread(target=index.refresh, name="queue-index", daemon=True).start()
+    return index
+
+
+def _with_data(lake: str) -> tuple[str, ...]:
+    return tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
+
+
+def queue_index() -> QueueIndex:
+    """The console's queue index of its lake (app.py asks for it at start: it builds meanwhile)."""
+    lake = str(lake_dir())
+    return _queue_index(lake, _with_data(lake))
+
+
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
-    with_data = tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
-    con = _database(lake, with_data).cursor()  # a cursor per query: sessions run in threads
+def _query(lake: str, sql: str, params: tuple, source: str = "lake") -> pd.DataFrame:
+    """``sql`` on the lake's views, or (``source="queue"``) on the queue index's."""
+    if source == "queue":
+        return _queue_index(lake, _with_data(lake)).query(sql, params)
+    con = _database(lake, _with_data(lake)).cursor()  # a cursor per query: sessions run in threads
     try:
         return con.execute(sql, list(params)).df()
     finally:
@@ -261,8 +284,8 @@ FROM dead_letters WHERE topic = 'analyst-actions' GROUP BY 1"""
 HELD_SQL = """
 WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
 ever AS (  -- the few transfers ever held: every scan below is narrowed to them
-    SELECT transfer_id FROM transfer_status WHERE status = 'held'
-    UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
+    SELECT DISTINCT transfer_id FROM (""" + EVER_SQL.format(transfer_status="transfer_status",
+                                                        decisions="decisions") + """)),
 s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
     SELECT transfer_id, status, reason AS held_by, id AS hold_id, ts AS status_ts,
            row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
@@ -309,7 +332,8 @@ def held_transfers() -> pd.DataFrame:
     that payout clock and the money waits for an analyst. So: a stream hold the payment service
     has not applied yet pays out (or the fallback holds it) at ``payout_due_ts``; a held
     transfer is due for review ``VIGIE_REVIEW_SLA_S`` after it was held."""
-    df = q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
+    # on the queue index: the same rows HELD_SQL reads in the lake, without its full scans
+    df = _query(str(lake_dir()), HELD_SQL + " ORDER BY risk_amount DESC, requested_ts", (), "queue")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
     held_at = df["held_ts"].fillna(df["decided_ts"]).fillna(df["requested_ts"])

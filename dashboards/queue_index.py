@@ -1,0 +1,143 @@
+"""What the review queue reads, kept in memory: every row of ``transfer-status``, ``decisions`` and
+``transfer-requests`` about a transfer that was ever held, and nothing else.
+
+``common.HELD_SQL`` narrows every scan of those three topics to the transfers ever held (its
+``ever``, defined here as ``EVER_SQL``), so it gives the same queue on these rows as on the whole
+lake, in milliseconds instead of three full scans. Each refresh reads only the files it has not
+read (or that changed); a transfer first held in a new file has its earlier rows looked up in the
+files already read. Why it is complete, and its costs: docs/console.md, "The queue index".
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.lake import parquet as lake_mod
+
+KEPT = ("transfer-requests", "transfer-status", "decisions")
+SCHEMA = "queue"  # the kept rows' tables, named like the lake's views; queries put it first
+# The transfers ever held: the payment service held it, or the stream decided to hold it. The
+# only definition: HELD_SQL's ``ever`` and this index both use it.
+EVER_SQL = """SELECT transfer_id, ts FROM {transfer_status} WHERE status = 'held'
+    UNION ALL SELECT transfer_id, ts FROM {decisions}
+    WHERE action = 'hold' AND NOT coalesce(shadow, false)"""
+# Slack for clocks: a transfer's statuses and decisions are looked for from an hour before its
+# request (the payment service stamps both; the worker stamps decisions with its own clock).
+SKEW_MS = 3_600_000
+
+
+def _files(paths) -> str:
+    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listing}], union_by_name=true, hive_partitioning=false)"
+
+
+def _hour_folder(ts_ms: int) -> str:
+    return "hour=" + lake_mod.hour_of(max(0, ts_ms))
+
+
+class QueueIndex:
+    def __init__(self, lake: str):
+        self.lake = Path(lake)
+        # The lake's views for everything else the queue reads (analyst actions, dead letters).
+        self.db = lake_mod.connect(lake)
+        self.db.execute(f"CREATE SCHEMA {SCHEMA}; CREATE TABLE {SCHEMA}.wanted "
+                        "(transfer_id VARCHAR PRIMARY KEY, ts BIGINT)")
+        for topic in KEPT:
+            empty = lake_mod.TopicTable(topic, with_kafka_columns=True).schema.empty_table()
+            self.db.register("_empty", empty)
+            self.db.execute(f"CREATE TABLE {SCHEMA}.{lake_mod.view_name(topic)} AS "
+                            "SELECT * FROM _empty; "
+                            f"ALTER TABLE {SCHEMA}.{lake_mod.view_name(topic)} ADD PRIMARY KEY (id)")
+            self.db.unregister("_empty")
+        self.seen: dict[str, dict[Path, tuple[int, int]]] = {t: {} for t in KEPT}
+        self.lock = threading.Lock()
+
+    def _new_files(self, topic: str) -> dict[Path, tuple[int, int]]:
+        """Files not read yet, or rewritten since (by size and mtime), with their stamp."""
+        new = {}
+        for path in (self.lake / topic).glob("hour=*/*.parquet"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # compacted away meanwhile
+                continue
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            if self.seen[topic].get(path) != stamp:
+                new[path] = stamp
+        return new
+
+    def refresh(self) -> None:
+        """Read the files that appeared since the last refresh; all of them or none."""
+        with self.lock:
+            new = {topic: self._new_files(topic) for topic in KEPT}
+            if not any(new.values()):
+                return
+            cursor = self.db.cursor()
+            try:
+                cursor.execute("BEGIN TRANSACTION")
+                self._read(cursor, new)
+                cursor.execute("COMMIT")
+            except Exception:
+                cursor.execute("ROLLBACK")
+                raise
+            finally:
+                cursor.close()
+            for topic, files in new.items():
+                self.seen[topic].update(files)
+
+    def _read(self, cursor, new: dict) -> None:
+        held_in_new = EVER_SQL.format(
+            transfer_status=_files(new["transfer-status"]) if new["transfer-status"]
+            else f"(SELECT * FROM {SCHEMA}.transfer_status WHERE false)",  # no new file
+            decisions=_files(new["decisions"]) if new["decisions"]
+            else f"(SELECT * FROM {SCHEMA}.decisions WHERE false)")
+        cursor.execute(f"""CREATE OR REPLACE TEMP TABLE fresh AS
+            SELECT transfer_id, min(ts) AS ts FROM ({held_in_new}) GROUP BY 1
+            HAVING transfer_id NOT IN (SELECT transfer_id FROM {SCHEMA}.wanted)""")
+        if cursor.execute("SELECT count(*) FROM fresh").fetchone()[0]:
+            self._look_back(cursor)
+            cursor.execute(f"INSERT INTO {SCHEMA}.wanted SELECT * FROM fresh")
+        for topic, files in new.items():
+            if files:
+                self._keep(cursor, topic, files, f"{SCHEMA}.wanted")
+
+    def _keep(self, cursor, topic: str, files, ids: str) -> None:
+        """Insert the rows of ``files`` about the transfers in table ``ids`` (once each)."""
+        cursor.execute(f"INSERT OR IGNORE INTO {SCHEMA}.{lake_mod.view_name(topic)} BY NAME "
+                       f"SELECT * FROM {_files(files)} "
+                       f"WHERE transfer_id IN (SELECT transfer_id FROM {ids})")
+
+    def _look_back(self, cursor) -> None:
+        """The rows, in files already read, of the transfers first held in the new files. Each
+        has one request, at or before every status and decision of it: it is looked for from
+        an hour before the first hold (then, for any not found, everywhere); their statuses and
+        decisions from an hour before the earliest request."""
+        requests = self.seen["transfer-requests"]
+        since = _hour_folder(cursor.execute("SELECT min(ts) FROM fresh").fetchone()[0] - SKEW_MS)
+        recent = [p for p in requests if p.parent.name >= since]
+        if recent:
+            self._keep(cursor, "transfer-requests", recent, "fresh")
+        missing = f"""(SELECT transfer_id FROM fresh WHERE transfer_id NOT IN
+                       (SELECT transfer_id FROM {SCHEMA}.transfer_requests))"""
+        older = [p for p in requests if p.parent.name < since]
+        if older and cursor.execute(f"SELECT count(*) FROM {missing}").fetchone()[0]:
+            self._keep(cursor, "transfer-requests", older, missing)
+        first = cursor.execute(f"""
+            SELECT CASE WHEN count(r.ts) = count(*) THEN min(r.ts) END
+            FROM fresh f LEFT JOIN {SCHEMA}.transfer_requests r USING (transfer_id)""").fetchone()[0]
+        since = _hour_folder(first - SKEW_MS) if first is not None else ""  # a request unknown: all
+        for topic in ("transfer-status", "decisions"):
+            files = [p for p in self.seen[topic] if p.parent.name >= since]
+            if files:
+                self._keep(cursor, topic, files, "fresh")
+
+    def query(self, sql: str, params=()) -> pd.DataFrame:
+        """``sql`` after a refresh, with the kept rows' tables before the lake's views."""
+        self.refresh()
+        cursor = self.db.cursor()  # sessions run in threads: a cursor each
+        try:
+            cursor.execute(f"SET search_path = '{SCHEMA},main'")
+            return cursor.execute(sql, list(params)).df()
+        finally:
+            cursor.close()
