@@ -255,6 +255,14 @@ def q(sql: str, *params) -> pd.DataFrame:
     return _query(str(lake_dir()), sql, tuple(params))
 
 
+def queue_q(sql: str, *params) -> pd.DataFrame:
+    """``q`` on the queue index (``dashboards/queue_index.py``): for SQL that reads
+    transfer-status, decisions and transfer-requests only about transfers ever held or cancelled
+    (``HELD_SQL``, the overview's ``HEEDED_SQL``); the same answer as on the lake, without the
+    full scans."""
+    return _query(str(lake_dir()), sql, tuple(params), "queue")
+
+
 def now_ms() -> int:
     """The console's clock: wall time, or the lake's last event when the lake is a replayed
     history (so ages and deadlines stay meaningful on simulated data)."""
@@ -321,6 +329,30 @@ LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING
 """
 
 
+# Transfers their senders cancelled after an automated warn (the warning's code from its in-chat
+# notification), split by the latest label on the transfer: fraud the warning stopped, and honest
+# payments it cost (friction). The same figures on a simulated history:
+# docs/bench.md#warnings-warning_effectspy. It reads only cancelled transfers: the overview runs it
+# on the queue index (``queue_q``).
+HEEDED_SQL = """
+WITH cancelled AS (SELECT transfer_id, min(ts) AS ts FROM transfer_status
+                   WHERE status = 'cancelled' GROUP BY 1),
+warned AS (SELECT transfer_id, min(ts) AS ts FROM decisions
+           WHERE action = 'warn' AND NOT coalesce(shadow, false)
+             AND NOT starts_with(model_version, 'analyst:') GROUP BY 1),
+codes AS (SELECT transfer_id, arg_max(code, ts) AS code FROM notifications
+          WHERE kind = 'transfer_warning' GROUP BY 1),
+verdict AS (SELECT transfer_id, arg_max(is_fraud, known_at) AS is_fraud FROM labels
+            WHERE transfer_id IS NOT NULL GROUP BY 1)
+SELECT coalesce(k.code, 'unknown') AS warning,
+       CASE WHEN v.is_fraud THEN 'fraud' ELSE 'honest' END AS label,
+       count(*) AS transfers, sum(t.amount_cents) AS amount_cents
+FROM cancelled c JOIN warned w ON w.transfer_id = c.transfer_id AND w.ts <= c.ts
+JOIN transfer_requests t ON t.transfer_id = c.transfer_id
+LEFT JOIN codes k ON k.transfer_id = c.transfer_id
+LEFT JOIN verdict v ON v.transfer_id = c.transfer_id
+GROUP BY 1, 2 ORDER BY 1, 2"""
+
 def review_sla_s() -> float:
     return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
 
@@ -332,8 +364,7 @@ def held_transfers() -> pd.DataFrame:
     that payout clock and the money waits for an analyst. So: a stream hold the payment service
     has not applied yet pays out (or the fallback holds it) at ``payout_due_ts``; a held
     transfer is due for review ``VIGIE_REVIEW_SLA_S`` after it was held."""
-    # on the queue index: the same rows HELD_SQL reads in the lake, without its full scans
-    df = _query(str(lake_dir()), HELD_SQL + " ORDER BY risk_amount DESC, requested_ts", (), "queue")
+    df = queue_q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
     held_at = df["held_ts"].fillna(df["decided_ts"]).fillna(df["requested_ts"])

@@ -1,9 +1,10 @@
 """What the review queue reads, kept in memory: every row of ``transfer-status``, ``decisions`` and
-``transfer-requests`` about a transfer that was ever held, and nothing else.
+``transfer-requests`` about a transfer that was ever held (or cancelled), and nothing else.
 
 ``common.HELD_SQL`` narrows every scan of those three topics to the transfers ever held (its
 ``ever``, defined here as ``EVER_SQL``), so it gives the same queue on these rows as on the whole
-lake, in milliseconds instead of three full scans. Each refresh reads only the files it has not
+lake, in milliseconds instead of three full scans (and so does the overview's ``HEEDED_SQL``, to
+the cancelled ones). Each refresh reads only the files it has not
 read (or that changed); a transfer first held in a new file has its earlier rows looked up in the
 files already read. Why it is complete, and its costs: docs/console.md, "The queue index".
 """
@@ -23,6 +24,10 @@ SCHEMA = "queue"  # the kept rows' tables, named like the lake's views; queries 
 EVER_SQL = """SELECT transfer_id, ts FROM {transfer_status} WHERE status = 'held'
     UNION ALL SELECT transfer_id, ts FROM {decisions}
     WHERE action = 'hold' AND NOT coalesce(shadow, false)"""
+# The transfers the index keeps every row of: those ever held (the queue), and those cancelled
+# by their sender (the overview's warnings heeded: ``overview.HEEDED_SQL`` reads only those).
+KEPT_SQL = EVER_SQL + """
+    UNION ALL SELECT transfer_id, ts FROM {transfer_status} WHERE status = 'cancelled'"""
 # Slack for clocks: a transfer's statuses and decisions are looked for from an hour before its
 # request (the payment service stamps both; the worker stamps decisions with its own clock).
 SKEW_MS = 3_600_000
@@ -87,13 +92,13 @@ class QueueIndex:
                 self.seen[topic].update(files)
 
     def _read(self, cursor, new: dict) -> None:
-        held_in_new = EVER_SQL.format(
+        kept_in_new = KEPT_SQL.format(
             transfer_status=_files(new["transfer-status"]) if new["transfer-status"]
             else f"(SELECT * FROM {SCHEMA}.transfer_status WHERE false)",  # no new file
             decisions=_files(new["decisions"]) if new["decisions"]
             else f"(SELECT * FROM {SCHEMA}.decisions WHERE false)")
         cursor.execute(f"""CREATE OR REPLACE TEMP TABLE fresh AS
-            SELECT transfer_id, min(ts) AS ts FROM ({held_in_new}) GROUP BY 1
+            SELECT transfer_id, min(ts) AS ts FROM ({kept_in_new}) GROUP BY 1
             HAVING transfer_id NOT IN (SELECT transfer_id FROM {SCHEMA}.wanted)""")
         if cursor.execute("SELECT count(*) FROM fresh").fetchone()[0]:
             self._look_back(cursor)
@@ -109,7 +114,7 @@ class QueueIndex:
                        f"WHERE transfer_id IN (SELECT transfer_id FROM {ids})")
 
     def _look_back(self, cursor) -> None:
-        """The rows, in files already read, of the transfers first held in the new files. Each
+        """The rows, in files already read, of the transfers first kept in the new files. Each
         has one request, at or before every status and decision of it: it is looked for from
         an hour before the first hold (then, for any not found, everywhere); their statuses and
         decisions from an hour before the earliest request."""

@@ -109,34 +109,10 @@ def body():
     st.caption(f"As of {pd.to_datetime(now, unit='ms', utc=True)}; refreshed every {common.REFRESH_S}s.")
 
 
-# Transfers their senders cancelled after an automated warn (the warning's code from its in-chat
-# notification), split by the latest label on the transfer: fraud the warning stopped, and honest
-# payments it cost (friction). The same figures on a simulated history:
-# docs/bench.md#warnings-warning_effectspy
-HEEDED_SQL = """
-WITH cancelled AS (SELECT transfer_id, min(ts) AS ts FROM transfer_status
-                   WHERE status = 'cancelled' GROUP BY 1),
-warned AS (SELECT transfer_id, min(ts) AS ts FROM decisions
-           WHERE action = 'warn' AND NOT coalesce(shadow, false)
-             AND NOT starts_with(model_version, 'analyst:') GROUP BY 1),
-codes AS (SELECT transfer_id, arg_max(code, ts) AS code FROM notifications
-          WHERE kind = 'transfer_warning' GROUP BY 1),
-verdict AS (SELECT transfer_id, arg_max(is_fraud, known_at) AS is_fraud FROM labels
-            WHERE transfer_id IS NOT NULL GROUP BY 1)
-SELECT coalesce(k.code, 'unknown') AS warning,
-       CASE WHEN v.is_fraud THEN 'fraud' ELSE 'honest' END AS label,
-       count(*) AS transfers, sum(t.amount_cents) AS amount_cents
-FROM cancelled c JOIN warned w ON w.transfer_id = c.transfer_id AND w.ts <= c.ts
-JOIN transfer_requests t ON t.transfer_id = c.transfer_id
-LEFT JOIN codes k ON k.transfer_id = c.transfer_id
-LEFT JOIN verdict v ON v.transfer_id = c.transfer_id
-GROUP BY 1, 2 ORDER BY 1, 2"""
-
-
 @st.fragment(run_every=common.REFRESH_S if live else None)
 def warnings_heeded():
     st.subheader("Warnings heeded")
-    heeded = common.q(HEEDED_SQL)
+    heeded = common.queue_q(common.HEEDED_SQL)
     fraud, honest = (heeded[heeded["label"] == side] for side in ("fraud", "honest"))
     c1, c2 = st.columns(2)
     stopped = int(fraud["transfers"].sum())
