@@ -19,7 +19,7 @@ from process_support import ROOT, wait_for
 from service_support import as_internal, as_user
 from streamlit.testing.v1 import AppTest
 
-from pipelines.contracts import schemas as s
+from pipelines.contracts import topics
 from pipelines.kafka.broker import free_port
 from pipelines.kafka.clients import consumer
 from pipelines.lake import parquet as lake
@@ -61,7 +61,7 @@ def fallback_holds_since(since_ms: int) -> list[str]:
             out = []
             while any([await c.position(tp) < ends[tp] for tp in parts]):
                 for records in (await c.getmany(timeout_ms=500)).values():
-                    out += [s.decode("transfer-status", r.value) for r in records]
+                    out += [topics.decode("transfer-status", r.value) for r in records]
             return out
         finally:
             await c.stop()
