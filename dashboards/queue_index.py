@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dashboards.lake_totals import stamped_files
 from pipelines.lake import parquet as lake_mod
 
 KEPT = ("transfer-requests", "transfer-status", "decisions")
@@ -61,16 +62,8 @@ class QueueIndex:
 
     def _new_files(self, topic: str) -> dict[Path, tuple[int, int]]:
         """Files not read yet, or rewritten since (by size and mtime), with their stamp."""
-        new = {}
-        for path in (self.lake / topic).glob("hour=*/*.parquet"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # compacted away meanwhile
-                continue
-            stamp = (stat.st_size, stat.st_mtime_ns)
-            if self.seen[topic].get(path) != stamp:
-                new[path] = stamp
-        return new
+        return {path: stamp for path, stamp in stamped_files(self.lake, topic).items()
+                if self.seen[topic].get(path) != stamp}
 
     def refresh(self) -> None:
         """Read the files that appeared since the last refresh; all of them or none."""

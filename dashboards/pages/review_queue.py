@@ -176,10 +176,11 @@ with left:
 with right:
     st.subheader("Features vs population")
     feats = common.parse_json(row["features"], {})
-    # The last day's decisions (at most 2000): bounding ts lets DuckDB skip the older hours' files.
+    # The last day's decisions (at most 2000), from the last day's hour folders only.
     since = (common.now_ms() - 86_400_000) // 3_600_000 * 3_600_000
-    population = common.q("SELECT features FROM decisions WHERE NOT coalesce(shadow, false) "
-                          "AND ts >= ? ORDER BY ts DESC LIMIT 2000", since)
+    population = common.q(f"SELECT features FROM {common.since('decisions', since)} "
+                          "WHERE NOT coalesce(shadow, false) AND ts >= ? ORDER BY ts DESC LIMIT 2000",
+                          since)
     pop = pd.DataFrame([common.parse_json(f, {}) for f in population["features"]])
     top = [r["feature"] for r in common.parse_json(row["reasons"], [])][:8] or list(feats)[:8]
     table = []
