@@ -124,13 +124,16 @@ def render_times(lake: Path, runs: int = 3) -> dict:
     return out
 
 
-def figures(lake: Path, result: dict) -> dict:
+SIMULATED_WITH = "vigie simulate --offline --seed 21 --users 100000 --days 15"
+
+
+def figures(lake: Path, result: dict, simulated_with: str = SIMULATED_WITH) -> dict:
     """The flat figures bench/results.json and docs/benchmarks.md keep."""
     count = lambda topic: duckdb.connect().execute(  # noqa: E731
         f"SELECT count(*) FROM read_parquet('{lake}/{topic}/*/*.parquet')").fetchone()[0]
     flat = {"console_bench_lake": f"{count('transfer-requests'):,} transfers, "
-                                  f"{count('messages'):,} messages (vigie simulate --offline --seed 21 "
-                                  "--users 100000 --days 15); python -m pipelines.bench.console LAKE "
+                                  f"{count('messages'):,} messages ({simulated_with}); "
+                                  "python -m pipelines.bench.console LAKE "
                                   f"--runs {result['runs']} --write (medians)",
             "console_startup_s": result["startup_s"],
             "console_note": "cold: every cached query emptied before the render; the DuckDB views, "
@@ -150,9 +153,11 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3, help="renders per page; medians reported")
     parser.add_argument("--write", action="store_true",
                         help="record the figures in bench/results.json and docs/benchmarks.md")
+    parser.add_argument("--simulated-with", default=SIMULATED_WITH,
+                        help="the command that made LAKE_DIR, as the figures should name it")
     args = parser.parse_args()
     lake = args.lake.resolve()
     result = {**add_derived(lake), "runs": args.runs, **render_times(lake, args.runs)}
     print(json.dumps(result, indent=2))
     if args.write:
-        report.write(figures(lake, result))
+        report.write(figures(lake, result, args.simulated_with))
