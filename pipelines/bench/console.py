@@ -92,8 +92,9 @@ def add_derived(lake: Path) -> dict:
 def render_times(lake: Path, runs: int = 3) -> dict:
     """Median render seconds per page, cold (every cached query emptied first) and warm (the
     same page again at once). The console's process-wide resources, its DuckDB views, the
-    entity index and the queue index, are built first and timed apart (``startup_s``): the
-    console builds them once per process, in the background from its start (dashboards/app.py)."""
+    entity index, the queue index and the overview's totals, are built first and timed apart
+    (``startup_s``): the console builds them once per process, in the background from its start
+    (dashboards/app.py)."""
     data_dir = Path(tempfile.mkdtemp(prefix="vigie-console-bench-"))
     (data_dir / "lake").symlink_to(lake)  # the console reads <VIGIE_DATA_DIR>/lake
     os.environ["VIGIE_DATA_DIR"] = str(data_dir)
@@ -137,8 +138,9 @@ def figures(lake: Path, result: dict, simulated_with: str = SIMULATED_WITH) -> d
                                   f"--runs {result['runs']} --write (medians)",
             "console_startup_s": result["startup_s"],
             "console_note": "cold: every cached query emptied before the render; the DuckDB views, "
-                            "the entity index (dashboards/entity_index.py) and the queue index "
-                            "(dashboards/queue_index.py) are built once per console process "
+                            "the entity index (dashboards/entity_index.py), the queue index "
+                            "(dashboards/queue_index.py) and the overview's per-file totals "
+                            "(dashboards/lake_totals.py) are built once per console process "
                             "(console_startup_s, in the background from its start) and then read "
                             "only new files; decisions and payment statuses derived "
                             f"(pipelines/bench/console.py): {count('transfer-status'):,} statuses"}
