@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from dashboards.lake_totals import stamped_files
@@ -60,29 +61,38 @@ class QueueIndex:
         self.seen: dict[str, dict[Path, tuple[int, int]]] = {t: {} for t in KEPT}
         self.lock = threading.Lock()
 
-    def _new_files(self, topic: str) -> dict[Path, tuple[int, int]]:
-        """Files not read yet, or rewritten since (by size and mtime), with their stamp."""
-        return {path: stamp for path, stamp in stamped_files(self.lake, topic).items()
-                if self.seen[topic].get(path) != stamp}
-
     def refresh(self) -> None:
-        """Read the files that appeared since the last refresh; all of them or none."""
+        """Read the files that appeared (or changed) since the last refresh; all or none. A
+        file compacted away between the listing and the read fails the read: listed again."""
         with self.lock:
-            new = {topic: self._new_files(topic) for topic in KEPT}
-            if not any(new.values()):
-                return
-            cursor = self.db.cursor()
-            try:
-                cursor.execute("BEGIN TRANSACTION")
-                self._read(cursor, new)
-                cursor.execute("COMMIT")
-            except Exception:
-                cursor.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()
-            for topic, files in new.items():
-                self.seen[topic].update(files)
+            for attempt in (1, 2):
+                try:
+                    return self._refresh()
+                except duckdb.IOException:
+                    if attempt == 2:
+                        raise
+
+    def _refresh(self) -> None:
+        present = {topic: stamped_files(self.lake, topic) for topic in KEPT}
+        # the files read before and still there (a compacted one's rows are in its merged file)
+        for topic, files in present.items():
+            self.seen[topic] = {p: v for p, v in self.seen[topic].items() if files.get(p) == v}
+        new = {topic: {p: v for p, v in files.items() if p not in self.seen[topic]}
+               for topic, files in present.items()}
+        if not any(new.values()):
+            return
+        cursor = self.db.cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            self._read(cursor, new)
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+        for topic, files in new.items():
+            self.seen[topic].update(files)
 
     def _read(self, cursor, new: dict) -> None:
         kept_in_new = KEPT_SQL.format(
@@ -91,8 +101,8 @@ class QueueIndex:
             decisions=_files(new["decisions"]) if new["decisions"]
             else f"(SELECT * FROM {SCHEMA}.decisions WHERE false)")
         cursor.execute(f"""CREATE OR REPLACE TEMP TABLE fresh AS
-            SELECT transfer_id, min(ts) AS ts FROM ({kept_in_new}) GROUP BY 1
-            HAVING transfer_id NOT IN (SELECT transfer_id FROM {SCHEMA}.wanted)""")
+            SELECT transfer_id, min(ts) AS ts FROM ({kept_in_new}) WHERE transfer_id IS NOT NULL
+            GROUP BY 1 HAVING transfer_id NOT IN (SELECT transfer_id FROM {SCHEMA}.wanted)""")
         if cursor.execute("SELECT count(*) FROM fresh").fetchone()[0]:
             self._look_back(cursor)
             cursor.execute(f"INSERT INTO {SCHEMA}.wanted SELECT * FROM fresh")

@@ -34,9 +34,11 @@ def decision(tid: str, ts: int, action: str) -> s.Decision:
                       score=0.9, model_version="m-x")
 
 
-def write(lake_dir, topic: str, events: list, name: str) -> None:
+def write(lake_dir, topic: str, events: list, first: int = 0) -> None:
+    """A sink batch: named after its offsets, so compaction merges it."""
     lake.write_batch(lake_dir, topic, lake.TopicTable(topic, with_kafka_columns=True), events,
-                     name, partitions=[0] * len(events), offsets=list(range(len(events))))
+                     f"p0-{first:012d}-{first + len(events) - 1:012d}", partitions=[0] * len(events),
+                     offsets=list(range(first, first + len(events))))
 
 
 def same(index, lake_dir, sql: str) -> pd.DataFrame:
@@ -60,28 +62,31 @@ def test_the_index_keeps_old_holds_finds_late_ones_and_drops_released_ones(tmp_p
 
     # two days ago: one transfer held and never answered, one held then (later) released, one
     # approved and still unpaid (locked later), one paid, one warned (cancelled later)
-    write(tmp_path, "transfer-requests",
-          [request(t, OLD) for t in ("old", "answered", "locked", "paid", "warned")], "b1")
+    write(tmp_path, "transfer-requests", [request(t, OLD) for t in ("old", "answered", "locked")])
+    write(tmp_path, "transfer-requests", [request(t, OLD) for t in ("paid", "warned")], 3)
     write(tmp_path, "transfer-status", [
         status("old", 1, OLD, "pending"), status("old", 2, OLD + 40, "held", "decision:hold model=m-x"),
         status("answered", 1, OLD, "pending"), status("answered", 2, OLD + 40, "held", "decision:hold model=m-x"),
         status("locked", 1, OLD, "pending"), status("locked", 2, OLD + 40, "approved"),
         status("paid", 1, OLD, "pending"), status("paid", 2, OLD + 40, "approved"),
         status("paid", 3, OLD + 30_000, "paid_out"),
-        status("warned", 1, OLD, "pending"), status("warned", 2, OLD + 40, "warned")], "b1")
+        status("warned", 1, OLD, "pending"), status("warned", 2, OLD + 40, "warned")])
     write(tmp_path, "decisions", [decision("old", OLD + 30, "hold"), decision("answered", OLD + 30, "hold"),
                                   decision("locked", OLD + 30, "approve"),
                                   decision("paid", OLD + 30, "approve"),
-                                  decision("warned", OLD + 30, "warn")], "b1")
+                                  decision("warned", OLD + 30, "warn")])
     index = QueueIndex(str(tmp_path))
     held, _ = queues(index, tmp_path)
     assert held == {"old": "decision:hold model=m-x", "answered": "decision:hold model=m-x"}
+    # the sink compacts that hour: its two request files become one, the index reads it again
+    assert lake.compact(tmp_path, NOW)["files_written"] == 1
+    assert queues(index, tmp_path)[0] == held
 
     # now: the unpaid one's account is locked (its request and statuses were read two days ago),
     # the answered one is released
     write(tmp_path, "transfer-status", [status("locked", 3, NOW, "held", "account locked"),
                                         status("answered", 3, NOW, "released", "analyst"),
-                                        status("warned", 3, NOW, "cancelled")], "b2")
+                                        status("warned", 3, NOW, "cancelled")], 11)
     held, rows = queues(index, tmp_path)
     assert held == {"old": "decision:hold model=m-x", "locked": "account locked"}
     assert rows.loc["locked", "requested_ts"] == OLD  # its request, from a file read before
@@ -100,11 +105,10 @@ def test_a_queue_too_big_to_colour_is_shown_plain(tmp_path, monkeypatch):
 
     monkeypatch.setenv("VIGIE_DATA_DIR", str(tmp_path))
     tids = [f"f-{i:05d}" for i in range(21_000)]
-    write(tmp_path / "lake", "transfer-requests", [request(t, NOW) for t in tids], "b1")
+    write(tmp_path / "lake", "transfer-requests", [request(t, NOW) for t in tids])
     write(tmp_path / "lake", "transfer-status",
           [status(t, n, NOW + n, kind, reason) for t in tids
-           for n, kind, reason in ((1, "pending", ""), (2, "held", "fallback: no decision by deadline"))],
-          "b1")
+           for n, kind, reason in ((1, "pending", ""), (2, "held", "fallback: no decision by deadline"))])
     at = signed_in(AppTest.from_file(str(ROOT / "dashboards" / "pages" / "review_queue.py"),
                                      default_timeout=120), "alice", "analyst").run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
