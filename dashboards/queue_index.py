@@ -103,12 +103,13 @@ class QueueIndex:
         cursor.execute(f"""CREATE OR REPLACE TEMP TABLE fresh AS
             SELECT transfer_id, min(ts) AS ts FROM ({kept_in_new}) WHERE transfer_id IS NOT NULL
             GROUP BY 1 HAVING transfer_id NOT IN (SELECT transfer_id FROM {SCHEMA}.wanted)""")
-        if cursor.execute("SELECT count(*) FROM fresh").fetchone()[0]:
-            self._look_back(cursor)
-            cursor.execute(f"INSERT INTO {SCHEMA}.wanted SELECT * FROM fresh")
+        fresh = cursor.execute("SELECT count(*) FROM fresh").fetchone()[0]
+        cursor.execute(f"INSERT INTO {SCHEMA}.wanted SELECT * FROM fresh")
         for topic, files in new.items():
             if files:
                 self._keep(cursor, topic, files, f"{SCHEMA}.wanted")
+        if fresh:
+            self._look_back(cursor)
 
     def _keep(self, cursor, topic: str, files, ids: str) -> None:
         """Insert the rows of ``files`` about the transfers in table ``ids`` (once each)."""
@@ -117,20 +118,20 @@ class QueueIndex:
                        f"WHERE transfer_id IN (SELECT transfer_id FROM {ids})")
 
     def _look_back(self, cursor) -> None:
-        """The rows, in files already read, of the transfers first kept in the new files. Each
-        has one request, at or before every status and decision of it: it is looked for from
-        an hour before the first hold (then, for any not found, everywhere); their statuses and
-        decisions from an hour before the earliest request."""
-        requests = self.seen["transfer-requests"]
-        since = _hour_folder(cursor.execute("SELECT min(ts) FROM fresh").fetchone()[0] - SKEW_MS)
-        recent = [p for p in requests if p.parent.name >= since]
-        if recent:
-            self._keep(cursor, "transfer-requests", recent, "fresh")
+        """The rows, in files already read, of the transfers first kept in the new files (their
+        rows in the new files are in already). Each has one request, at or before every status
+        and decision of it: one not in the new files is looked for from an hour before its first
+        kept row (then, if not found, everywhere); their statuses and decisions from an hour
+        before the earliest request."""
         missing = f"""(SELECT transfer_id FROM fresh WHERE transfer_id NOT IN
                        (SELECT transfer_id FROM {SCHEMA}.transfer_requests))"""
-        older = [p for p in requests if p.parent.name < since]
-        if older and cursor.execute(f"SELECT count(*) FROM {missing}").fetchone()[0]:
-            self._keep(cursor, "transfer-requests", older, missing)
+        since = _hour_folder((cursor.execute(f"SELECT min(ts) FROM fresh WHERE transfer_id IN {missing}")
+                              .fetchone()[0] or 0) - SKEW_MS)
+        requests = self.seen["transfer-requests"]
+        for files in ([p for p in requests if p.parent.name >= since],
+                      [p for p in requests if p.parent.name < since]):
+            if files and cursor.execute(f"SELECT count(*) FROM {missing}").fetchone()[0]:
+                self._keep(cursor, "transfer-requests", files, missing)
         first = cursor.execute(f"""
             SELECT CASE WHEN count(r.ts) = count(*) THEN min(r.ts) END
             FROM fresh f LEFT JOIN {SCHEMA}.transfer_requests r USING (transfer_id)""").fetchone()[0]
