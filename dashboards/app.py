@@ -28,9 +28,12 @@ PAGES = [  # file, title, roles
 ]
 
 st.set_page_config(page_title="Vigie console", layout="wide")
-# Start building the lake's entity index (graph, profiles) now, in the background, once per
-# console process, so the first transfer an analyst opens does not wait for it.
+# Start building the lake's entity index (graph, profiles), the queue index and the overview's
+# totals now, in the background, once per console process, so the first transfer an analyst
+# opens, the first queue and the first overview do not wait for them.
 entity_index.get()
+common.queue_index()
+common.lake_totals()
 
 
 def login() -> None:

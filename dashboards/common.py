@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,8 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from dashboards.lake_totals import LakeTotals
+from dashboards.queue_index import EVER_SQL, QueueIndex
 from dashboards.users import COOKIE, ROLES, Sessions, Throttle, session_s, users_path
 from features import glossary
 from features.vector import FEATURE_NAMES
@@ -217,10 +220,51 @@ def _database(lake: str, topics: tuple[str, ...]):
     return lake_mod.connect(lake)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _queue_index(lake: str, topics: tuple[str, ...]) -> QueueIndex:
+    """The queue's rows (``dashboards/queue_index.py``), kept for the console's life, keyed like
+    ``_database``; its first build (a scan of three topics) starts now, in the background."""
+    index = QueueIndex(lake)
+    threading.Thread(target=index.refresh, name="queue-index", daemon=True).start()
+    return index
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _lake_totals(lake: str) -> LakeTotals:
+    """The overview's whole-lake totals (``dashboards/lake_totals.py``), kept for the console's
+    life; each file is aggregated once, the first time now, in the background."""
+    totals = LakeTotals(lake)
+    threading.Thread(target=totals.get, name="lake-totals", daemon=True).start()
+    return totals
+
+
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
-    with_data = tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
-    con = _database(lake, with_data).cursor()  # a cursor per query: sessions run in threads
+def _totals(lake: str) -> dict:
+    return _lake_totals(lake).get()
+
+
+def lake_totals() -> dict:
+    """Transfers, decisions (not shadow) and the last decision's ts over the whole lake: the
+    same figures as counting the views, from per-file counts."""
+    return _totals(str(lake_dir()))
+
+
+def _with_data(lake: str) -> tuple[str, ...]:
+    return tuple(t for t in TOPICS if lake_mod.has_data(lake, t))
+
+
+def queue_index() -> QueueIndex:
+    """The console's queue index of its lake (app.py asks for it at start: it builds meanwhile)."""
+    lake = str(lake_dir())
+    return _queue_index(lake, _with_data(lake))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def _query(lake: str, sql: str, params: tuple, source: str = "lake") -> pd.DataFrame:
+    """``sql`` on the lake's views, or (``source="queue"``) on the queue index's."""
+    if source == "queue":
+        return _queue_index(lake, _with_data(lake)).query(sql, params)
+    con = _database(lake, _with_data(lake)).cursor()  # a cursor per query: sessions run in threads
     try:
         return con.execute(sql, list(params)).df()
     finally:
@@ -230,6 +274,28 @@ def _query(lake: str, sql: str, params: tuple) -> pd.DataFrame:
 def q(sql: str, *params) -> pd.DataFrame:
     """A cached (REFRESH_S seconds) read-only query over the lake's views."""
     return _query(str(lake_dir()), sql, tuple(params))
+
+
+def queue_q(sql: str, *params) -> pd.DataFrame:
+    """``q`` on the queue index (``dashboards/queue_index.py``): for SQL that reads
+    transfer-status, decisions and transfer-requests only about transfers ever held or cancelled
+    (``HELD_SQL``, the overview's ``HEEDED_SQL``); the same answer as on the lake, without the
+    full scans."""
+    return _query(str(lake_dir()), sql, tuple(params), "queue")
+
+
+def since(topic: str, since_ms: int) -> str:
+    """A table expression for ``topic``'s rows that may have ``ts >= since_ms``: only the hour
+    folders from ``since_ms``'s hour on (the lake files an event under its own ts's hour,
+    ``lake.parquet.write_batch``), where the topic's view opens every file of the lake to read its
+    statistics (0.1 to 0.3 s for a 1M-transfer lake's 360 hours). Filter on ``ts`` as well."""
+    first = "hour=" + lake_mod.hour_of(max(0, since_ms))
+    files = sorted(str(f) for d in (lake_dir() / topic).glob("hour=*") if d.name >= first
+                   for f in d.glob("*.parquet"))
+    if not files:
+        return f"(SELECT * FROM {lake_mod.view_name(topic)} WHERE false)"
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{listing}], union_by_name=true, hive_partitioning=false)"
 
 
 def now_ms() -> int:
@@ -261,8 +327,8 @@ FROM dead_letters WHERE topic = 'analyst-actions' GROUP BY 1"""
 HELD_SQL = """
 WITH refused AS (""" + REFUSED_ACTIONS_SQL + """),
 ever AS (  -- the few transfers ever held: every scan below is narrowed to them
-    SELECT transfer_id FROM transfer_status WHERE status = 'held'
-    UNION SELECT transfer_id FROM decisions WHERE action = 'hold' AND NOT coalesce(shadow, false)),
+    SELECT DISTINCT transfer_id FROM (""" + EVER_SQL.format(transfer_status="transfer_status",
+                                                        decisions="decisions") + """)),
 s AS (  -- each one's latest status (a transfer's statuses are in one partition: offset order)
     SELECT transfer_id, status, reason AS held_by, id AS hold_id, ts AS status_ts,
            row_number() OVER (PARTITION BY transfer_id ORDER BY ts DESC, _offset DESC) AS rn
@@ -298,6 +364,30 @@ LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING
 """
 
 
+# Transfers their senders cancelled after an automated warn (the warning's code from its in-chat
+# notification), split by the latest label on the transfer: fraud the warning stopped, and honest
+# payments it cost (friction). The same figures on a simulated history:
+# docs/bench.md#warnings-warning_effectspy. It reads only cancelled transfers: the overview runs it
+# on the queue index (``queue_q``).
+HEEDED_SQL = """
+WITH cancelled AS (SELECT transfer_id, min(ts) AS ts FROM transfer_status
+                   WHERE status = 'cancelled' GROUP BY 1),
+warned AS (SELECT transfer_id, min(ts) AS ts FROM decisions
+           WHERE action = 'warn' AND NOT coalesce(shadow, false)
+             AND NOT starts_with(model_version, 'analyst:') GROUP BY 1),
+codes AS (SELECT transfer_id, arg_max(code, ts) AS code FROM notifications
+          WHERE kind = 'transfer_warning' GROUP BY 1),
+verdict AS (SELECT transfer_id, arg_max(is_fraud, known_at) AS is_fraud FROM labels
+            WHERE transfer_id IS NOT NULL GROUP BY 1)
+SELECT coalesce(k.code, 'unknown') AS warning,
+       CASE WHEN v.is_fraud THEN 'fraud' ELSE 'honest' END AS label,
+       count(*) AS transfers, sum(t.amount_cents) AS amount_cents
+FROM cancelled c JOIN warned w ON w.transfer_id = c.transfer_id AND w.ts <= c.ts
+JOIN transfer_requests t ON t.transfer_id = c.transfer_id
+LEFT JOIN codes k ON k.transfer_id = c.transfer_id
+LEFT JOIN verdict v ON v.transfer_id = c.transfer_id
+GROUP BY 1, 2 ORDER BY 1, 2"""
+
 def review_sla_s() -> float:
     return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
 
@@ -309,7 +399,7 @@ def held_transfers() -> pd.DataFrame:
     that payout clock and the money waits for an analyst. So: a stream hold the payment service
     has not applied yet pays out (or the fallback holds it) at ``payout_due_ts``; a held
     transfer is due for review ``VIGIE_REVIEW_SLA_S`` after it was held."""
-    df = q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
+    df = queue_q(HELD_SQL + " ORDER BY risk_amount DESC, requested_ts")
     now = now_ms()
     df["age_min"] = (now - df["requested_ts"]) / 60_000
     held_at = df["held_ts"].fillna(df["decided_ts"]).fillna(df["requested_ts"])
@@ -365,10 +455,10 @@ def acting_model() -> Optional[str]:
     """The model the stream decides with now, as its latest automated decision of the last day
     names it (``decide.RULES_ONLY``: none promoted, or none it can load); with no such decision,
     RULES_ONLY unless a promotion is on record, else None (unknown)."""
-    since = (now_ms() - 86_400_000) // 3_600_000 * 3_600_000
-    latest = q("""SELECT arg_max(model_version, ts) FROM decisions
+    since_ms = (now_ms() - 86_400_000) // 3_600_000 * 3_600_000
+    latest = q(f"""SELECT arg_max(model_version, ts) FROM {since('decisions', since_ms)}
                   WHERE ts >= ? AND NOT coalesce(shadow, false)
-                    AND NOT starts_with(model_version, 'analyst:')""", since).iloc[0, 0]
+                    AND NOT starts_with(model_version, 'analyst:')""", since_ms).iloc[0, 0]
     if isinstance(latest, str):
         return latest
     promoted = q("SELECT count(*) FROM model_updates WHERE action = 'promote'").iloc[0, 0]

@@ -21,15 +21,12 @@ def body():
     bucket_min = b.selectbox("Bucket", [1, 5, 15, 60], index=1, format_func=lambda m: f"{m} min")
     bucket_ms = bucket_min * 60_000
     now = common.now_ms()
-    # The charts read only the window's files (each hour's file has its ts range in its footer);
-    # the start is rounded to a bucket so a refresh within the bucket hits the cache.
+    # The charts read only the window's hour folders (common.since); the start is rounded to a
+    # bucket so a refresh within the bucket hits the cache.
     since = max(0, (now - window_h * 3_600_000) // bucket_ms * bucket_ms) if window_h else 0
 
-    totals = common.q("""
-        SELECT (SELECT count(*) FROM transfer_requests) AS transfers,
-               (SELECT count(*) FROM decisions WHERE NOT coalesce(shadow, false)) AS decisions,
-               (SELECT count(*) FROM dead_letters) AS dead_letters,
-               (SELECT max(ts) FROM decisions) AS last_decision_ts""").iloc[0]
+    totals = {**common.lake_totals(),  # per-file counts: no scan of the two biggest topics
+              "dead_letters": common.q("SELECT count(*) FROM dead_letters").iloc[0, 0]}
     held = common.held_transfers()
     lag, lag_error = common.consumer_lag(common.conf().kafka.bootstrap_servers)
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -56,7 +53,7 @@ def body():
 
     series = common.q(f"""
         WITH t AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b, count(*) AS transfers
-                   FROM transfer_requests WHERE ts >= {since} GROUP BY 1),
+                   FROM {common.since('transfer-requests', since)} WHERE ts >= {since} GROUP BY 1),
              d AS (SELECT (ts // {bucket_ms}) * {bucket_ms} AS b,
                           count(*) FILTER (WHERE action = 'approve') AS approve,
                           count(*) FILTER (WHERE action = 'warn') AS warn,
@@ -65,7 +62,8 @@ def body():
                           sum(amount_cents) FILTER (WHERE action = 'hold') / 100.0 AS held_eur,
                           sum(amount_cents) FILTER (WHERE action = 'block') / 100.0 AS blocked_eur,
                           quantile_cont(latency_ms, 0.99) AS p99_latency_ms
-                   FROM decisions WHERE ts >= {since} AND NOT coalesce(shadow, false) GROUP BY 1)
+                   FROM {common.since('decisions', since)}
+                   WHERE ts >= {since} AND NOT coalesce(shadow, false) GROUP BY 1)
         SELECT * FROM t FULL JOIN d USING (b) ORDER BY b""")
     if series.empty:
         st.info("No transfers in this window.")
@@ -109,34 +107,10 @@ def body():
     st.caption(f"As of {pd.to_datetime(now, unit='ms', utc=True)}; refreshed every {common.REFRESH_S}s.")
 
 
-# Transfers their senders cancelled after an automated warn (the warning's code from its in-chat
-# notification), split by the latest label on the transfer: fraud the warning stopped, and honest
-# payments it cost (friction). The same figures on a simulated history:
-# docs/bench.md#warnings-warning_effectspy
-HEEDED_SQL = """
-WITH cancelled AS (SELECT transfer_id, min(ts) AS ts FROM transfer_status
-                   WHERE status = 'cancelled' GROUP BY 1),
-warned AS (SELECT transfer_id, min(ts) AS ts FROM decisions
-           WHERE action = 'warn' AND NOT coalesce(shadow, false)
-             AND NOT starts_with(model_version, 'analyst:') GROUP BY 1),
-codes AS (SELECT transfer_id, arg_max(code, ts) AS code FROM notifications
-          WHERE kind = 'transfer_warning' GROUP BY 1),
-verdict AS (SELECT transfer_id, arg_max(is_fraud, known_at) AS is_fraud FROM labels
-            WHERE transfer_id IS NOT NULL GROUP BY 1)
-SELECT coalesce(k.code, 'unknown') AS warning,
-       CASE WHEN v.is_fraud THEN 'fraud' ELSE 'honest' END AS label,
-       count(*) AS transfers, sum(t.amount_cents) AS amount_cents
-FROM cancelled c JOIN warned w ON w.transfer_id = c.transfer_id AND w.ts <= c.ts
-JOIN transfer_requests t ON t.transfer_id = c.transfer_id
-LEFT JOIN codes k ON k.transfer_id = c.transfer_id
-LEFT JOIN verdict v ON v.transfer_id = c.transfer_id
-GROUP BY 1, 2 ORDER BY 1, 2"""
-
-
 @st.fragment(run_every=common.REFRESH_S if live else None)
 def warnings_heeded():
     st.subheader("Warnings heeded")
-    heeded = common.q(HEEDED_SQL)
+    heeded = common.queue_q(common.HEEDED_SQL)
     fraud, honest = (heeded[heeded["label"] == side] for side in ("fraud", "honest"))
     c1, c2 = st.columns(2)
     stopped = int(fraud["transfers"].sum())

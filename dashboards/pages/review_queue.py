@@ -71,18 +71,26 @@ def urgency(minutes) -> str:
 
 COLUMNS = ["transfer_id", "minutes_left", "held_by", "score", "amount_eur", "risk_amount",
            "age_min", "owner", "rules", "decision", "sender", "recipient", "link"]
+# Colouring goes through a pandas Styler, which renders every cell (about 0.15 s per 1,000 rows)
+# and refuses over 262,144 cells: a bigger queue (a long outage's fallback holds) is shown plain.
+STYLED_ROWS = 2_000
 # a new key after each decision: the table's selection is by row position, which the
 # optimistic update shifts
 table_key = f"queue-{st.session_state.get('queue_version', 0)}"
-event = st.dataframe(
+table = view[COLUMNS]
+if len(view) <= STYLED_ROWS:
     # a Styler's own formats win over column_config's: the numbers are formatted here
-    view[COLUMNS].style.map(urgency, subset=["minutes_left"]).format(
+    table = table.style.map(urgency, subset=["minutes_left"]).format(
         {"minutes_left": "{:.1f}", "score": "{:.3f}", "amount_eur": "{:,.2f}",
-         "risk_amount": "{:,.0f}", "age_min": "{:.1f}"}, na_rep=""), key=table_key,
+         "risk_amount": "{:,.0f}", "age_min": "{:.1f}"}, na_rep="")
+event = st.dataframe(
+    table, key=table_key,
     on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch",
     column_config={"held_by": st.column_config.TextColumn("held by"),
                    "decision": st.column_config.TextColumn("latest decision"),
                    "minutes_left": st.column_config.NumberColumn("min left", format="%.1f"),
+                   "score": st.column_config.NumberColumn(format="%.3f"),
+                   "amount_eur": st.column_config.NumberColumn(format="%.2f"),
                    "age_min": st.column_config.NumberColumn("age (min)", format="%.1f"),
                    "risk_amount": st.column_config.NumberColumn("risk × amount", format="%.0f"),
                    "link": st.column_config.LinkColumn("link", display_text="open")})
@@ -90,7 +98,9 @@ st.caption(f"{len(view)} of {len(held)} held transfers, ordered by {order}. Clic
            "it. \"min left\": until a held transfer's review is due (VIGIE_REVIEW_SLA_S after the "
            "hold; red: overdue), or until a hold the payment service has not applied yet pays "
            "out. \"held by\": the payment service's reason, a late decision included; \"latest "
-           "decision\": the stream's, if any came. \"link\": this transfer's address, for a ticket.")
+           "decision\": the stream's, if any came. \"link\": this transfer's address, for a ticket."
+           + (f" Over {STYLED_ROWS:,} rows the table is not coloured: filter it, or keep the "
+              "\"time left\" order (overdue first)." if len(view) > STYLED_ROWS else ""))
 
 rows = {r["transfer_id"]: r for r in view.to_dict("records")}
 
@@ -166,10 +176,11 @@ with left:
 with right:
     st.subheader("Features vs population")
     feats = common.parse_json(row["features"], {})
-    # The last day's decisions (at most 2000): bounding ts lets DuckDB skip the older hours' files.
+    # The last day's decisions (at most 2000), from the last day's hour folders only.
     since = (common.now_ms() - 86_400_000) // 3_600_000 * 3_600_000
-    population = common.q("SELECT features FROM decisions WHERE NOT coalesce(shadow, false) "
-                          "AND ts >= ? ORDER BY ts DESC LIMIT 2000", since)
+    population = common.q(f"SELECT features FROM {common.since('decisions', since)} "
+                          "WHERE NOT coalesce(shadow, false) AND ts >= ? ORDER BY ts DESC LIMIT 2000",
+                          since)
     pop = pd.DataFrame([common.parse_json(f, {}) for f in population["features"]])
     top = [r["feature"] for r in common.parse_json(row["reasons"], [])][:8] or list(feats)[:8]
     table = []
