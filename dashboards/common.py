@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -299,7 +298,7 @@ LEFT JOIN (SELECT * FROM d WHERE rn = 1) d USING (transfer_id) LEFT JOIN c USING
 
 
 def review_sla_s() -> float:
-    return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
+    return settings_mod.environment().console.review_sla_s
 
 
 def held_transfers() -> pd.DataFrame:

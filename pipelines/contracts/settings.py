@@ -143,7 +143,16 @@ class StreamEnv(_Group):
     max_clock_ahead_s: Seconds = Field(
         600, description="how far ahead of the worker's clock an input event's times may be; "
                          "beyond, it is dead-lettered; 0: no check")
-    ingest_window_ms: float = Field(20, ge=0, description="the ingest micro-batch window")
+    ingest_window_ms: int = Field(
+        20, ge=0, description="how long the batch ingest waits for input records when traffic "
+                              "is sparse")
+    state_flush_ms: float = Field(
+        100, ge=0, description="how often the entity stage writes a partition's changed entity "
+                               "states")
+    test_crash_after_produce: int = Field(
+        0, ge=0, description="a test hook, never for production: the worker kills itself "
+                             "(SIGKILL) after its Nth input batch's produces were acknowledged, "
+                             "before committing its offsets (0: never)")
     producer_linger_ms: int = Field(
         1, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(
