@@ -317,8 +317,9 @@ def _read() -> Environment:
 
 
 # The environment's VIGIE_/KAFKA_ items (and the working directory, which a relative
-# VIGIE_DATA_DIR depends on) -> the settings read from them: reading costs ~1 ms of pydantic,
-# the key a few µs, so per-call readers stay cheap and a changed variable is seen at once.
+# VIGIE_DATA_DIR depends on) -> the settings read from them: reading costs a few ms of
+# pydantic, the key a few µs, so per-call readers stay cheap and a changed variable is seen at
+# once (the tests change them between calls).
 _PREFIXES = frozenset(os.environ.encodekey(p) for p in ("VIGIE_", "KAFKA_"))
 _cached: tuple[tuple, Environment] | None = None
 
@@ -331,7 +332,7 @@ def _environment_key() -> tuple:
         cwd = os.getcwd()
     except OSError:  # a working directory since removed: only a relative path would care
         cwd = None
-    return (cwd, *sorted((k, v) for k, v in raw.items() if k[:6] in _PREFIXES))
+    return (cwd, *((k, v) for k, v in raw.items() if k[:6] in _PREFIXES))
 
 
 def environment() -> Environment:
@@ -342,7 +343,6 @@ def environment() -> Environment:
     if _cached is None or _cached[0] != key:
         _cached = key, _read()
     return _cached[1]
-
 
 
 @dataclass(frozen=True)

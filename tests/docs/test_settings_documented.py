@@ -51,10 +51,15 @@ def configuration_table() -> str:
     return "\n".join(line for line in section.splitlines() if line.startswith("|"))
 
 
-def table_variables(table: str) -> set[str]:
-    """The variables the rows are about (their first cell), e.g. ``VIGIE_RECOVERY_SLA_<STATE>_S``."""
-    return {name for row in table.splitlines()[2:]
+def rows_by_variable(table: str) -> dict[str, list[str]]:
+    """variable -> its row's cells; a row is about the variables of its first cell, e.g.
+    ``VIGIE_RECOVERY_SLA_<STATE>_S``."""
+    return {name: row.split("|")[1:-1] for row in table.splitlines()[2:]
             for name in re.findall(r"`((?:VIGIE|KAFKA)_[A-Z0-9_<>]+)`", row.split("|")[1])}
+
+
+def table_variables(table: str) -> set[str]:
+    return set(rows_by_variable(table))
 
 
 def row_of(variable: str, rows: set[str]) -> str | None:
@@ -111,3 +116,29 @@ def test_every_setting_the_code_names_is_in_the_readme_table():
 def test_no_module_reads_a_setting_around_the_settings_model():
     reads = direct_reads()
     assert not reads, f"read from os.environ, not from pipelines.contracts.settings: {reads}"
+
+
+def shown(default) -> str | None:
+    """A default as the table writes it (``30`` for 30.0); None: a default the table words
+    (unset, a path under the data dir)."""
+    if default is None or isinstance(default, (bool, Path)):
+        return None
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
+
+
+def test_the_readme_table_gives_each_setting_its_default():
+    rows = rows_by_variable(configuration_table())
+    wrong = {}
+    for name, info in settings.variables().items():
+        row, text = row_of(name, set(rows)), shown(info.default)
+        if row is None or text is None:
+            continue
+        cell = rows[row][1]
+        if "<" in row:  # a pattern's row lists each one's: "opened 2, contained 60, …"
+            head, tail = row.split("<")[0], row.split(">")[1]
+            text = f"{name[len(head):-len(tail)].lower()} {text}"
+        if not re.search(r"(?<![\w.])" + re.escape(text) + r"(?![\w.])", cell):
+            wrong[name] = (text, cell.strip())
+    assert len(rows) > 50 and not wrong, f"README.md's default differs from the settings': {wrong}"
