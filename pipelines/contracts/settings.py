@@ -149,10 +149,10 @@ class StreamEnv(_Group):
     state_flush_ms: float = Field(
         100, ge=0, description="how often the entity stage writes a partition's changed entity "
                                "states")
-    test_crash_after_produce: int = Field(
-        0, ge=0, description="a test hook, never for production: the worker kills itself "
-                             "(SIGKILL) after its Nth input batch's produces were acknowledged, "
-                             "before committing its offsets (0: never)")
+    test_crash_after_produce: Optional[int] = Field(
+        None, ge=0, description="a test hook, never for production: the worker kills itself "
+                                "(SIGKILL) after its Nth input batch's produces were "
+                                "acknowledged, before committing its offsets (unset: never)")
     producer_linger_ms: int = Field(
         1, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(
