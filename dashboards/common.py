@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -388,8 +387,9 @@ LEFT JOIN codes k ON k.transfer_id = c.transfer_id
 LEFT JOIN verdict v ON v.transfer_id = c.transfer_id
 GROUP BY 1, 2 ORDER BY 1, 2"""
 
+
 def review_sla_s() -> float:
-    return float(os.environ.get("VIGIE_REVIEW_SLA_S") or 3600)
+    return settings_mod.environment().console.review_sla_s
 
 
 def held_transfers() -> pd.DataFrame:

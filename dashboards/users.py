@@ -55,14 +55,15 @@ def ensure_demo_users(path: Path, password: Optional[str] = None) -> dict:
     """(Re)set the demo users, one per role, to one password (VIGIE_CONSOLE_DEMO_PASSWORD, or a
     fresh random one, so no clear password is ever stored); other users are left as they are.
     Returns {username: (role, password)} to print."""
-    password = password or os.environ.get("VIGIE_CONSOLE_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    given = settings.environment().console.console_demo_password
+    password = password or (given and given.get_secret_value()) or secrets.token_urlsafe(9)
     users = {name: (role, password) for name, role in DEMO.items()}
     write_users(path, users)
     return users
 
 
 def console_port(port: Optional[int] = None) -> int:
-    return port or int(os.environ.get("VIGIE_CONSOLE_PORT") or 8501)
+    return port or settings.environment().console.console_port
 
 
 def streamlit_args(port: Optional[int] = None) -> list[str]:
@@ -82,11 +83,11 @@ def describe(path: Path, created: dict) -> str:
 
 # --- sign-in throttling -------------------------------------------------------------------------
 def max_failures() -> int:
-    return int(os.environ.get("VIGIE_CONSOLE_MAX_FAILURES") or 5)
+    return settings.environment().console.console_max_failures
 
 
 def lockout_s() -> float:
-    return float(os.environ.get("VIGIE_CONSOLE_LOCKOUT_S") or 300)
+    return settings.environment().console.console_lockout_s
 
 
 class LockedJson:
@@ -162,7 +163,7 @@ COOKIE = "vigie_session"
 
 
 def session_s() -> float:
-    return float(os.environ.get("VIGIE_CONSOLE_SESSION_S") or 8 * 3600)
+    return settings.environment().console.console_session_s
 
 
 class Sessions:

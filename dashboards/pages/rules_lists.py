@@ -17,7 +17,7 @@ from models.labels import label_transfers
 from models.lists import ListError, ListStore
 from models.rules import ACTIONS, Rule, RuleError, RuleSet
 from models.tables import feature_table, labels_table
-from pipelines.contracts import limits
+from pipelines.contracts import limits, settings
 
 user = common.require(*common.ALL)
 can_edit = user["role"] in common.ACTION_ROLES["rule_change"]
@@ -104,7 +104,7 @@ with edit_tab:
 
 
 def table_max_age_s() -> float:
-    return float(os.environ.get("VIGIE_BACKTEST_TABLE_MAX_AGE_S") or 3600)
+    return settings.environment().console.backtest_table_max_age_s
 
 
 @st.cache_data(show_spinner="Reading the feature table…", max_entries=2)

@@ -1,7 +1,6 @@
 """SQL: a read-only DuckDB box over the lake's views, with a row limit, a time limit and a
 memory limit. Every query is audited (``console-audit``: who, the query, rows, time, outcome);
 a query whose audit cannot be written shows no result."""
-import os
 import re
 import threading
 import time
@@ -10,6 +9,7 @@ import duckdb
 import streamlit as st
 
 from dashboards import common
+from pipelines.contracts import settings
 from pipelines.contracts.topics import TOPICS
 from pipelines.lake import parquet as lake
 
@@ -17,7 +17,7 @@ MAX_ROWS = 1000
 TIMEOUT_S = 10.0
 # What one query may hold in memory, and on how many threads: the console shares its host.
 # Nothing spills to disk (no temp directory): past the limit the query fails, and says so.
-MEMORY_LIMIT = os.environ.get("VIGIE_SQL_MEMORY_LIMIT") or "256MB"
+MEMORY_LIMIT = settings.environment().console.sql_memory_limit
 THREADS = 1
 if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", MEMORY_LIMIT):
     raise ValueError(f"VIGIE_SQL_MEMORY_LIMIT={MEMORY_LIMIT!r}: expected a size like 256MB or 1GiB")

@@ -172,15 +172,16 @@ def run() -> dict:
     """``vigie bench --only replay``: simulate the lakes (``VIGIE_BENCH_REPLAY_USERS`` x
     ``VIGIE_BENCH_REPLAY_DAYS``, default 100,000 x 15: ~1M transfers; or reuse
     ``VIGIE_BENCH_REPLAY_LAKE``), then ``streamed``."""
+    from pipelines.contracts import settings
     from pipelines.simulator.offline import run_offline
 
-    users = int(os.environ.get("VIGIE_BENCH_REPLAY_USERS", 100_000))
-    days = float(os.environ.get("VIGIE_BENCH_REPLAY_DAYS", 15))
-    workers = int(os.environ.get("VIGIE_BENCH_REPLAY_WORKERS", 1))
+    users = settings.environment().offline.bench_replay_users
+    days = settings.environment().offline.bench_replay_days
+    workers = settings.environment().offline.bench_replay_workers
     with tempfile.TemporaryDirectory(prefix="vigie-bench-replay-") as tmp:
         small = Path(tmp) / "small"
         run_offline(small, seed=5, users=2_000, days=15)
-        big = os.environ.get("VIGIE_BENCH_REPLAY_LAKE")
+        big = settings.environment().offline.bench_replay_lake
         how = f"lake {big}" if big else \
             f"vigie simulate --offline --seed 5 --users {users} --days {days}"
         if not big:

@@ -32,6 +32,7 @@ from pathlib import Path
 from pipelines.bench import report
 from pipelines.bench.harness import cpu_seconds, fresh_environment, spawn
 from pipelines.bench.stream import _end_total, _rss_mb, _train_model
+from pipelines.contracts import settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import free_port
 
@@ -218,9 +219,9 @@ def chart(series: dict, steady_s: float, warmup_s: float, path: Path = CHART) ->
 
 def run(minutes: float | None = None, burst_minutes: float | None = None,
         warmup_minutes: float = 10.0, rate: float = 50.0, every_s: float = 30.0) -> dict:
-    minutes = minutes if minutes is not None else float(os.environ.get("VIGIE_BENCH_SOAK_MINUTES", 60))
-    burst_minutes = burst_minutes if burst_minutes is not None else float(
-        os.environ.get("VIGIE_BENCH_SOAK_BURST_MINUTES", 10))
+    env = settings.environment().offline
+    minutes = minutes if minutes is not None else env.bench_soak_minutes
+    burst_minutes = burst_minutes if burst_minutes is not None else env.bench_soak_burst_minutes
     stopping = []
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
     saved = {k: os.environ.get(k) for k in SERVICE_PORTS}
@@ -247,7 +248,7 @@ def _soak(broker, root, minutes, burst_minutes, warmup_minutes, rate, every_s, s
     log_dir = root / "data" / "logs"
     try:
         _wait_for(lambda: "Ready" in _read(log_dir / "worker.log"), "the worker", 300)
-        _wait_for(lambda: _port_open(int(os.environ["VIGIE_PAYMENT_PORT"])), "the services", 120)
+        _wait_for(lambda: _port_open(settings.environment().services.payment_port), "the services", 120)
         counts["before"] = _counts()
         phases = [("steady", rate, minutes), ("burst", rate * BURST_FACTOR, burst_minutes)]
         sampler.t0 = time.monotonic()

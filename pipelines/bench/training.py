@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ from models.lifecycle import train_lake  # noqa: E402
 from models.registry import load_meta  # noqa: E402
 from models.tables import feature_table  # noqa: E402
 from pipelines.bench import report  # noqa: E402
+from pipelines.contracts import settings  # noqa: E402
 from pipelines.simulator.offline import run_offline  # noqa: E402
 
 PHASES = ("dataset_s", "load_s", "labels_s", "validate_s", "prepare_s", "boost_s",
@@ -91,8 +91,8 @@ def run(users: int | None = None, days: float | None = None) -> dict:
     """``vigie bench --only train``: simulate ``VIGIE_BENCH_TRAIN_USERS`` users for
     ``VIGIE_BENCH_TRAIN_DAYS`` days (default 10,000 x 14: ~90k transfers; 100,000 x 15 is the
     1M-transfer lake), replay once, train once."""
-    users = users or int(os.environ.get("VIGIE_BENCH_TRAIN_USERS", 10_000))
-    days = days or float(os.environ.get("VIGIE_BENCH_TRAIN_DAYS", 14))
+    users = users or settings.environment().offline.bench_train_users
+    days = days or settings.environment().offline.bench_train_days
     with tempfile.TemporaryDirectory(prefix="vigie-bench-train-") as tmp:
         lake_dir, features = Path(tmp) / "lake", Path(tmp) / "features.parquet"
         print(f"bench: train: simulating {users} users x {days} days …", flush=True)

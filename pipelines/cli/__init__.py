@@ -11,7 +11,7 @@ import os
 
 import click
 
-from pipelines.contracts.settings import MissingSecret
+from pipelines.contracts.settings import SettingError
 from pipelines.kafka.principals import COMMAND_PRINCIPALS
 
 COMMANDS = {  # name -> "module:attribute" of its click command
@@ -67,7 +67,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except MissingSecret as exc:  # a missing key or password: say which, no traceback
+        except SettingError as exc:  # a missing key or a bad value: say which, no traceback
             raise click.ClickException(str(exc)) from None
 
 

@@ -74,7 +74,7 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
     log_dir = conf.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     kafka = None
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+    if conf.env.kafka.bootstrap_servers is None:
         started = time.monotonic()
         port = int(conf.kafka.bootstrap_servers.rsplit(":", 1)[1])
         kafka = EmbeddedKafka(port, conf.broker_dir, conf.secrets_dir).start()
@@ -163,7 +163,8 @@ def run_all(rate: float = 50.0, simulator: bool = True) -> None:
 def metrics_ports() -> dict[str, int]:
     """The Faust processes' metrics ports: the worker on ``VIGIE_METRICS_PORT`` (default 9400),
     the sink on the next one (the services serve /metrics on their own port)."""
-    base = int(os.environ.get("VIGIE_METRICS_PORT") or metrics.DEFAULT_PORT)
+    port = settings_mod.environment().stream.metrics_port
+    base = metrics.DEFAULT_PORT if port is None else port
     return {"worker": base, "sink": base + 1}
 
 

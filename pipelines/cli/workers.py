@@ -7,6 +7,7 @@ import os
 import click
 import faust.worker
 
+from pipelines.contracts import settings as settings_mod
 from pipelines.stream import worker as apps
 
 
@@ -24,7 +25,7 @@ def _run_faust(app) -> None:
     benchmarks use it to show where a worker's CPU goes."""
     worker = Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
                     quiet=True)
-    profile_to = os.environ.get("VIGIE_PROFILE")
+    profile_to = settings_mod.environment().stream.profile
     if not profile_to:
         worker.execute_from_commandline()
         return

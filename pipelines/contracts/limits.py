@@ -13,15 +13,12 @@ exceed the window; past it an account counts as new again, which only tightens.)
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
+from pipelines.contracts import settings
+
 DAY_MS = 86_400_000
-
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
 
 
 def euros(cents: int) -> str:
@@ -72,12 +69,11 @@ class Limits:
 
 
 def load() -> Limits:
-    currencies = tuple(c.strip().upper() for c in (os.environ.get("VIGIE_CURRENCIES") or "EUR")
-                       .split(",") if c.strip())
-    limits = Limits(max_amount_cents=_int("VIGIE_MAX_TRANSFER_CENTS", 1_000_000),
-                    currencies=currencies,
-                    new_account_days=_int("VIGIE_NEW_ACCOUNT_DAYS", 7),
-                    new_account_daily_cents=_int("VIGIE_NEW_ACCOUNT_DAILY_CENTS", 500_000))
+    env = settings.environment().limits
+    currencies = tuple(c.strip().upper() for c in env.currencies.split(",") if c.strip())
+    limits = Limits(max_amount_cents=env.max_transfer_cents, currencies=currencies,
+                    new_account_days=env.new_account_days,
+                    new_account_daily_cents=env.new_account_daily_cents)
     if limits.max_amount_cents <= 0 or limits.new_account_daily_cents <= 0 or not currencies:
         raise ValueError("transfer limits must be positive, with at least one currency")
     return limits

@@ -9,9 +9,10 @@ action, reason class, route template, status; never an account, a transfer or a 
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from pipelines.contracts import settings
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,11 @@ def serve(port: int | None = None) -> int | None:
     """Serve this process's metrics on ``port`` (default ``VIGIE_METRICS_PORT``; unset or 0:
     none), on ``VIGIE_METRICS_HOST`` (default loopback: unauthenticated, see docs/security.md).
     A port already taken is said in the log, never fatal: metrics must not stop a worker."""
-    port = int(os.environ.get("VIGIE_METRICS_PORT") or 0) if port is None else port
+    env = settings.environment().stream
+    port = (env.metrics_port or 0) if port is None else port
     if not port:
         return None
-    host = os.environ.get("VIGIE_METRICS_HOST") or "127.0.0.1"
+    host = env.metrics_host
     try:
         start_http_server(port, addr=host)
     except OSError as exc:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -122,8 +121,9 @@ def secrets_dir() -> Path:
 
 def signing_key() -> Ed25519PrivateKey:
     """The console's private key: the environment's, else the data dir's (made on first use)."""
-    if os.environ.get(SIGNING_KEY_ENV):
-        return _load(os.environ[SIGNING_KEY_ENV], Ed25519PrivateKey, SIGNING_KEY_ENV)
+    given = settings.environment().console.console_signing_key
+    if given is not None:
+        return _load(given.get_secret_value(), Ed25519PrivateKey, SIGNING_KEY_ENV)
     folder = secrets_dir()
     path = folder / "console-signing.key"
     # made once, atomically: two consoles starting together agree on the one that won
@@ -137,8 +137,8 @@ def signing_key() -> Ed25519PrivateKey:
 
 def verify_keys() -> list[Ed25519PublicKey]:
     """The public keys a worker accepts: the environment's, else the data dir's (none yet: [])."""
-    if os.environ.get(VERIFY_KEY_ENV):
-        return [_load(k, Ed25519PublicKey, VERIFY_KEY_ENV)
-                for k in os.environ[VERIFY_KEY_ENV].split(",") if k.strip()]
+    given = settings.environment().console.console_verify_key
+    if given:
+        return [_load(k, Ed25519PublicKey, VERIFY_KEY_ENV) for k in given.split(",") if k.strip()]
     path = secrets_dir() / "console-verify.key"
     return [_load(path.read_text(), Ed25519PublicKey, str(path))] if path.exists() else []

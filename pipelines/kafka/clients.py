@@ -5,7 +5,6 @@ Nothing here knows whether it talks to the embedded broker or to a production cl
 from __future__ import annotations
 
 import logging
-import os
 from typing import Iterable, Optional
 
 import msgspec
@@ -31,7 +30,7 @@ def topic_partitions(name: str, conf: settings_mod.Settings) -> int:
 
 def replication_factor() -> int:
     """``VIGIE_REPLICATION_FACTOR`` (1): every topic's, Vigie's and Faust's own alike."""
-    return int(os.environ.get("VIGIE_REPLICATION_FACTOR") or 1)
+    return settings_mod.environment().kafka.replication_factor
 
 
 def topic_config(name: str) -> dict[str, str]:
@@ -48,7 +47,7 @@ def topic_config(name: str) -> dict[str, str]:
         # about one record a live key; tombstones stay a day for readers that lag.
         return {"cleanup.policy": "compact", "segment.ms": str(3_600_000),
                 "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(86_400_000)}
-    hours = -1 if name in SINGLE_PARTITION else int(os.environ.get("VIGIE_RETENTION_HOURS") or -1)
+    hours = -1 if name in SINGLE_PARTITION else settings_mod.environment().kafka.retention_hours
     return {"retention.ms": str(hours * 3_600_000 if hours > 0 else -1)}
 
 

@@ -44,7 +44,6 @@ from tqdm import tqdm
 from features.sources import FAMILIES
 from pipelines.contracts import schemas as s, settings
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.contracts.settings import env_seconds
 from pipelines.lake.writer import FLUSH_ROWS, LakeWriter
 
 BATCH_ROWS = 65_536
@@ -295,7 +294,7 @@ class Importer:
         self.writer = LakeWriter(self.out)
         self.rejects = Rejects(self.out / REJECTS)
         self.files: dict[str, dict] = {}
-        self.delay_ms = int(env_seconds("VIGIE_AVAILABILITY_DELAY_S", 30) * 1000)
+        self.delay_ms = int(settings.environment().services.availability_delay_s * 1000)
 
     def _append(self, topic: str, event) -> None:
         buffer = self.writer.buffers[topic]

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from typing import Optional
 
 import msgspec
 from msgspec import Struct
 
-from pipelines.contracts import schemas as s
+from pipelines.contracts import schemas as s, settings
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -44,9 +43,7 @@ IN_FLIGHT_MS = 3000
 
 OPEN = ("opened", "contained", "owner_verification", "secured", "transfers_review", "escalated")
 CLOSED = ("restored", "closed_fraudulent", "closed_legitimate")
-# SLA per state, seconds (override with VIGIE_RECOVERY_SLA_<STATE>_S; 0 = none)
-DEFAULT_SLA_S = {"opened": 2, "contained": 60, "owner_verification": 1800, "secured": 300,
-                 "transfers_review": DAY_MS // 1000, "escalated": 0}
+# SLA per state: VIGIE_RECOVERY_SLA_<STATE>_S, defaults in pipelines/contracts/settings.py
 # what an analyst (any actor that is neither the stream nor the owner) may ask for, by state
 ANALYST_MOVES = {
     "owner_verification": ("secured", "closed_legitimate", "closed_fraudulent", "escalated"),
@@ -63,8 +60,7 @@ STREAM = "stream"
 
 
 def sla_s(state: str) -> float:
-    raw = os.environ.get(f"VIGIE_RECOVERY_SLA_{state.upper()}_S")
-    return float(raw) if raw not in (None, "") else float(DEFAULT_SLA_S.get(state, 0))
+    return settings.environment().recovery.sla_s(state)  # VIGIE_RECOVERY_SLA_<STATE>_S
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -391,7 +387,7 @@ class Machine:
 
 def _reopen_after_ms() -> int:
     """A closed case absorbs new suspicions this long (the 24 h signals that opened it)."""
-    return int(float(os.environ.get("VIGIE_RECOVERY_REOPEN_AFTER_S") or 24 * 3600) * 1000)
+    return int(settings.environment().recovery.reopen_after_s * 1000)
 
 
 def is_transition(ev: s.RecoveryEvent) -> bool:

@@ -43,7 +43,7 @@ LEEWAY_S = 30  # clocks of issuer and service may differ a little
 
 
 def keys_dir(conf: Optional[settings_mod.Settings] = None) -> Path:
-    override = os.environ.get("VIGIE_JWT_DIR")
+    override = settings_mod.environment().deployment.jwt_dir
     return Path(override) if override else (conf or settings_mod.load()).data_dir / "secrets" / "jwt"
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Hashable, Optional, TypeVar
@@ -199,7 +198,7 @@ class Service:
 
 def serve(app: web.Application, name: str, port: Optional[int] = None) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight requests and stop consumers cleanly."""
-    host = os.environ.get("VIGIE_BIND_HOST") or "127.0.0.1"
+    host = settings_mod.environment().deployment.bind_host
     port = port or settings_mod.load().service_ports[name]
     logs.limit_repeats()  # a broker outage must not flood the log (aiokafka's loggers included)
     web.run_app(app, host=host, port=port, access_log_class=RouteAccessLogger, shutdown_timeout=10,

@@ -33,8 +33,7 @@ from typing import Awaitable, Callable, Hashable, Optional, TypeVar
 import msgspec
 from aiohttp import web
 
-from pipelines.contracts import privacy, schemas as s
-from pipelines.contracts.settings import env_seconds
+from pipelines.contracts import privacy, schemas as s, settings
 from pipelines.contracts.topics import KEEP_REPLIES_MS as KEEP_MS
 from pipelines.services.auth import CALLER
 from pipelines.services.common import LogReader, Service, now_ms
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 
 def deadline_s() -> float:
     """How long a request waits for the log before answering 503 (``VIGIE_PUBLISH_DEADLINE_S``)."""
-    return env_seconds("VIGIE_PUBLISH_DEADLINE_S", 5)
+    return settings.environment().services.publish_deadline_s
 
 
 def header(request: web.Request) -> Optional[str]:

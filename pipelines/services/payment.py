@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -44,7 +43,6 @@ from pipelines.contracts import (limits as limits_mod, metrics, schemas as s,
                                  settings as settings_mod)
 from pipelines.contracts.limits import DAY_MS
 from pipelines.contracts.privacy import pseudonymize
-from pipelines.contracts.settings import env_seconds
 from pipelines.contracts.topics import key_of
 from pipelines.services import idempotency as idem, payment_state as ps, requests as rq
 from pipelines.services.auth import CALLER, acting_for, acting_for_account, internal
@@ -115,11 +113,12 @@ class Payment(Service):
     def __init__(self, conf=None, url: Optional[str] = None):
         super().__init__(conf)
         self.url = url  # where other instances send this one's senders (payment-owners)
-        self.delay_ms = int(env_seconds("VIGIE_AVAILABILITY_DELAY_S", 30) * 1000)
-        self.cooling_ms = int(env_seconds("VIGIE_WARN_COOLING_OFF_S", 10) * 1000)
+        env = settings_mod.environment().services
+        self.delay_ms = int(env.availability_delay_s * 1000)
+        self.cooling_ms = int(env.warn_cooling_off_s * 1000)
         # Finished transfers stay this long (the limits' 24 h, an Idempotency-Key's life).
-        self.keep_ms = int(env_seconds("VIGIE_PAYMENT_KEEP_S", 86_400) * 1000)
-        self.fallback = os.environ.get("VIGIE_NO_DECISION_FALLBACK") or "hold"
+        self.keep_ms = int(env.payment_keep_s * 1000)
+        self.fallback = env.no_decision_fallback
         if self.fallback not in FALLBACKS:
             raise ValueError("VIGIE_NO_DECISION_FALLBACK must be 'hold' or 'block'")
         # Only the owned partitions' senders, each partition written by its own fenced writer.
@@ -603,6 +602,6 @@ def build_app(conf=None, url: Optional[str] = None) -> web.Application:
 
 def run(port: int | None = None) -> None:
     port = port or settings_mod.load().service_ports[Payment.name]
-    host = os.environ.get("VIGIE_BIND_HOST") or "127.0.0.1"
-    url = os.environ.get("VIGIE_PAYMENT_URL") or f"http://{host}:{port}"
+    env = settings_mod.environment()
+    url = env.services.payment_url or f"http://{env.deployment.bind_host}:{port}"
     serve(build_app(url=url), Payment.name, port)

@@ -5,7 +5,6 @@ Why: docs/stream.md#app
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faust
@@ -20,7 +19,7 @@ def make_app(app_id: str, worker_name: str | None = None,
     """A Faust app; ``group``: its stages' consumer group, when not the app id (the decision
     worker's group is its batch ingest's, docs/stream.md#ingest)."""
     conf = settings_mod.load()
-    name = worker_name or os.environ.get("VIGIE_WORKER_NAME", "w1")
+    name = worker_name or conf.env.stream.worker_name
     datadir = Path(conf.state_dir) / app_id / name
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{hostport}" for hostport in conf.kafka.bootstrap_servers.split(",")]
@@ -33,7 +32,7 @@ def make_app(app_id: str, worker_name: str | None = None,
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=conf.partitions,
-        topic_replication_factor=int(os.environ.get("VIGIE_REPLICATION_FACTOR", "1")),
+        topic_replication_factor=conf.env.kafka.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         # Fast start and fast failover. A killed worker is noticed when its session expires
@@ -54,9 +53,8 @@ def make_app(app_id: str, worker_name: str | None = None,
         # How long a produce batch waits for more records: each hop of an event (ingest ->
         # entity-events -> transfer-parts -> decisions) can wait this long, against fewer,
         # fuller produce requests under load (see docs/benchmarks.md).
-        producer_linger_ms=int(os.environ.get("VIGIE_PRODUCER_LINGER_MS") or 1),
-        table_standby_replicas=0 if os.environ.get("VIGIE_STANDBY_REPLICAS") is None
-        else int(os.environ["VIGIE_STANDBY_REPLICAS"]),
+        producer_linger_ms=conf.env.stream.producer_linger_ms,
+        table_standby_replicas=conf.env.stream.standby_replicas,
         web_enabled=False,
     )
     # Faust's aiokafka transport, but a never-committed partition is re-read from its start

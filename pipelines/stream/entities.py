@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import weakref
 from typing import Callable, Optional
@@ -23,6 +22,7 @@ from faust import streams as faust_streams
 
 from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
+from pipelines.contracts import settings
 from pipelines.contracts.schemas import TransferRequested
 from pipelines.contracts.topics import TOPICS, decode
 from pipelines.kafka.tables import raw_table, raw_topic
@@ -37,7 +37,7 @@ MARK_TTL_MS = 24 * 3600 * 1000
 PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is kept 10 min
 # How long a partition's changed states wait in the write buffer, and how many may wait, before
 # they are written (and the records they came from acknowledged).
-FLUSH_S = float(os.environ.get("VIGIE_STATE_FLUSH_MS") or 100) / 1000
+FLUSH_S = settings.environment().stream.state_flush_ms / 1000
 FLUSH_STATES = 5000
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
 # the replay's tie-break between events of the same millisecond: by topic, then event id

@@ -41,10 +41,10 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
 # fetch fills it; when traffic is sparse a batch holds what came within BATCH_WAIT_MS (events wait
 # as long for the watermark tick anyway).
 BATCH = 2000
-BATCH_WAIT_MS = int(os.environ.get("VIGIE_INGEST_WINDOW_MS") or 20)
+BATCH_WAIT_MS = settings_mod.environment().stream.ingest_window_ms
 # A test hook (tests/stream/test_batch_ingest_crash.py): the worker kills itself (SIGKILL) once
 # this many batches had their produces acknowledged, before committing the last one's offsets.
-CRASH_AFTER_PRODUCE = int(os.environ.get("VIGIE_TEST_CRASH_AFTER_PRODUCE") or 0)
+CRASH_AFTER_PRODUCE = settings_mod.environment().stream.test_crash_after_produce
 RETRY_S = 1.0  # after a batch that failed (produce or commit)
 
 # How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
@@ -53,7 +53,7 @@ RETRY_S = 1.0  # after a batch that failed (produce or commit)
 # or a time is not in ms: such an event would move its source's watermark and the stream time
 # ahead of every real event (all later ones then ordered by arrival, not event time) and sweep
 # the feature windows of every entity it touches, so it is refused. 0 turns the check off.
-MAX_AHEAD_S = float(os.environ.get("VIGIE_MAX_CLOCK_AHEAD_S") or 600)
+MAX_AHEAD_S = settings_mod.environment().stream.max_clock_ahead_s
 # The instants an event says something happened or became known. Not payout_due_ts: a deadline,
 # in the future by design (the payment service reads it against its own clock).
 STAMPS = ("ts", "known_at", "compromise_from_ts", "compromise_to_ts")

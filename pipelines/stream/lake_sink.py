@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -85,7 +84,7 @@ def register(app) -> None:
     sampler = quality.Sampler(EVENT_TOPICS)  # input topics with a suite
     writer = LakeWriter(conf.lake_dir, observe=sampler.observe)
     quality.register(app, sampler)
-    flush_s = float(os.environ.get("VIGIE_SINK_FLUSH_S", "2"))
+    flush_s = conf.env.stream.sink_flush_s
     every_topic = app.topic(*TOPICS, key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
 
@@ -102,7 +101,7 @@ def register(app) -> None:
             log.info("lake: %d rows from %d records in %.0f ms", written, len(records),
                      (time.perf_counter() - started) * 1000)
 
-    @app.timer(float(os.environ.get("VIGIE_SINK_COMPACT_EVERY_S", "600")))
+    @app.timer(conf.env.stream.sink_compact_every_s)
     async def compact_closed_hours():
         # in a thread: merging an hour of files must not hold up the next batch
         closed_before = int(time.time() * 1000) - COMPACT_AFTER_MS

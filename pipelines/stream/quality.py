@@ -16,7 +16,7 @@ import random
 import time
 
 from models.expectations import load_suite, validate_frame
-from pipelines.contracts import schemas
+from pipelines.contracts import schemas, settings
 from pipelines.lake.parquet import TopicTable
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def check(topic: str, events: list, seen: int, now_ms: int) -> schemas.DataQuali
 
 
 def register(app, sampler: Sampler) -> None:
-    every_s = float(os.environ.get("VIGIE_QUALITY_EVERY_S", "60"))
+    every_s = settings.environment().stream.quality_every_s
     out = app.topic(TOPIC, key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
 
