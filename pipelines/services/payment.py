@@ -267,14 +267,27 @@ class Payment(Service):
         """A request naming only a transfer id (a chargeback: the card network knows no
         sender, so no partition), which this instance does not have: asked of each other
         instance in turn, once (a forwarded one is not passed on); the first that knows the
-        transfer answers. 404 when none does (finished past ``VIGIE_PAYMENT_KEEP_S``)."""
+        transfer answers. 404 when none does (finished past ``VIGIE_PAYMENT_KEEP_S``), 503
+        while a partition moves between instances."""
         others = ({url for url in self.owners.urls.values() if url != self.url}
                   if self.owners is not None and not request.headers.get(FORWARDED) else ())
         for url in sorted(others):
             answer = await self._forward(request, url)
             if answer.status != 404:
                 return answer
+        if self._moving():  # its partition may be the one between owners: not known yet
+            raise ApiError(503, "a partition is moving between instances: retry",
+                           {"Retry-After": "1"})
         raise ApiError(404, "unknown transfer")
+
+    def _moving(self) -> bool:
+        """Whether a partition is between owners, as this instance sees it: not ours (or ours
+        but still being restored), and announced by no other instance. No answer may say a
+        transfer is unknown then: the instance restoring it would know it a moment later."""
+        if self.owners is None:
+            return False
+        return any(p not in self.writers and self.owners.url(p) in (None, self.url)
+                   for p in range(self.partitions))
 
     async def _served_elsewhere(self, request: web.Request, sender: str
                                 ) -> Optional[web.Response]:
