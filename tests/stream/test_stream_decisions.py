@@ -292,7 +292,9 @@ def test_two_workers_decide_as_one(baseline, model, tmp_path):
           f"differ over {len(one)} transfers")
     parity_report(two, baseline.events, "2-workers")
     assert not stale, f"a worker decided with stale rules: {stale}"
-    assert all(one[t].action == two[t].action for t, *_ in differ) or not differ, differ[:20]
+    assert all(one[t].action == two[t].action for t, *_ in differ) or not differ, \
+        [(t, one[t].action, one[t].rule_hits, two[t].action, two[t].rule_hits)
+         for t, *_ in differ[:20]]  # the hits say why (a recovery flag: docs/recovery.md)
     _expect_parity(feature_diffs or [(t, "score") for t, *_ in differ])
 
 
