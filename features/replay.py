@@ -107,7 +107,7 @@ def _apply(ordered, states, owns=None, mirror=frozenset()):
     accounts; yield (transfer, parts from the owned entities) before each transfer is learnt.
     ``states``: a dict (the caller's, kept) or a ``PackedStates``, new."""
     classes = STATE_CLASSES
-    add = states.add if type(states) is PackedStates else states.__setitem__
+    add = states.__setitem__ if isinstance(states, dict) else states.add
 
     def state_of(kind: str, key: str):
         st = states.get((kind, key))
@@ -116,7 +116,7 @@ def _apply(ordered, states, owns=None, mirror=frozenset()):
             add((kind, key), st)
         return st
 
-    seq = max((st.seq for st in states.values()), default=-1) if type(states) is dict else -1
+    seq = max((st.seq for st in states.values()), default=-1) if isinstance(states, dict) else -1
     for event in ordered:
         todo = None
         while event is not None:
