@@ -29,7 +29,7 @@ from typing import Optional
 
 from features.routing import STATE_CLASSES
 
-GENERATION = 50_000  # live states per generation (see the module's docstring)
+GENERATION = 20_000  # live states per generation (see the module's docstring)
 
 
 class PackedStates:
