@@ -6,9 +6,11 @@
 
 Events are applied in ``routing.order_key`` order (event time, then topic, then id); derived
 events right after their cause. For each TransferRequested, every entity it touches gives its
-part (``features_for``) before the transfer is learnt, as in the stream. States stay in memory,
-in a dict keyed by (kind, key); pass ``states`` to keep them. A streamed log is read as the
-replay goes: memory holds the states and a few batches of events, never the whole log.
+part (``features_for``) before the transfer is learnt, as in the stream. Pass ``states``, a dict
+keyed by (kind, key), to keep them as objects; otherwise the states not used for a while are
+packed into the bytes the stream stores (``features.packed_states``), ~20 times smaller. A
+streamed log is read as the replay goes: memory holds the states (mostly packed) and a few
+batches of events, never the whole log.
 
 ``workers=N`` shards the entities over N forked processes, the way the stream spreads them over
 partitions, and the caller's process merges each transfer's parts: the rows are the same, value
@@ -27,6 +29,7 @@ import sys
 from typing import Iterable, Iterator, NamedTuple, Optional
 
 from features.graph import CONFIRMING
+from features.packed_states import PackedStates
 from features.routing import STATE_CLASSES, order_key, routes
 from features.vector import combine, parts_of, transfer_part
 from pipelines.contracts.schemas import TransferRequested
@@ -80,7 +83,7 @@ def replay(events: Iterable, states: Optional[dict] = None, presorted: bool = Fa
     try:
         if workers <= 1:
             ordered = _counted(log, stats)
-            for tr, parts in _apply(ordered, {} if states is None else states):
+            for tr, parts in _apply(ordered, PackedStates() if states is None else states):
                 parts.append(transfer_part(tr))
                 yield TransferFeatures(tr.transfer_id, tr.ts, combine(parts), tr)
         else:
@@ -99,18 +102,21 @@ def _counted(events: Iterable, stats: dict) -> Iterator:
     stats["events"] = n
 
 
-def _apply(ordered, states: dict, owns=None, mirror=frozenset()):
+def _apply(ordered, states, owns=None, mirror=frozenset()):
     """Apply the events to the entities ``owns(key)`` accepts (all when None), and to the mirrored
-    accounts; yield (transfer, parts from the owned entities) before each transfer is learnt."""
+    accounts; yield (transfer, parts from the owned entities) before each transfer is learnt.
+    ``states``: a dict (the caller's, kept) or a ``PackedStates``, new."""
     classes = STATE_CLASSES
+    add = states.__setitem__ if isinstance(states, dict) else states.add
 
     def state_of(kind: str, key: str):
         st = states.get((kind, key))
         if st is None:
-            st = states[(kind, key)] = classes[kind]()
+            st = classes[kind]()
+            add((kind, key), st)
         return st
 
-    seq = max((st.seq for st in states.values()), default=-1)
+    seq = max((st.seq for st in states.values()), default=-1) if isinstance(states, dict) else -1
     for event in ordered:
         todo = None
         while event is not None:
@@ -166,7 +172,7 @@ def _shard_main(log, shard: int, workers: int, mirror, send) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     counts: dict = {}
     chunk = []
-    for _, parts in _apply(_counted(log, counts), {},
+    for _, parts in _apply(_counted(log, counts), PackedStates(),
                            lambda key: shard_of(key, workers) == shard, mirror):
         chunk.append(parts)
         if len(chunk) == CHUNK:

@@ -2,9 +2,10 @@
 
 The feature table comes only from the replay, which runs the stream's own feature code over the
 lake in event-time order: training sees exactly what the stream would have seen. The lake is
-streamed (``pipelines.lake.event_log.LakeLog``), so the replay's memory is its states and a few
-batches, whatever the lake's size; ``feature_chunks`` hands the rows on in chunks (``vigie
-replay --out`` writes them as they come), ``feature_table`` gathers them into one table.
+streamed (``pipelines.lake.event_log.LakeLog``), so the replay's memory is its states (packed
+into the stream's bytes once not used for a while: ``features.packed_states``) and a few
+batches, not the log; ``feature_chunks`` hands the rows on in chunks (``vigie replay --out``
+writes them as they come), ``feature_table`` gathers them into one table.
 """
 from __future__ import annotations
 

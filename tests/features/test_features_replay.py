@@ -142,3 +142,32 @@ def test_vigie_replay_sharded_over_processes_writes_the_same_table(tmp_path):
         tables.append(pd.read_parquet(out))
     assert len(tables[0]) > 50
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_states_packed_into_bytes_give_the_same_rows(fortnight, monkeypatch):
+    """The replay's default store packs the states it has not used for a while into the stream's
+    bytes; with room for only a few live states, most reads unpack one: the same vectors as a
+    replay keeping every state as an object."""
+    import features.packed_states as packed_states
+    import features.replay as replay_module
+
+    stores = []
+
+    class Counted(packed_states.PackedStates):
+        unpacked = 0
+
+        def get(self, key):
+            self.unpacked += key in self.packed
+            return super().get(key)
+
+    monkeypatch.setattr(replay_module, "PackedStates",
+                        lambda: stores.append(Counted(generation=3)) or stores[-1])
+    packed = list(replay(fortnight))
+    kept = list(replay(fortnight, states={}))
+    assert len(packed) == len(kept) > 1000
+    for a, b in zip(kept, packed):
+        assert a.transfer_id == b.transfer_id
+        assert all(x == y or (math.isnan(x) and math.isnan(y))
+                   for x, y in zip(a.features.values(), b.features.values()))
+    store, = stores
+    assert len(store) - store.packed_count() <= 7 and store.unpacked > len(kept)  # 2 x 3 + 1 live
