@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import common
+from pipelines.lake import parquet as lake_mod
 
 # One source query per topic; {files} is the list of new files. The only definition of an edge.
 SOURCES = {
@@ -73,16 +74,8 @@ class EntityIndex:
                 files = sorted(set(map(str, (self.lake / topic).glob("hour=*/*.parquet"))) - self.seen)
                 if files:
                     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-                    cursor = self.db.cursor()
-                    try:  # all of a batch of files or none: a retry must not count twice
-                        cursor.execute("BEGIN TRANSACTION")
+                    with lake_mod.transaction(self.db) as cursor:
                         cursor.execute(sql.format(files=f"read_parquet([{listing}], union_by_name=true)"))
-                        cursor.execute("COMMIT")
-                    except Exception:
-                        cursor.execute("ROLLBACK")
-                        raise
-                    finally:
-                        cursor.close()
                     self.seen.update(files)
             self.refreshed = time.monotonic()
 

@@ -81,16 +81,8 @@ class QueueIndex:
                for topic, files in present.items()}
         if not any(new.values()):
             return
-        cursor = self.db.cursor()
-        try:
-            cursor.execute("BEGIN TRANSACTION")
+        with lake_mod.transaction(self.db) as cursor:
             self._read(cursor, new)
-            cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
-            raise
-        finally:
-            cursor.close()
         for topic, files in new.items():
             self.seen[topic].update(files)
 

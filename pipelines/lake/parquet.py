@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -224,3 +225,19 @@ def connect(lake_dir: Union[str, Path], topics: Iterable[str] = TOPICS):
             con.unregister("_empty")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
     return con
+
+
+@contextmanager
+def transaction(db: duckdb.DuckDBPyConnection):
+    """A cursor on ``db`` whose statements count all or none: committed at the end, rolled back
+    if anything raised (an index reading a batch of files must not count any twice on a retry)."""
+    cursor = db.cursor()
+    try:
+        cursor.execute("BEGIN TRANSACTION")
+        yield cursor
+        cursor.execute("COMMIT")
+    except Exception:
+        cursor.execute("ROLLBACK")
+        raise
+    finally:
+        cursor.close()
