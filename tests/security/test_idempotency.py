@@ -207,7 +207,11 @@ def context() -> dict:
 async def send(client, family: Family, ctx: dict, variant: int = 0,
                caller: Optional[dict] = None) -> tuple[int, dict, dict]:
     headers = {**(caller or family.caller(ctx)), "Idempotency-Key": ctx["key"]}
-    resp = await client.post(family.path(ctx), json=family.body(ctx, variant), headers=headers)
+    for _ in range(30):  # as a client does: a 503 (a partition moving) says when to retry
+        resp = await client.post(family.path(ctx), json=family.body(ctx, variant), headers=headers)
+        if resp.status != 503 or "Retry-After" not in resp.headers:
+            break
+        await asyncio.sleep(float(resp.headers["Retry-After"]))
     return resp.status, await resp.json(), dict(resp.headers)
 
 
