@@ -39,6 +39,9 @@ HTTP_REQUESTS = Counter("vigie_http_requests", "HTTP requests answered, by route
                         ["service", "method", "route", "status"])
 HTTP_LATENCY = Histogram("vigie_http_request_seconds", "HTTP request handling time",
                          ["service"], buckets=LATENCY_BUCKETS)
+ROCKSDB_MEMORY = Gauge("vigie_rocksdb_memory_bytes", "RocksDB memory of this process, all its "
+                       "tables: the shared block cache (memtables included) and the memtables",
+                       ["kind"])
 LAKE_ROWS = Counter("vigie_lake_rows_written", "Rows the lake sink wrote to Parquet")
 
 DEFAULT_PORT = 9400  # `vigie run`: the worker here, the sink on the next port

@@ -153,6 +153,10 @@ class StreamEnv(_Group):
         None, ge=0, description="a test hook, never for production: the worker kills itself "
                                 "(SIGKILL) after its Nth input batch's produces were "
                                 "acknowledged, before committing its offsets (unset: never)")
+    rocksdb_memory_mb: int = Field(
+        64, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
+                              "partitions: one block cache holding data, index and filter "
+                              "blocks and the memtables (half of it at most)")
     producer_linger_ms: int = Field(
         1, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(

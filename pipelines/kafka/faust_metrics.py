@@ -1,6 +1,7 @@
 """Prometheus metrics of a Faust app (the worker, the lake sink): records read by topic (a Faust
 sensor), consumer lag per owned partition (from Faust's own monitor: the end offset it last
-fetched minus the offset it last committed), and the endpoint, started with the app.
+fetched minus the offset it last committed), RocksDB memory, and the endpoint, started with the
+app.
 
 The names are in pipelines/contracts/metrics.py; docs/operations.md says how to scrape them."""
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from pipelines.contracts import metrics
+from pipelines.kafka import tables
 
 LAG_EVERY_S = 5.0
 
@@ -43,6 +45,10 @@ def instrument(app: faust.App) -> faust.App:
                 lag = max(0, end - monitor.tp_committed_offsets.get(tp, 0))
                 metrics.CONSUMER_LAG.labels(*labels).set(lag)
                 now.add(labels)
+        rocks = tables.current_memory()
+        if rocks is not None:  # a process with tables: what its bound holds now
+            for kind, used in rocks.usage().items():
+                metrics.ROCKSDB_MEMORY.labels(kind).set(used)
         for labels in shown - now:  # given away in a rebalance: no longer this process's lag
             metrics.CONSUMER_LAG.remove(*labels)
         shown.clear()

@@ -1,16 +1,94 @@
 """Faust topics and tables of raw bytes: the stream stages serialise their own values (msgpack),
-once, instead of through Faust's codecs. Every table is a RocksDB store with ``store_options``."""
+once, instead of through Faust's codecs. Every table is a RocksDB store (``Store``) whose
+memory is bounded for the whole process, however many tables and partitions it holds."""
+from __future__ import annotations
+
+import rocksdict
+from faust.stores import rocksdb as faust_rocksdb
+from faust.stores import STORES
+
+from pipelines.contracts import settings
+
+STORE_URL = "vigie-rocksdb://"  # the apps' ``store``: this module's ``Store``
+
+
+class Memory:
+    """The RocksDB memory of one process: one LRU block cache shared by every table partition,
+    holding data blocks, index and filter blocks, and (charged to it by one write buffer
+    manager) the memtables, at most half of it.
+
+    Why: Faust gives each partition's database its own cache and memtables, and leaves index
+    and filter blocks outside any cache, so a worker's memory grew with its partitions and with
+    the state on disk (the soak bench, docs/benchmarks.md#soak). Here the bound is one number,
+    ``VIGIE_ROCKSDB_MEMORY_MB``, whatever the partitions a worker is given."""
+
+    def __init__(self, capacity_bytes: int):
+        self.capacity = capacity_bytes
+        self.cache = rocksdict.Cache(capacity_bytes)
+        self.memtables = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            capacity_bytes // 2, False, self.cache)
+
+    def usage(self) -> dict[str, int]:
+        """Bytes in use: the cache's (memtables included) and the memtables'."""
+        return {"cache": self.cache.get_usage(), "memtables": self.memtables.get_usage()}
+
+
+_memory: Memory | None = None
+
+
+def memory() -> Memory:
+    """This process's RocksDB memory (made on first use, sized by the settings)."""
+    global _memory
+    if _memory is None:
+        _memory = Memory(settings.environment().stream.rocksdb_memory_mb << 20)
+    return _memory
+
+
+def current_memory() -> Memory | None:
+    """This process's RocksDB memory if it has opened a table, else None."""
+    return _memory
+
+
+class Options(faust_rocksdb.RocksDBOptions):
+    """Faust's options for one partition's database, on the process's shared ``Memory``."""
+
+    def as_options(self) -> rocksdict.Options:
+        shared = memory()
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(shared.memtables)
+        blocks = rocksdict.BlockBasedOptions()
+        blocks.set_bloom_filter(self.bloom_filter_size, True)
+        blocks.set_block_cache(shared.cache)
+        blocks.set_cache_index_and_filter_blocks(True)  # counted in the bound, not beside it
+        blocks.set_pin_l0_filter_and_index_blocks_in_cache(True)  # the hot ones stay
+        blocks.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(blocks)
+        return options
+
+
+class Store(faust_rocksdb.Store):
+    """Faust's RocksDB store with ``Options``: the same files, changelogs and recovery."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.use_rocksdict:
+            raise RuntimeError("Vigie's tables need the rocksdict driver")
+        self.rocksdb_options = Options(**self.options, use_rocksdict=True)
+
+
+STORES.aliases["vigie-rocksdb"] = f"{__name__}:Store"
 
 
 def store_options() -> dict:
-    """RocksDB sizes for one table partition (a fresh dict: Faust's store pops keys from it).
-
-    Faust's defaults are for large dedicated hosts: three 64 MB memtables and a 2 GB block
-    cache per partition's database, so a worker's memory grew by ~300 MB an hour as they filled
-    (the soak bench, docs/benchmarks.md). Vigie's state is small and read mostly through the
-    table's own cache, so small memtables and a small block cache cost little speed."""
+    """Sizes for one table partition (a fresh dict: Faust's store pops keys from it): small
+    memtables, flushed sooner, inside the shared bound (``Memory``)."""
     return {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2,
-            "target_file_size_base": 8 << 20, "block_cache_size": 8 << 20}
+            "target_file_size_base": 8 << 20}
 
 
 def raw_topic(app, name: str):

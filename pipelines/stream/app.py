@@ -12,6 +12,7 @@ import faust
 from pipelines.contracts import settings as settings_mod
 from pipelines.kafka.faust_consumer import Transport
 from pipelines.kafka.faust_metrics import instrument
+from pipelines.kafka.tables import STORE_URL
 
 
 def make_app(app_id: str, worker_name: str | None = None,
@@ -29,7 +30,8 @@ def make_app(app_id: str, worker_name: str | None = None,
         broker_credentials=conf.kafka.faust_broker_credentials(),
         # Table state: RocksDB on local disk, one directory per worker process (two workers on
         # one machine must not share a RocksDB); the changelog topics are the durable copy.
-        store="rocksdb://",
+        # Its memory is one bound for the process (tables.Memory, VIGIE_ROCKSDB_MEMORY_MB).
+        store=STORE_URL,
         datadir=str(datadir),
         topic_partitions=conf.partitions,
         topic_replication_factor=conf.env.kafka.replication_factor,
