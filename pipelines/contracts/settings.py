@@ -154,7 +154,7 @@ class StreamEnv(_Group):
                                 "(SIGKILL) after its Nth input batch's produces were "
                                 "acknowledged, before committing its offsets (unset: never)")
     rocksdb_memory_mb: int = Field(
-        64, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
+        32, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
                               "partitions: one block cache holding data, index and filter "
                               "blocks and the memtables (half of it at most)")
     producer_linger_ms: int = Field(

@@ -20,7 +20,9 @@ class Memory:
     Why: Faust gives each partition's database its own cache and memtables, and leaves index
     and filter blocks outside any cache, so a worker's memory grew with its partitions and with
     the state on disk (the soak bench, docs/benchmarks.md#soak). Here the bound is one number,
-    ``VIGIE_ROCKSDB_MEMORY_MB``, whatever the partitions a worker is given."""
+    ``VIGIE_ROCKSDB_MEMORY_MB``, whatever the partitions a worker is given. It can be small:
+    a state is a few hundred bytes, and the operating system's page cache keeps the table files
+    too (RocksDB's cache saves a read and a copy, not a disk seek)."""
 
     def __init__(self, capacity_bytes: int):
         self.capacity = capacity_bytes
