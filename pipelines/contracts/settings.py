@@ -153,6 +153,10 @@ class StreamEnv(_Group):
         None, ge=0, description="a test hook, never for production: the worker kills itself "
                                 "(SIGKILL) after its Nth input batch's produces were "
                                 "acknowledged, before committing its offsets (unset: never)")
+    test_crash_stage: Literal["ingest", "decide"] = Field(
+        "ingest", description="a test hook, never for production: whose batches "
+                              "VIGIE_TEST_CRASH_AFTER_PRODUCE counts, the ingest's (input "
+                              "batches) or the decide stage's (batches of decisions)")
     producer_linger_ms: int = Field(
         1, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(
