@@ -158,7 +158,7 @@ class StreamEnv(_Group):
                               "VIGIE_TEST_CRASH_AFTER_PRODUCE counts, the ingest's (input "
                               "batches) or the decide stage's (batches of decisions)")
     producer_linger_ms: int = Field(
-        1, ge=0, description="how long the worker's produce batches wait for more records")
+        5, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(
         60, description="how often the lake sink validates a sample of each input topic (GX)")
 
