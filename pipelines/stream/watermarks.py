@@ -139,7 +139,7 @@ class Aligner:
     def __init__(self, sources: Callable[[], Iterable[int]]):
         self.sources = sources  # the ids of every feature source (all partitions of all topics)
         self.partitions: dict[int, _Partition] = {}
-        self.latest: Optional[int] = None  # the largest watermark heard: the stream time
+        self.latest: Optional[int] = None  # the largest watermark or event heard: stream time
 
     def _part(self, partition: int) -> _Partition:
         part = self.partitions.get(partition)
@@ -161,6 +161,11 @@ class Aligner:
         order_ts = order[0]
         if order_ts > part.marks.get(source, order_ts - 1):
             part.marks[source] = order_ts  # an event is its own source's watermark
+        if self.latest is None or order_ts > self.latest:
+            # ...and the stream time: a restarted worker with no input left to read and no
+            # watermark record after its committed offset still knows how far the stream is,
+            # so the tick can move its idle sources (their events would wait for ever)
+            self.latest = order_ts
         queue = part.queues.get(source)
         if queue is None:
             queue = part.queues[source] = deque()
