@@ -157,8 +157,12 @@ class StreamEnv(_Group):
         32, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
                               "partitions: one block cache holding data, index and filter "
                               "blocks and the memtables (half of it at most)")
+    test_crash_stage: Literal["ingest", "decide"] = Field(
+        "ingest", description="a test hook, never for production: whose batches "
+                              "VIGIE_TEST_CRASH_AFTER_PRODUCE counts, the ingest's (input "
+                              "batches) or the decide stage's (batches of decisions)")
     producer_linger_ms: int = Field(
-        1, ge=0, description="how long the worker's produce batches wait for more records")
+        5, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(
         60, description="how often the lake sink validates a sample of each input topic (GX)")
 

@@ -5,7 +5,14 @@ Why (Faust's gap check lets a one-offset hole through): docs/stream.md#acks
 """
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from collections import deque
+
+from pipelines.contracts import settings
+
+log = logging.getLogger(__name__)
 
 
 class InOrderAcks:
@@ -38,3 +45,28 @@ class InOrderAcks:
         @app.on_partitions_revoked.connect
         async def forget_revoked(app, revoked, **kwargs):
             self.forget(tp for tp in revoked if tp.topic == topic)
+
+
+class CrashAfterProduce:
+    """A test hook (``VIGIE_TEST_CRASH_AFTER_PRODUCE=N``, ``VIGIE_TEST_CRASH_STAGE``): the
+    worker kills itself (SIGKILL) once ``stage`` had N batches' produces acknowledged, before
+    it commits (or acknowledges) what they came from (tests/stream/test_batch_ingest_crash.py).
+    """
+
+    def __init__(self, stage: str):
+        env = settings.environment().stream
+        self.at = env.test_crash_after_produce if env.test_crash_stage == stage else None
+        self.stage = stage
+        self.produced = 0
+
+    @property
+    def armed(self) -> bool:
+        return self.at is not None
+
+    def produced_one(self) -> None:
+        """Call once a batch's produces were acknowledged, before its commit."""
+        self.produced += 1
+        if self.produced == self.at:
+            log.warning("test hook: %s killed after a batch's produce, before its commit",
+                        self.stage)
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,8 +1,10 @@
 """The decide stage: join a transfer's parts, score, apply rules and lists, decide, explain.
 
-Parts arrive on ``transfer-parts`` keyed by the sender. They wait in memory, *unacknowledged*,
-until every part of their transfer is in: a crash re-reads them from Kafka, so the join needs no
-table writes. Complete transfers are decided in micro-batches (one model call, one rules call,
+Parts arrive on ``transfer-parts`` in their sender's partition, in bundles (one record holds the
+parts an entity-events record produced for that partition). They wait in memory,
+*unacknowledged*, until every part of their transfer is in: a record is acknowledged once every
+transfer its parts belong to is decided, and a crash re-reads it from Kafka, so the join needs
+no table writes. Complete transfers are decided in micro-batches (one model call, one rules call,
 reason codes only for what is not approved). A decision's id is derived from its transfer, so a
 redelivered transfer yields the same decision, which the payment service applies once.
 """
@@ -21,9 +23,9 @@ from models.scorer import Scorer
 from pipelines.contracts import metrics, schemas
 from pipelines.contracts.topics import decode
 from pipelines.kafka.tables import raw_topic
-from pipelines.stream.acks import InOrderAcks
+from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
 from pipelines.stream.control import Control
-from pipelines.stream.envelopes import PART_DECODER, Part
+from pipelines.stream.envelopes import Part, decode_parts
 
 log = logging.getLogger(__name__)
 # Decide with the parts that came, as a last resort: a part only comes late, never lost (parts
@@ -43,10 +45,25 @@ def warning_code(reasons: list[schemas.ReasonCode]) -> str:
     return "unusual_transfer"
 
 
+class Held:
+    """A transfer-parts record, acknowledged once each of its parts was ``release``d."""
+    __slots__ = ("acks", "handle", "parts")
+
+    def __init__(self, acks: InOrderAcks, handle, parts: int):
+        self.acks, self.handle, self.parts = acks, handle, parts
+        if not parts:
+            acks.finish(handle)
+
+    def release(self) -> None:
+        self.parts -= 1
+        if not self.parts:
+            self.acks.finish(self.handle)  # only now may the consumer commit past the record
+
+
 @dataclass
 class Pending:
     parts: list[Part] = field(default_factory=list)
-    events: list = field(default_factory=list)  # InOrderAcks handles to finish once decided
+    events: list = field(default_factory=list)  # a Held per part, released once decided
     first_seen: float = field(default_factory=time.monotonic)
 
 
@@ -182,6 +199,36 @@ def notification_for(decision: schemas.Decision):
                                 transfer_id=decision.transfer_id)
 
 
+def receive(stage: DecideStage, acks: InOrderAcks, records) -> list[Pending]:
+    """Track transfer-parts ``records`` (Faust events, in offset order) and add their parts;
+    returns the transfers they completed. A record stays unacknowledged until ``decided`` was
+    called for every transfer its parts belong to."""
+    ready = []
+    for record in records:
+        handle = acks.track(record)
+        try:
+            parts = decode_parts(record.value)
+        except Exception:
+            log.exception("unreadable parts at offset %d", record.message.offset)
+            parts = []
+        held = Held(acks, handle, len(parts))
+        for part in parts:
+            try:
+                ready += stage.add(part, held)
+            except Exception:
+                log.exception("unreadable part at offset %d", record.message.offset)
+                held.release()
+    return ready
+
+
+def decided(transfers: list[Pending]) -> None:
+    """``transfers``' decisions were sent: their parts are done with (the producer is flushed
+    before any commit, by Faust's consumer)."""
+    for pending in transfers:
+        for held in pending.events:
+            held.release()
+
+
 def register(app, control: Control, parts_topic, adjust=None) -> None:
     decisions = raw_topic(app, "decisions")
     notifications = raw_topic(app, "notifications")
@@ -190,18 +237,12 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
     acks = InOrderAcks()
     acks.register(app, parts_topic.get_topic_name())
 
+    crash_hook = CrashAfterProduce("decide")
+
     @app.agent(parts_topic, name="decide")
     async def decide(stream):
         async for batch in stream.noack_take(500, within=0.002):
-            ready = []
-            for event in batch:
-                handle = acks.track(event)
-                try:
-                    ready += stage.add(PART_DECODER.decode(event.value), handle)
-                except Exception:
-                    log.exception("unreadable part at offset %d", event.message.offset)
-                    acks.finish(handle)
-            await publish(ready)
+            await publish(receive(stage, acks, batch))
 
     @app.timer(1.0)
     async def decide_overdue():
@@ -217,6 +258,7 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
             note = notification_for(decision)
             if note is not None:
                 await notifications.send(key=note.account.encode(), value=schemas.encode(note))
-        for pending in ready:
-            for handle in pending.events:
-                acks.finish(handle)  # only now may the consumer commit past these parts
+        if crash_hook.armed:
+            await app.producer.flush()
+            crash_hook.produced_one()
+        decided(ready)

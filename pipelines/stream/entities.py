@@ -60,9 +60,10 @@ def routed_for(event, topic: str, raw: bytes, source: int, offset: int,
 
 
 class Bundler:
-    """Collects routed events by the entity-events partition of their entity, then sends one
-    record per partition (see ``envelopes``): the ingest stage flushes once per micro-batch,
-    the entity stage once per record it consumed."""
+    """Collects routed events by the entity-events partition of their entity (or parts by the
+    transfer-parts partition of their sender), then sends one record per partition (see
+    ``envelopes``): the ingest stage flushes once per micro-batch, the entity stage once per
+    record it consumed."""
 
     def __init__(self, topic, partitions: Callable[[], int]):
         self.topic = topic
@@ -165,8 +166,8 @@ class Flushes:
     """When each entity-events partition's write buffer is written: every ``FLUSH_S`` or
     ``FLUSH_STATES`` changed states, and only then are its finished records acknowledged."""
 
-    def __init__(self, stage: EntityStage, acks: InOrderAcks, derived: Bundler):
-        self.stage, self.acks, self.derived = stage, acks, derived
+    def __init__(self, stage: EntityStage, acks: InOrderAcks, bundlers: tuple[Bundler, ...]):
+        self.stage, self.acks, self.bundlers = stage, acks, bundlers  # derived events, parts
         self.lock = asyncio.Lock()
         self.held: dict[int, list] = {}  # partition -> ack handles of records fully applied
         self.since: dict[int, float] = {}  # partition -> when its oldest unwritten change came
@@ -201,7 +202,8 @@ class Flushes:
             self.stage.write_states(partition)
         finally:
             faust_streams._current_event.reset(token)
-        await self.derived.flush()  # before the acknowledgements: nothing derived is lost
+        for bundler in self.bundlers:  # before the acknowledgements: nothing derived is lost
+            await bundler.flush()
         for handle in handles:
             self.acks.finish(handle)
 
@@ -223,19 +225,21 @@ def register(app, inputs, watch=None):
     table = raw_table(app, "entity-states")
     clock, aligner, partitions = watermarks.register(app, entity_topic, inputs)
     derived = Bundler(entity_topic, partitions)
+    # parts leave as bundles too, in their sender's partition (envelopes.decode_parts)
+    parts = Bundler(parts_topic, watermarks.partitions_of(app, parts_topic.get_topic_name()))
 
     async def send_entity(key, routed):
         derived.add(key, routed)
 
     async def send_part(key, value):
-        await parts_topic.send(key=key, value=value)
+        parts.add(key, msgspec.Raw(value))
 
     stage = EntityStage(table, send_entity, send_part)
     stage.watch = watch
 
     acks = InOrderAcks()
     acks.register(app, ENTITY_EVENTS)
-    flushes = Flushes(stage, acks, derived)
+    flushes = Flushes(stage, acks, (derived, parts))
 
     @app.on_partitions_revoked.connect
     async def drop_unwritten(app, revoked, **kwargs):
@@ -279,7 +283,8 @@ def register(app, inputs, watch=None):
             unapplied[1] -= 1
             if not unapplied[1]:
                 finished.append(unapplied[0])
-        await derived.flush()  # now: derived events are late already (docs/stream.md)
+        for bundler in (derived, parts):  # now: derived events are late already
+            await bundler.flush()
         flushes.finished(partition, event, finished)
         await flushes.flush_due(partition)
 

@@ -3,8 +3,10 @@
 ``entity-events``: bundles of validated events routed to entities' states. Each Routed goes to
 the partition of its entity key (``partition_for``, Kafka's own partitioner), and the routed
 events of a micro-batch bound for one partition travel as one record (a *bundle*).
-``transfer-parts`` (keyed by the transfer's sender): what one entity says about a transfer;
-the decide stage joins a transfer's parts and scores it.
+``transfer-parts``: what one entity says about a transfer (a Part), in the partition of the
+transfer's sender; the decide stage joins a transfer's parts and scores it. The parts one
+entity-events record produced that are bound for one partition travel as one record too (a
+*parts bundle*, ``decode_parts``).
 
 >>> partition_for(b"a_0123", 12), source_id("transfer-requests", 5)
 (2, 8197)
@@ -13,6 +15,7 @@ Why bundles: docs/stream.md#envelopes
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Union
 
 import msgspec
@@ -65,6 +68,7 @@ BUNDLE_DECODER = msgspec.msgpack.Decoder(list[Routed])
 BUNDLE_KEY = b"~bundle"  # the record key of a bundle (its partition is given explicitly)
 MAX_BUNDLE = 512  # routed events in one record; derived events' offsets count on this bound
 PART_DECODER = msgspec.msgpack.Decoder(Part)
+PARTS_DECODER = msgspec.msgpack.Decoder(list[Part])
 STORED_DECODER = msgspec.msgpack.Decoder(Stored)
 
 
@@ -79,6 +83,9 @@ def source_id(topic: str, partition: int) -> int:
     return _SOURCE_TOPICS[topic] * 4096 + partition
 
 
+# aiokafka's murmur2 is pure Python (~4.6 µs a 30-byte key here, 0.05 cached) and the same
+# entity keys come again and again (an active account, its device): the last 65,536 kept.
+@lru_cache(maxsize=1 << 16)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as Java's and aiokafka's) gives
     ``key``: where the entity's state lives."""
@@ -88,6 +95,14 @@ def partition_for(key: bytes, partitions: int) -> int:
 def encode(obj: Union[Struct, list]) -> bytes:
     """msgpack: an envelope, a stored value, or a bundle (a list of them)."""
     return ROUTED_ENCODER.encode(obj)
+
+
+def decode_parts(raw: bytes) -> list[Part]:
+    """A transfer-parts record: a parts bundle, or a single part (as written before bundles)."""
+    try:
+        return PARTS_DECODER.decode(raw)
+    except msgspec.ValidationError:
+        return [PART_DECODER.decode(raw)]
 
 
 def decode_stored(raw: Optional[bytes]) -> Optional[Stored]:

@@ -11,8 +11,6 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-import os
-import signal
 import time
 from typing import Optional
 
@@ -23,6 +21,7 @@ from pipelines.contracts import metrics, schemas, settings as settings_mod
 from pipelines.contracts.topics import INPUT_TOPICS, InvalidEvent, decode
 from pipelines.kafka.acls import WORKER_APP
 from pipelines.kafka.faust_metrics import LAG_EVERY_S
+from pipelines.stream.acks import CrashAfterProduce
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,6 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
 # as long for the watermark tick anyway).
 BATCH = 2000
 BATCH_WAIT_MS = settings_mod.environment().stream.ingest_window_ms
-# A test hook (tests/stream/test_batch_ingest_crash.py): the worker kills itself (SIGKILL) once
-# this many batches had their produces acknowledged, before committing the last one's offsets.
-CRASH_AFTER_PRODUCE = settings_mod.environment().stream.test_crash_after_produce
 RETRY_S = 1.0  # after a batch that failed (produce or commit)
 
 # How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
@@ -245,15 +241,11 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
         if not await handle([r for records in batch.values() for r in records]):
             return False
         await app.producer.flush()  # every bundle, dead letter, decision, control change
-        nonlocal produced
-        produced += 1
-        if produced == CRASH_AFTER_PRODUCE:
-            log.warning("test hook: killed after a batch's produce, before its commit")
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_hook.produced_one()
         await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         return True
 
-    produced = 0  # batches produced and acknowledged (the test hook counts them)
+    crash_hook = CrashAfterProduce("ingest")
 
     @app.timer(LAG_EVERY_S, name="vigie.ingest-lag")
     async def input_lag():

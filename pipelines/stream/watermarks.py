@@ -139,7 +139,7 @@ class Aligner:
     def __init__(self, sources: Callable[[], Iterable[int]]):
         self.sources = sources  # the ids of every feature source (all partitions of all topics)
         self.partitions: dict[int, _Partition] = {}
-        self.latest: Optional[int] = None  # the largest watermark heard: the stream time
+        self.latest: Optional[int] = None  # the largest watermark or event heard: stream time
 
     def _part(self, partition: int) -> _Partition:
         part = self.partitions.get(partition)
@@ -161,6 +161,11 @@ class Aligner:
         order_ts = order[0]
         if order_ts > part.marks.get(source, order_ts - 1):
             part.marks[source] = order_ts  # an event is its own source's watermark
+        if self.latest is None or order_ts > self.latest:
+            # ...and the stream time: a restarted worker with no input left to read and no
+            # watermark record after its committed offset still knows how far the stream is,
+            # so the tick can move its idle sources (their events would wait for ever)
+            self.latest = order_ts
         queue = part.queues.get(source)
         if queue is None:
             queue = part.queues[source] = deque()
@@ -220,6 +225,33 @@ class Aligner:
 
 
 # --- the Faust side ----------------------------------------------------------------------------
+def partition_count(app, topic: str, reader=None) -> Optional[int]:
+    """``topic``'s partition count from a consumer's cluster metadata, the Faust stages' by
+    default (Faust's own topic_partitions() only knows it on the group leader); None while
+    unknown."""
+    try:
+        consumer = reader() if reader is not None else app.consumer._thread._ensure_consumer()
+        partitions = consumer.partitions_for_topic(topic)
+    except Exception:  # not started yet
+        return None
+    return len(partitions) if partitions else None
+
+
+def partitions_of(app, topic: str, every_s: float = 1.0) -> Callable[[], int]:
+    """``topic``'s partition count, for a sender that picks partitions itself (a Bundler): from
+    the cluster's metadata, else the configured one. A count the metadata gave is asked again
+    at most every ``every_s`` (a Bundler asks for every event it routes: the lookup cost more
+    than the routing)."""
+    known = [None, float("-inf")]  # the metadata's count, when it was asked
+
+    def count() -> int:
+        now = time.monotonic()
+        if known[0] is None or now - known[1] >= every_s:
+            known[:] = partition_count(app, topic), now
+        return known[0] or app.conf.topic_partitions
+    return count
+
+
 def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[[], int]]:
     """The ingest tick that announces watermarks, and the hook that drops a revoked partition's
     waiting events. ``inputs``: the ingest stage's consumer (``ingest.InputConsumer``), which
@@ -228,19 +260,10 @@ def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[
     clock = SourceClock()
     known: list[int] = []
 
-    def partition_count(topic: str, reader=lambda: app.consumer._thread._ensure_consumer()
-                        ) -> Optional[int]:
-        # from a consumer's cluster metadata, the Faust stages' by default (Faust's own
-        # topic_partitions() only knows it on the group leader)
-        try:
-            partitions = reader().partitions_for_topic(topic)
-        except Exception:  # not started yet
-            return None
-        return len(partitions) if partitions else None
-
     def sources() -> list[int]:
         if not known:  # partition counts come from the metadata, once known
-            counts = [partition_count(topic, lambda: inputs.consumer) for topic in FEATURE_TOPICS]
+            counts = [partition_count(app, topic, lambda: inputs.consumer)
+                      for topic in FEATURE_TOPICS]
             if all(counts):
                 known.extend(source_id(topic, p) for topic, n in zip(FEATURE_TOPICS, counts)
                              for p in range(n))
@@ -249,10 +272,7 @@ def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[
         return known
 
     aligner = Aligner(sources)
-
-    def entity_partitions() -> int:
-        return partition_count(entity_topic.get_topic_name()) or app.conf.topic_partitions
-
+    entity_partitions = partitions_of(app, entity_topic.get_topic_name())
     known_ends: dict[int, int] = {}  # source -> the last end offset the broker gave
 
     async def tick(resend: bool) -> None:

@@ -1,7 +1,10 @@
-"""A worker killed (SIGKILL) between a batch's produce and its offset commit: the batch ingest
-(``pipelines/stream/ingest.py``) commits a batch's input offsets only once Kafka acknowledged
-everything it produced, so the next worker reads the batch again, and the redelivery marks in
-the entity states make the re-read harmless. Every transfer is decided, one decision each."""
+"""A worker killed (SIGKILL) between a batch's produce and its offset commit, in each stage that
+reads batches: the batch ingest (``pipelines/stream/ingest.py``) commits a batch's input offsets
+only once Kafka acknowledged everything it produced, so the next worker reads the batch again,
+and the redelivery marks in the entity states make the re-read harmless; the decide stage
+(``pipelines/stream/decide.py``) acknowledges a bundle of transfer parts only once every transfer
+in it is decided, so the next worker decides them again, with the same decisions. Every transfer
+is decided, one decision each."""
 from __future__ import annotations
 
 import asyncio
@@ -15,11 +18,15 @@ from process_support import wait_for
 from stream_support import DecisionWatcher, hand_transfer, publish
 
 from pipelines.contracts import settings
-from pipelines.kafka.acls import WORKER_APP
+from pipelines.kafka.acls import STAGES_GROUP, WORKER_APP
 from pipelines.kafka.clients import consumer
 
 pytestmark = pytest.mark.kafka
 TRANSFERS = 300
+# stage -> (what its batch produced, the group and topic whose offsets it must not have
+# committed when killed)
+STAGES = {"ingest": ("entity-events", WORKER_APP, "transfer-requests"),
+          "decide": ("decisions", STAGES_GROUP, "transfer-parts")}
 
 
 async def _committed(group: str, topic: str) -> int:
@@ -48,28 +55,33 @@ async def _end(topic: str) -> int:
         await reader.stop()
 
 
+@pytest.mark.parametrize("stage", list(STAGES))
 def test_a_worker_killed_between_produce_and_commit_loses_and_doubles_no_decision(
-        kafka, processes):
+        kafka, processes, stage):
+    produced, group, source = STAGES[stage]
     tag = f"crash-{uuid.uuid4().hex[:6]}"
     transfers = [hand_transfer(f"{tag}-s{i % 40}", f"{tag}-r{i % 25}", 1000 + i, tag)
                  for i in range(TRANSFERS)]
     ids = [t.transfer_id for t in transfers]
-    committed_before = asyncio.run(_committed(WORKER_APP, "transfer-requests"))
-    bundles_before = asyncio.run(_end("entity-events"))
+    inputs_before = asyncio.run(_committed(WORKER_APP, "transfer-requests"))
+    committed_before = asyncio.run(_committed(group, source))
+    produced_before = asyncio.run(_end(produced))
     with DecisionWatcher() as watcher:
         publish(transfers)  # a backlog: the first batch holds transfers
-        first = processes.start("crash", "worker", "--name", "crash",
-                                env={"VIGIE_TEST_CRASH_AFTER_PRODUCE": "1"})
+        first = processes.start(f"crash-{stage}", "worker", "--name", f"crash-{stage}",
+                                env={"VIGIE_TEST_CRASH_AFTER_PRODUCE": "1",
+                                     "VIGIE_TEST_CRASH_STAGE": stage})
         assert first.wait(60) == -9, "the worker did not kill itself after its first batch"
-        assert "killed after a batch's produce" in processes.log_of(first)
-        # the batch's bundles reached Kafka, its input offsets were not committed
-        assert asyncio.run(_end("entity-events")) > bundles_before
-        assert asyncio.run(_committed(WORKER_APP, "transfer-requests")) == committed_before
+        assert f"{stage} killed after a batch's produce" in processes.log_of(first)
+        # the batch's output reached Kafka, what it came from was not committed
+        assert asyncio.run(_end(produced)) > produced_before
+        assert asyncio.run(_committed(group, source)) == committed_before
 
-        processes.start("after", "worker", "--name", "crash")  # same state directory
+        # same state directory
+        processes.start(f"after-{stage}", "worker", "--name", f"crash-{stage}")
         watcher.wait_all(ids, timeout=45, what="after the crash")
         wait_for(lambda: asyncio.run(_committed(WORKER_APP, "transfer-requests"))
-                 >= committed_before + TRANSFERS, timeout=20, what="the re-read batch committed")
+                 >= inputs_before + TRANSFERS, timeout=20, what="the re-read batch committed")
         decided = watcher.decisions(ids)
     assert set(decided) == set(ids)
     # a redelivered part may repeat a decision record: the same decision (its id and content),

@@ -109,3 +109,16 @@ def test_watermarks_are_announced_again_for_a_partitions_new_owner():
     assert clock.moved() == {TRF: 90}
     clock.resend()
     assert clock.moved() == {MSG: 100, TRF: 90}
+
+
+def test_an_event_tells_the_stream_time_as_a_watermark_does():
+    """A worker restarted with no input left to read (its ingest had committed it) and no
+    watermark record after its committed entity-events offset learns the stream time from the
+    events it re-reads, so its tick can move the idle sources those events wait for (seen: the
+    decide-stage crash in test_batch_ingest_crash.py waited for ever)."""
+    aligner = Aligner(sources=lambda: [0, 1])
+    assert aligner.latest is None
+    aligner.add(0, (500, 2, "t1"), 0, "transfer t1")
+    assert aligner.latest == 500
+    aligner.watermark(1, {1: 400})
+    assert aligner.latest == 500
