@@ -222,6 +222,17 @@ def _differing(ds: list[s.Decision]) -> list[str]:
             and any(getattr(d, f) != getattr(ds[0], f) for d in ds)]
 
 
+def _recovery_race(ds: list[s.Decision]) -> bool:
+    """The decisions differ only as a recovery flag read in processing time makes them differ
+    (docs/recovery.md): one made before an account's case flag reached the worker, one after,
+    with the same score and features; nothing else may differ."""
+    fields = set(_differing(ds))
+    hits = [set(d.rule_hits) for d in ds]
+    flags = set.union(*hits) - set.intersection(*hits)
+    return (bool(flags) and fields <= {"action", "rule_hits", "reasons"}
+            and all(h.startswith("recovery:") for h in flags))
+
+
 # --- 2. kill -9 mid-stream ----------------------------------------------------------------------
 def test_kill_9_mid_stream_leaves_one_decision_per_transfer_and_the_same_features(
         kafka, model, watcher, processes, session_dir):
@@ -247,9 +258,12 @@ def test_kill_9_mid_stream_leaves_one_decision_per_transfer_and_the_same_feature
     # value for value: action, score, model, rule and list hits, reasons, features. Only when
     # it was made may differ.
     conflicting = {t: fields for t, ds in dupes.items() if (fields := _differing(ds))}
+    raced = {t: [(d.action, d.rule_hits) for d in dupes[t]] for t in conflicting
+             if _recovery_race(dupes[t])}
     print(f"\nkill -9: {len(before)} decided before the kill, {len(dupes)} transfers decided "
-          f"more than once, {len(conflicting)} of them differently")
-    assert not conflicting, conflicting
+          f"more than once, {len(conflicting)} of them differently ({len(raced)} by a recovery "
+          f"flag that came between: {raced})")
+    assert set(conflicting) == set(raced), conflicting
     _expect_parity(parity_report(_first(all_decisions), events, "kill-9"))
 
 
@@ -285,11 +299,15 @@ def test_two_workers_decide_as_one(baseline, model, tmp_path):
     differ = [(t, one[t].action, two[t].action) for t in one
               if (one[t].action, one[t].score, one[t].rule_hits, one[t].reasons)
               != (two[t].action, two[t].score, two[t].rule_hits, two[t].reasons)]
+    raced = [(t, one[t].rule_hits, two[t].rule_hits) for t, *_ in differ
+             if _recovery_race([one[t], two[t]])]
+    differ = [d for d in differ if d[0] not in {t for t, *_ in raced}]
     feature_diffs = compare_features(two, {t: {k: (float("nan") if v is None else v)
                                                for k, v in d.features.items()}
                                            for t, d in one.items()})
     print(f"\n1 vs 2 workers: {len(differ)} decisions and {len(feature_diffs)} feature values "
-          f"differ over {len(one)} transfers")
+          f"differ over {len(one)} transfers; {len(raced)} more by a recovery flag read at a "
+          f"different moment: {raced}")
     parity_report(two, baseline.events, "2-workers")
     assert not stale, f"a worker decided with stale rules: {stale}"
     assert all(one[t].action == two[t].action for t, *_ in differ) or not differ, \
