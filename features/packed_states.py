@@ -64,6 +64,8 @@ class PackedStates:
                 packed[k] = old_st.to_bytes()
             self.old, self.young = young, {}
 
+    __setitem__ = add  # so the replay adds to a dict or to these alike
+
     def __len__(self) -> int:
         return len(self.young) + len(self.old) + len(self.packed)
 

@@ -107,13 +107,11 @@ def _apply(ordered, states, owns=None, mirror=frozenset()):
     accounts; yield (transfer, parts from the owned entities) before each transfer is learnt.
     ``states``: a dict (the caller's, kept) or a ``PackedStates``, new."""
     classes = STATE_CLASSES
-    add = states.__setitem__ if isinstance(states, dict) else states.add
 
     def state_of(kind: str, key: str):
         st = states.get((kind, key))
         if st is None:
-            st = classes[kind]()
-            add((kind, key), st)
+            st = states[(kind, key)] = classes[kind]()
         return st
 
     seq = max((st.seq for st in states.values()), default=-1) if isinstance(states, dict) else -1
