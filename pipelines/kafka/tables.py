@@ -3,12 +3,16 @@ once, instead of through Faust's codecs. Every table is a RocksDB store (``Store
 memory is bounded for the whole process, however many tables and partitions it holds."""
 from __future__ import annotations
 
+import logging
+from typing import Optional
+
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.stores import STORES
 
 from pipelines.contracts import settings
 
+log = logging.getLogger(__name__)
 STORE_URL = "vigie-rocksdb://"  # the apps' ``store``: this module's ``Store``
 
 
@@ -112,3 +116,77 @@ def raw_global_table(app, name: str):
                             recovery_buffer_size=1, use_partitioner=True, options=store_options())
     table.key_serializer = table.value_serializer = "raw"
     return table
+
+
+class PartitionStore:
+    """One Faust table read and written a partition at a time, past Faust's per-key path.
+
+    A read is one RocksDB get in the partition's database. A write of many keys is one RocksDB
+    write batch, and their changelog records in a few produce batches (aiokafka's batch API),
+    where Faust's table spends per key: its store layers, a put, a buffered send, a task, and a
+    second put for the changelog offset. The records and the offset are the ones Faust writes,
+    so recovery, standbys and rebalancing stay Faust's. Why: docs/stream.md#entity-state-writes
+    """
+
+    def __init__(self, table):
+        self.table = table
+
+    def read(self, partition: int, key: bytes) -> Optional[bytes]:
+        return self.table.data._db_for_partition(partition).get(key)
+
+    async def write(self, partition: int, changes: dict[bytes, Optional[bytes]]) -> None:
+        """Write ``changes`` (None: delete the key) to ``partition``: RocksDB first, then the
+        changelog, as Faust does. Once this returns the records are in the producer's
+        buffers, which Faust flushes before it commits any input offset."""
+        if not changes:
+            return
+        store = self.table.data
+        writes = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in changes.items():
+            if value is None:
+                writes.delete(key)
+            else:
+                writes.put(key, value)
+        store._db_for_partition(partition).write(writes)
+        producer = self.table.app.producer._ensure_producer()  # aiokafka's
+        topic = self.table.changelog_topic.get_topic_name()
+        batch = producer.create_batch()
+        for key, value in changes.items():
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                await self._send(producer, batch, topic, partition)
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        await self._send(producer, batch, topic, partition)
+
+    async def _send(self, producer, batch, topic: str, partition: int) -> None:
+        count = batch.record_count()
+        batch.close()  # sent now, not after the producer's linger
+        sent = await producer.send_batch(batch, topic, partition=partition)
+
+        def persisted(future) -> None:
+            """What Faust's table does on each changelog record sent: the last offset written,
+            kept in the partition's RocksDB, where recovery starts reading the changelog."""
+            if future.cancelled() or future.exception() is not None:
+                log.error("changelog %s[%d]: %d records not written (%r): the worker's "
+                          "RocksDB is ahead of its changelog", topic, partition, count,
+                          None if future.cancelled() else future.exception())
+                return
+            self.table.data.set_persisted_offset(future.result().topic_partition,
+                                                 future.result().offset + count - 1)
+
+        sent.add_done_callback(persisted)
+
+
+class MemoryStore(dict):
+    """``PartitionStore``'s interface on a dict, every partition in one (tests and benchmarks
+    of the stages without Kafka)."""
+
+    def read(self, partition: int, key: bytes) -> Optional[bytes]:
+        return self.get(key)
+
+    async def write(self, partition: int, changes: dict[bytes, Optional[bytes]]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value

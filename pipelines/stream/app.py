@@ -56,6 +56,10 @@ def make_app(app_id: str, worker_name: str | None = None,
         # entity-events -> transfer-parts -> decisions) can wait this long, against fewer,
         # fuller produce requests under load (see docs/benchmarks.md).
         producer_linger_ms=conf.env.stream.producer_linger_ms,
+        # A produce batch holds up to 256 KB (Faust's default: 16 KB): a flush of a partition's
+        # entity states is one batch of changelog records, not dozens sent one after another
+        # (one batch of a partition in flight at a time). Below the broker's 1 MB a request.
+        producer_max_batch_size=256 * 1024,
         table_standby_replicas=conf.env.stream.standby_replicas,
         web_enabled=False,
     )

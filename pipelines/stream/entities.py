@@ -3,29 +3,28 @@
 partition; for a transfer, each entity first reports its features (a *part*) to the decide stage.
 
 One table (``entity-states``) holds one value per entity: its whole feature state plus the
-delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each Faust table write is
-a RocksDB put and a changelog record, once the dominant cost: a partition's changed states are
-kept in a write buffer (read through by the stage) and written once per flush interval
-(``FLUSH_S``), however many of an entity's events came meanwhile; the records whose events they
-hold are acknowledged only after the write. Why: docs/stream.md#entity-state-writes
+delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each table write is a
+RocksDB put and a changelog record, once the dominant cost: a partition's changed states are
+kept decoded in a write buffer (read through by the stage) and written once per flush interval
+(``FLUSH_S``), however many of an entity's events came meanwhile, as one RocksDB batch and a few
+produce batches (``tables.PartitionStore``); the records whose events they hold are acknowledged
+only after the write. Why: docs/stream.md#entity-state-writes
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import weakref
 from typing import Callable, Optional
 
 import msgspec
-from faust import streams as faust_streams
 
 from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
 from pipelines.contracts import settings
 from pipelines.contracts.schemas import TransferRequested
 from pipelines.contracts.topics import TOPICS, decode
-from pipelines.kafka.tables import raw_table, raw_topic
+from pipelines.kafka.tables import PartitionStore, raw_table, raw_topic
 from pipelines.stream import watermarks
 from pipelines.stream.acks import InOrderAcks
 from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
@@ -81,14 +80,38 @@ class Bundler:
                     bundle[start:start + MAX_BUNDLE]), partition=partition)
 
 
+class Live:
+    """An entity's table value while it waits in the write buffer (see ``Stored``), decoded:
+    read once, encoded once per write, however many of its events come meanwhile."""
+    __slots__ = ("state", "marks", "parts", "stored")
+
+    def __init__(self, state, marks: dict, parts: dict, stored: bool):
+        self.state, self.marks, self.parts = state, marks, parts
+        self.stored = stored  # the table holds a value for it (a delete must be written)
+
+    @classmethod
+    def read(cls, kind: str, raw: Optional[bytes]) -> Optional["Live"]:
+        stored = decode_stored(raw)
+        if stored is None:
+            return None
+        return cls(STATE_CLASSES[kind].from_bytes(stored.state), stored.marks, stored.parts, True)
+
+    def to_bytes(self) -> Optional[bytes]:
+        """The table value; None once the state has nothing left (the key is deleted)."""
+        if self.state.is_empty():
+            return None
+        return encode(Stored(self.state.to_bytes(), self.marks, self.parts))
+
+
 class EntityStage:
-    """Applies routed events to entity states. Framework-free apart from the table, so the
+    """Applies routed events to entity states. Framework-free apart from the store
+    (``tables.PartitionStore`` in the worker, ``tables.MemoryStore`` in tests), so the
     kill/restart tests and the benchmarks exercise the same code the agent runs."""
 
-    def __init__(self, table, send_entity, send_part):
-        self.table = table
-        # the write buffer: partition -> entity key -> state (None: gone)
-        self.unwritten: dict[int, dict[bytes, Optional[bytes]]] = {}
+    def __init__(self, states, send_entity, send_part):
+        self.states = states  # read(partition, key), async write(partition, changes)
+        # the write buffer: partition -> entity key -> its value, decoded
+        self.unwritten: dict[int, dict[bytes, Live]] = {}
         self.send_entity = send_entity  # async (entity key, Routed) -> None, derived events
         self.send_part = send_part  # async (key, value) -> None, to transfer-parts
         self.watch = None  # async (role, event, account state) -> None, after an account learns
@@ -101,19 +124,20 @@ class EntityStage:
         unwritten = self.unwritten.get(partition)
         if unwritten is None:
             unwritten = self.unwritten[partition] = {}
-        stored = decode_stored(unwritten[table_key] if table_key in unwritten
-                               else self.table.get(table_key))
-        marks = stored.marks if stored else {}
-        parts = stored.parts if stored else {}
+        live = unwritten.get(table_key)
+        if live is None:
+            live = Live.read(routed.kind, self.states.read(partition, table_key))
         sent_as = f"{routed.source}:{routed.offset}"
-        mark = marks.get(routed.source)
-        if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
-            if sent_as in parts:  # ...but its part may be the one a crash lost
-                sender = decode(routed.topic, routed.event).sender
-                await self.send_part(sender.encode(), parts[sent_as][1])
-            return
-        state = (STATE_CLASSES[routed.kind].from_bytes(stored.state) if stored
-                 else new_state(routed.kind))
+        if live is None:
+            live = Live(new_state(routed.kind), {}, {}, False)
+        else:
+            mark = live.marks.get(routed.source)
+            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
+                if sent_as in live.parts:  # ...but its part may be the one a crash lost
+                    sender = decode(routed.topic, routed.event).sender
+                    await self.send_part(sender.encode(), live.parts[sent_as][1])
+                return
+        state = live.state
         if routed.topic == DERIVED:
             event = _DERIVED_DECODER.decode(routed.event)
         else:
@@ -122,7 +146,7 @@ class EntityStage:
             part = encode(Part(routed.event, routed.role, routed.kind,
                                state.features_for(event, routed.role), routed.parts))
             await self.send_part(event.sender.encode(), part)
-            parts[sent_as] = (event.ts, part)
+            live.parts[sent_as] = (event.ts, part)
         derived = state.learn_one(event, routed.role)
         if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
             await self.watch(routed.role, event, state)
@@ -133,27 +157,25 @@ class EntityStage:
                                             routed.order_ts):
                 await self.send_entity(key, envelope)
         now = event_time(event)
-        marks[routed.source] = (routed.offset, now)
-        if len(marks) > 4:
-            marks = {s: m for s, m in marks.items() if now - m[1] < MARK_TTL_MS}
-        if parts:
-            parts = {k: p for k, p in parts.items() if now - p[0] < PART_KEEP_MS}
+        live.marks[routed.source] = (routed.offset, now)
+        if len(live.marks) > 4:
+            live.marks = {s: m for s, m in live.marks.items() if now - m[1] < MARK_TTL_MS}
+        if live.parts:
+            live.parts = {k: p for k, p in live.parts.items() if now - p[0] < PART_KEEP_MS}
         state.expire(now)
-        if state.is_empty():
-            unwritten[table_key] = None
-        else:
-            unwritten[table_key] = encode(Stored(state.to_bytes(), marks, parts))
+        unwritten[table_key] = live
 
-    def write_states(self, partition: Optional[int] = None) -> None:
+    async def write_states(self, partition: Optional[int] = None) -> None:
         """Write the states of ``partition`` (all when None) changed since the last call, one
-        table write per entity however many of its events were applied: each write is a
-        changelog record. Call it before acknowledging what was applied."""
+        write per entity however many of its events were applied: each write is a changelog
+        record. Call it before acknowledging what was applied."""
         for part in ([partition] if partition is not None else list(self.unwritten)):
-            for key, value in self.unwritten.pop(part, {}).items():
-                if value is None:
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = value
+            changes = {}
+            for key, live in self.unwritten.pop(part, {}).items():
+                value = live.to_bytes()
+                if value is not None or live.stored:
+                    changes[key] = value
+            await self.states.write(part, changes)
 
     def forget(self, partitions) -> None:
         """Partitions this worker lost: their unwritten states are dropped, and the records
@@ -171,10 +193,8 @@ class Flushes:
         self.lock = asyncio.Lock()
         self.held: dict[int, list] = {}  # partition -> ack handles of records fully applied
         self.since: dict[int, float] = {}  # partition -> when its oldest unwritten change came
-        self.last: dict[int, object] = {}  # partition -> its last record (Faust event)
 
-    def finished(self, partition: int, event, handles: list) -> None:
-        self.last[partition] = event
+    def finished(self, partition: int, handles: list) -> None:
         self.since.setdefault(partition, time.monotonic())
         self.held.setdefault(partition, []).extend(handles)
 
@@ -189,19 +209,11 @@ class Flushes:
             await self.flush(partition)
 
     async def flush(self, partition: int) -> None:
-        """Write the partition's buffer, then acknowledge its finished records. Faust writes a
-        table in the partition of the event being handled (its RocksDB and changelog): the
-        partition's last record stands as that event, also when a timer flushes."""
-        event = self.last.pop(partition, None)
+        """Write the partition's buffer, then acknowledge its finished records."""
         handles = self.held.pop(partition, [])
-        self.since.pop(partition, None)
-        if event is None:
+        if self.since.pop(partition, None) is None:
             return
-        token = faust_streams._current_event.set(weakref.ref(event))
-        try:
-            self.stage.write_states(partition)
-        finally:
-            faust_streams._current_event.reset(token)
+        await self.stage.write_states(partition)
         for bundler in self.bundlers:  # before the acknowledgements: nothing derived is lost
             await bundler.flush()
         for handle in handles:
@@ -213,7 +225,6 @@ class Flushes:
         for partition in partitions:
             self.held.pop(partition, None)
             self.since.pop(partition, None)
-            self.last.pop(partition, None)
 
 
 def register(app, inputs, watch=None):
@@ -234,7 +245,7 @@ def register(app, inputs, watch=None):
     async def send_part(key, value):
         parts.add(key, msgspec.Raw(value))
 
-    stage = EntityStage(table, send_entity, send_part)
+    stage = EntityStage(PartitionStore(table), send_entity, send_part)
     stage.watch = watch
 
     acks = InOrderAcks()
@@ -258,7 +269,7 @@ def register(app, inputs, watch=None):
         handle = acks.track(event)
         if event.key == watermarks.WATERMARK_KEY:
             aligner.watermark(partition, watermarks.decode_watermarks(event.value))
-            flushes.finished(partition, event, [handle])
+            flushes.finished(partition, [handle])
         else:
             try:
                 bundle = BUNDLE_DECODER.decode(event.value)
@@ -267,7 +278,7 @@ def register(app, inputs, watch=None):
                               event.message.offset)
                 bundle = []
             if not bundle:
-                flushes.finished(partition, event, [handle])
+                flushes.finished(partition, [handle])
             unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
             base = event.message.offset * MAX_BUNDLE
             for i, routed in enumerate(bundle):
@@ -285,7 +296,7 @@ def register(app, inputs, watch=None):
                 finished.append(unapplied[0])
         for bundler in (derived, parts):  # now: derived events are late already
             await bundler.flush()
-        flushes.finished(partition, event, finished)
+        flushes.finished(partition, finished)
         await flushes.flush_due(partition)
 
     @app.task

@@ -15,6 +15,7 @@ from features.replay import replay
 from features.routing import STATE_CLASSES, order_key
 from features.state import EntityState, StateFormatError
 from pipelines.contracts import schemas
+from pipelines.kafka.tables import MemoryStore
 from pipelines.simulator.events import synthetic_log
 from pipelines.stream.entities import EntityStage, routed_for
 from pipelines.stream.envelopes import Stored, decode_stored, encode, source_id
@@ -118,7 +119,7 @@ def test_a_newer_format_is_refused_by_every_kind(halfway):
 
 
 # --- in the entity stage ------------------------------------------------------------------------
-def _stage(table: dict, parts: list) -> EntityStage:
+def _stage(table: MemoryStore, parts: list) -> EntityStage:
     async def send_part(key, value):
         parts.append(value)
 
@@ -132,19 +133,19 @@ def _apply(stage: EntityStage, event, topic: str, offset: int) -> None:
     raw = schemas.encode(event)
     for _, routed in routed_for(event, topic, raw, source_id(topic, 0), offset, event.ts):
         asyncio.run(stage.apply(routed, 0, offset))
-    stage.write_states()
+    asyncio.run(stage.write_states())
 
 
 def test_the_entity_stage_carries_on_from_unversioned_state_and_leaves_a_newer_one_alone():
     t0 = 1_800_000_000_000
-    table: dict = {}
+    table = MemoryStore()
     stage = _stage(table, [])
     for i in range(3):
         _apply(stage, rq.message_event(rq.MessageRequest(
             sender="alice", recipient="bob", conversation="c-ab", text="tu peux m'avancer 50 ?"),
             f"m{i}", t0 + i * 1000), "messages", i)
     # the same table as a worker before format versions left it
-    old_table = {}
+    old_table = MemoryStore()
     for key, value in table.items():
         stored = decode_stored(value)
         state = STATE_CLASSES[key.decode().split(":")[0]].from_bytes(stored.state)
@@ -159,9 +160,9 @@ def test_the_entity_stage_carries_on_from_unversioned_state_and_leaves_a_newer_o
     assert old_parts == parts and len(parts) == 2  # the same features, from both accounts
     assert old_table == table  # and written back in format 1
 
-    newer = {key: encode(Stored(b"\x02" + unversioned(STATE_CLASSES["account"].from_bytes(
-        decode_stored(value).state)), decode_stored(value).marks, {}))
-        for key, value in table.items()}
+    newer = MemoryStore({key: encode(Stored(b"\x02" + unversioned(
+        STATE_CLASSES["account"].from_bytes(decode_stored(value).state)),
+        decode_stored(value).marks, {})) for key, value in table.items()})
     before, parts = dict(newer), []
     stage = _stage(newer, parts)
     raw = schemas.encode(transfer)
@@ -169,5 +170,5 @@ def test_the_entity_stage_carries_on_from_unversioned_state_and_leaves_a_newer_o
                                  source_id("transfer-requests", 0), 11, transfer.ts)
     with pytest.raises(StateFormatError, match="account state in format 2"):
         asyncio.run(stage.apply(routed, 0, 11))
-    stage.write_states()
+    asyncio.run(stage.write_states())
     assert newer == before and not parts  # nothing read, nothing overwritten, no part sent

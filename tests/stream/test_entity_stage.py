@@ -8,12 +8,13 @@ import asyncio
 import pipelines.services.requests as rq
 from pipelines.contracts import schemas
 from pipelines.contracts.privacy import pseudonymize
+from pipelines.kafka.tables import MemoryStore
 from pipelines.stream.entities import EntityStage, routed_for
 from pipelines.stream.envelopes import PART_DECODER, source_id
 
 
 def test_a_redelivered_transfer_resends_its_part_and_learns_nothing():
-    table, parts = {}, []
+    table, parts = MemoryStore(), []
 
     async def send_part(key, value):
         parts.append((key, value))
@@ -29,10 +30,10 @@ def test_a_redelivered_transfer_resends_its_part_and_learns_nothing():
     (key, routed), *_ = routed_for(tr, "transfer-requests", raw, src, 7, tr.ts)
 
     asyncio.run(stage.apply(routed, 0, 100))
-    stage.write_states()
+    asyncio.run(stage.write_states())
     state_after_first = table[key]
     asyncio.run(stage.apply(routed, 0, 101))  # the same event, read again after a crash
-    stage.write_states()
+    asyncio.run(stage.write_states())
 
     assert table[key] == state_after_first  # learnt once
     assert len(parts) == 2 and parts[0] == parts[1]  # the very same part, sent again
@@ -41,7 +42,7 @@ def test_a_redelivered_transfer_resends_its_part_and_learns_nothing():
 
 
 def test_an_entity_touched_by_many_events_is_written_once_per_flush():
-    class CountingTable(dict):
+    class CountingTable(MemoryStore):
         writes = 0
 
         def __setitem__(self, key, value):
@@ -61,5 +62,5 @@ def test_an_entity_touched_by_many_events_is_written_once_per_flush():
         for _, routed in routed_for(msg, "messages", schemas.encode(msg), src, i, msg.ts):
             asyncio.run(stage.apply(routed, 0, i))
     assert CountingTable.writes == 0
-    stage.write_states()
+    asyncio.run(stage.write_states())
     assert CountingTable.writes == 2 and len(table) == 2  # alice's state and bob's, once each
