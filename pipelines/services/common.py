@@ -275,38 +275,53 @@ class GroupReader(LogReader):
     """One topic read as consumer group ``group`` from its committed offsets. ``start`` returns
     once the group has given it its partitions, so nothing is served before it can listen;
     offsets are committed after each handled batch, so a crash redelivers at most one batch,
-    which the idempotent handlers ignore."""
+    which the idempotent handlers ignore. A batch during which the group moved partitions is
+    read again, not committed: a handler may have dropped a record of a partition given up
+    meanwhile (the payment service drops a change it no longer owns), and its next owner, this
+    instance again perhaps, must read it."""
 
     def __init__(self, conf: settings_mod.Settings, topic: str, group: str):
         self.consumer = consumer(group_id=group, conf=conf, enable_auto_commit=False)
         self.topic, self.assigned = topic, asyncio.Event()
+        self.moves = 0  # partitions revoked or assigned so far (by the rebalance listener)
 
     async def start(self, timeout_s: float = 60.0) -> "GroupReader":
         await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=_Assigned(self.assigned))
+        self.consumer.subscribe([self.topic], listener=_Assigned(self))
         await asyncio.wait_for(self.assigned.wait(), timeout_s)
         return self
 
     async def follow(self, handler: Handler) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=1000, max_records=500)
-            if batches:
-                await _dispatch(batches, handler)
-                try:
-                    await self.consumer.commit()
-                except CommitFailedError:  # a rebalance took the partitions: redelivered
-                    log.warning("%s: commit failed after a rebalance", self.topic)
+            if not batches:
+                continue
+            moves = self.moves
+            await _dispatch(batches, handler)
+            if self.moves != moves:
+                log.info("%s: partitions moved while a batch was handled: read again",
+                         self.topic)
+                owned = self.consumer.assignment()
+                for tp, records in batches.items():
+                    if tp in owned:
+                        self.consumer.seek(tp, records[0].offset)
+                continue
+            try:
+                await self.consumer.commit()
+            except CommitFailedError:  # a rebalance took the partitions: redelivered
+                log.warning("%s: commit failed after a rebalance", self.topic)
 
 
 class _Assigned(ConsumerRebalanceListener):
-    def __init__(self, event: asyncio.Event):
-        self.event = event
+    def __init__(self, reader: GroupReader):
+        self.reader = reader
 
     async def on_partitions_revoked(self, revoked) -> None:
-        pass
+        self.reader.moves += 1
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.event.set()
+        self.reader.moves += 1
+        self.reader.assigned.set()
 
 
 # --- bounded memory ----------------------------------------------------------------------

@@ -133,9 +133,18 @@ class _Listener(ConsumerRebalanceListener):
         self.m = membership
 
     async def on_partitions_revoked(self, revoked) -> None:
+        self.m.moves += 1  # the batch in hand is read again (GroupReader.follow)
         await self.m.give_up({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
-        of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # the sender-keyed topics'
-        await self.m.take({tp.partition for tp in assigned}, of)
+        self.m.moves += 1
+        # aiokafka fetches a partition from its assignment on, before this returns: paused, its
+        # decisions wait for the take (a decision read before its transfer is restored would
+        # find nothing to act on, and be committed all the same)
+        self.m.consumer.pause(*assigned)
+        try:
+            of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # sender-keyed topics'
+            await self.m.take({tp.partition for tp in assigned}, of)
+        finally:
+            self.m.consumer.resume(*[tp for tp in assigned if tp in self.m.consumer.assignment()])
         self.m.assigned.set()

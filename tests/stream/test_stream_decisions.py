@@ -580,7 +580,9 @@ def test_payment_service_applies_block_hold_and_warn(kafka, model, watcher, proc
         {a: (decided[t][0].action, decided[t][0].rule_hits, decided[t][0].score) for a, t in ids.items()}
 
     def status_of(action):
-        return _http("GET", f"{pay}/v1/transfers/{ids[action]}", user=cases[action][0])[1]["status"]
+        """None while the service answers 503 (a partition moving between its instances)."""
+        status, body = _http("GET", f"{pay}/v1/transfers/{ids[action]}", user=cases[action][0])
+        return body["status"] if status == 200 else None
 
     wait_for(lambda: status_of("block") == "returned", 30, what="the blocked transfer returned")
     history = [h["status"] for h in _http("GET", f"{pay}/v1/transfers/{ids['block']}",
