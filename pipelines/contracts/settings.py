@@ -149,6 +149,9 @@ class StreamEnv(_Group):
     state_flush_ms: float = Field(
         100, ge=0, description="how often the entity stage writes a partition's changed entity "
                                "states")
+    state_cache_entities: int = Field(
+        20_000, ge=0, description="how many entity states the entity stage keeps decoded after "
+                                  "writing them, all partitions of the worker together (0: none)")
     test_crash_after_produce: Optional[int] = Field(
         None, ge=0, description="a test hook, never for production: the worker kills itself "
                                 "(SIGKILL) after its Nth input batch's produces were "

@@ -8,13 +8,16 @@ RocksDB put and a changelog record, once the dominant cost: a partition's change
 kept decoded in a write buffer (read through by the stage) and written once per flush interval
 (``FLUSH_S``), however many of an entity's events came meanwhile, as one RocksDB batch and a few
 produce batches (``tables.PartitionStore``); the records whose events they hold are acknowledged
-only after the write. Why: docs/stream.md#entity-state-writes
+only after the write. Written states stay decoded in a bounded cache (``Recent``): live traffic
+touches an entity again within minutes (a conversation, then its transfer), and decoding a state
+from RocksDB was the stage's largest cost. Why: docs/stream.md#entity-state-writes
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import Callable, Optional
 
 import msgspec
@@ -38,6 +41,8 @@ PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is ke
 # they are written (and the records they came from acknowledged).
 FLUSH_S = settings.environment().stream.state_flush_ms / 1000
 FLUSH_STATES = 5000
+# How many written states a worker keeps decoded (all its partitions together)
+RECENT_STATES = settings.environment().stream.state_cache_entities
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
 # the replay's tie-break between events of the same millisecond: by topic, then event id
 _RANK = {name: TOPIC_ORDER.get(spec.schema, 9) for name, spec in TOPICS.items()}
@@ -103,15 +108,44 @@ class Live:
         return encode(Stored(self.state.to_bytes(), self.marks, self.parts))
 
 
+class Recent:
+    """The states this worker wrote last, decoded, least recently written first, at most
+    ``size`` of them: each is exactly what its partition's table holds, because only this worker
+    writes its partitions and a lost partition is dropped (``forget``). A state taken out
+    (``take``) is the write buffer's until it is written and put back."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.states: OrderedDict[tuple[int, bytes], Live] = OrderedDict()
+
+    def take(self, partition: int, key: bytes) -> Optional[Live]:
+        return self.states.pop((partition, key), None)
+
+    def put(self, partition: int, key: bytes, live: Optional[Live]) -> None:
+        """``live`` was just written (None: the key was deleted)."""
+        if live is None or not self.size:
+            self.states.pop((partition, key), None)
+            return
+        self.states[(partition, key)] = live
+        if len(self.states) > self.size:
+            self.states.popitem(last=False)
+
+    def forget(self, partitions) -> None:
+        partitions = set(partitions)
+        for entry in [e for e in self.states if e[0] in partitions]:
+            del self.states[entry]
+
+
 class EntityStage:
     """Applies routed events to entity states. Framework-free apart from the store
     (``tables.PartitionStore`` in the worker, ``tables.MemoryStore`` in tests), so the
     kill/restart tests and the benchmarks exercise the same code the agent runs."""
 
-    def __init__(self, states, send_entity, send_part):
+    def __init__(self, states, send_entity, send_part, recent: int = RECENT_STATES):
         self.states = states  # read(partition, key), async write(partition, changes)
         # the write buffer: partition -> entity key -> its value, decoded
         self.unwritten: dict[int, dict[bytes, Live]] = {}
+        self.recent = Recent(recent)  # written states, still decoded
         self.send_entity = send_entity  # async (entity key, Routed) -> None, derived events
         self.send_part = send_part  # async (key, value) -> None, to transfer-parts
         self.watch = None  # async (role, event, account state) -> None, after an account learns
@@ -124,7 +158,7 @@ class EntityStage:
         unwritten = self.unwritten.get(partition)
         if unwritten is None:
             unwritten = self.unwritten[partition] = {}
-        live = unwritten.get(table_key)
+        live = unwritten.get(table_key) or self.recent.take(partition, table_key)
         if live is None:
             live = Live.read(routed.kind, self.states.read(partition, table_key))
         sent_as = f"{routed.source}:{routed.offset}"
@@ -170,18 +204,24 @@ class EntityStage:
         write per entity however many of its events were applied: each write is a changelog
         record. Call it before acknowledging what was applied."""
         for part in ([partition] if partition is not None else list(self.unwritten)):
+            written = self.unwritten.pop(part, {})
             changes = {}
-            for key, live in self.unwritten.pop(part, {}).items():
+            for key, live in written.items():
                 value = live.to_bytes()
                 if value is not None or live.stored:
                     changes[key] = value
+                live.stored = value is not None
             await self.states.write(part, changes)
+            for key, live in written.items():  # now the table holds them
+                self.recent.put(part, key, live if live.stored else None)
 
     def forget(self, partitions) -> None:
         """Partitions this worker lost: their unwritten states are dropped, and the records
         they came from, unacknowledged, are applied again by the next owner."""
+        partitions = list(partitions)
         for partition in partitions:
             self.unwritten.pop(partition, None)
+        self.recent.forget(partitions)
 
 
 class Flushes:

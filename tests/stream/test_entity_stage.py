@@ -64,3 +64,73 @@ def test_an_entity_touched_by_many_events_is_written_once_per_flush():
     assert CountingTable.writes == 0
     asyncio.run(stage.write_states())
     assert CountingTable.writes == 2 and len(table) == 2  # alice's state and bob's, once each
+
+
+
+def _run_log(events, recent: int, rewritten_at: int = -1, forget: bool = True):
+    """The stage over ``events`` on 3 partitions, flushed every 37 events: the table, what it
+    sent, and how many states it read from the store. At ``rewritten_at`` partition 1 goes to
+    another worker and comes back with older states (``forget``: the stage is told)."""
+    from features.routing import order_key
+    from pipelines.contracts.topics import TOPICS
+    from pipelines.stream.envelopes import partition_for
+
+    topic_of = {spec.schema: name for name, spec in TOPICS.items()}
+    table, sent, reads = MemoryStore(), [], []
+    read = table.read
+    table.read = lambda partition, key: reads.append(key) or read(partition, key)
+
+    async def send(key, value):
+        sent.append((key, value))
+
+    stage = EntityStage(table, send, send, recent=recent)
+    older = {}
+
+    async def go():
+        for i, event in enumerate(sorted(events, key=order_key)):
+            topic = topic_of.get(type(event))
+            if topic is None:
+                continue
+            for key, routed in routed_for(event, topic, schemas.encode(event),
+                                          source_id(topic, 0), i, event.ts):
+                await stage.apply(routed, partition_for(key, 3), i)
+            if i % 37 == 0:
+                await stage.write_states()
+            if i == rewritten_at // 2:
+                older.update(table)
+            if i == rewritten_at:
+                await stage.write_states()
+                if forget:
+                    stage.forget([1])
+                table.update({k: v for k, v in older.items() if partition_for(k, 3) == 1})
+        await stage.write_states()
+
+    asyncio.run(go())
+    return dict(table), sent, len(reads)
+
+
+def test_kept_decoded_states_change_nothing_but_the_reads():
+    """Written states kept decoded (``Recent``) write the same tables and send the same parts
+    and derived events as states read back from the store, however small the cache."""
+    from pipelines.simulator.events import synthetic_log
+
+    events = synthetic_log(n_accounts=60, days=7, seed=5)
+    table, sent, reads = _run_log(events, recent=0)
+    for size in (40, 100_000):
+        cached_table, cached_sent, cached_reads = _run_log(events, recent=size)
+        assert cached_table == table and cached_sent == sent
+        assert cached_reads < reads
+    assert _run_log(events, recent=100_000)[2] < _run_log(events, recent=40)[2]
+
+
+def test_a_lost_partition_drops_its_kept_states():
+    """After ``forget``, a partition's states are read from the store again: a partition that
+    comes back may hold what another worker wrote meanwhile."""
+    from pipelines.simulator.events import synthetic_log
+
+    events = synthetic_log(n_accounts=60, days=7, seed=5)
+    at = len(events) // 2
+    read_back = _run_log(events, recent=0, rewritten_at=at)[0]
+    assert _run_log(events, recent=100_000, rewritten_at=at)[0] == read_back
+    # the check can fail: a stage that kept the lost partition's states writes other tables
+    assert _run_log(events, recent=100_000, rewritten_at=at, forget=False)[0] != read_back
