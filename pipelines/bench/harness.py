@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -40,6 +41,8 @@ def fresh_environment(partitions: int = 4):
         yield broker, root
     finally:
         broker.stop()
+        # its log runs to gigabytes a run (the data dir and the processes' logs stay, to look at)
+        shutil.rmtree(root / "broker", ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

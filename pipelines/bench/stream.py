@@ -143,8 +143,11 @@ def ceilings() -> dict:
 
 def _simulated_log(users: int, days: float) -> list:
     out = Path(tempfile.mkdtemp(prefix="vigie-bench-sim-"))
-    run_offline(out, seed=13, users=users, days=days)
-    return read_log(out)
+    try:
+        run_offline(out, seed=13, users=users, days=days)
+        return read_log(out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 async def _publish(events, rate: float | None = None, restamp: bool = False) -> None:
