@@ -1,12 +1,15 @@
-"""How often the entity stage reads a state back from RocksDB, and its CPU, with and without
-keeping written states decoded (``entities.Recent``): the latency bench's 500 transfers/s
-window, applied by the stage alone (no Kafka), flushed every 740 events (100 ms of it)::
+"""How often the entity stage reads a state back from RocksDB, and its CPU and the garbage
+collector's share of it, with and without keeping written states decoded (``entities.Recent``),
+with Python's default collection thresholds and with the worker's (``cli.workers``): the latency
+bench's 500 transfers/s window, applied by the stage alone (no Kafka), flushed every 740 events
+(100 ms of it)::
 
     VIGIE_DEMO=1 .venv/bin/python -m pipelines.bench.state_cache [users] [size,size,...]
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
 
@@ -53,16 +56,35 @@ def run(events: list, size: int, partitions: int = 4) -> dict:
                 await stage.write_states()
         await stage.write_states()
 
+    collecting, started = [0.0], [0.0]
+
+    def timed(phase, _info):
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            collecting[0] += time.process_time() - started[0]
+
+    gc.callbacks.append(timed)
     cpu = time.process_time()
-    asyncio.run(go())
-    return {"cache": size, "entities": len(table), "events": len(events),
-            "read_share": round(reads[0] / applied[0], 3),
-            "stage_cpu_s": round(time.process_time() - cpu, 2)}
+    try:
+        asyncio.run(go())
+    finally:
+        gc.callbacks.remove(timed)
+    return {"cache": size, "gc_thresholds": gc.get_threshold(), "entities": len(table),
+            "events": len(events), "read_share": round(reads[0] / applied[0], 3),
+            "stage_cpu_s": round(time.process_time() - cpu, 2),
+            "gc_cpu_s": round(collecting[0], 2)}
 
 
 if __name__ == "__main__":
     users = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     sizes = [int(s) for s in sys.argv[2].split(",")] if len(sys.argv) > 2 else [0, 5000, 20000]
+    from pipelines.cli.workers import GC_THRESHOLDS
+
     events = window(users)
-    for size in sizes:
-        print(run(events, size), flush=True)
+    default = gc.get_threshold()
+    for thresholds in (default, GC_THRESHOLDS):
+        gc.set_threshold(*thresholds)
+        for size in sizes:
+            print(run(events, size), flush=True)
+    gc.set_threshold(*default)
