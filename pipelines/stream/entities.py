@@ -161,16 +161,23 @@ class EntityStage:
         live = unwritten.get(table_key) or self.recent.take(partition, table_key)
         if live is None:
             live = Live.read(routed.kind, self.states.read(partition, table_key))
-        sent_as = f"{routed.source}:{routed.offset}"
+        # A transfer's part, by role: a self-transfer reaches its account twice, as sender and
+        # as recipient, from one offset (parts kept before 2026-12-06 have no role in their key)
+        sent_as = f"{routed.source}:{routed.offset}:{routed.role}"
         if live is None:
             live = Live(new_state(routed.kind), {}, {}, False)
         else:
             mark = live.marks.get(routed.source)
-            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
-                if sent_as in live.parts:  # ...but its part may be the one a crash lost
+            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied...
+                sent = live.parts.get(sent_as) or live.parts.get(f"{routed.source}:{routed.offset}")
+                if sent is not None:  # ...but its part may be the one a crash lost
                     sender = decode(routed.topic, routed.event).sender
-                    await self.send_part(sender.encode(), live.parts[sent_as][1])
-                return
+                    await self.send_part(sender.encode(), sent[1])
+                    return
+                same_event = f"{routed.source}:{routed.offset}:"
+                if not any(key.startswith(same_event) for key in live.parts):
+                    return
+                # ...in this entity's other role only (a self-transfer): applied now
         state = live.state
         if routed.topic == DERIVED:
             event = _DERIVED_DECODER.decode(routed.event)

@@ -134,3 +134,36 @@ def test_a_lost_partition_drops_its_kept_states():
     assert _run_log(events, recent=100_000, rewritten_at=at)[0] == read_back
     # the check can fail: a stage that kept the lost partition's states writes other tables
     assert _run_log(events, recent=100_000, rewritten_at=at, forget=False)[0] != read_back
+
+
+def test_a_self_transfer_sends_both_parts_once_and_learns_once_per_role():
+    """Sender and recipient are one account: its state learns the transfer in both roles and
+    reports both parts (the decide stage waits for every part); read again, it learns nothing
+    and re-sends the same two parts."""
+    table, parts = MemoryStore(), []
+
+    async def send_part(key, value):
+        parts.append(value)
+
+    async def nothing(key, value):
+        pass
+
+    stage = EntityStage(table, nothing, send_part)
+    tr = rq.transfer_event(rq.TransferRequest(sender="alice", recipient="alice", amount_cents=500),
+                           "t-1", "t-1.r", 1_800_000_000_000, 30_000)
+    routed = routed_for(tr, "transfer-requests", schemas.encode(tr),
+                        source_id("transfer-requests", 0), 7, tr.ts)
+    account = [r for key, r in routed if r.kind == "account"]
+    assert [r.role for r in account] == ["sender", "recipient"]
+
+    for i, r in enumerate(account):
+        asyncio.run(stage.apply(r, 0, 100 + i))
+    asyncio.run(stage.write_states())
+    first = dict(table)
+    assert sorted(PART_DECODER.decode(p).role for p in parts) == ["recipient", "sender"]
+
+    for i, r in enumerate(account):  # read again after a crash
+        asyncio.run(stage.apply(r, 0, 200 + i))
+    asyncio.run(stage.write_states())
+    assert dict(table) == first  # learnt once per role
+    assert parts[2:] == parts[:2]  # the very same two parts, sent again
