@@ -208,10 +208,11 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _latencies(transfer_ids: set[str], timeout: float = 300) -> list[float]:
+async def _latencies(transfer_ids: set[str], timeout: float = 300) -> list[tuple[float, float]]:
+    """(latency ms, when the transfer was sent, ms) of each transfer's first decision."""
     consumer = AIOKafkaConsumer("decisions", **_kafka_kwargs(), auto_offset_reset="earliest")
     await consumer.start()
-    found: dict[str, float] = {}
+    found: dict[str, tuple[float, float]] = {}
     started = time.monotonic()
     decoder = msgspec.json.Decoder(schemas.Decision)
     try:
@@ -221,7 +222,8 @@ async def _latencies(transfer_ids: set[str], timeout: float = 300) -> list[float
                 for record in records:
                     decision = decoder.decode(record.value)
                     if decision.transfer_id in transfer_ids and not decision.shadow:
-                        found.setdefault(decision.transfer_id, decision.latency_ms)
+                        found.setdefault(decision.transfer_id, (
+                            decision.latency_ms, record.timestamp - decision.latency_ms))
     finally:
         await consumer.stop()
     return list(found.values())
@@ -287,12 +289,20 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
             sent_at = time.monotonic()
             asyncio.run(_publish(window, rate=rate, restamp=True))
             achieved = len(window) / (time.monotonic() - sent_at)
-            latencies = asyncio.run(_latencies(ids))
+            decided = asyncio.run(_latencies(ids))
         finally:
             stop(worker)
-    if not latencies:
+    if not decided:
         return {f"latency_at_{tag}_error": "no decisions"}
-    return {f"latency_ms_p50_at_{tag}": percentile(latencies, 50),
+    latencies = [latency for latency, _sent in decided]
+    # when in the window the decisions came late: a backlog building, or a stall
+    first = min(sent for _latency, sent in decided)
+    by_second: dict[int, list[float]] = {}
+    for latency, sent in decided:
+        by_second.setdefault(int((sent - first) // 1000), []).append(latency)
+    return {f"latency_ms_p99_by_second_at_{tag}": [percentile(v, 99) for _s, v in
+                                                    sorted(by_second.items())],
+            f"latency_ms_p50_at_{tag}": percentile(latencies, 50),
             f"latency_ms_p95_at_{tag}": percentile(latencies, 95),
             f"latency_ms_p99_at_{tag}": percentile(latencies, 99),
             f"latency_decided_share_at_{tag}": len(latencies) / len(ids),
