@@ -1,6 +1,6 @@
 """How often the entity stage reads a state back from RocksDB, and its CPU and the garbage
 collector's share of it, with and without keeping written states decoded (``entities.Recent``),
-with Python's default collection thresholds and with the worker's (``cli.workers``): the latency
+with Python's default collection thresholds and with the worker's (``stream.app.GC_THRESHOLDS``): the latency
 bench's 500 transfers/s window, applied by the stage alone (no Kafka), flushed every 740 events
 (100 ms of it)::
 
@@ -16,6 +16,7 @@ import time
 from pipelines.bench.stream import TOPIC_OF, _simulated_log
 from pipelines.contracts import schemas
 from pipelines.kafka.tables import MemoryStore
+from pipelines.stream.app import GC_THRESHOLDS
 from pipelines.stream.entities import EntityStage, routed_for
 from pipelines.stream.envelopes import partition_for, source_id
 
@@ -79,8 +80,6 @@ def run(events: list, size: int, partitions: int = 4) -> dict:
 if __name__ == "__main__":
     users = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     sizes = [int(s) for s in sys.argv[2].split(",")] if len(sys.argv) > 2 else [0, 5000, 20000]
-    from pipelines.cli.workers import GC_THRESHOLDS
-
     events = window(users)
     default = gc.get_threshold()
     for thresholds in (default, GC_THRESHOLDS):

@@ -1,7 +1,6 @@
 """``vigie worker`` and ``vigie sink``: the Faust workers (``pipelines.stream.worker``'s apps)."""
 from __future__ import annotations
 
-import gc
 import logging
 import os
 
@@ -10,6 +9,7 @@ import faust.worker
 
 from pipelines.contracts import settings as settings_mod
 from pipelines.stream import worker as apps
+from pipelines.stream.app import tune_gc
 
 
 class Worker(faust.worker.Worker):  # same name: its log lines ("[^Worker]: Ready") stay
@@ -21,26 +21,10 @@ class Worker(faust.worker.Worker):  # same name: its log lines ("[^Worker]: Read
         logger.setLevel(level)
 
 
-# Python's cyclic garbage collector, tuned for a stream worker. With its defaults (a young
-# collection every 700 allocations, and each older collection walking every live object: the
-# decoded entity states, the modules) it took half of the entity stage's CPU on the latency
-# bench's 500 transfers/s window (``python -m pipelines.bench.state_cache``: 4.7 of 9.0 s).
-# Collections now come every 50,000 allocations, the older ones rarely, and what exists once
-# the app is built (modules, classes, the app) is frozen out of them; cycles are still
-# collected, seconds later. docs/benchmarks.md#latency has the before and after.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def _run_faust(app) -> None:
     """Run a Faust app until SIGTERM/Ctrl-C. With VIGIE_PROFILE=FILE, under cProfile: the
     benchmarks use it to show where a worker's CPU goes."""
-    _tune_gc()
+    tune_gc()
     worker = Worker(app, loglevel=logging.getLevelName(logging.getLogger().level).lower(),
                     quiet=True)
     profile_to = settings_mod.environment().stream.profile

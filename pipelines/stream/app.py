@@ -5,6 +5,7 @@ Why: docs/stream.md#app
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import faust
@@ -68,3 +69,20 @@ def make_app(app_id: str, worker_name: str | None = None,
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.group = group
     return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)
+
+
+# Python's cyclic garbage collector, tuned for a stream worker. With its defaults (a young
+# collection every 700 allocations, and each older collection walking every live object: the
+# decoded entity states, the modules) it took half of the entity stage's CPU on the latency
+# bench's 500 transfers/s window (``python -m pipelines.bench.state_cache``: 4.7 of 9.0 s).
+# Collections now come every 50,000 allocations, the older ones rarely, and what exists once
+# the app is built (modules, classes, the app) is frozen out of them; cycles are still
+# collected, seconds later. docs/benchmarks.md#latency has the before and after.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """For a Faust process (``vigie worker``, ``vigie sink``), once its app is built."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
