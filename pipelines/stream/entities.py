@@ -161,36 +161,40 @@ class EntityStage:
         live = unwritten.get(table_key) or self.recent.take(partition, table_key)
         if live is None:
             live = Live.read(routed.kind, self.states.read(partition, table_key))
-        # A transfer's part, by role: a self-transfer reaches its account twice, as sender and
-        # as recipient, from one offset (parts kept before 2026-12-06 have no role in their key)
-        sent_as = f"{routed.source}:{routed.offset}:{routed.role}"
+        sent_as = f"{routed.source}:{routed.offset}"  # a transfer's part(s), by role below
         if live is None:
             live = Live(new_state(routed.kind), {}, {}, False)
         else:
             mark = live.marks.get(routed.source)
-            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied...
-                sent = live.parts.get(sent_as) or live.parts.get(f"{routed.source}:{routed.offset}")
-                if sent is not None:  # ...but its part may be the one a crash lost
+            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
+                # ...but its part may be the one a crash lost (parts kept before 2026-12-06
+                # have no role in their key)
+                sent = live.parts.get(f"{sent_as}:{routed.role}") or live.parts.get(sent_as)
+                if sent is not None:
                     sender = decode(routed.topic, routed.event).sender
                     await self.send_part(sender.encode(), sent[1])
-                    return
-                same_event = f"{routed.source}:{routed.offset}:"
-                if not any(key.startswith(same_event) for key in live.parts):
-                    return
-                # ...in this entity's other role only (a self-transfer): applied now
+                return
         state = live.state
         if routed.topic == DERIVED:
             event = _DERIVED_DECODER.decode(routed.event)
         else:
             event = decode(routed.topic, routed.event)
+        learn_as = routed.role
         if type(event) is TransferRequested:
-            part = encode(Part(routed.event, routed.role, routed.kind,
-                               state.features_for(event, routed.role), routed.parts))
-            await self.send_part(event.sender.encode(), part)
-            live.parts[sent_as] = (event.ts, part)
-        derived = state.learn_one(event, routed.role)
+            roles = (routed.role,)
+            if routed.kind == "account" and event.sender == event.recipient:
+                # a self-transfer routes its account twice, as sender and recipient: as in the
+                # replay, both parts are read before the state learns it, once, as the sender
+                # (the second envelope finds itself applied and re-sends its part)
+                roles, learn_as = ("sender", "recipient"), "sender"
+            for role in roles:
+                part = encode(Part(routed.event, role, routed.kind,
+                                   state.features_for(event, role), routed.parts))
+                await self.send_part(event.sender.encode(), part)
+                live.parts[f"{sent_as}:{role}"] = (event.ts, part)
+        derived = state.learn_one(event, learn_as)
         if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
-            await self.watch(routed.role, event, state)
+            await self.watch(learn_as, event, state)
         source = source_id(ENTITY_EVENTS, partition)
         for i, child in enumerate(derived):
             raw = msgspec.msgpack.encode(child)

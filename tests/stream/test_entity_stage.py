@@ -136,34 +136,53 @@ def test_a_lost_partition_drops_its_kept_states():
     assert _run_log(events, recent=100_000, rewritten_at=at, forget=False)[0] != read_back
 
 
-def test_a_self_transfer_sends_both_parts_once_and_learns_once_per_role():
-    """Sender and recipient are one account: its state learns the transfer in both roles and
-    reports both parts (the decide stage waits for every part); read again, it learns nothing
-    and re-sends the same two parts."""
+
+def test_a_self_transfer_gives_both_parts_and_the_replays_features():
+    """Sender and recipient are one account. The decide stage waits for every part, so the
+    account reports both; like the replay, it reads both before learning the transfer, once.
+    Read again, it learns nothing and re-sends its parts."""
+    import math
+
+    from features.replay import replay
+    from features.vector import combine, transfer_part
+    from pipelines.contracts.topics import decode
+
     table, parts = MemoryStore(), []
 
     async def send_part(key, value):
-        parts.append(value)
+        parts.append(PART_DECODER.decode(value))
 
     async def nothing(key, value):
         pass
 
     stage = EntityStage(table, nothing, send_part)
-    tr = rq.transfer_event(rq.TransferRequest(sender="alice", recipient="alice", amount_cents=500),
-                           "t-1", "t-1.r", 1_800_000_000_000, 30_000)
-    routed = routed_for(tr, "transfer-requests", schemas.encode(tr),
-                        source_id("transfer-requests", 0), 7, tr.ts)
-    account = [r for key, r in routed if r.kind == "account"]
-    assert [r.role for r in account] == ["sender", "recipient"]
+    transfers = [rq.transfer_event(rq.TransferRequest(sender="alice", recipient=to,
+                                                      amount_cents=500),
+                                   f"t-{i}", f"t-{i}.r", 1_800_000_000_000 + i * 60_000, 30_000)
+                 for i, to in enumerate(["bob", "alice", "alice"])]
+    src = source_id("transfer-requests", 0)
 
-    for i, r in enumerate(account):
-        asyncio.run(stage.apply(r, 0, 100 + i))
+    def apply_all(tr, offset, position):
+        for _key, routed in routed_for(tr, "transfer-requests", schemas.encode(tr), src, offset,
+                                       tr.ts):
+            asyncio.run(stage.apply(routed, 0, position))
+
+    for offset, tr in enumerate(transfers):
+        apply_all(tr, offset, offset)
     asyncio.run(stage.write_states())
     first = dict(table)
-    assert sorted(PART_DECODER.decode(p).role for p in parts) == ["recipient", "sender"]
 
-    for i, r in enumerate(account):  # read again after a crash
-        asyncio.run(stage.apply(r, 0, 200 + i))
+    for tr, expected in zip(transfers, replay(transfers)):
+        mine = {(p.kind, p.role): p.features for p in parts
+                if decode("transfer-requests", p.transfer).transfer_id == tr.transfer_id}
+        assert ("account", "recipient") in mine and ("account", "sender") in mine
+        online = combine([transfer_part(tr)] + list(mine.values()))
+        assert all(a == b or (math.isnan(a) and math.isnan(b))
+                   for a, b in zip(online.values(), expected.features.values())), tr.transfer_id
+
+    sent = len(parts)
+    apply_all(transfers[2], 2, 9)  # the last self-transfer, read again after a crash
     asyncio.run(stage.write_states())
-    assert dict(table) == first  # learnt once per role
-    assert parts[2:] == parts[:2]  # the very same two parts, sent again
+    assert dict(table) == first  # nothing learnt twice
+    assert {(p.kind, p.role) for p in parts[sent:]} >= {("account", "sender"),
+                                                        ("account", "recipient")}
