@@ -31,8 +31,9 @@ from pipelines.kafka.tables import PartitionStore, raw_table, raw_topic
 from pipelines.stream import watermarks
 from pipelines.stream.acks import InOrderAcks
 from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
-                                        MAX_BUNDLE, TRANSFER_PARTS, Part, Routed, Stored,
-                                        decode_stored, encode, partition_for, source_id)
+                                        MAX_BUNDLE, MAX_BUNDLE_BYTES, TRANSFER_PARTS, Part,
+                                        Routed, Stored, decode_stored, encode, partition_for,
+                                        source_id)
 
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000
@@ -81,8 +82,17 @@ class Bundler:
         waiting, self.waiting = self.waiting, {}
         for partition, bundle in waiting.items():
             for start in range(0, len(bundle), MAX_BUNDLE):
-                await self.topic.send(key=BUNDLE_KEY, value=encode(
-                    bundle[start:start + MAX_BUNDLE]), partition=partition)
+                await self._send(partition, bundle[start:start + MAX_BUNDLE])
+
+    async def _send(self, partition: int, bundle: list) -> None:
+        """One record, or two halves of it while it is over ``MAX_BUNDLE_BYTES``."""
+        value = encode(bundle)
+        if len(value) > MAX_BUNDLE_BYTES and len(bundle) > 1:
+            half = len(bundle) // 2
+            await self._send(partition, bundle[:half])
+            await self._send(partition, bundle[half:])
+            return
+        await self.topic.send(key=BUNDLE_KEY, value=value, partition=partition)
 
 
 class Live:

@@ -67,6 +67,9 @@ ROUTED_ENCODER = msgspec.msgpack.Encoder()
 BUNDLE_DECODER = msgspec.msgpack.Decoder(list[Routed])
 BUNDLE_KEY = b"~bundle"  # the record key of a bundle (its partition is given explicitly)
 MAX_BUNDLE = 512  # routed events in one record; derived events' offsets count on this bound
+# and at most this many bytes: a record must fit the producer's request (1 MiB, aiokafka's
+# max_request_size); 512 parts of a transfer are ~1.1 MB
+MAX_BUNDLE_BYTES = 512 * 1024
 PART_DECODER = msgspec.msgpack.Decoder(Part)
 PARTS_DECODER = msgspec.msgpack.Decoder(list[Part])
 STORED_DECODER = msgspec.msgpack.Decoder(Stored)

@@ -186,3 +186,29 @@ def test_a_self_transfer_gives_both_parts_and_the_replays_features():
     assert dict(table) == first  # nothing learnt twice
     assert {(p.kind, p.role) for p in parts[sent:]} >= {("account", "sender"),
                                                         ("account", "recipient")}
+
+
+def test_a_bundle_never_outgrows_a_produce_request():
+    """512 parts of ~2 kB would be a 1.1 MB record, over the producer's 1 MiB request: the
+    bundler halves a bundle until it fits, in order, nothing lost."""
+    import msgspec
+
+    from pipelines.stream.entities import Bundler
+    from pipelines.stream.envelopes import MAX_BUNDLE_BYTES, PARTS_DECODER, Part
+
+    sent = []
+
+    class Topic:
+        async def send(self, key, value, partition):
+            sent.append((partition, value))
+
+    bundler = Bundler(Topic(), lambda: 1)
+    parts = [Part(b"t" * 400, "sender", "account",
+                  {f"feature_{j}": float(i) for j in range(100)}, 4)
+             for i in range(512)]
+    for part in parts:
+        bundler.add(b"alice", msgspec.Raw(msgspec.msgpack.encode(part)))
+    asyncio.run(bundler.flush())
+
+    assert len(sent) > 1 and all(len(value) <= MAX_BUNDLE_BYTES for _p, value in sent)
+    assert [p for _partition, value in sent for p in PARTS_DECODER.decode(value)] == parts
