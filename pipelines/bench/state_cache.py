@@ -1,8 +1,8 @@
 """How often the entity stage reads a state back from RocksDB, and its CPU and the garbage
 collector's share of it, with and without keeping written states decoded (``entities.Recent``),
-with Python's default collection thresholds and with the worker's (``stream.app.GC_THRESHOLDS``): the latency
-bench's 500 transfers/s window, applied by the stage alone (no Kafka), flushed every 740 events
-(100 ms of it)::
+with Python's default collection thresholds and with the worker's
+(``stream.app.GC_THRESHOLDS``): the latency bench's 500 transfers/s window, applied by the stage
+alone (no Kafka), flushed every 740 events (100 ms of it)::
 
     VIGIE_DEMO=1 .venv/bin/python -m pipelines.bench.state_cache [users] [size,size,...]
 """
@@ -13,7 +13,7 @@ import gc
 import sys
 import time
 
-from pipelines.bench.stream import TOPIC_OF, _simulated_log
+from pipelines.bench.stream import TOPIC_OF, _simulated_log, latency_window
 from pipelines.contracts import schemas
 from pipelines.kafka.tables import MemoryStore
 from pipelines.stream.app import GC_THRESHOLDS
@@ -26,9 +26,7 @@ FLUSH_EVERY = 740  # events: 100 ms at the 500 transfers/s window's 7.4k events/
 def window(users: int = 8000, transfers_per_s: float = 500.0, seconds: float = 20.0) -> list:
     """The events ``stream._latency_at`` publishes."""
     events = [e for e in _simulated_log(users, 4.0) if type(e) in TOPIC_OF]
-    first = next(i for i, e in enumerate(events) if type(e) is schemas.TransferRequested)
-    per_transfer = len(events) / sum(type(e) is schemas.TransferRequested for e in events)
-    return events[first: first + int(transfers_per_s * per_transfer * seconds)]
+    return latency_window(events, transfers_per_s, seconds)[0]
 
 
 def run(events: list, size: int, partitions: int = 4) -> dict:

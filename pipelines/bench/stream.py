@@ -270,15 +270,21 @@ def pipeline(users: int = 8000, days: float = 4.0, latency_rates=(1000.0, 10.0))
     return results
 
 
-def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> dict:
-    """Decision latency with traffic at ``transfers_per_s`` (plus its messages and account
-    events, in the simulator's mix), for ``seconds``."""
+def latency_window(events: list, transfers_per_s: float, seconds: float) -> tuple[list, float]:
+    """The events a latency run publishes, and their rate in events/s: ``seconds`` of traffic at
+    ``transfers_per_s`` with their messages and account events, in the simulator's mix."""
     per_transfer = len(events) / sum(type(e) is schemas.TransferRequested for e in events)
     rate = transfers_per_s * per_transfer
     # from the first transfer: the log opens with sign-ups, and a slow rate's window would hold
     # none (the 10 transfers/s run once measured nothing for that reason)
     first = next(i for i, e in enumerate(events) if type(e) is schemas.TransferRequested)
-    window = events[first: first + int(rate * seconds)]
+    return events[first: first + int(rate * seconds)], rate
+
+
+def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> dict:
+    """Decision latency with traffic at ``transfers_per_s`` (plus its messages and account
+    events, in the simulator's mix), for ``seconds``."""
+    window, rate = latency_window(events, transfers_per_s, seconds)
     ids = {e.transfer_id for e in window if type(e) is schemas.TransferRequested}
     tag = f"{int(transfers_per_s)}_tps"
     with fresh_environment() as (_broker, root):
