@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipelines.contracts import settings
-from pipelines.kafka.faust_consumer import seek_to_committed_or_start
+from pipelines.kafka.faust_consumer import FETCH_MAX_WAIT_MS, seek_to_committed_or_start
 
 pytestmark = pytest.mark.kafka
 
@@ -95,3 +95,25 @@ async def _read_by_the_faust_consumer() -> list[bytes]:
 def test_the_faust_apps_read_committed_records_only(kafka):
     # the payment service writes statuses in transactions: an aborted one never reached the lake
     assert asyncio.run(_read_by_the_faust_consumer()) == [b"committed"]
+
+
+
+async def _fetch_wait_of_the_faust_consumer() -> int:
+    """The max wait of the fetch requests the Faust apps' consumer sends, as its started fetcher
+    holds it (what aiokafka puts in each FetchRequest)."""
+    from pipelines.stream.app import make_app
+
+    app = make_app(f"t-{uuid.uuid4().hex[:8]}")
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    await consumer.start()
+    try:
+        return consumer._fetcher._fetch_max_wait_ms
+    finally:
+        await consumer.stop()
+
+
+def test_a_stage_never_waits_on_a_fetch_held_for_quiet_partitions(kafka):
+    # Faust asks 1,500 ms: in the latency bench both Faust stages then stopped for up to 1.2 s
+    # at a time while their topics had records (docs/stream.md#fetch-wait); a guard that the
+    # setting still reaches aiokafka's requests (it sets a private attribute)
+    assert asyncio.run(_fetch_wait_of_the_faust_consumer()) == FETCH_MAX_WAIT_MS <= 50
