@@ -16,10 +16,11 @@ from pipelines.kafka.faust_metrics import instrument
 from pipelines.kafka.tables import STORE_URL
 
 
-def make_app(app_id: str, worker_name: str | None = None,
-             group: str | None = None) -> faust.App:
+def make_app(app_id: str, worker_name: str | None = None, group: str | None = None,
+             fetch_max_wait_ms: int | None = None) -> faust.App:
     """A Faust app; ``group``: its stages' consumer group, when not the app id (the decision
-    worker's group is its batch ingest's, docs/stream.md#ingest)."""
+    worker's group is its batch ingest's, docs/stream.md#ingest); ``fetch_max_wait_ms``: how
+    long the broker may hold its fetches, when not Faust's 1.5 s (docs/stream.md#fetch-wait)."""
     conf = settings_mod.load()
     name = worker_name or conf.env.stream.worker_name
     datadir = Path(conf.state_dir) / app_id / name
@@ -68,6 +69,7 @@ def make_app(app_id: str, worker_name: str | None = None,
     # after a rebalance instead of losing what was fetched before it (faust_consumer's doc).
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.group = group
+    app.transport.fetch_max_wait_ms = fetch_max_wait_ms
     return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)
 
 

@@ -4,6 +4,7 @@ path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
 from pipelines.kafka.acls import STAGES_GROUP, WORKER_APP
+from pipelines.kafka.faust_consumer import FETCH_MAX_WAIT_MS
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
 from pipelines.stream import control as control_mod, decide, entities, ingest, lake_sink
@@ -12,7 +13,7 @@ from pipelines.stream.router import Router
 
 
 def build_worker_app():
-    app = make_app(WORKER_APP, group=STAGES_GROUP)
+    app = make_app(WORKER_APP, group=STAGES_GROUP, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
     inputs = ingest.InputConsumer(app)
