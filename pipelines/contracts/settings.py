@@ -145,7 +145,8 @@ class StreamEnv(_Group):
                          "beyond, it is dead-lettered; 0: no check")
     ingest_window_ms: int = Field(
         20, ge=0, description="how long the batch ingest waits for input records when traffic "
-                              "is sparse")
+                              "is sparse, and the broker holds a fetch of the worker's Faust "
+                              "stages when their partitions are quiet")
     state_flush_ms: float = Field(
         100, ge=0, description="how often the entity stage writes a partition's changed entity "
                                "states")

@@ -2,7 +2,8 @@
 consumer group never committed is read again from its first record; the worker's Faust stages
 may join a consumer group other than their app id (``Transport.group``: the worker's own group,
 named after the app, is its batch ingest's, pipelines/stream/ingest.py); and the decision
-worker's fetches are held 20 ms at most, not Faust's 1.5 s (``Transport.fetch_max_wait_ms``).
+worker's fetches are held no longer than its ingest window, not Faust's 1.5 s
+(``Transport.fetch_max_wait_ms``).
 
 Faust drops the records it fetched while a rebalance or a table recovery stops the flow, then
 seeks every partition back to its committed offset (``Consumer.perform_seek``). aiokafka's
@@ -28,16 +29,6 @@ async def seek_to_committed_or_start(consumer: AIOKafkaConsumer) -> dict:
     if never:
         await consumer.seek_to_beginning(*never)
     return committed
-
-
-# How long the broker may hold a fetch of the decision worker's Faust stages while the partitions
-# in it have nothing new: the ingest's window (ingest.BATCH_WAIT_MS). Faust asks 1,500 ms, and
-# aiokafka sends one fetch at a time per broker, leaving out the partitions whose fetched records
-# are not consumed yet: a fetch of only quiet partitions then held back every other partition's
-# records. In the latency bench both stages of the worker stopped for up to 1.2 s at a time while
-# entity-events filled (docs/stream.md#fetch-wait). It costs an idle worker ~2 % of a core more;
-# the lake sink, which writes every 2 s, keeps Faust's wait (it would cost it ~4 %).
-FETCH_MAX_WAIT_MS = 20
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -68,4 +59,4 @@ class Consumer(faust_aiokafka.Consumer):
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
     group: str | None = None  # the Faust consumer group; None: the app id, as in Faust
-    fetch_max_wait_ms: int | None = None  # None: Faust's 1.5 s
+    fetch_max_wait_ms: int | None = None  # None: Faust's 1.5 s (docs/stream.md#fetch-wait)

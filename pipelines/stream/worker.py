@@ -4,7 +4,6 @@ path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
 from pipelines.kafka.acls import STAGES_GROUP, WORKER_APP
-from pipelines.kafka.faust_consumer import FETCH_MAX_WAIT_MS
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
 from pipelines.stream import control as control_mod, decide, entities, ingest, lake_sink
@@ -13,7 +12,12 @@ from pipelines.stream.router import Router
 
 
 def build_worker_app():
-    app = make_app(WORKER_APP, group=STAGES_GROUP, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    # The broker holds a fetch of the Faust stages no longer than the ingest waits for input
+    # (VIGIE_INGEST_WINDOW_MS, 20 ms), not Faust's 1.5 s: aiokafka sends one fetch at a time per
+    # broker and leaves out the partitions whose records are not consumed yet, so a fetch of
+    # quiet partitions held entity-events back for up to 1.2 s (docs/stream.md#fetch-wait). The
+    # lake sink keeps Faust's wait: it writes every 2 s, and idle fetches would cost it CPU.
+    app = make_app(WORKER_APP, group=STAGES_GROUP, fetch_max_wait_ms=ingest.BATCH_WAIT_MS)
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
     inputs = ingest.InputConsumer(app)

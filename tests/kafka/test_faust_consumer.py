@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipelines.contracts import settings
-from pipelines.kafka.faust_consumer import FETCH_MAX_WAIT_MS, seek_to_committed_or_start
+from pipelines.kafka.faust_consumer import seek_to_committed_or_start
 
 pytestmark = pytest.mark.kafka
 
@@ -119,4 +119,6 @@ def test_the_worker_never_waits_on_a_fetch_held_for_quiet_partitions(kafka):
     # up to 1.2 s at a time while their topics had records (docs/stream.md#fetch-wait). A guard
     # that the setting still reaches aiokafka's requests (it sets a private attribute); the lake
     # sink keeps Faust's wait, which costs it less CPU when idle.
-    assert asyncio.run(_fetch_waits()) == (FETCH_MAX_WAIT_MS, 1500)
+    from pipelines.stream.ingest import BATCH_WAIT_MS
+
+    assert asyncio.run(_fetch_waits()) == (BATCH_WAIT_MS, 1500) and BATCH_WAIT_MS <= 50
