@@ -533,45 +533,68 @@ class Payment(Service):
 
     # --- ownership: partitions taken (fenced, restored, announced) and given up ----------
     async def take(self, partitions: set[int], of: int) -> None:
-        """The group gave this instance ``partitions`` (of ``of``): fence their former owner
-        (our writer starts), then restore their state, then say where they are served."""
+        """The group gave this instance ``partitions`` (of ``of``): take each (``_take_one``),
+        side by side, then hold the open transfers of the accounts locked meanwhile. Raises
+        the first failure once every take has ended; the partitions taken stay taken, the
+        others are as before (``Membership`` tries them again)."""
         self.partitions = of
-        for p in sorted(partitions):
-            writer = await PartitionWriter(self.conf, p).start()
-            restored = await ps.restore(self.conf, p)
-            self.restored_records += restored.records_read
-            for stored in restored.transfers.values():
-                t = Transfer(stored.request)
-                for step in stored.history:
-                    self._record(t, step["status"], step["reason"], step["ts"])
-                self.transfers[t.request.transfer_id] = t
-                self.by_sender.setdefault(t.request.sender, []).append(t)
-            for mine in self.by_sender.values():
-                mine.sort(key=lambda t: t.request.ts)
-            self.first_sent.update(restored.first_sent)
-            # A request in the log without its first state: its instance died in between. Only
-            # the last owner's can be (each take adopts the ones before), so from when it took
-            # the partition, a minute for clocks. (Older than the keep window, a request
-            # missing here was pruned, not orphaned.)
-            since = now_ms() - self.keep_ms
-            took = self.owners.since.get(p) if self.owners is not None else None
-            since = max(since, took - 60_000) if took is not None else since
-            orphans = {r.transfer_id: r for r in await ps.requests_since(self.conf, p, since)
-                       if r.transfer_id not in restored.transfers and r.ts >= since}.values()
-            for r in orphans:
-                t = self.open[r.transfer_id] = self.transfers[r.transfer_id] = Transfer(r)
-                self.by_sender.setdefault(r.sender, []).append(t)
-            self.writers[p] = writer
-            for r in orphans:
-                await self._act(partial(self._first, self.transfers[r.transfer_id]))
-            log.info("payment partition %d taken: %d transfers (%d records read)", p,
-                     len(restored.transfers), restored.records_read)
-            if self.url is not None:
-                await self.publisher.publish_raw(
-                    ps.OWNERS_TOPIC, ps.encode(ps.Owner(partition=p, url=self.url, ts=now_ms())),
-                    key=str(p).encode())
+        todo = sorted(partitions - set(self.writers))
+        failures = [x for x in await asyncio.gather(*(self._take_one(p) for p in todo),
+                                                    return_exceptions=True)
+                    if isinstance(x, BaseException)]
+        if failures:
+            raise failures[0]
         for account in [a for a in self.locks if self.partition(a) in partitions]:
             await self._act(partial(self._hold_open, account))  # a lock came while unowned
+
+    async def _take_one(self, p: int) -> None:
+        """Fence partition ``p``'s former owner (our writer starts), then restore its state,
+        then say where it is served. Failed or cancelled, nothing of it is kept."""
+        writer = await PartitionWriter(self.conf, p).start()
+        try:
+            orphans = await self._restore(p)
+        except BaseException:
+            await writer.close()
+            await self.give_up({p})  # forgets what the restore had put in memory
+            raise
+        self.writers[p] = writer
+        for t in orphans:
+            await self._act(partial(self._first, t))
+        if self.url is not None:
+            await self.publisher.publish_raw(
+                ps.OWNERS_TOPIC, ps.encode(ps.Owner(partition=p, url=self.url, ts=now_ms())),
+                key=str(p).encode())
+
+    async def _restore(self, p: int) -> list[Transfer]:
+        """Partition ``p``'s transfers, from the state topic, and its orphan requests (returned:
+        their first state is to be written)."""
+        restored = await ps.restore(self.conf, p)
+        self.restored_records += restored.records_read
+        for stored in restored.transfers.values():
+            t = Transfer(stored.request)
+            for step in stored.history:
+                self._record(t, step["status"], step["reason"], step["ts"])
+            self.transfers[t.request.transfer_id] = t
+            self.by_sender.setdefault(t.request.sender, []).append(t)
+        for mine in self.by_sender.values():
+            mine.sort(key=lambda t: t.request.ts)
+        self.first_sent.update(restored.first_sent)
+        # A request in the log without its first state: its instance died in between. Only
+        # the last owner's can be (each take adopts the ones before), so from when it took
+        # the partition, a minute for clocks. (Older than the keep window, a request
+        # missing here was pruned, not orphaned.)
+        since = now_ms() - self.keep_ms
+        took = self.owners.since.get(p) if self.owners is not None else None
+        since = max(since, took - 60_000) if took is not None else since
+        orphans = []
+        for r in await ps.requests_since(self.conf, p, since):
+            if r.transfer_id not in self.transfers and r.ts >= since:
+                t = self.open[r.transfer_id] = self.transfers[r.transfer_id] = Transfer(r)
+                self.by_sender.setdefault(r.sender, []).append(t)
+                orphans.append(t)
+        log.info("payment partition %d taken: %d transfers (%d records read)", p,
+                 len(restored.transfers), restored.records_read)
+        return orphans
 
     async def give_up(self, partitions: set[int]) -> None:
         """Stop acting for ``partitions`` (revoked, or fenced by their new owner) and forget

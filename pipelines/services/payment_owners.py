@@ -114,18 +114,49 @@ async def _discard(producer: AIOKafkaProducer) -> None:
 class Membership(GroupReader):
     """The group's reader of ``decisions``: on assignment, ``take`` (fence, restore, announce)
     the new partitions before their decisions are read; on revocation, ``give_up`` the
-    partitions lost. ``start`` returns once the first assignment is handled."""
+    partitions lost. ``start`` returns once the first assignment is taken.
+
+    The take runs beside the group protocol, not in its callback: aiokafka sends no heartbeat
+    while a rebalance callback runs, and a take (fencing, then reading a partition's state)
+    can outlast the session (10 s), which would cost the instance its membership and start the
+    take again. The taken partitions stay paused until their take ends."""
 
     def __init__(self, conf, take: Callable[[set[int], int], Awaitable[None]],
                  give_up: Callable[[set[int]], Awaitable[None]]):
         super().__init__(conf, "decisions", GROUP)
         self.take, self.give_up = take, give_up
+        self.taking: Optional[asyncio.Task] = None  # the take of the last assignment
 
     async def start(self, timeout_s: float = 60.0) -> "Membership":
         await self.consumer.start()
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         await asyncio.wait_for(self.assigned.wait(), timeout_s)
         return self
+
+    async def _take(self, assigned: set, of: int) -> None:
+        """Take ``assigned`` (tried again while it fails and they are still ours), then read
+        their decisions."""
+        while True:
+            mine = {tp.partition for tp in assigned if tp in self.consumer.assignment()}
+            try:
+                await self.take(mine, of)
+                break
+            except Exception:  # the broker away, say: their decisions wait, paused
+                log.exception("taking payment partitions %s failed: tried again in 1 s",
+                              sorted(mine))
+                await asyncio.sleep(1.0)
+        self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+        self.assigned.set()
+
+    async def stop_taking(self) -> None:
+        """Cancel a take still running (its partitions are being revoked)."""
+        if self.taking is not None and not self.taking.done():
+            self.taking.cancel()
+            await asyncio.gather(self.taking, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.stop_taking()
+        await super().stop()
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -134,17 +165,14 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         self.m.moves += 1  # the batch in hand is read again (GroupReader.follow)
+        await self.m.stop_taking()
         await self.m.give_up({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.m.moves += 1
-        # aiokafka fetches a partition from its assignment on, before this returns: paused, its
-        # decisions wait for the take (a decision read before its transfer is restored would
-        # find nothing to act on, and be committed all the same)
+        # aiokafka fetches a partition from its assignment on: paused, its decisions wait for
+        # the take (a decision read before its transfer is restored would find nothing to act
+        # on, and be committed all the same)
         self.m.consumer.pause(*assigned)
-        try:
-            of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # sender-keyed topics'
-            await self.m.take({tp.partition for tp in assigned}, of)
-        finally:
-            self.m.consumer.resume(*[tp for tp in assigned if tp in self.m.consumer.assignment()])
-        self.m.assigned.set()
+        of = len(self.m.consumer.partitions_for_topic(self.m.topic))  # sender-keyed topics'
+        self.m.taking = asyncio.create_task(self.m._take(set(assigned), of))
