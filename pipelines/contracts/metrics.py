@@ -31,6 +31,10 @@ PAYMENT_DECISION_WAIT = Histogram(
     "vigie_payment_decision_wait_seconds",
     "From the transfer request the payment service accepted to the decision it applied",
     buckets=LATENCY_BUCKETS)
+PAYMENT_TRANSACTION_CHANGES = Histogram(
+    "vigie_payment_transaction_changes",
+    "Transfer changes a committed payment transaction carried (group commit: _count is the "
+    "transactions, _sum the changes)", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 CONSUMER_LAG = Gauge("vigie_consumer_lag", "Records past the committed offset, per partition "
                      "this process owns", ["topic", "partition"])
 FALLBACK_HOLDS = Counter("vigie_fallback_holds", "Transfers the payment service held (or "

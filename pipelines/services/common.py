@@ -206,20 +206,29 @@ def serve(app: web.Application, name: str, port: Optional[int] = None) -> None:
 
 
 # --- reading the log ---------------------------------------------------------------------
-async def _dispatch(batches: dict, handler: Handler, read_to: Optional[dict] = None) -> None:
+async def _dispatch(batches: dict, handler: Handler, read_to: Optional[dict] = None,
+                    together: bool = False) -> None:
     """Decode each record with its topic's schema and hand it over; a record that does not
     decode, or that its handler fails on, is logged by position (never by content) and
     skipped, so one bad record cannot stop a service. ``read_to``: each partition's next
-    offset once its record has been handled."""
+    offset once its record has been handled. ``together``: the batch's records are handled
+    concurrently, each started in order (a handler keeps the order it needs with a lock taken
+    before its first wait), and all have ended on return."""
+    async def handle(rec) -> None:
+        try:
+            await handler(decode(rec.topic, rec.value))
+        except InvalidEvent as exc:
+            log.warning("skipped invalid record %s[%d]@%d: %s", rec.topic, rec.partition,
+                        rec.offset, exc)
+        except Exception:
+            log.exception("failed on record %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+
+    if together:
+        await asyncio.gather(*(handle(rec) for records in batches.values() for rec in records))
+        return
     for tp, records in batches.items():
         for rec in records:
-            try:
-                await handler(decode(rec.topic, rec.value))
-            except InvalidEvent as exc:
-                log.warning("skipped invalid record %s[%d]@%d: %s", rec.topic, rec.partition,
-                            rec.offset, exc)
-            except Exception:
-                log.exception("failed on record %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            await handle(rec)
             if read_to is not None:
                 read_to[tp] = rec.offset + 1
 
@@ -280,6 +289,8 @@ class GroupReader(LogReader):
     meanwhile (the payment service drops a change it no longer owns), and its next owner, this
     instance again perhaps, must read it."""
 
+    handles_together = False  # a batch's records handled concurrently (``_dispatch``)
+
     def __init__(self, conf: settings_mod.Settings, topic: str, group: str):
         self.consumer = consumer(group_id=group, conf=conf, enable_auto_commit=False)
         self.topic, self.assigned = topic, asyncio.Event()
@@ -297,7 +308,7 @@ class GroupReader(LogReader):
             if not batches:
                 continue
             moves = self.moves
-            await _dispatch(batches, handler)
+            await _dispatch(batches, handler, together=self.handles_together)
             if self.moves != moves:
                 log.info("%s: partitions moved while a batch was handled: read again",
                          self.topic)

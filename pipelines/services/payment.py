@@ -468,12 +468,13 @@ class Payment(Service):
             if not await self._try(self.retries[0]):
                 return  # still refused: nothing acts ahead of it (a lock's hold, a decision)
             self.retries.popleft()
-        for t in list(self.open.values()):
-            if self._due(t):
-                try:
-                    await self._change(t, self._due)
-                except NotOwner:
-                    pass  # its partition was given up: its new owner pays it
+        # side by side: the changes of a partition share a transaction (PartitionWriter)
+        outcomes = await asyncio.gather(*(self._change(t, self._due)
+                                          for t in list(self.open.values()) if self._due(t)),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, NotOwner):
+                raise outcome  # NotOwner: its partition was given up; its new owner pays it
         if time.monotonic() - self.pruned_at > PRUNE_EVERY_S:
             await self._prune()
 
@@ -558,8 +559,7 @@ class Payment(Service):
             await self.give_up({p})  # forgets what the restore had put in memory
             raise
         self.writers[p] = writer
-        for t in orphans:
-            await self._act(partial(self._first, t))
+        await asyncio.gather(*(self._act(partial(self._first, t)) for t in orphans))
         if self.url is not None:
             await self.publisher.publish_raw(
                 ps.OWNERS_TOPIC, ps.encode(ps.Owner(partition=p, url=self.url, ts=now_ms())),
