@@ -1,0 +1,67 @@
+"""What the entity stage writes: the bytes of each state value (``envelopes.Stored``), split
+into the entity's features state and the transfer parts it keeps (``PART_KEEP_MS``, to send a
+part again when a crash lost it after its state was written). The latency bench's 500
+transfers/s window, applied by the stage alone (no Kafka), flushed every 740 events (100 ms of
+it), as ``state_cache`` does::
+
+    VIGIE_DEMO=1 .venv/bin/python -m pipelines.bench.state_size [seconds]
+
+Printed, not written: a diagnostic for a change to what a state holds (docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from pipelines.bench.state_cache import FLUSH_EVERY, window
+from pipelines.bench.stream import TOPIC_OF
+from pipelines.contracts import schemas
+from pipelines.kafka.tables import MemoryStore
+from pipelines.stream.entities import EntityStage, routed_for
+from pipelines.stream.envelopes import decode_stored, partition_for, source_id
+
+
+def run(events: list, partitions: int = 4) -> dict:
+    table, written = MemoryStore(), {"value": [], "state": [], "parts": []}
+    write = table.write
+
+    async def measured(partition, changes):
+        for value in changes.values():
+            if value is not None:
+                stored = decode_stored(value)
+                written["value"].append(len(value))
+                written["state"].append(len(stored.state))
+                written["parts"].append(sum(len(part) for _, part in stored.parts.values()))
+        return await write(partition, changes)
+
+    table.write = measured
+
+    async def nothing(key, value):
+        pass
+
+    stage = EntityStage(table, nothing, nothing, recent=0)
+
+    async def go():
+        for i, event in enumerate(events):
+            topic = TOPIC_OF[type(event)]
+            for key, routed in routed_for(event, topic, schemas.encode(event),
+                                          source_id(topic, 0), i, event.ts):
+                await stage.apply(routed, partition_for(key, partitions), i)
+            if i % FLUSH_EVERY == 0:
+                await stage.write_states()
+        await stage.write_states()
+
+    asyncio.run(go())
+    out = {"events": len(events), "state_writes": len(written["value"])}
+    for name, sizes in written.items():
+        sizes.sort()
+        out[f"{name}_mb"] = round(sum(sizes) / 1e6, 1)
+        out[f"{name}_bytes_median_p90_max"] = (sizes[len(sizes) // 2],
+                                               sizes[int(len(sizes) * 0.9)], sizes[-1])
+    return out
+
+
+if __name__ == "__main__":
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
+    for name, value in run(window(seconds=seconds)).items():
+        print(f"{name}: {value}")
