@@ -29,6 +29,25 @@ def window(users: int = 8000, transfers_per_s: float = 500.0, seconds: float = 2
     return latency_window(events, transfers_per_s, seconds)[0]
 
 
+async def apply_window(table, events: list, recent: int, partitions: int = 4) -> int:
+    """Apply ``events`` with an ``EntityStage`` on ``table`` (parts and derived events sent
+    nowhere), its states written every ``FLUSH_EVERY`` events; returns the routed events."""
+    async def nothing(key, value):
+        pass
+
+    stage, applied = EntityStage(table, nothing, nothing, recent=recent), 0
+    for i, event in enumerate(events):
+        topic = TOPIC_OF[type(event)]
+        for key, routed in routed_for(event, topic, schemas.encode(event),
+                                      source_id(topic, 0), i, event.ts):
+            applied += 1
+            await stage.apply(routed, partition_for(key, partitions), i)
+        if i % FLUSH_EVERY == 0:
+            await stage.write_states()
+    await stage.write_states()
+    return applied
+
+
 def run(events: list, size: int, partitions: int = 4) -> dict:
     table, reads, applied = MemoryStore(), [0], [0]
     read = table.read
@@ -39,21 +58,8 @@ def run(events: list, size: int, partitions: int = 4) -> dict:
 
     table.read = counted
 
-    async def nothing(key, value):
-        pass
-
-    stage = EntityStage(table, nothing, nothing, recent=size)
-
     async def go():
-        for i, event in enumerate(events):
-            topic = TOPIC_OF[type(event)]
-            for key, routed in routed_for(event, topic, schemas.encode(event),
-                                          source_id(topic, 0), i, event.ts):
-                applied[0] += 1
-                await stage.apply(routed, partition_for(key, partitions), i)
-            if i % FLUSH_EVERY == 0:
-                await stage.write_states()
-        await stage.write_states()
+        applied[0] = await apply_window(table, events, size, partitions)
 
     collecting, started = [0.0], [0.0]
 

@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from pipelines.bench.state_cache import FLUSH_EVERY, window
-from pipelines.bench.stream import TOPIC_OF
-from pipelines.contracts import schemas
+from pipelines.bench.state_cache import apply_window, window
 from pipelines.kafka.tables import MemoryStore
-from pipelines.stream.entities import EntityStage, routed_for
-from pipelines.stream.envelopes import decode_stored, partition_for, source_id
+from pipelines.stream.envelopes import decode_stored
 
 
 def run(events: list, partitions: int = 4) -> dict:
@@ -35,23 +32,7 @@ def run(events: list, partitions: int = 4) -> dict:
         return await write(partition, changes)
 
     table.write = measured
-
-    async def nothing(key, value):
-        pass
-
-    stage = EntityStage(table, nothing, nothing, recent=0)
-
-    async def go():
-        for i, event in enumerate(events):
-            topic = TOPIC_OF[type(event)]
-            for key, routed in routed_for(event, topic, schemas.encode(event),
-                                          source_id(topic, 0), i, event.ts):
-                await stage.apply(routed, partition_for(key, partitions), i)
-            if i % FLUSH_EVERY == 0:
-                await stage.write_states()
-        await stage.write_states()
-
-    asyncio.run(go())
+    asyncio.run(apply_window(table, events, 0, partitions))
     out = {"events": len(events), "state_writes": len(written["value"])}
     for name, sizes in written.items():
         sizes.sort()
