@@ -161,10 +161,11 @@ class StreamEnv(_Group):
         32, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
                               "partitions: one block cache holding data, index and filter "
                               "blocks and the memtables (half of it at most)")
-    test_crash_stage: Literal["ingest", "decide"] = Field(
+    test_crash_stage: Literal["ingest", "decide", "entities"] = Field(
         "ingest", description="a test hook, never for production: whose batches "
                               "VIGIE_TEST_CRASH_AFTER_PRODUCE counts, the ingest's (input "
-                              "batches) or the decide stage's (batches of decisions)")
+                              "batches), the decide stage's (batches of decisions) or the "
+                              "entity stage's (state writes)")
     producer_linger_ms: int = Field(
         5, ge=0, description="how long the worker's produce batches wait for more records")
     quality_every_s: Seconds = Field(

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 import msgspec
 
@@ -29,7 +29,7 @@ from pipelines.contracts.schemas import TransferRequested
 from pipelines.contracts.topics import TOPICS, decode
 from pipelines.kafka.tables import PartitionStore, raw_table, raw_topic
 from pipelines.stream import watermarks
-from pipelines.stream.acks import InOrderAcks
+from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
 from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
                                         MAX_BUNDLE, MAX_BUNDLE_BYTES, TRANSFER_PARTS, Part,
                                         Routed, Stored, decode_stored, encode, partition_for,
@@ -37,11 +37,13 @@ from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENT
 
 log = logging.getLogger(__name__)
 MARK_TTL_MS = 24 * 3600 * 1000
-PART_KEEP_MS = 10 * 60 * 1000  # a redelivery comes within seconds; a part is kept 10 min
 # How long a partition's changed states wait in the write buffer, and how many may wait, before
 # they are written (and the records they came from acknowledged).
 FLUSH_S = settings.environment().stream.state_flush_ms / 1000
 FLUSH_STATES = 5000
+# The entity agent takes the entity-events records already fetched, at most this many at once
+TAKE_RECORDS = 64
+TAKE_WITHIN_S = 0.002
 # How many written states a worker keeps decoded (all its partitions together)
 RECENT_STATES = settings.environment().stream.state_cache_entities
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
@@ -98,10 +100,10 @@ class Bundler:
 class Live:
     """An entity's table value while it waits in the write buffer (see ``Stored``), decoded:
     read once, encoded once per write, however many of its events come meanwhile."""
-    __slots__ = ("state", "marks", "parts", "stored")
+    __slots__ = ("state", "marks", "stored")
 
-    def __init__(self, state, marks: dict, parts: dict, stored: bool):
-        self.state, self.marks, self.parts = state, marks, parts
+    def __init__(self, state, marks: dict, stored: bool):
+        self.state, self.marks = state, marks
         self.stored = stored  # the table holds a value for it (a delete must be written)
 
     @classmethod
@@ -109,13 +111,13 @@ class Live:
         stored = decode_stored(raw)
         if stored is None:
             return None
-        return cls(STATE_CLASSES[kind].from_bytes(stored.state), stored.marks, stored.parts, True)
+        return cls(STATE_CLASSES[kind].from_bytes(stored.state), stored.marks, True)
 
     def to_bytes(self) -> Optional[bytes]:
         """The table value; None once the state has nothing left (the key is deleted)."""
         if self.state.is_empty():
             return None
-        return encode(Stored(self.state.to_bytes(), self.marks, self.parts))
+        return encode(Stored(self.state.to_bytes(), self.marks))
 
 
 class Recent:
@@ -171,18 +173,13 @@ class EntityStage:
         live = unwritten.get(table_key) or self.recent.take(partition, table_key)
         if live is None:
             live = Live.read(routed.kind, self.states.read(partition, table_key))
-        sent_as = f"{routed.source}:{routed.offset}"  # a transfer's part(s), by role below
         if live is None:
-            live = Live(new_state(routed.kind), {}, {}, False)
+            live = Live(new_state(routed.kind), {}, False)
         else:
             mark = live.marks.get(routed.source)
-            if mark is not None and routed.offset <= mark[0]:  # redelivered: already applied
-                # ...but its part may be the one a crash lost (parts kept before 2026-12-06
-                # have no role in their key)
-                sent = live.parts.get(f"{sent_as}:{routed.role}") or live.parts.get(sent_as)
-                if sent is not None:
-                    sender = decode(routed.topic, routed.event).sender
-                    await self.send_part(sender.encode(), sent[1])
+            if mark is not None and routed.offset <= mark[0]:
+                # redelivered, already applied; what it sent was delivered before its state
+                # was written (``Flushes.flush``)
                 return
         state = live.state
         if routed.topic == DERIVED:
@@ -195,13 +192,12 @@ class EntityStage:
             if routed.kind == "account" and event.sender == event.recipient:
                 # a self-transfer routes its account twice, as sender and recipient: as in the
                 # replay, both parts are read before the state learns it, once, as the sender
-                # (the second envelope finds itself applied and re-sends its part)
+                # (the second envelope finds itself applied and sends nothing)
                 roles, learn_as = ("sender", "recipient"), "sender"
             for role in roles:
                 part = encode(Part(routed.event, role, routed.kind,
                                    state.features_for(event, role), routed.parts))
                 await self.send_part(event.sender.encode(), part)
-                live.parts[f"{sent_as}:{role}"] = (event.ts, part)
         derived = state.learn_one(event, learn_as)
         if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
             await self.watch(learn_as, event, state)
@@ -215,8 +211,6 @@ class EntityStage:
         live.marks[routed.source] = (routed.offset, now)
         if len(live.marks) > 4:
             live.marks = {s: m for s, m in live.marks.items() if now - m[1] < MARK_TTL_MS}
-        if live.parts:
-            live.parts = {k: p for k, p in live.parts.items() if now - p[0] < PART_KEEP_MS}
         state.expire(now)
         unwritten[table_key] = live
 
@@ -247,10 +241,17 @@ class EntityStage:
 
 class Flushes:
     """When each entity-events partition's write buffer is written: every ``FLUSH_S`` or
-    ``FLUSH_STATES`` changed states, and only then are its finished records acknowledged."""
+    ``FLUSH_STATES`` changed states. A write waits until Kafka has acknowledged everything sent
+    so far (``delivered``): the parts and derived events of the states it writes. So a state
+    that says an event was applied (its mark) is never ahead of what the event sent, and a
+    redelivered event can be skipped whole. Only then are the partition's finished records
+    acknowledged."""
 
-    def __init__(self, stage: EntityStage, acks: InOrderAcks, bundlers: tuple[Bundler, ...]):
+    def __init__(self, stage: EntityStage, acks: InOrderAcks, bundlers: tuple[Bundler, ...],
+                 delivered: Callable[[], Awaitable[None]]):
         self.stage, self.acks, self.bundlers = stage, acks, bundlers  # derived events, parts
+        self.delivered = delivered  # e.g. the producer's flush
+        self.crash_hook = CrashAfterProduce("entities")  # tests: killed after a state write
         self.lock = asyncio.Lock()
         self.held: dict[int, list] = {}  # partition -> ack handles of records fully applied
         self.since: dict[int, float] = {}  # partition -> when its oldest unwritten change came
@@ -263,20 +264,30 @@ class Flushes:
         now = time.monotonic()
         return [p for p, since in self.since.items() if now - since >= FLUSH_S]
 
-    async def flush_due(self, partition: int) -> None:
-        since = self.since.get(partition)
-        if since is not None and (time.monotonic() - since >= FLUSH_S or len(
-                self.stage.unwritten.get(partition, ())) >= FLUSH_STATES):
-            await self.flush(partition)
+    async def flush_due(self) -> None:
+        """Flush the partitions due, together: one wait for delivery."""
+        due = self.overdue()
+        due += [p for p in self.since if p not in due and len(
+            self.stage.unwritten.get(p, ())) >= FLUSH_STATES]
+        if due:
+            await self.flush(due)
 
-    async def flush(self, partition: int) -> None:
-        """Write the partition's buffer, then acknowledge its finished records."""
-        handles = self.held.pop(partition, [])
-        if self.since.pop(partition, None) is None:
+    async def flush(self, partitions: list[int]) -> None:
+        """Write the partitions' buffers once what their events sent is delivered, then
+        acknowledge their finished records."""
+        partitions = [p for p in partitions if p in self.since]
+        if not partitions:
             return
-        await self.stage.write_states(partition)
-        for bundler in self.bundlers:  # before the acknowledgements: nothing derived is lost
+        for bundler in self.bundlers:
             await bundler.flush()
+        await self.delivered()
+        handles = []
+        for partition in partitions:
+            handles += self.held.pop(partition, [])
+            del self.since[partition]
+            await self.stage.write_states(partition)
+        if self.crash_hook.armed and handles:
+            self.crash_hook.produced_one()
         for handle in handles:
             self.acks.finish(handle)
 
@@ -311,7 +322,7 @@ def register(app, inputs, watch=None):
 
     acks = InOrderAcks()
     acks.register(app, ENTITY_EVENTS)
-    flushes = Flushes(stage, acks, (derived, parts))
+    flushes = Flushes(stage, acks, (derived, parts), lambda: app.producer.flush())
 
     @app.on_partitions_revoked.connect
     async def drop_unwritten(app, revoked, **kwargs):
@@ -321,44 +332,51 @@ def register(app, inputs, watch=None):
 
     @app.agent(entity_topic, name="entities")
     async def entities(stream):
-        async for event in stream.noack().events():
+        # the records already fetched, several at a time: one pass of the aligner and one
+        # send of parts and derived events for them all (fewer, fuller records downstream
+        # when the stage is behind); live, a record waits at most TAKE_WITHIN_S for company
+        async for records in stream.noack_take(TAKE_RECORDS, within=TAKE_WITHIN_S):
             async with flushes.lock:  # one flush at a time, never amid a record's events
-                await handle(event)
+                await handle(records)
 
-    async def handle(event) -> None:
+    def arrived(event) -> int:
+        """Track a record and hand its events to the aligner; returns its partition."""
         partition = event.message.partition
         handle = acks.track(event)
         if event.key == watermarks.WATERMARK_KEY:
             aligner.watermark(partition, watermarks.decode_watermarks(event.value))
             flushes.finished(partition, [handle])
-        else:
-            try:
-                bundle = BUNDLE_DECODER.decode(event.value)
-            except msgspec.DecodeError:
-                log.exception("unreadable entity events at [%d]@%d", partition,
-                              event.message.offset)
-                bundle = []
-            if not bundle:
-                flushes.finished(partition, [handle])
-            unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
-            base = event.message.offset * MAX_BUNDLE
-            for i, routed in enumerate(bundle):
-                order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
-                aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
-        finished = []
-        for unapplied, position, routed in aligner.ready(partition):
-            try:
-                await stage.apply(routed, partition, position)
-            except Exception:  # a bug must not stop every entity behind this one
-                log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
-                              position // MAX_BUNDLE)
-            unapplied[1] -= 1
-            if not unapplied[1]:
-                finished.append(unapplied[0])
+            return partition
+        try:
+            bundle = BUNDLE_DECODER.decode(event.value)
+        except msgspec.DecodeError:
+            log.exception("unreadable entity events at [%d]@%d", partition, event.message.offset)
+            bundle = []
+        if not bundle:
+            flushes.finished(partition, [handle])
+        unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
+        base = event.message.offset * MAX_BUNDLE
+        for i, routed in enumerate(bundle):
+            order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
+            aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
+        return partition
+
+    async def handle(records) -> None:
+        for partition in dict.fromkeys([arrived(event) for event in records]):
+            finished = []
+            for unapplied, position, routed in aligner.ready(partition):
+                try:
+                    await stage.apply(routed, partition, position)
+                except Exception:  # a bug must not stop every entity behind this one
+                    log.exception("entity stage failed on %s[%d]@%d", ENTITY_EVENTS, partition,
+                                  position // MAX_BUNDLE)
+                unapplied[1] -= 1
+                if not unapplied[1]:
+                    finished.append(unapplied[0])
+            flushes.finished(partition, finished)
         for bundler in (derived, parts):  # now: derived events are late already
             await bundler.flush()
-        flushes.finished(partition, finished)
-        await flushes.flush_due(partition)
+        await flushes.flush_due()
 
     @app.task
     async def flush_idle():
@@ -367,7 +385,6 @@ def register(app, inputs, watch=None):
         while not app.should_stop:
             await asyncio.sleep(FLUSH_S)
             async with flushes.lock:
-                for partition in flushes.overdue():
-                    await flushes.flush(partition)
+                await flushes.flush(flushes.overdue())
 
     return entity_topic, clock, partitions

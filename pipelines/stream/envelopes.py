@@ -57,10 +57,9 @@ class Stored(Struct, array_like=True):
     within seconds of the original, never days later."""
     state: bytes
     marks: dict[int, tuple[int, int]] = {}
-    # The parts this entity sent for its recent transfers ("source:offset" -> (event time,
-    # part)): a part and the state write go to two topics, so a crash can keep the state and
-    # lose the part; the redelivered transfer then re-sends the very part it lost.
-    parts: dict[str, tuple[int, bytes]] = {}
+    # Values written before 2026-12-06 carry a third field, the parts the entity sent for its
+    # recent transfers (to re-send one a crash lost after the state write): decoding ignores
+    # it. A state is now written only once everything its events sent was delivered.
 
 
 ROUTED_ENCODER = msgspec.msgpack.Encoder()

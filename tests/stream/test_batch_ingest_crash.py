@@ -4,7 +4,8 @@ only once Kafka acknowledged everything it produced, so the next worker reads th
 and the redelivery marks in the entity states make the re-read harmless; the decide stage
 (``pipelines/stream/decide.py``) acknowledges a bundle of transfer parts only once every transfer
 in it is decided, so the next worker decides them again, with the same decisions. Every transfer
-is decided, one decision each."""
+is decided, one decision each. The entity stage writes a state only once what its events sent is
+delivered, so killed after a state write, it loses no part."""
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,11 @@ TRANSFERS = 300
 # stage -> (what its batch produced, the group and topic whose offsets it must not have
 # committed when killed)
 STAGES = {"ingest": ("entity-events", WORKER_APP, "transfer-requests"),
-          "decide": ("decisions", STAGES_GROUP, "transfer-parts")}
+          "decide": ("decisions", STAGES_GROUP, "transfer-parts"),
+          # killed once it wrote entity states (after their parts were delivered), before it
+          # acknowledged their records: the re-read events find themselves applied and are
+          # skipped, and their transfers are decided on the parts sent the first time
+          "entities": ("transfer-parts", STAGES_GROUP, "entity-events")}
 
 
 async def _committed(group: str, topic: str) -> int:
