@@ -148,7 +148,7 @@ class StreamEnv(_Group):
                               "is sparse, and the broker holds a fetch of the worker's Faust "
                               "stages when their partitions are quiet")
     state_flush_ms: float = Field(
-        100, ge=0, description="how often the entity stage writes a partition's changed entity "
+        500, ge=0, description="how often the entity stage writes a partition's changed entity "
                                "states")
     state_cache_entities: int = Field(
         20_000, ge=0, description="how many entity states the entity stage keeps decoded after "

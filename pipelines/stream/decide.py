@@ -62,6 +62,7 @@ class Held:
 
 @dataclass
 class Pending:
+    transfer: schemas.TransferRequested  # decoded once, from its first part
     parts: list[Part] = field(default_factory=list)
     events: list = field(default_factory=list)  # a Held per part, released once decided
     first_seen: float = field(default_factory=time.monotonic)
@@ -77,7 +78,9 @@ class DecideStage:
     def __init__(self, control: Control, models_root=None):
         self.control = control
         self.models_root = models_root
-        self.pending: dict[str, Pending] = {}
+        # the transfers waiting for parts, by the transfer's bytes (every part of a transfer
+        # carries the very bytes the ingest read, so one decode serves them all)
+        self.pending: dict[bytes, Pending] = {}
         self._scorers: dict[str, Scorer] = {}
         self._failed: dict[str, float] = {}  # version -> when it last failed to load
         self._last_acting = None  # the last promoted model this worker scored with
@@ -121,24 +124,26 @@ class DecideStage:
 
     def add(self, part: Part, event) -> list[Pending]:
         """Add one part; returns the transfers it completed, plus any that timed out."""
-        transfer_id = decode("transfer-requests", part.transfer).transfer_id
-        pending = self.pending.setdefault(transfer_id, Pending())
+        pending = self.pending.get(part.transfer)
+        if pending is None:
+            pending = self.pending[part.transfer] = Pending(
+                decode("transfer-requests", part.transfer))
         if all(p.kind != part.kind or p.role != part.role for p in pending.parts):
             pending.parts.append(part)  # a redelivered part replaces nothing
         pending.events.append(event)
         if len(pending.parts) >= part.parts:
-            return [self.pending.pop(transfer_id)]
+            return [self.pending.pop(part.transfer)]
         return []
 
     def overdue(self) -> list[Pending]:
         now = time.monotonic()
-        late = [tid for tid, p in self.pending.items() if now - p.first_seen > PART_TIMEOUT_S]
+        late = [key for key, p in self.pending.items() if now - p.first_seen > PART_TIMEOUT_S]
         if late:
             log.warning("deciding %d transfers with missing parts", len(late))
-        return [self.pending.pop(tid) for tid in late]
+        return [self.pending.pop(key) for key in late]
 
     def decide(self, batch: list[Pending]) -> list[schemas.Decision]:
-        transfers = [decode("transfer-requests", p.parts[0].transfer) for p in batch]
+        transfers = [p.transfer for p in batch]
         vectors = [combine([transfer_part(tr)] + [part.features for part in p.parts])
                    for tr, p in zip(transfers, batch)]
         decisions = self._decide(transfers, vectors, "acting", shadow=False)
