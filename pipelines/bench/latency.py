@@ -12,7 +12,7 @@ from pipelines.bench.stream import TOPIC_OF, _latency_at, _simulated_log
 RATES = (100.0, 500.0, 1000.0)
 ROUNDS = 2
 FIGURES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_decided_share",
-           "latency_offered_events_per_s")
+           "latency_offered_events_per_s", "latency_worker_cpu_us_per_event")
 
 
 def run(rates=RATES, rounds: int = ROUNDS, users: int = 8000, days: float = 4.0) -> dict:

@@ -13,6 +13,7 @@ machine, then Vigie's worker on the simulator's mixed traffic.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import subprocess
@@ -193,6 +194,7 @@ def _train_model(root: Path) -> None:
         cache = Path(tempfile.mkdtemp(prefix="vigie-bench-models-")) / "models"
         shutil.copytree(target, cache)
         _MODEL_CACHE.append(cache)
+        atexit.register(shutil.rmtree, cache.parent, True)  # each bench run left one behind
     else:
         shutil.copytree(_MODEL_CACHE[0], target, dirs_exist_ok=True)
     # promoted as an operator would, on the record (and as the console principal)
@@ -292,10 +294,14 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
         worker = spawn(root, "worker", "worker")
         try:
             time.sleep(8)  # started and assigned before the clock runs
+            cpu_before = cpu_seconds(worker.pid)
             sent_at = time.monotonic()
             asyncio.run(_publish(window, rate=rate, restamp=True))
             achieved = len(window) / (time.monotonic() - sent_at)
             decided = asyncio.run(_latencies(ids))
+            # the worker's CPU for the window, to its last decision: the live cost of an event
+            # (steadier than latency on a shared machine; a worker behind pays less an event)
+            cpu_us = (cpu_seconds(worker.pid) - cpu_before) / len(window) * 1e6
         finally:
             stop(worker)
     if not decided:
@@ -312,6 +318,7 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
             f"latency_ms_p95_at_{tag}": percentile(latencies, 95),
             f"latency_ms_p99_at_{tag}": percentile(latencies, 99),
             f"latency_decided_share_at_{tag}": len(latencies) / len(ids),
+            f"latency_worker_cpu_us_per_event_at_{tag}": cpu_us,
             f"latency_offered_events_per_s_at_{tag}": achieved}
 
 
