@@ -7,8 +7,9 @@ delivery marks that make redelivery harmless (see ``envelopes.Stored``). Each ta
 RocksDB put and a changelog record, once the dominant cost: a partition's changed states are
 kept decoded in a write buffer (read through by the stage) and written once per flush interval
 (``FLUSH_S``), however many of an entity's events came meanwhile, as one RocksDB batch and a few
-produce batches (``tables.PartitionStore``); the records whose events they hold are acknowledged
-only after the write. Written states stay decoded in a bounded cache (``Recent``): live traffic
+produce batches (``tables.PartitionStore``), once Kafka has the parts and derived events their
+events sent (``Flushes``); the records whose events they hold are acknowledged only after the
+write. Written states stay decoded in a bounded cache (``Recent``): live traffic
 touches an entity again within minutes (a conversation, then its transfer), and decoding a state
 from RocksDB was the stage's largest cost. Why: docs/stream.md#entity-state-writes
 """
