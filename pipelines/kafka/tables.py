@@ -3,7 +3,6 @@ once, instead of through Faust's codecs. Every table is a RocksDB store (``Store
 memory is bounded for the whole process, however many tables and partitions it holds."""
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import rocksdict
@@ -11,8 +10,8 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.stores import STORES
 
 from pipelines.contracts import settings
+from pipelines.kafka import delivery
 
-log = logging.getLogger(__name__)
 STORE_URL = "vigie-rocksdb://"  # the apps' ``store``: this module's ``Store``
 
 
@@ -166,11 +165,11 @@ class PartitionStore:
         def persisted(future) -> None:
             """What Faust's table does on each changelog record sent: the last offset written,
             kept in the partition's RocksDB, where recovery starts reading the changelog."""
-            if future.cancelled() or future.exception() is not None:
-                log.error("changelog %s[%d]: %d records not written (%r): the worker's "
-                          "RocksDB is ahead of its changelog", topic, partition, count,
-                          None if future.cancelled() else future.exception())
+            if future.cancelled():  # the producer stopped: so does the worker
                 return
+            if future.exception() is not None:  # RocksDB is ahead of its changelog
+                delivery.stop(f"changelog {topic}[{partition}] ({count} records)",
+                              future.exception())
             self.table.data.set_persisted_offset(future.result().topic_partition,
                                                  future.result().offset + count - 1)
 

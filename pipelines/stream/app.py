@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 
 from pipelines.contracts import settings as settings_mod
+from pipelines.kafka.delivery import FailedDeliveries
 from pipelines.kafka.faust_consumer import Transport
 from pipelines.kafka.faust_metrics import instrument
 from pipelines.kafka.tables import STORE_URL
@@ -70,6 +71,7 @@ def make_app(app_id: str, worker_name: str | None = None, group: str | None = No
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.group = group
     app.transport.fetch_max_wait_ms = fetch_max_wait_ms
+    app.sensors.add(FailedDeliveries())  # a record refused for good stops the process
     return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)
 
 

@@ -243,7 +243,8 @@ class EntityStage:
 class Flushes:
     """When each entity-events partition's write buffer is written: every ``FLUSH_S`` or
     ``FLUSH_STATES`` changed states. A write waits until Kafka has acknowledged everything sent
-    so far (``delivered``): the parts and derived events of the states it writes. So a state
+    so far (``delivered``; a record it refused stops the worker first: ``pipelines.kafka.
+    delivery``): the parts and derived events of the states it writes. So a state
     that says an event was applied (its mark) is never ahead of what the event sent, and a
     redelivered event can be skipped whole. Only then are the partition's finished records
     acknowledged."""

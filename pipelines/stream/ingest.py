@@ -240,7 +240,9 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
             metrics.EVENTS_IN.labels(tp.topic).inc(len(records))
         if not await handle([r for records in batch.values() for r in records]):
             return False
-        await app.producer.flush()  # every bundle, dead letter, decision, control change
+        # every bundle, dead letter, decision, control change (one refused: the worker stops
+        # before this returns, pipelines/kafka/delivery.py)
+        await app.producer.flush()
         crash_hook.produced_one()
         await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         return True
