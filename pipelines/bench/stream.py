@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from features.replay import replay
+from pipelines.bench import hops
 from pipelines.bench.harness import cpu_seconds, fresh_environment, median, percentile, spawn, stop
 from pipelines.contracts import schemas, settings
 from pipelines.contracts.settings import REPO_ROOT
@@ -302,6 +303,7 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
             # the worker's CPU for the window, to its last decision: the live cost of an event
             # (steadier than latency on a shared machine; a worker behind pays less an event)
             cpu_us = (cpu_seconds(worker.pid) - cpu_before) / len(window) * 1e6
+            by_hop = hops.summary(asyncio.run(hops.hop_times(ids, _kafka_kwargs())), tag)
         finally:
             stop(worker)
     if not decided:
@@ -318,7 +320,7 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
             f"latency_ms_p95_at_{tag}": percentile(latencies, 95),
             f"latency_ms_p99_at_{tag}": percentile(latencies, 99),
             f"latency_decided_share_at_{tag}": len(latencies) / len(ids),
-            f"latency_worker_cpu_us_per_event_at_{tag}": cpu_us,
+            f"latency_worker_cpu_us_per_event_at_{tag}": cpu_us, **by_hop,
             f"latency_offered_events_per_s_at_{tag}": achieved}
 
 
