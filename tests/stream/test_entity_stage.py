@@ -68,6 +68,29 @@ def test_an_entity_touched_by_many_events_is_written_once_per_flush():
     assert CountingTable.writes == 2 and len(table) == 2  # alice's state and bob's, once each
 
 
+def test_redelivery_marks_older_than_a_day_are_dropped_when_written():
+    """Each input partition that fed an entity leaves a mark; a day after, redelivery from it
+    is out of the question and the mark goes (past 4 marks, at the write)."""
+    from pipelines.stream.envelopes import decode_stored
+
+    async def nothing(key, value):
+        pass
+
+    table, day = MemoryStore(), 24 * 3600 * 1000
+    stage = EntityStage(table, nothing, nothing)
+    t0 = 1_800_000_000_000
+    for partition, ts in [(0, t0), (1, t0), (2, t0), (3, t0), (4, t0 + day - 1), (5, t0 + day)]:
+        msg = rq.message_event(rq.MessageRequest(sender="alice", recipient="bob",
+                                                 conversation="c-ab", text="ça va ?"),
+                               f"m{partition}", ts)
+        (key, routed), _ = routed_for(msg, "messages", schemas.encode(msg),
+                                      source_id("messages", partition), 10, msg.ts)
+        asyncio.run(stage.apply(routed, 0, partition))
+    asyncio.run(stage.write_states())
+    assert sorted(decode_stored(table[key]).marks) == [source_id("messages", 4),
+                                                       source_id("messages", 5)]
+
+
 
 def _run_log(events, recent: int, rewritten_at: int = -1, forget: bool = True):
     """The stage over ``events`` on 3 partitions, flushed every 37 events: the table, what it
