@@ -190,6 +190,56 @@ class _Rebalance(ConsumerRebalanceListener):
             callback()
 
 
+class Batches:
+    """The ingest's loop over its input batches: fetch, handle (the records sent), then deliver
+    and commit. A batch's delivery and commit run while the next batch is fetched and handled,
+    one at a time and in order: the loop never waits for the broker's round trips (a flush, a
+    commit), which were most of a quiet worker's ingest hop (docs/stream.md#ingest). A batch
+    that fails, or whose delivery or commit does, is read again from the first offset not
+    known to be committed, after RETRY_S."""
+
+    def __init__(self, consumer, handle, settle):
+        self.consumer = consumer
+        self.handle = handle  # async (batch) -> False when the app began stopping
+        self.settle = settle  # async (offsets to commit) -> None: deliver, then commit
+        self.settling: Optional[asyncio.Task] = None  # the last batch's delivery and commit
+        self.unsettled: dict = {}  # partition -> the first offset not known to be committed
+
+    async def step(self) -> bool:
+        """One fetch and its batch; False once the app began stopping."""
+        try:
+            batch = await self.consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
+            if not batch:
+                return True
+            for tp, records in batch.items():
+                self.unsettled.setdefault(tp, records[0].offset)
+            if not await self.handle(batch):
+                return False
+            if self.settling is not None:
+                await self.settling  # raises what it raised
+            self.settling = asyncio.create_task(self.settle(
+                {tp: records[-1].offset + 1 for tp, records in batch.items()}))
+            self.unsettled = {tp: records[0].offset for tp, records in batch.items()}
+        except Exception:  # the broker gone, say: read the batches again, later
+            log.exception("ingest batch failed: read again in %.0f s", RETRY_S)
+            self._cancel()
+            for tp, offset in self.unsettled.items():
+                if tp in self.consumer.assignment():
+                    self.consumer.seek(tp, offset)
+            self.unsettled = {}
+            await asyncio.sleep(RETRY_S)
+        return True
+
+    def _cancel(self) -> None:
+        if self.settling is not None:
+            self.settling.cancel()
+            self.settling = None
+
+    async def stop(self) -> None:
+        self._cancel()
+        await self.consumer.stop()
+
+
 def register(app, inputs: InputConsumer, handle_valid) -> None:
     """Add the ingest stage to ``app``: a task of the worker that reads ``inputs`` in batches
     (outside Faust's per-record path: docs/stream.md#ingest). ``handle_valid(topic, event,
@@ -231,21 +281,22 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
         return True
 
     async def handle_batch(batch: dict) -> bool:
-        """Handle, produce and commit one ``getmany`` batch; False if the app began stopping."""
+        """Handle one ``getmany`` batch (its records sent, not yet delivered); False if the app
+        began stopping first."""
         if not app.flow_control.is_active():
             # Faust's stages are rebalancing or recovering their tables (the control table the
             # router reads among them): wait, as Faust's own agents do
             await app.flow_control.acquire()
         for tp, records in batch.items():  # what Faust's sensor counts for its own topics
             metrics.EVENTS_IN.labels(tp.topic).inc(len(records))
-        if not await handle([r for records in batch.values() for r in records]):
-            return False
+        return await handle([r for records in batch.values() for r in records])
+
+    async def deliver_and_commit(offsets: dict) -> None:
         # every bundle, dead letter, decision, control change (one refused: the worker stops
         # before this returns, pipelines/kafka/delivery.py)
         await app.producer.flush()
         crash_hook.produced_one()
-        await inputs.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
-        return True
+        await inputs.commit(offsets)
 
     crash_hook = CrashAfterProduce("ingest")
 
@@ -256,21 +307,12 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
     @app.task
     async def ingest():
         # A stopping worker closes its tables before its tasks stop, so once the app stops
-        # nothing more is handled or committed: the batch in hand is read again by the next
-        # owner of its partitions.
-        consumer = await inputs.start()
+        # nothing more is handled; the batches not committed are read again by the next owner
+        # of their partitions.
+        loop = Batches(await inputs.start(), handle_batch, deliver_and_commit)
         try:
             while not app.should_stop:
-                batch = {}
-                try:
-                    batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
-                    if batch and not await handle_batch(batch):
-                        break
-                except Exception:  # the broker gone, say: read the batch again, later
-                    log.exception("ingest batch failed: read again in %.0f s", RETRY_S)
-                    for tp, records in batch.items():
-                        if tp in consumer.assignment():
-                            consumer.seek(tp, records[0].offset)
-                    await asyncio.sleep(RETRY_S)
+                if not await loop.step():
+                    break
         finally:
-            await consumer.stop()
+            await loop.stop()
