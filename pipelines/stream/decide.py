@@ -22,7 +22,7 @@ from models import policy, registry
 from models.scorer import Scorer
 from pipelines.contracts import metrics, schemas
 from pipelines.contracts.topics import decode
-from pipelines.kafka.tables import raw_topic
+from pipelines.kafka.delivery import Sender
 from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
 from pipelines.stream.control import Control
 from pipelines.stream.envelopes import Part, decode_parts
@@ -235,8 +235,8 @@ def decided(transfers: list[Pending]) -> None:
 
 
 def register(app, control: Control, parts_topic, adjust=None) -> None:
-    decisions = raw_topic(app, "decisions")
-    notifications = raw_topic(app, "notifications")
+    decisions = Sender(app, "decisions")
+    notifications = Sender(app, "notifications")
     stage = DecideStage(control)
     stage.adjust = adjust
     acks = InOrderAcks()

@@ -28,6 +28,7 @@ from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, 
 from pipelines.contracts import settings
 from pipelines.contracts.schemas import TransferRequested
 from pipelines.contracts.topics import TOPICS, decode
+from pipelines.kafka.delivery import Sender
 from pipelines.kafka.tables import PartitionStore, raw_table, raw_topic
 from pipelines.stream import watermarks
 from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
@@ -327,12 +328,11 @@ def register(app, inputs, watch=None):
     earlier event has arrived, then are applied in event-time order; a record is acknowledged
     only once every event of its bundle is applied, so a crash re-reads what was waiting."""
     entity_topic = raw_topic(app, ENTITY_EVENTS)
-    parts_topic = raw_topic(app, TRANSFER_PARTS)
     table = raw_table(app, "entity-states")
     clock, aligner, partitions = watermarks.register(app, entity_topic, inputs)
-    derived = Bundler(entity_topic, partitions)
+    derived = Bundler(Sender(app, ENTITY_EVENTS), partitions)
     # parts leave as bundles too, in their sender's partition (envelopes.decode_parts)
-    parts = Bundler(parts_topic, watermarks.partitions_of(app, parts_topic.get_topic_name()))
+    parts = Bundler(Sender(app, TRANSFER_PARTS), watermarks.partitions_of(app, TRANSFER_PARTS))
 
     async def send_entity(key, routed):
         derived.add(key, routed)

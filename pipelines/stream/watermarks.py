@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Optional
 import msgspec
 
 from pipelines.contracts.topics import FEATURE_TOPICS
+from pipelines.kafka.delivery import Sender
 from pipelines.stream.envelopes import source_id
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,7 @@ def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[
 
     aligner = Aligner(sources)
     entity_partitions = partitions_of(app, entity_topic.get_topic_name())
+    sender = Sender(app, entity_topic.get_topic_name())  # the bundles' producer: order kept
     known_ends: dict[int, int] = {}  # source -> the last end offset the broker gave
 
     async def tick(resend: bool) -> None:
@@ -301,7 +303,7 @@ def register(app, entity_topic, inputs) -> tuple[SourceClock, Aligner, Callable[
         if moved:
             value = encode_watermarks(moved)
             for partition in range(entity_partitions()):
-                await entity_topic.send(key=WATERMARK_KEY, value=value, partition=partition)
+                await sender.send(key=WATERMARK_KEY, value=value, partition=partition)
         for partition, waiting, silent in aligner.stalled():
             log.warning("entity-events[%d]: %d events wait for the watermark of sources %s",
                         partition, waiting, silent[:8])

@@ -4,10 +4,12 @@ path is in the README and docs/architecture.md."""
 from __future__ import annotations
 
 from pipelines.kafka.acls import STAGES_GROUP, WORKER_APP
+from pipelines.kafka.delivery import Sender
 from pipelines.kafka.tables import raw_topic
 from pipelines.recovery import stage as recovery
 from pipelines.stream import control as control_mod, decide, entities, ingest, lake_sink
 from pipelines.stream.app import make_app
+from pipelines.stream.envelopes import ENTITY_EVENTS
 from pipelines.stream.router import Router
 
 
@@ -26,7 +28,7 @@ def build_worker_app():
     decide.register(app, control, parts_topic, adjust=cases.adjust)
     dead_letters = raw_topic(app, "dead-letters")
     ingest.register(app, inputs, Router(entity_topic, control, dead_letters, clock,
-                                entities.Bundler(entity_topic, partitions)))
+                                entities.Bundler(Sender(app, ENTITY_EVENTS), partitions)))
     return app
 
 

@@ -18,9 +18,10 @@ from pipelines.kafka.tables import raw_topic
 pytestmark = pytest.mark.kafka
 
 
-async def _send_then_flush(size: int) -> tuple[list[str], list[str]]:
+async def _send_then_flush(size: int, direct: bool = False) -> tuple[list[str], list[str]]:
     """Send one record of ``size`` bytes through a worker app's topic whose records may hold
-    1 KB, then flush: (what stopped the process before the flush returned, after)."""
+    1 KB (``direct``: with a ``delivery.Sender``), then flush: (what stopped the process before
+    the flush returned, after)."""
     from pipelines.stream.app import make_app
 
     kwargs, name = settings.load().kafka.aiokafka_kwargs(), f"t-{uuid.uuid4().hex[:8]}"
@@ -31,7 +32,10 @@ async def _send_then_flush(size: int) -> tuple[list[str], list[str]]:
     app = make_app(f"t-{name}")
     await app.maybe_start_producer()
     try:
-        await raw_topic(app, name).send(key=b"k", value=b"x" * size)
+        if direct:
+            await delivery.Sender(app, name).send(key=b"k", value=b"x" * size)
+        else:
+            await raw_topic(app, name).send(key=b"k", value=b"x" * size)
         await app.producer.flush()
         before = list(STOPPED)
         await asyncio.sleep(0.5)
@@ -56,8 +60,15 @@ def test_a_refused_record_stops_the_worker_before_its_flush_returns(kafka, stops
     assert after == before
 
 
-def test_a_delivered_record_stops_nothing(kafka, stops):
-    assert asyncio.run(_send_then_flush(100)) == ([], [])
+@pytest.mark.parametrize("direct", [False, True], ids=["faust", "sender"])
+def test_a_delivered_record_stops_nothing(kafka, stops, direct):
+    assert asyncio.run(_send_then_flush(100, direct)) == ([], [])
+
+
+def test_a_record_refused_past_faust_stops_the_worker_too(kafka, stops):
+    before, after = asyncio.run(_send_then_flush(4096, direct=True))
+    assert len(before) == 1 and before[0].startswith("a record to t-")
+    assert after == before
 
 
 def test_stop_exits_at_once_with_its_code():
