@@ -73,6 +73,12 @@ async def hop_times(ids: set[str], kafka: dict) -> dict[str, list[float]]:
               await _latest("entity-events", kafka, ids, _routed),
               await _latest("transfer-parts", kafka, ids, _parts),
               await _latest("decisions", kafka, ids, lambda r: [_ID.decode(r.value).transfer_id])]
+    return between(stamps, ids)
+
+
+def between(stamps: list[dict[str, int]], ids: set[str]) -> dict[str, list[float]]:
+    """hop -> its times, from each topic's latest timestamp per transfer (in ``HOPS`` order,
+    the transfer-requests first)."""
     return {hop: [after[t] - before[t] for t in ids if t in before and t in after]
             for hop, before, after in zip(HOPS, stamps, stamps[1:])}
 
