@@ -115,7 +115,9 @@ class Decoded:
             return hit[1]
         event = _DERIVED_DECODER.decode(raw) if topic == DERIVED else decode(topic, raw)
         if len(self.events) >= self.size:
-            del self.events[next(iter(self.events))]  # the oldest
+            # all at once: an event's copies come close together, and deleting the oldest one
+            # at a time walks a dict's deleted slots (O(size) a miss: 2.7 % of the worker)
+            self.events.clear()
         self.events[raw] = (topic, event)
         return event
 
