@@ -1,18 +1,21 @@
 """Decision latency against offered load (``vigie bench --only latency``): one worker, the
 simulator's traffic at 100, 500 and 1,000 transfers/s with their messages and account events,
 event times re-stamped to the wall clock; p50/p95/p99 from a transfer's event time to its
-decision, each rate measured ``ROUNDS`` times on a fresh broker (medians, and every run).
+decision, each rate measured ``ROUNDS`` times on a fresh broker (medians, and every run), and
+where it goes hop by hop (``hops``).
 Target: p99 <= 250 ms at 500 transfers/s. The measurement itself is the stream bench's
 (``stream._latency_at``); this module sweeps the rates."""
 from __future__ import annotations
 
+from pipelines.bench import hops
 from pipelines.bench.harness import median
 from pipelines.bench.stream import TOPIC_OF, _latency_at, _simulated_log
 
 RATES = (100.0, 500.0, 1000.0)
 ROUNDS = 2
 FIGURES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_decided_share",
-           "latency_offered_events_per_s", "latency_worker_cpu_us_per_event")
+           "latency_offered_events_per_s", "latency_worker_cpu_us_per_event",
+           *(f"latency_hop_{hop}_ms_{q}" for hop in hops.HOPS for q in ("p50", "p99")))
 
 
 def run(rates=RATES, rounds: int = ROUNDS, users: int = 8000, days: float = 4.0) -> dict:
@@ -31,6 +34,8 @@ def run(rates=RATES, rounds: int = ROUNDS, users: int = 8000, days: float = 4.0)
             continue
         for figure in FIGURES:
             key = f"{figure}_at_{tag}"
+            if not all(key in r for r in measured):  # a hop no transfer crossed in a run
+                continue
             results[key] = median(r[key] for r in measured)
             results[f"{key}_runs"] = [round(r[key], 3) for r in measured]
     if "latency_ms_p99_at_500_tps" in results:
