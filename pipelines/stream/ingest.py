@@ -193,8 +193,8 @@ class _Rebalance(ConsumerRebalanceListener):
 class Batches:
     """The ingest's loop over its input batches: fetch, handle (the records sent), then deliver
     and commit. A batch's delivery and commit run while the next batch is fetched and handled,
-    one at a time and in order: the loop never waits for the broker's round trips (a flush, a
-    commit), which were most of a quiet worker's ingest hop (docs/stream.md#ingest). A batch
+    one at a time and in order: the loop no longer waits for the broker's round trips (a flush,
+    a commit) before its next fetch (docs/stream.md#ingest). A batch
     that fails, or whose delivery or commit does, is read again from the first offset not
     known to be committed, after RETRY_S."""
 
