@@ -147,6 +147,10 @@ class StreamEnv(_Group):
         20, ge=0, description="how long the batch ingest waits for input records when traffic "
                               "is sparse, and the broker holds a fetch of the worker's Faust "
                               "stages when their partitions are quiet")
+    fetch_min_bytes: int = Field(
+        16 * 1024, ge=1, description="how much new data the decision worker's fetches wait for "
+                                     "(at most the ingest window) before the broker answers: "
+                                     "fewer, fuller batches under load")
     state_flush_ms: float = Field(
         500, ge=0, description="how often the entity stage writes a partition's changed entity "
                                "states")
@@ -155,8 +159,8 @@ class StreamEnv(_Group):
                                   "writing them, all partitions of the worker together (0: none)")
     test_crash_after_produce: Optional[int] = Field(
         None, ge=0, description="a test hook, never for production: the worker kills itself "
-                                "(SIGKILL) after its Nth input batch's produces were "
-                                "acknowledged, before committing its offsets (unset: never)")
+                                "(SIGKILL) once the produces of the input batches of its "
+                                "Nth commit were acknowledged, before that commit (unset: never)")
     rocksdb_memory_mb: int = Field(
         32, ge=8, description="the RocksDB memory of one Faust process, all its tables and "
                               "partitions: one block cache holding data, index and filter "

@@ -3,7 +3,8 @@ consumer group never committed is read again from its first record; the worker's
 may join a consumer group other than their app id (``Transport.group``: the worker's own group,
 named after the app, is its batch ingest's, pipelines/stream/ingest.py); and the decision
 worker's fetches are held no longer than its ingest window, not Faust's 1.5 s
-(``Transport.fetch_max_wait_ms``).
+(``Transport.fetch_max_wait_ms``), and wait for some data, not the first record
+(``Transport.fetch_min_bytes``).
 
 Faust drops the records it fetched while a rebalance or a table recovery stops the flow, then
 seeks every partition back to its committed offset (``Consumer.perform_seek``). aiokafka's
@@ -48,6 +49,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         wait = getattr(transport, "fetch_max_wait_ms", None)
         if wait is not None:  # read by aiokafka when it starts its fetcher
             consumer._fetch_max_wait_ms = wait
+        least = getattr(transport, "fetch_min_bytes", None)
+        if least is not None:  # the same
+            consumer._fetch_min_bytes = least
         return consumer
 
 
@@ -60,3 +64,4 @@ class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
     group: str | None = None  # the Faust consumer group; None: the app id, as in Faust
     fetch_max_wait_ms: int | None = None  # None: Faust's 1.5 s (docs/stream.md#fetch-wait)
+    fetch_min_bytes: int | None = None  # None: aiokafka's 1 byte

@@ -18,10 +18,11 @@ from pipelines.kafka.tables import STORE_URL
 
 
 def make_app(app_id: str, worker_name: str | None = None, group: str | None = None,
-             fetch_max_wait_ms: int | None = None) -> faust.App:
+             fetch_max_wait_ms: int | None = None, fetch_min_bytes: int | None = None) -> faust.App:
     """A Faust app; ``group``: its stages' consumer group, when not the app id (the decision
     worker's group is its batch ingest's, docs/stream.md#ingest); ``fetch_max_wait_ms``: how
-    long the broker may hold its fetches, when not Faust's 1.5 s (docs/stream.md#fetch-wait)."""
+    long the broker may hold its fetches, when not Faust's 1.5 s, and ``fetch_min_bytes`` how much
+data it should wait for meanwhile, when not the first record (docs/stream.md#fetch-wait)."""
     conf = settings_mod.load()
     name = worker_name or conf.env.stream.worker_name
     datadir = Path(conf.state_dir) / app_id / name
@@ -71,6 +72,7 @@ def make_app(app_id: str, worker_name: str | None = None, group: str | None = No
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.group = group
     app.transport.fetch_max_wait_ms = fetch_max_wait_ms
+    app.transport.fetch_min_bytes = fetch_min_bytes
     app.sensors.add(FailedDeliveries())  # a record refused for good stops the process
     return instrument(app)  # Prometheus: records in, lag, the endpoint (docs/operations.md)
 

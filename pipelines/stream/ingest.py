@@ -41,6 +41,11 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
 # as long for the watermark tick anyway).
 BATCH = 2000
 BATCH_WAIT_MS = settings_mod.environment().stream.ingest_window_ms
+# How much new input a fetch waits for, at most BATCH_WAIT_MS: under load a fetch answered at the
+# first new record brings a few records at a time, and each batch costs every stage after it
+# (a bundle per entity partition, a Faust record, a produce). The Faust stages' fetches wait as
+# long (worker.build_worker_app). docs/stream.md#fetch-wait
+FETCH_MIN_BYTES = settings_mod.environment().stream.fetch_min_bytes
 RETRY_S = 1.0  # after a batch that failed (produce or commit)
 
 # How far ahead of the worker's clock an input event's times may be. Producers' clocks drift by
@@ -138,7 +143,8 @@ class InputConsumer:
         self.consumer = AIOKafkaConsumer(
             **settings_mod.load().kafka.aiokafka_kwargs(), group_id=WORKER_APP,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
-            fetch_max_wait_ms=BATCH_WAIT_MS, client_id=f"{conf.broker_client_id}-ingest",
+            fetch_max_wait_ms=BATCH_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
+            client_id=f"{conf.broker_client_id}-ingest",
             # the same failover as the Faust stages (pipelines/stream/app.py)
             session_timeout_ms=int(conf.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000),
@@ -191,44 +197,57 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class Batches:
-    """The ingest's loop over its input batches: fetch, handle (the records sent), then deliver
-    and commit. A batch's delivery and commit run while the next batch is fetched and handled,
-    one at a time and in order: the loop no longer waits for the broker's round trips (a flush,
-    a commit) before its next fetch (docs/stream.md#ingest). A batch
-    that fails, or whose delivery or commit does, is read again from the first offset not
-    known to be committed, after RETRY_S."""
+    """The ingest's loop over its input batches: fetch, handle (the records sent), then, once
+    every ``every_s``, deliver and commit what was handled since the last time. A delivery and
+    commit run while the next batches are fetched and handled, one at a time and in order: the
+    loop never waits for the broker's round trips (a flush, a commit) before its next fetch
+    (docs/stream.md#ingest). Whatever fails, a batch or a delivery or a commit, is read again
+    from the first offset not known to be committed, after RETRY_S."""
 
-    def __init__(self, consumer, handle, settle):
+    def __init__(self, consumer, handle, settle, every_s: float = 0.0):
         self.consumer = consumer
         self.handle = handle  # async (batch) -> False when the app began stopping
         self.settle = settle  # async (offsets to commit) -> None: deliver, then commit
-        self.settling: Optional[asyncio.Task] = None  # the last batch's delivery and commit
+        self.every_s = every_s  # 0: each batch is settled on its own
+        self.settling: Optional[asyncio.Task] = None  # the last delivery and commit
+        self.settled_at = float("-inf")  # when the last one began
         self.unsettled: dict = {}  # partition -> the first offset not known to be committed
+        self.handled: dict = {}  # partition -> the offset after the last record handled
+        self.first: dict = {}  # partition -> the first offset handled since the last settle
 
     async def step(self) -> bool:
         """One fetch and its batch; False once the app began stopping."""
         try:
             batch = await self.consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
-            if not batch:
-                return True
             for tp, records in batch.items():
                 self.unsettled.setdefault(tp, records[0].offset)
-            if not await self.handle(batch):
+            if self.settling is not None and self.settling.done():
+                self.settling.result()  # raises what it raised, traffic or not
+            if batch and not await self.handle(batch):
                 return False
-            if self.settling is not None:
-                await self.settling  # raises what it raised
-            self.settling = asyncio.create_task(self.settle(
-                {tp: records[-1].offset + 1 for tp, records in batch.items()}))
-            self.unsettled = {tp: records[0].offset for tp, records in batch.items()}
+            for tp, records in batch.items():
+                self.first.setdefault(tp, records[0].offset)
+                self.handled[tp] = records[-1].offset + 1
+            if self.handled and time.monotonic() - self.settled_at >= self.every_s:
+                await self._settle_handled()
         except Exception:  # the broker gone, say: read the batches again, later
             log.exception("ingest batch failed: read again in %.0f s", RETRY_S)
             self._cancel()
             for tp, offset in self.unsettled.items():
                 if tp in self.consumer.assignment():
                     self.consumer.seek(tp, offset)
-            self.unsettled = {}
+            self.unsettled, self.handled, self.first = {}, {}, {}
             await asyncio.sleep(RETRY_S)
         return True
+
+    async def _settle_handled(self) -> None:
+        """Deliver and commit what was handled, once the settle before it is done."""
+        if self.settling is not None:
+            await self.settling  # raises what it raised
+        self.settling = asyncio.create_task(self.settle(self.handled))
+        self.settled_at = time.monotonic()
+        # committed now: all before the range in flight; not yet: the range, and what comes
+        self.unsettled, self.handled, self.first = self.first, {}, {}
 
     def _cancel(self) -> None:
         if self.settling is not None:
@@ -309,7 +328,10 @@ def register(app, inputs: InputConsumer, handle_valid) -> None:
         # A stopping worker closes its tables before its tasks stop, so once the app stops
         # nothing more is handled; the batches not committed are read again by the next owner
         # of their partitions.
-        loop = Batches(await inputs.start(), handle_batch, deliver_and_commit)
+        # input offsets committed as often as the Faust stages' (broker_commit_interval), not
+        # once a batch: each commit is a write to the broker's offsets log (docs/stream.md#ingest)
+        loop = Batches(await inputs.start(), handle_batch, deliver_and_commit,
+                       every_s=app.conf.broker_commit_interval)
         try:
             while not app.should_stop:
                 if not await loop.step():

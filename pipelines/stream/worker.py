@@ -19,7 +19,9 @@ def build_worker_app():
     # broker and leaves out the partitions whose records are not consumed yet, so a fetch of
     # quiet partitions held entity-events back for up to 1.2 s (docs/stream.md#fetch-wait). The
     # lake sink keeps Faust's wait: it writes every 2 s, and idle fetches would cost it CPU.
-    app = make_app(WORKER_APP, group=STAGES_GROUP, fetch_max_wait_ms=ingest.BATCH_WAIT_MS)
+    # Meanwhile the broker waits for some data (VIGIE_FETCH_MIN_BYTES), as for the ingest.
+    app = make_app(WORKER_APP, group=STAGES_GROUP, fetch_max_wait_ms=ingest.BATCH_WAIT_MS,
+                   fetch_min_bytes=ingest.FETCH_MIN_BYTES)
     control = control_mod.Control(control_mod.control_table(app))
     cases = recovery.register(app)
     inputs = ingest.InputConsumer(app)

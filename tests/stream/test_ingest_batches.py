@@ -115,3 +115,53 @@ def test_a_stopping_app_handles_nothing_more():
         assert await loop.step() is False
         assert loop.settling is None
     asyncio.run(main())
+
+
+def test_batches_within_the_commit_interval_are_committed_together_and_once_idle():
+    """``every_s``: one delivery and commit for the batches handled meanwhile, from the first
+    of them; what was handled last is committed at an idle fetch once the interval is over."""
+    settled = []
+
+    async def handle(b):
+        return True
+
+    async def settle(offsets):
+        settled.append(dict(offsets))
+
+    async def main():
+        consumer = Consumer(batch(a=(0, 4)), batch(a=(5, 9), b=(0, 2)), batch(a=(10, 12)))
+        loop = ingest.Batches(consumer, handle, settle, every_s=0.2)
+        for _ in range(3):  # the first batch is settled at once, the next two wait
+            await loop.step()
+        await loop.settling
+        assert settled == [{A: 5}]
+        assert loop.unsettled == {A: 0, B: 0}  # the first commit may be in flight: from there
+        await asyncio.sleep(0.2)
+        await loop.step()  # nothing fetched, the interval over: the two batches together
+        await loop.settling
+        assert settled == [{A: 5}, {A: 13, B: 3}]
+        assert loop.unsettled == {A: 5, B: 0}  # from where the range in flight began
+        await loop.step()  # nothing new: nothing more to commit
+        assert len(settled) == 2
+    asyncio.run(main())
+
+
+def test_a_failed_commit_of_several_batches_reads_them_all_again():
+    async def handle(b):
+        return True
+
+    async def settle(offsets):
+        if offsets.get(B) == 3:
+            raise ConnectionError("the broker went away")
+
+    async def main():
+        consumer = Consumer(batch(a=(0, 4)), batch(a=(5, 9), b=(0, 2)), batch(a=(10, 12)))
+        loop = ingest.Batches(consumer, handle, settle, every_s=0.05)
+        for _ in range(3):
+            await loop.step()
+        await asyncio.sleep(0.05)
+        await loop.step()  # settles A 5..12 and B 0..2, which fails
+        assert consumer.seeks == {}
+        await loop.step()  # nothing new to handle: the failure is seen all the same
+        assert consumer.seeks == {A: 5, B: 0}
+    asyncio.run(main())
