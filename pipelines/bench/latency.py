@@ -14,7 +14,9 @@ from pipelines.bench.stream import TOPIC_OF, _latency_at, _simulated_log
 RATES = (100.0, 500.0, 1000.0)
 ROUNDS = 2
 FIGURES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_decided_share",
-           "latency_offered_events_per_s", "latency_worker_cpu_us_per_event",
+           "latency_offered_events_per_s",
+           # the CPU an input event of the worker, and of what shares its two cores here
+           *(f"latency_{who}_cpu_us_per_event" for who in ("worker", "broker", "generator")),
            *(f"latency_hop_{hop}_ms_{q}" for hop in hops.HOPS for q in ("p50", "p99")))
 
 

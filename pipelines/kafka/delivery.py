@@ -47,7 +47,7 @@ class Sender:
     """Sends one topic's records through the app's aiokafka producer, past Faust's per-record
     send (a future message, its sensors, a done-callback: more than half of a send's CPU,
     py-spy on the latency bench's 500 transfers/s). For the worker's busiest records: bundles,
-    watermarks, decisions. A record the broker refused stops the process, as
+    watermarks, decisions, recovery signals. A record the broker refused stops the process, as
     ``FailedDeliveries`` does for Faust's sends; records sent in order keep their order on a
     partition, with Faust's sends too (the same producer)."""
 
