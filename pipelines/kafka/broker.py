@@ -51,10 +51,16 @@ def fetch_jars() -> Path:
     return JARS_DIR
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(besides: tuple[int, ...] = ()) -> int:
+    """A port nothing listens on now, and none of ``besides``: a port is free again once its
+    probe closes, so two calls can give the same one (seen: the broker's client and controller
+    listeners on one port, and the broker refused to start)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in besides:
+            return port
 
 
 def _java() -> str:
@@ -71,8 +77,8 @@ def _plain_login(password: str) -> str:
 class EmbeddedKafka:
     def __init__(self, port: int, log_dir: Path, secrets_dir: Path, heap_mb: int = 512):
         self.port = port
-        self.internal_port = free_port()
-        self.controller_port = free_port()
+        self.internal_port = free_port(besides=(port,))
+        self.controller_port = free_port(besides=(port, self.internal_port))
         self.log_dir = Path(log_dir)
         self.secrets_dir = Path(secrets_dir)  # its principals' passwords: <secrets_dir>/kafka/
         self.heap_mb = heap_mb

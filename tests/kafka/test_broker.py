@@ -115,3 +115,28 @@ def test_a_log_formatted_before_authentication_starts_secured_and_keeps_its_even
             asyncio.run(_consume_all(plaintext))
     finally:
         broker.stop()
+
+
+def test_the_broker_listens_on_three_different_ports(monkeypatch, tmp_path):
+    # the OS may hand out a port again once its probe closed: the broker once got the same port
+    # for its client and controller listeners and refused to start
+    from pipelines.kafka import broker
+
+    given = iter([40001, 40001, 40001, 40002, 40001, 40002, 40003])
+
+    class Probe:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(given)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(broker.socket, "socket", Probe)
+    kafka = EmbeddedKafka(40001, tmp_path / "broker", tmp_path / "secrets")
+    assert (kafka.port, kafka.internal_port, kafka.controller_port) == (40001, 40002, 40003)
