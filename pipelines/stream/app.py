@@ -21,8 +21,8 @@ def make_app(app_id: str, worker_name: str | None = None, group: str | None = No
              fetch_max_wait_ms: int | None = None, fetch_min_bytes: int | None = None) -> faust.App:
     """A Faust app; ``group``: its stages' consumer group, when not the app id (the decision
     worker's group is its batch ingest's, docs/stream.md#ingest); ``fetch_max_wait_ms``: how
-    long the broker may hold its fetches, when not Faust's 1.5 s, and ``fetch_min_bytes`` how much
-data it should wait for meanwhile, when not the first record (docs/stream.md#fetch-wait)."""
+    long the broker may hold its fetches, when not Faust's 1.5 s; ``fetch_min_bytes``: how much
+    data it waits for meanwhile, when not the first record (docs/stream.md#fetch-wait)."""
     conf = settings_mod.load()
     name = worker_name or conf.env.stream.worker_name
     datadir = Path(conf.state_dir) / app_id / name
