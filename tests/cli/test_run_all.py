@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,19 @@ def _metric(port: int, name: str) -> float:
                if s.name == name)
 
 
+def _free_pair() -> int:
+    """A free port whose next port is free too: the lake sink serves its metrics on the worker's
+    port + 1 (a CI run once found that one taken, and the sink's endpoint refused)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
@@ -77,7 +91,7 @@ def test_run_brings_everything_up_and_ctrl_c_stops_it(tmp_path):
     env.update(VIGIE_DATA_DIR=str(data_dir), VIGIE_BROKER_PORT=str(free_port()),
                VIGIE_MESSAGING_PORT=str(free_port()), VIGIE_PAYMENT_PORT=str(free_port()),
                VIGIE_ASSISTANT_PORT=str(free_port()), VIGIE_CONSOLE_PORT=str(free_port()),
-               VIGIE_METRICS_PORT=str(free_port()))  # the worker's; the sink's is the next
+               VIGIE_METRICS_PORT=str(_free_pair()))  # the worker's; the sink's is the next
     log = open(tmp_path / "run.log", "wb")
     started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--rate", "100"], cwd=ROOT,
