@@ -147,6 +147,10 @@ class StreamEnv(_Group):
         20, ge=0, description="how long the batch ingest waits for input records when traffic "
                               "is sparse, and the broker holds a fetch of the worker's Faust "
                               "stages when their partitions are quiet")
+    stage_window_ms: float = Field(
+        30, gt=0, description="how often the entity and decide stages take the records their "
+                              "Faust consumer fetched, to handle them together: a wider window "
+                              "gives fewer, fuller batches, at up to that much latency per hop")
     fetch_min_bytes: int = Field(
         16 * 1024, ge=1, description="how much new data the decision worker's fetches wait for "
                                      "(at most the ingest window) before the broker answers: "

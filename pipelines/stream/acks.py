@@ -1,5 +1,6 @@
-"""Acknowledging held events in offset order: ``InOrderAcks`` acks an event only once every
-earlier event of its partition is finished, so a commit never skips one still held.
+"""Reading a Faust stream in batches, unacknowledged (``take``), and acknowledging the held
+events in offset order: ``InOrderAcks`` acks an event only once every earlier event of its
+partition is finished, so a commit never skips one still held.
 
 Why (Faust's gap check lets a one-offset hole through): docs/stream.md#acks
 """
@@ -13,6 +14,16 @@ from collections import deque
 from pipelines.contracts import settings
 
 log = logging.getLogger(__name__)
+STAGE_WINDOW_S = settings.environment().stream.stage_window_ms / 1000
+
+
+def take(stream, most: int):
+    """A Faust stream's records in batches of at most ``most``: what was fetched meanwhile,
+    every stage window (``VIGIE_STAGE_WINDOW_MS``; Faust's take yields on a timer, not on the
+    first record). Each batch costs its stage a whole pass, whatever its size; with a 2 ms
+    window, a worker with traffic spent more of its CPU on those passes than on the events, and
+    could not keep up with 500 transfers/s (docs/stream.md#stage-window)."""
+    return stream.noack_take(most, within=STAGE_WINDOW_S)
 
 
 class InOrderAcks:

@@ -23,7 +23,7 @@ from models.scorer import Scorer
 from pipelines.contracts import metrics, schemas
 from pipelines.contracts.topics import decode
 from pipelines.kafka.delivery import Sender
-from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
+from pipelines.stream.acks import CrashAfterProduce, InOrderAcks, take
 from pipelines.stream.control import Control
 from pipelines.stream.envelopes import Part, decode_parts
 
@@ -246,7 +246,7 @@ def register(app, control: Control, parts_topic, adjust=None) -> None:
 
     @app.agent(parts_topic, name="decide")
     async def decide(stream):
-        async for batch in stream.noack_take(500, within=0.002):
+        async for batch in take(stream, 500):  # one scoring call for a window's transfers
             await publish(receive(stage, acks, batch))
 
     @app.timer(1.0)

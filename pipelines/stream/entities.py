@@ -31,7 +31,7 @@ from pipelines.contracts.topics import TOPICS, decode
 from pipelines.kafka.delivery import Sender
 from pipelines.kafka.tables import PartitionStore, raw_table, raw_topic
 from pipelines.stream import watermarks
-from pipelines.stream.acks import CrashAfterProduce, InOrderAcks
+from pipelines.stream.acks import CrashAfterProduce, InOrderAcks, take
 from pipelines.stream.envelopes import (BUNDLE_DECODER, BUNDLE_KEY, DERIVED, ENTITY_EVENTS,
                                         MAX_BUNDLE, MAX_BUNDLE_BYTES, TRANSFER_PARTS, Part,
                                         Routed, Stored, decode_stored, encode, partition_for,
@@ -43,9 +43,9 @@ MARK_TTL_MS = 24 * 3600 * 1000
 # they are written (and the records they came from acknowledged).
 FLUSH_S = settings.environment().stream.state_flush_ms / 1000
 FLUSH_STATES = 5000
-# The entity agent takes the entity-events records already fetched, at most this many at once
+# The entity agent takes the entity-events records fetched, at most this many at once, every
+# stage window (``acks.take``)
 TAKE_RECORDS = 64
-TAKE_WITHIN_S = 0.002
 # How many written states a worker keeps decoded (all its partitions together)
 RECENT_STATES = settings.environment().stream.state_cache_entities
 _DERIVED_DECODER = msgspec.msgpack.Decoder(NeighbourFlagged)
@@ -357,10 +357,9 @@ def register(app, inputs, watch=None):
 
     @app.agent(entity_topic, name="entities")
     async def entities(stream):
-        # the records already fetched, several at a time: one pass of the aligner and one
-        # send of parts and derived events for them all (fewer, fuller records downstream
-        # when the stage is behind); live, a record waits at most TAKE_WITHIN_S for company
-        async for records in stream.noack_take(TAKE_RECORDS, within=TAKE_WITHIN_S):
+        # the records fetched, several at a time: one pass of the aligner and one send of
+        # parts and derived events for them all (fewer, fuller records downstream)
+        async for records in take(stream, TAKE_RECORDS):
             async with flushes.lock:  # one flush at a time, never amid a record's events
                 await handle(records)
 
