@@ -152,7 +152,7 @@ class StreamEnv(_Group):
                               "Faust consumer fetched, to handle them together: a wider window "
                               "gives fewer, fuller batches, at up to that much latency per hop")
     fetch_min_bytes: int = Field(
-        16 * 1024, ge=1, description="how much new data the decision worker's fetches wait for "
+        64 * 1024, ge=1, description="how much new data the decision worker's fetches wait for "
                                      "(at most the ingest window) before the broker answers: "
                                      "fewer, fuller batches under load")
     state_flush_ms: float = Field(
