@@ -148,7 +148,7 @@ class StreamEnv(_Group):
                               "is sparse, and the broker holds a fetch of the worker's Faust "
                               "stages when their partitions are quiet")
     stage_window_ms: float = Field(
-        30, gt=0, description="how often the entity and decide stages take the records their "
+        20, gt=0, description="how often the entity and decide stages take the records their "
                               "Faust consumer fetched, to handle them together: a wider window "
                               "gives fewer, fuller batches, at up to that much latency per hop")
     fetch_min_bytes: int = Field(
