@@ -309,11 +309,11 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> 
             sent_at = time.monotonic()
             asyncio.run(_publish(window, rate=rate, restamp=True))
             achieved = len(window) / (time.monotonic() - sent_at)
-            generator_s = cpu_seconds(os.getpid()) - cpu_before["generator"]
+            cpu_after = {"generator": cpu_seconds(pids.pop("generator"))}
             decided = asyncio.run(_latencies(ids))
-            cpu_us = {name: (cpu_seconds(pid) - cpu_before[name]) / len(window) * 1e6
-                      for name, pid in pids.items()}
-            cpu_us["generator"] = generator_s / len(window) * 1e6
+            cpu_after.update((name, cpu_seconds(pid)) for name, pid in pids.items())
+            cpu_us = {name: (after - cpu_before[name]) / len(window) * 1e6
+                      for name, after in cpu_after.items()}
             by_hop = hops.summary(asyncio.run(hops.hop_times(ids, _kafka_kwargs())), tag)
         finally:
             stop(worker)
