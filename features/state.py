@@ -46,10 +46,12 @@ worker (see docs/contracts.md).
 from __future__ import annotations
 
 from bisect import bisect_left
+from functools import lru_cache
 from typing import Callable, ClassVar, Optional
 
 import msgspec
 from msgspec import Struct
+from msgspec.structs import astuple
 
 from features.family import Family, names_of, read_families
 from features.windows import DAY, MONTH, WEEK, drop_head
@@ -239,14 +241,14 @@ class EntityState(Struct, array_like=True, gc=False):
             self._sweep(ts - self.base, ts // DAY)
 
     def is_empty(self) -> bool:
-        return all(is_blank(part) for part in self._parts())
+        return self._parts() == _blank_parts(type(self))
 
     def _sweep(self, t: int, day: int) -> None:
         for part in self._parts():
             sweep(part, t, day)
 
-    def _parts(self) -> list:
-        return [getattr(self, name) for name in self.__struct_fields__[_OWN_FIELDS:]]
+    def _parts(self) -> tuple:
+        return astuple(self)[_OWN_FIELDS:]  # one C call: run on every state write
 
     # --- serialisation ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -293,4 +295,10 @@ class EntityState(Struct, array_like=True, gc=False):
 
 
 _OWN_FIELDS = len(EntityState.__struct_fields__)  # seq, base, last: the parts come after
+
+
+@lru_cache(maxsize=None)
+def _blank_parts(cls) -> tuple:
+    """The parts of a fresh ``cls`` state: what ``is_empty`` compares with."""
+    return cls()._parts()
 _FORMAT_BYTE = [bytes((n,)) for n in range(128)]  # a msgpack positive fixint: the format
