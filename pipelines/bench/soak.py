@@ -234,7 +234,7 @@ def run(minutes: float | None = None, burst_minutes: float | None = None,
             print(f"soak: data dir {root}; training the model first…", flush=True)
             _train_model(root)
             return _soak(broker, root, minutes, burst_minutes, warmup_minutes, rate, every_s,
-                         stopping)
+                         stopping, chart_path)
     finally:
         signal.signal(signal.SIGTERM, previous)
         for key, value in saved.items():
@@ -244,7 +244,8 @@ def run(minutes: float | None = None, burst_minutes: float | None = None,
                 os.environ[key] = value
 
 
-def _soak(broker, root, minutes, burst_minutes, warmup_minutes, rate, every_s, stopping) -> dict:
+def _soak(broker, root, minutes, burst_minutes, warmup_minutes, rate, every_s, stopping,
+          chart_path: Path) -> dict:
     supervisor = spawn(root, "supervisor", "run", "--no-simulator")
     sampler = Sampler()
     simulators, phase_ends, counts = {}, {}, {}
