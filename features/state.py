@@ -40,7 +40,7 @@ worker (see docs/contracts.md).
 >>> part = Seen([5, 12, 30])
 >>> sweep(part, t=25, day=0); part.ts
 [30]
->>> shift(part, 20); part.ts, is_blank(part)
+>>> shift(part, 20); part.ts, part == Seen()  # not blank: a fresh part holds nothing
 ([10], False)
 """
 from __future__ import annotations
@@ -176,17 +176,6 @@ def sweep(part, t: int, day: int) -> None:
         forget(t, day)
 
 
-_BLANKS: dict[type, Struct] = {}
-
-
-def is_blank(part) -> bool:
-    """True when ``part`` holds nothing a fresh one would not."""
-    blank = _BLANKS.get(type(part))
-    if blank is None:
-        blank = _BLANKS[type(part)] = type(part)()
-    return part == blank
-
-
 # --- the entity state -----------------------------------------------------------------------
 class EntityState(Struct, array_like=True, gc=False):
     seq: int = -1  # the last event learnt (see ``seen``)
@@ -295,10 +284,10 @@ class EntityState(Struct, array_like=True, gc=False):
 
 
 _OWN_FIELDS = len(EntityState.__struct_fields__)  # seq, base, last: the parts come after
+_FORMAT_BYTE = [bytes((n,)) for n in range(128)]  # a msgpack positive fixint: the format
 
 
 @lru_cache(maxsize=None)
 def _blank_parts(cls) -> tuple:
     """The parts of a fresh ``cls`` state: what ``is_empty`` compares with."""
     return cls()._parts()
-_FORMAT_BYTE = [bytes((n,)) for n in range(128)]  # a msgpack positive fixint: the format
