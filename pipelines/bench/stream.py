@@ -289,34 +289,43 @@ def latency_window(events: list, transfers_per_s: float, seconds: float) -> tupl
     return events[first: first + int(rate * seconds)], rate
 
 
-def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0) -> dict:
+def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0,
+                workers: int = 1) -> dict:
     """Decision latency with traffic at ``transfers_per_s`` (plus its messages and account
-    events, in the simulator's mix), for ``seconds``."""
+    events, in the simulator's mix), for ``seconds``, on ``workers`` workers (the figures of
+    more than one are tagged ``_<n>_workers``)."""
     window, rate = latency_window(events, transfers_per_s, seconds)
     ids = {e.transfer_id for e in window if type(e) is schemas.TransferRequested}
-    tag = f"{int(transfers_per_s)}_tps"
+    tag = f"{int(transfers_per_s)}_tps" + (f"_{workers}_workers" if workers > 1 else "")
     with fresh_environment() as (broker, root):
         _train_model(root)
-        worker = spawn(root, "worker", "worker")
+        procs = [spawn(root, f"worker-{n}", "worker", "--name", f"w{n}")
+                 for n in range(1, workers + 1)]
         try:
-            time.sleep(8)  # started and assigned before the clock runs
-            # the worker's CPU for the window, to its last decision: the live cost of an event
+            # started and assigned before the clock runs (more workers: a rebalance or two)
+            time.sleep(8 if workers == 1 else 8 + 6 * workers)
+            # the workers' CPU for the window, to the last decision: the live cost of an event
             # (steadier than latency on a shared machine; a worker behind pays less an event);
             # and the broker's and the load generator's (this process, while it sends), which
-            # share the machine's two cores with it
-            pids = {"worker": worker.pid, "broker": broker.proc.pid, "generator": os.getpid()}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            # share the machine's two cores with them
+            pids = {"broker": [broker.proc.pid], "generator": [os.getpid()],
+                    "worker": [p.pid for p in procs]}
+
+            def cpu(name: str) -> float:
+                return sum(cpu_seconds(pid) for pid in pids[name])
+            cpu_before = {name: cpu(name) for name in pids}
             sent_at = time.monotonic()
             asyncio.run(_publish(window, rate=rate, restamp=True))
             achieved = len(window) / (time.monotonic() - sent_at)
-            cpu_after = {"generator": cpu_seconds(pids.pop("generator"))}
+            cpu_after = {"generator": cpu("generator")}
             decided = asyncio.run(_latencies(ids))
-            cpu_after.update((name, cpu_seconds(pid)) for name, pid in pids.items())
+            cpu_after.update((name, cpu(name)) for name in ("broker", "worker"))
             cpu_us = {name: (after - cpu_before[name]) / len(window) * 1e6
                       for name, after in cpu_after.items()}
             by_hop = hops.summary(asyncio.run(hops.hop_times(ids, _kafka_kwargs())), tag)
         finally:
-            stop(worker)
+            for proc in procs:
+                stop(proc)
     if not decided:
         return {f"latency_at_{tag}_error": "no decisions"}
     latencies = [latency for latency, _sent in decided]

@@ -29,6 +29,7 @@ def bench(only: str | None) -> None:
         results.update(peer_quix.run(pipeline=results))
     if only in (None, "latency"):  # p50/p95/p99 at 100, 500 and 1,000 transfers/s (~15 min)
         results.update(latency.run())
+        results.update(latency.run(**latency.SCALE_OUT))  # 500 on two workers (~5 min)
     if only == "train":  # minutes, not seconds: only on request
         # why local: importing it sets OMP_WAIT_POLICY=PASSIVE, which child workers inherit
         from pipelines.bench import training as training_bench
