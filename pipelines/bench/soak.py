@@ -14,6 +14,10 @@ times the rate for ``--burst-minutes``. Every ``--every`` seconds each process o
 steady phase after the warm-up (default: its first 10 minutes, when the worker's caches, the
 broker's page of consumer groups and Python's arenas fill); the target is <= 20 MB/h. The burst
 phase's slope is reported too, but over a few minutes it is mostly the climb to a new plateau.
+Two bounded parts of the worker's memory are read from its metrics at each sample, so their
+share of its slope is known (``soak_worker_parts``): RocksDB's (block cache and memtables,
+``VIGIE_ROCKSDB_MEMORY_MB``) and the decoded-state cache's (``VIGIE_STATE_CACHE_ENTITIES``
+states, reported as their stored bytes: decoded, they take a few times that).
 SIGTERM or Ctrl-C ends the run early: everything is stopped and the durations actually run are
 recorded. How it is measured: docs/bench.md.
 """
@@ -28,12 +32,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from pipelines.bench import report
 from pipelines.bench.harness import cpu_seconds, fresh_environment, spawn
 from pipelines.bench.stream import _end_total, _rss_mb, _train_model
-from pipelines.contracts import settings
+from pipelines.contracts import metrics, settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import free_port
 
@@ -41,7 +46,11 @@ TARGET_MB_PER_H = 20.0
 BURST_FACTOR = 5
 CHART = REPO_ROOT / "docs" / "soak_rss.png"
 SERVICE_PORTS = ("VIGIE_MESSAGING_PORT", "VIGIE_PAYMENT_PORT", "VIGIE_ASSISTANT_PORT",
-                 "VIGIE_CONSOLE_PORT")
+                 "VIGIE_CONSOLE_PORT", "VIGIE_METRICS_PORT")  # the worker's metrics: RocksDB
+WORKER_GAUGES = {  # the worker's metrics the soak follows, in MB
+    "rocksdb": 'vigie_rocksdb_memory_bytes{kind="cache"}',  # memtables included
+    "state_cache_stored": 'vigie_state_cache{measure="stored_bytes"}',
+}
 
 
 def slope_mb_per_h(points, start_s: float = 0.0, end_s: float = float("inf")) -> float | None:
@@ -115,6 +124,26 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def gauges_mb(metrics_text: str) -> dict[str, float]:
+    """The ``WORKER_GAUGES`` a metrics page shows, in MB (one not there yet: left out)."""
+    found = {}
+    for line in metrics_text.splitlines():
+        for name, sample in WORKER_GAUGES.items():
+            if line.startswith(sample + " "):
+                found[name] = float(line.split()[-1]) / 1e6
+    return found
+
+
+def _worker_gauges_mb() -> dict[str, float]:
+    # the worker's port, by the supervisor's rule (``run`` sets one)
+    port = settings.environment().stream.metrics_port or metrics.DEFAULT_PORT
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+            return gauges_mb(page.read().decode())
+    except OSError:  # starting, stopping: a sample without them
+        return {}
+
+
 def _simulator_stats(log: Path) -> dict:
     """The stats ``vigie simulate`` prints as JSON when it stops (the last object in its log)."""
     text = log.read_text(errors="replace")
@@ -132,10 +161,13 @@ class Sampler:
     def __init__(self):
         self.series: dict[str, list[tuple[float, float, float]]] = {}  # (s, MB, CPU s)
         self.seen: dict[int, str] = {}  # pid -> its start time, to stop exactly those
+        self.worker_parts: dict[str, list[tuple[float, float]]] = {}  # WORKER_GAUGES: (s, MB)
         self.t0 = time.monotonic()
 
     def sample(self, roots: dict[str, int]) -> None:
         now = time.monotonic() - self.t0
+        for name, mb in _worker_gauges_mb().items():
+            self.worker_parts.setdefault(name, []).append((now, mb))
         for role, pid in _tree(roots).items():
             try:
                 point = (now, _rss_mb(pid), cpu_seconds(pid))
@@ -189,6 +221,18 @@ def summarise(series: dict, steady_s: float, warmup_s: float, end_s: float) -> d
             "cpu_pct_burst": _round(_cpu_pct(points, steady_s, end_s)),
             "rss_mb_every_5_min": [_rss_at(points, m * 60) for m in range(0, int(end_s // 60) + 1, 5)],
         }
+    return out
+
+
+def part_summary(parts: dict, steady_s: float, warmup_s: float) -> dict:
+    """Each followed part of the worker's memory (``parts``: name -> [(s, MB)]) after the
+    warm-up, at the end of the steady phase, and its steady slope."""
+    out = {}
+    for name, points in sorted(parts.items()):
+        with_cpu = [(t, mb, 0.0) for t, mb in points]
+        out[name] = {"mb_after_warmup": _rss_at(with_cpu, warmup_s),
+                     "mb_end_steady": _rss_at(with_cpu, steady_s),
+                     "steady_slope_mb_per_h": _round(slope_mb_per_h(points, warmup_s, steady_s))}
     return out
 
 
@@ -298,6 +342,7 @@ def _soak(broker, root, minutes, burst_minutes, warmup_minutes, rate, every_s, s
         "soak_target_mb_per_h": TARGET_MB_PER_H,
         "soak_target_met": bool(measured) and max(measured.values()) <= TARGET_MB_PER_H,
         "soak_series": summary,
+        "soak_worker_parts": part_summary(sampler.worker_parts, steady_s, warmup_minutes * 60),
         "soak_simulator": {name: _simulator_stats(root / f"simulator-{name}.log")
                            for name in simulators},
         "soak_topic_totals": counts,
@@ -355,7 +400,18 @@ def section(results: dict) -> str:
           f"end: {results['soak_load_average_end']} (shared 2-core machine).\n\n"
           "| process | RSS MB first | after warm-up | end steady | last | steady slope MB/h | "
           "burst slope MB/h | CPU % steady | CPU % burst |\n|---|---|---|---|---|---|---|---|---|\n"
-          f"{rows}\n\n![RSS per process over the soak]({Path(results['soak_chart']).name})\n")
+          f"{rows}\n\n{_parts_line(results.get('soak_worker_parts') or {})}"
+          f"![RSS per process over the soak]({Path(results['soak_chart']).name})\n")
+
+
+def _parts_line(parts: dict) -> str:
+    if not parts:
+        return ""
+    told = "; ".join(f"{name} {p['mb_after_warmup']} MB after the warm-up, {p['mb_end_steady']} "
+                     f"at the end of the steady phase, {p['steady_slope_mb_per_h']} MB/h"
+                     for name, p in parts.items())
+    return (f"Bounded parts of the worker's memory, from its metrics (the state cache as stored "
+            f"bytes; decoded, a few times that): {told}.\n\n")
 
 
 def append_section(results: dict) -> None:

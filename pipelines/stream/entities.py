@@ -25,7 +25,7 @@ import msgspec
 
 from features.graph import NeighbourFlagged
 from features.routing import STATE_CLASSES, TOPIC_ORDER, event_time, new_state, routes
-from pipelines.contracts import settings
+from pipelines.contracts import metrics, settings
 from pipelines.contracts.schemas import TransferRequested
 from pipelines.contracts.topics import TOPICS, decode
 from pipelines.kafka.delivery import Sender
@@ -125,18 +125,19 @@ class Decoded:
 class Live:
     """An entity's table value while it waits in the write buffer (see ``Stored``), decoded:
     read once, encoded once per write, however many of its events come meanwhile."""
-    __slots__ = ("state", "marks", "stored")
+    __slots__ = ("state", "marks", "stored", "size")
 
-    def __init__(self, state, marks: dict, stored: bool):
+    def __init__(self, state, marks: dict, stored: bool, size: int = 0):
         self.state, self.marks = state, marks
         self.stored = stored  # the table holds a value for it (a delete must be written)
+        self.size = size  # bytes of the value last written (the cache's measure)
 
     @classmethod
     def read(cls, kind: str, raw: Optional[bytes]) -> Optional["Live"]:
         stored = decode_stored(raw)
         if stored is None:
             return None
-        return cls(STATE_CLASSES[kind].from_bytes(stored.state), stored.marks, True)
+        return cls(STATE_CLASSES[kind].from_bytes(stored.state), stored.marks, True, len(raw))
 
     def to_bytes(self) -> Optional[bytes]:
         """The table value; None once the state has nothing left (the key is deleted)."""
@@ -158,23 +159,33 @@ class Recent:
     def __init__(self, size: int):
         self.size = size
         self.states: OrderedDict[tuple[int, bytes], Live] = OrderedDict()
+        self.stored_bytes = 0  # the states' size as written (their memory is a few times it)
 
     def take(self, partition: int, key: bytes) -> Optional[Live]:
-        return self.states.pop((partition, key), None)
+        live = self.states.pop((partition, key), None)
+        if live is not None:
+            self.stored_bytes -= live.size
+        return live
 
     def put(self, partition: int, key: bytes, live: Optional[Live]) -> None:
         """``live`` was just written (None: the key was deleted)."""
+        self.take(partition, key)
         if live is None or not self.size:
-            self.states.pop((partition, key), None)
             return
         self.states[(partition, key)] = live
+        self.stored_bytes += live.size
         if len(self.states) > self.size:
-            self.states.popitem(last=False)
+            self.stored_bytes -= self.states.popitem(last=False)[1].size
 
     def forget(self, partitions) -> None:
         partitions = set(partitions)
         for entry in [e for e in self.states if e[0] in partitions]:
-            del self.states[entry]
+            self.take(*entry)
+
+    def report(self) -> None:
+        """The cache's size, to the metrics (``vigie_state_cache``)."""
+        metrics.STATE_CACHE.labels("states").set(len(self.states))
+        metrics.STATE_CACHE.labels("stored_bytes").set(self.stored_bytes)
 
 
 class EntityStage:
@@ -251,9 +262,11 @@ class EntityStage:
                 if value is not None or live.stored:
                     changes[key] = value
                 live.stored = value is not None
+                live.size = len(value) if value is not None else 0  # out of the cache now
             await self.states.write(part, changes)
             for key, live in written.items():  # now the table holds them
                 self.recent.put(part, key, live if live.stored else None)
+        self.recent.report()
 
     def forget(self, partitions) -> None:
         """Partitions this worker lost: their unwritten states are dropped, and the records

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.bench.soak import slope_mb_per_h, summarise
+from pipelines.bench.soak import gauges_mb, part_summary, slope_mb_per_h, summarise
 
 
 def test_slope_of_a_steady_climb_is_its_rate_an_hour():
@@ -43,3 +43,25 @@ def test_summary_per_process_by_phase():
     assert summary["cpu_pct_steady"] == pytest.approx(50)
     assert summary["rss_mb_first"] == 300 and summary["rss_mb_end_steady"] == 310
     assert summary["rss_mb_every_5_min"] == [300, 305, 310, 315]
+
+
+def test_the_workers_bounded_parts_are_read_from_its_metrics_page():
+    page = ('# TYPE vigie_rocksdb_memory_bytes gauge\n'
+            'vigie_rocksdb_memory_bytes{kind="memtables"} 1.1554816e+07\n'
+            'vigie_rocksdb_memory_bytes{kind="cache"} 1.3373868e+07\n'
+            'vigie_state_cache{measure="states"} 2900.0\n'
+            'vigie_state_cache{measure="stored_bytes"} 4.5e+06\n')
+    assert gauges_mb(page) == pytest.approx({"rocksdb": 13.373868, "state_cache_stored": 4.5})
+    assert gauges_mb("process_resident_memory_bytes 4e8\n") == {}  # no table opened yet
+
+
+def test_each_part_is_summarised_as_the_worker_is():
+    # RocksDB fills at 12 MB/h over the hour; the cache, after a step in the warm-up, is flat
+    parts = {"rocksdb": [(t, 10 + 12 * t / 3600) for t in range(0, 3600, 30)],
+             "state_cache_stored": [(t, 1 if t < 300 else 5) for t in range(0, 3600, 30)]}
+    summary = part_summary(parts, steady_s=3600, warmup_s=600)
+    assert summary["rocksdb"]["steady_slope_mb_per_h"] == pytest.approx(12)
+    assert summary["rocksdb"]["mb_after_warmup"] == 12.0
+    assert summary["state_cache_stored"] == {"mb_after_warmup": 5, "mb_end_steady": 5,
+                                             "steady_slope_mb_per_h": 0.0}
+    assert part_summary({}, 3600, 600) == {}  # the worker's page never answered

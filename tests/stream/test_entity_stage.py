@@ -92,10 +92,11 @@ def test_redelivery_marks_older_than_a_day_are_dropped_when_written():
 
 
 
-def _run_log(events, recent: int, rewritten_at: int = -1, forget: bool = True):
+def _run_log(events, recent: int, rewritten_at: int = -1, forget: bool = True, stages=None):
     """The stage over ``events`` on 3 partitions, flushed every 37 events: the table, what it
-    sent, and how many states it read from the store. At ``rewritten_at`` partition 1 goes to
-    another worker and comes back with older states (``forget``: the stage is told)."""
+    sent, and how many states it read from the store (the stage appended to ``stages``). At
+    ``rewritten_at`` partition 1 goes to another worker and comes back with older states
+    (``forget``: the stage is told)."""
     from features.routing import order_key
     from pipelines.contracts.topics import TOPICS
     from pipelines.stream.envelopes import partition_for
@@ -109,6 +110,8 @@ def _run_log(events, recent: int, rewritten_at: int = -1, forget: bool = True):
         sent.append((key, value))
 
     stage = EntityStage(table, send, send, recent=recent)
+    if stages is not None:
+        stages.append(stage)
     older = {}
 
     async def go():
@@ -160,6 +163,26 @@ def test_a_lost_partition_drops_its_kept_states():
     # the check can fail: a stage that kept the lost partition's states writes other tables
     assert _run_log(events, recent=100_000, rewritten_at=at, forget=False)[0] != read_back
 
+
+
+def test_the_cache_reports_how_many_states_it_keeps_and_their_stored_size():
+    """What ``vigie_state_cache`` reports (the soak reads it beside the worker's RSS): the states
+    kept and the bytes they were written as, through evictions and a lost partition."""
+    from prometheus_client import REGISTRY
+
+    from pipelines.simulator.events import synthetic_log
+
+    events = synthetic_log(n_accounts=60, days=7, seed=5)
+    for size, at in ((40, -1), (100_000, len(events) // 2)):
+        stages = []
+        table = _run_log(events, recent=size, rewritten_at=at, stages=stages)[0]
+        recent = stages[0].recent
+        assert 0 < len(recent.states) <= size
+        assert recent.stored_bytes == sum(len(table[key]) for _partition, key in recent.states)
+        assert REGISTRY.get_sample_value("vigie_state_cache", {"measure": "states"}) == \
+            len(recent.states)
+        assert REGISTRY.get_sample_value("vigie_state_cache", {"measure": "stored_bytes"}) == \
+            recent.stored_bytes
 
 
 def test_a_self_transfer_gives_both_parts_and_the_replays_features():
