@@ -46,7 +46,7 @@ TARGET_MB_PER_H = 20.0
 BURST_FACTOR = 5
 CHART = REPO_ROOT / "docs" / "soak_rss.png"
 SERVICE_PORTS = ("VIGIE_MESSAGING_PORT", "VIGIE_PAYMENT_PORT", "VIGIE_ASSISTANT_PORT",
-                 "VIGIE_CONSOLE_PORT", "VIGIE_METRICS_PORT")  # the worker's metrics: RocksDB
+                 "VIGIE_CONSOLE_PORT", "VIGIE_METRICS_PORT")  # the worker's metrics (WORKER_GAUGES)
 WORKER_GAUGES = {  # the worker's metrics the soak follows, in MB
     "rocksdb": 'vigie_rocksdb_memory_bytes{kind="cache"}',  # memtables included
     "state_cache_stored": 'vigie_state_cache{measure="stored_bytes"}',
@@ -198,8 +198,9 @@ def _cpu_pct(points, start_s: float, end_s: float) -> float | None:
 
 
 def _rss_at(points, t: float, within_s: float = 60.0) -> float | None:
-    """RSS at the sample nearest ``t``; None if the process was not running then."""
-    s, mb, _ = min(points, key=lambda p: abs(p[0] - t))
+    """RSS (or any MB) at the sample nearest ``t`` (points: (s, MB, ...)); None if the process
+    was not running then."""
+    s, mb = min(points, key=lambda p: abs(p[0] - t))[:2]
     return round(mb, 1) if abs(s - t) <= within_s else None
 
 
@@ -229,9 +230,8 @@ def part_summary(parts: dict, steady_s: float, warmup_s: float) -> dict:
     warm-up, at the end of the steady phase, and its steady slope."""
     out = {}
     for name, points in sorted(parts.items()):
-        with_cpu = [(t, mb, 0.0) for t, mb in points]
-        out[name] = {"mb_after_warmup": _rss_at(with_cpu, warmup_s),
-                     "mb_end_steady": _rss_at(with_cpu, steady_s),
+        out[name] = {"mb_after_warmup": _rss_at(points, warmup_s),
+                     "mb_end_steady": _rss_at(points, steady_s),
                      "steady_slope_mb_per_h": _round(slope_mb_per_h(points, warmup_s, steady_s))}
     return out
 
