@@ -51,12 +51,15 @@ def fresh_environment(partitions: int = 4):
         privacy.forget_key()  # and with the key it had before, once back
 
 
-def spawn(root: Path, name: str, *args: str) -> subprocess.Popen:
+def spawn(root: Path, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """``vigie <args>`` in its own session, its output in ``root/<name>.log``; ``env``: more
+    variables (e.g. its metrics port)."""
     log = open(root / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--log-level", "warning", *args],
                             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True,
-                            env={**os.environ, "VIGIE_KAFKA_PRINCIPAL": command_principal(args)})
+                            env={**os.environ, **(env or {}),
+                                 "VIGIE_KAFKA_PRINCIPAL": command_principal(args)})
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -33,6 +34,7 @@ from pipelines.bench.harness import cpu_seconds, fresh_environment, median, perc
 from pipelines.contracts import schemas, settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.contracts.topics import key_of
+from pipelines.kafka.broker import free_port
 from pipelines.lake.event_log import read_log
 from pipelines.simulator.offline import run_offline
 
@@ -289,6 +291,15 @@ def latency_window(events: list, transfers_per_s: float, seconds: float) -> tupl
     return events[first: first + int(rate * seconds)], rate
 
 
+def _metrics_page(port: int) -> str:
+    """A worker's metrics page ('' when it does not answer: its figures are left out)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            return page.read().decode()
+    except OSError:
+        return ""
+
+
 def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0,
                 workers: int = 1) -> dict:
     """Decision latency with traffic at ``transfers_per_s`` (plus its messages and account
@@ -299,8 +310,10 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0,
     tag = f"{int(transfers_per_s)}_tps" + (f"_{workers}_workers" if workers > 1 else "")
     with fresh_environment() as (broker, root):
         _train_model(root)
-        procs = [spawn(root, f"worker-{n}", "worker", "--name", f"w{n}")
-                 for n in range(1, workers + 1)]
+        ports = [free_port() for _ in range(workers)]  # their metrics (hops.points)
+        procs = [spawn(root, f"worker-{n}", "worker", "--name", f"w{n}",
+                       env={"VIGIE_METRICS_PORT": str(port)})
+                 for n, port in enumerate(ports, start=1)]
         try:
             # started and assigned before the clock runs (more workers: a rebalance or two)
             time.sleep(8 if workers == 1 else 8 + 6 * workers)
@@ -323,6 +336,7 @@ def _latency_at(events: list, transfers_per_s: float, seconds: float = 20.0,
             cpu_us = {name: (after - cpu_before[name]) / len(window) * 1e6
                       for name, after in cpu_after.items()}
             by_hop = hops.summary(asyncio.run(hops.hop_times(ids, _kafka_kwargs())), tag)
+            by_hop.update(hops.points([_metrics_page(port) for port in ports], tag))
         finally:
             for proc in procs:
                 stop(proc)

@@ -217,9 +217,13 @@ def receive(stage: DecideStage, acks: InOrderAcks, records) -> list[Pending]:
             log.exception("unreadable parts at offset %d", record.message.offset)
             parts = []
         held = Held(acks, handle, len(parts))
+        now = time.time() * 1000
         for part in parts:
             try:
-                ready += stage.add(part, held)
+                completed = stage.add(part, held)
+                for pending in completed:
+                    metrics.transfer_reached("parts_complete", pending.transfer.ts, now)
+                ready += completed
             except Exception:
                 log.exception("unreadable part at offset %d", record.message.offset)
                 held.release()

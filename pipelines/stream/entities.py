@@ -236,6 +236,8 @@ class EntityStage:
                 part = encode(Part(routed.event, role, routed.kind,
                                    state.features_for(event, role), routed.parts))
                 await self.send_part(event.sender.encode(), part)
+            if routed.role == "sender" and routed.kind == "account":  # once a transfer
+                metrics.transfer_reached("entity_applied", event.ts, time.time() * 1000)
         derived = state.learn_one(event, learn_as)
         if self.watch is not None and routed.kind == "account":  # e.g. takeover detection
             await self.watch(learn_as, event, state)
@@ -393,7 +395,11 @@ def register(app, inputs, watch=None):
             flushes.finished(partition, [handle])
         unapplied = [handle, len(bundle)]  # acknowledged when it reaches 0
         base = event.message.offset * MAX_BUNDLE
+        now = time.time() * 1000
         for i, routed in enumerate(bundle):
+            if routed.parts and routed.role == "sender" and routed.kind == "account":
+                transfer = stage.decoded.get(routed.topic, routed.event)  # applied soon: kept
+                metrics.transfer_reached("entity_read", transfer.ts, now)
             order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
             aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
         return partition

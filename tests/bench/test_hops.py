@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
 import pipelines.services.requests as rq
 from pipelines.bench import hops
-from pipelines.contracts import schemas
+from pipelines.contracts import metrics, schemas
 from pipelines.stream.entities import routed_for
 from pipelines.stream.envelopes import BUNDLE_KEY, Part, encode, source_id
 from pipelines.stream.watermarks import WATERMARK_KEY, encode_watermarks
@@ -44,3 +46,28 @@ def test_each_hop_is_the_time_between_the_latest_records_at_its_ends():
     summary = hops.summary(times, "9_tps")
     assert (summary["latency_hop_entities_ms_p50_at_9_tps"],
             summary["latency_hop_entities_ms_p99_at_9_tps"]) == (30, 70)
+
+
+def _worker_page(read_ms: list[float], decided_ms: list[float]) -> str:
+    """A metrics page as a worker serves it, with these transfers' progress."""
+    registry = CollectorRegistry()
+    progress = Histogram("vigie_transfer_progress_seconds", "", ["point"], registry=registry,
+                         buckets=metrics.LATENCY_BUCKETS)
+    decided = Histogram("vigie_decision_latency_seconds", "", registry=registry,
+                        buckets=metrics.LATENCY_BUCKETS)
+    for ms in read_ms:
+        progress.labels("entity_read").observe(ms / 1000)
+    for ms in decided_ms:
+        decided.observe(ms / 1000)
+    return generate_latest(registry).decode()
+
+
+def test_the_points_add_up_every_workers_buckets():
+    # 98 transfers read at ~40 ms, two at ~140 ms, one on each worker; 100 decided at ~180 ms
+    pages = [_worker_page([40] * 98 + [140], [180] * 50), _worker_page([140], [180] * 50)]
+    found = hops.points(pages, "500_tps")
+    assert 25 < found["latency_point_entity_read_ms_p50_at_500_tps"] <= 50  # its bucket
+    assert 100 < found["latency_point_entity_read_ms_p99_at_500_tps"] <= 150  # the slow ones
+    assert 150 < found["latency_point_decided_ms_p99_at_500_tps"] <= 200
+    assert "latency_point_parts_complete_ms_p50_at_500_tps" not in found  # none observed
+    assert hops.points(["", ""], "500_tps") == {}  # workers that did not answer

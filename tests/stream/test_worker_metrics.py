@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from recovery_support import worker_started
 from service_support import Tap, aio, as_internal, as_user, eventually, publisher, rid, serving
 
+from pipelines.contracts.metrics import TRANSFER_POINTS
 from pipelines.kafka.broker import free_port
 from pipelines.services import payment
 
@@ -68,6 +69,14 @@ async def test_a_running_worker_serves_decisions_latency_lag_and_dead_letters(ka
         assert set(acting) >= {d.action for d in decided}
         assert total(found, "vigie_decision_latency_seconds_count") >= 5
         assert total(found, "vigie_decision_latency_seconds_sum") > 0
+        # each transfer's way to its decision: every point reached, each no later than the next
+        counts = [total(found, "vigie_transfer_progress_seconds_count", point=point)
+                  for point in TRANSFER_POINTS]
+        assert min(counts) >= 5, counts
+        sums = [total(found, "vigie_transfer_progress_seconds_sum", point=point)
+                for point in TRANSFER_POINTS]
+        assert 0 < sums[0] <= sums[1] <= sums[2] <= total(
+            found, "vigie_decision_latency_seconds_sum"), sums
         assert total(found, "vigie_events_in_total", topic="transfer-requests") >= 6
         assert all(labels["topic"] and value >= 0 for labels, value in found["vigie_consumer_lag"])
 
