@@ -32,12 +32,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from pipelines.bench import report
 from pipelines.bench.harness import cpu_seconds, fresh_environment, spawn
-from pipelines.bench.stream import _end_total, _rss_mb, _train_model
+from pipelines.bench.stream import _end_total, _metrics_page, _rss_mb, _train_model
 from pipelines.contracts import metrics, settings
 from pipelines.contracts.settings import REPO_ROOT
 from pipelines.kafka.broker import free_port
@@ -137,11 +136,7 @@ def gauges_mb(metrics_text: str) -> dict[str, float]:
 def _worker_gauges_mb() -> dict[str, float]:
     # the worker's port, by the supervisor's rule (``run`` sets one)
     port = settings.environment().stream.metrics_port or metrics.DEFAULT_PORT
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
-            return gauges_mb(page.read().decode())
-    except OSError:  # starting, stopping: a sample without them
-        return {}
+    return gauges_mb(_metrics_page(port))  # starting, stopping: a sample without them
 
 
 def _simulator_stats(log: Path) -> dict:
