@@ -58,7 +58,7 @@ ROCKSDB_MEMORY = Gauge("vigie_rocksdb_memory_bytes", "RocksDB memory of this pro
                        ["kind"])
 STATE_CACHE = Gauge("vigie_state_cache", "Entity states the entity stage keeps decoded after "
                     "writing them (entities.Recent): how many, and their size as stored "
-                    "(encoded bytes; decoded they take several times that)", ["measure"])
+                    "(encoded bytes; decoded they take 15 to 20 times that)", ["measure"])
 LAKE_ROWS = Counter("vigie_lake_rows_written", "Rows the lake sink wrote to Parquet")
 
 DEFAULT_PORT = 9400  # `vigie run`: the worker here, the sink on the next port

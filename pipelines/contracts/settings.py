@@ -160,7 +160,8 @@ class StreamEnv(_Group):
                                "states")
     state_cache_entities: int = Field(
         20_000, ge=0, description="how many entity states the entity stage keeps decoded after "
-                                  "writing them, all partitions of the worker together (0: none)")
+                                  "writing them, all partitions of the worker together (0: none); "
+                                  "~5 KB an account, ~1.4 KB another entity")
     test_crash_after_produce: Optional[int] = Field(
         None, ge=0, description="a test hook, never for production: the worker kills itself "
                                 "(SIGKILL) once the produces of the input batches of its "

@@ -159,7 +159,7 @@ class Recent:
     def __init__(self, size: int):
         self.size = size
         self.states: OrderedDict[tuple[int, bytes], Live] = OrderedDict()
-        self.stored_bytes = 0  # the states' size as written (their memory is a few times it)
+        self.stored_bytes = 0  # the states' size as written (in memory: ~15-20x, bench.state_size)
 
     def take(self, partition: int, key: bytes) -> Optional[Live]:
         live = self.states.pop((partition, key), None)
