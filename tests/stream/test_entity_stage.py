@@ -185,6 +185,20 @@ def test_the_cache_reports_how_many_states_it_keeps_and_their_stored_size():
             recent.stored_bytes
 
 
+def test_what_a_kept_state_takes_in_memory_is_measured_for_each_kind():
+    """``bench.state_size``'s measure of the cache's states, decoded as it keeps them: every
+    kind of entity the log touched, each larger in memory than as stored."""
+    from pipelines.bench.state_size import decoded
+    from pipelines.simulator.events import synthetic_log
+
+    table = _run_log(synthetic_log(n_accounts=60, days=7, seed=5), recent=0)[0]
+    sizes = decoded(table)
+    assert set(sizes) == {f"decoded_{kind}" for kind in ("account", "card", "device", "ip")}
+    assert sum(size["states"] for size in sizes.values()) == len(table)
+    for size in sizes.values():
+        assert size["decoded_mean"] > size["stored_mean"] > 0 and size["ratio"] > 1
+
+
 def test_a_self_transfer_gives_both_parts_and_the_replays_features():
     """Sender and recipient are one account. The decide stage waits for every part, so the
     account reports both; like the replay, it reads both before learning the transfer, once.
