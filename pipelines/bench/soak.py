@@ -17,7 +17,7 @@ phase's slope is reported too, but over a few minutes it is mostly the climb to 
 Two bounded parts of the worker's memory are read from its metrics at each sample, so their
 share of its slope is known (``soak_worker_parts``): RocksDB's (block cache and memtables,
 ``VIGIE_ROCKSDB_MEMORY_MB``) and the decoded-state cache's (``VIGIE_STATE_CACHE_ENTITIES``
-states, reported as their stored bytes: decoded, they take a few times that).
+states, reported as their stored bytes: decoded, 15 to 20 times that, ``bench.state_size``).
 SIGTERM or Ctrl-C ends the run early: everything is stopped and the durations actually run are
 recorded. How it is measured: docs/bench.md.
 """
@@ -406,7 +406,8 @@ def _parts_line(parts: dict) -> str:
                      f"at the end of the steady phase, {p['steady_slope_mb_per_h']} MB/h"
                      for name, p in parts.items())
     return (f"Bounded parts of the worker's memory, from its metrics (the state cache as stored "
-            f"bytes; decoded, a few times that): {told}.\n\n")
+            f"bytes; decoded, 15 to 20 times that: `python -m pipelines.bench.state_size`): "
+            f"{told}.\n\n")
 
 
 def append_section(results: dict) -> None:
