@@ -398,11 +398,19 @@ def register(app, inputs, watch=None):
         now = time.time() * 1000
         for i, routed in enumerate(bundle):
             if routed.parts and routed.role == "sender" and routed.kind == "account":
-                transfer = stage.decoded.get(routed.topic, routed.event)  # applied soon: kept
-                metrics.transfer_reached("entity_read", transfer.ts, now)
+                read_at(routed, now)  # once a transfer
             order = (routed.order_ts, _RANK.get(routed.topic, 9), routed.event_id)
             aligner.add(partition, order, routed.source, (unapplied, base + i, routed))
         return partition
+
+    def read_at(routed, now: float) -> None:
+        """A transfer's ``entity_read`` point, from its event time (decoded now, applied soon:
+        the stage keeps it decoded); one that does not decode is the apply's to report."""
+        try:
+            transfer = stage.decoded.get(routed.topic, routed.event)
+        except Exception:
+            return
+        metrics.transfer_reached("entity_read", transfer.ts, now)
 
     async def handle(records) -> None:
         for partition in dict.fromkeys([arrived(event) for event in records]):
