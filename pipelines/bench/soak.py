@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from pipelines.bench import report
 from pipelines.bench.harness import cpu_seconds, fresh_environment, spawn
 from pipelines.bench.stream import _end_total, _metrics_page, _rss_mb, _train_model
@@ -46,9 +48,9 @@ BURST_FACTOR = 5
 CHART = REPO_ROOT / "docs" / "soak_rss.png"
 SERVICE_PORTS = ("VIGIE_MESSAGING_PORT", "VIGIE_PAYMENT_PORT", "VIGIE_ASSISTANT_PORT",
                  "VIGIE_CONSOLE_PORT", "VIGIE_METRICS_PORT")  # the worker's metrics (WORKER_GAUGES)
-WORKER_GAUGES = {  # the worker's metrics the soak follows, in MB
-    "rocksdb": 'vigie_rocksdb_memory_bytes{kind="cache"}',  # memtables included
-    "state_cache_stored": 'vigie_state_cache{measure="stored_bytes"}',
+WORKER_GAUGES = {  # the worker's metrics the soak follows, in MB: (sample, its labels)
+    "rocksdb": ("vigie_rocksdb_memory_bytes", {"kind": "cache"}),  # memtables included
+    "state_cache_stored": ("vigie_state_cache", {"measure": "stored_bytes"}),
 }
 
 
@@ -125,12 +127,14 @@ def _port_open(port: int) -> bool:
 
 def gauges_mb(metrics_text: str) -> dict[str, float]:
     """The ``WORKER_GAUGES`` a metrics page shows, in MB (one not there yet: left out)."""
-    found = {}
-    for line in metrics_text.splitlines():
-        for name, sample in WORKER_GAUGES.items():
-            if line.startswith(sample + " "):
-                found[name] = float(line.split()[-1]) / 1e6
-    return found
+    try:
+        samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                   for family in text_string_to_metric_families(metrics_text)
+                   for sample in family.samples}
+    except ValueError:  # a page cut short: a sample without them
+        return {}
+    return {name: samples[key] / 1e6 for name, (sample, labels) in WORKER_GAUGES.items()
+            if (key := (sample, tuple(sorted(labels.items())))) in samples}
 
 
 def _worker_gauges_mb() -> dict[str, float]:
