@@ -20,6 +20,7 @@ FIGURES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_decide
            "latency_offered_events_per_s",
            # the CPU an input event of the worker, and of what shares its two cores here
            *(f"latency_{who}_cpu_us_per_event" for who in ("worker", "broker", "generator")),
+           "latency_machine_demand",  # their CPU at the offered rate, a share of the cores
            *(f"latency_hop_{hop}_ms_{q}" for hop in hops.HOPS for q in ("p50", "p99")),
            *(f"latency_point_{point}_ms_{q}" for point in hops.POINTS for q in ("p50", "p99")))
 
