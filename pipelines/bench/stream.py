@@ -169,7 +169,7 @@ async def _publish(events, rate: float | None = None, restamp: bool = False) -> 
     The generator shares the machine's two cores with the broker and the worker, so it costs
     them as little as it can: records linger 5 ms (Kafka 4's default for Java producers) and
     are sent in steps as long (``PACE_S``), which took the broker's CPU an event at 500
-    transfers/s from 66-70 µs to ~47, the generator's from 45-57 to ~30 (the wait counts in the
+    transfers/s from 62-70 µs to 40-47, the generator's from 45-57 to 23-30 (the wait counts in the
     latency measured: an event's time is stamped before it lingers); and a key's partition is
     the worker's cached murmur2 (``partition_for``), as aiokafka's partitioner would give it, not
     recomputed in pure Python for every record."""
