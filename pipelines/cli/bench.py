@@ -27,7 +27,7 @@ def bench(only: str | None) -> None:
         results.update(stream.run())
     if only in (None, "peer"):  # Quix Streams' two shapes beside Faust's (skips without it)
         results.update(peer_quix.run(pipeline=results))
-    if only in (None, "latency"):  # p50/p95/p99 at 100, 500 and 1,000 transfers/s (~15 min)
+    if only in (None, "latency"):  # p50/p95/p99 at 100 to 1,000 transfers/s (~20 min)
         results.update(latency.run())
         results.update(latency.run(**latency.SCALE_OUT))  # 500 on two workers (~5 min)
     if only == "train":  # minutes, not seconds: only on request
