@@ -42,8 +42,8 @@ def fresh_environment(partitions: int = 4):
     finally:
         broker.stop()
         # the broker's log runs to gigabytes a run, the data (states, lake, models, the demo's
-        # secrets) to tens or hundreds of MB: 179 runs had left ~5 GB in /tmp. The processes' logs stay,
-        # to look at (``spawn``'s, and the data dir's ``logs``).
+        # secrets) to tens or hundreds of MB: 179 runs had left ~5 GB in /tmp. The processes'
+        # logs stay, to look at (``spawn``'s, and the data dir's ``logs``).
         shutil.rmtree(root / "broker", ignore_errors=True)
         _drop_data(root / "data")
         for key, value in saved.items():
@@ -55,6 +55,7 @@ def fresh_environment(partitions: int = 4):
 
 
 def _drop_data(data: Path) -> None:
+    """Everything in a run's data dir but its ``logs``."""
     for part in data.iterdir() if data.is_dir() else ():
         if part.name == "logs":
             continue
